@@ -1,0 +1,60 @@
+# Lakehouse: `make demo` and `make test` work on a fresh machine with Python 3.11+, Java 17 and Maven.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+export PREFECT_HOME ?= $(CURDIR)/.lakehouse/prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo test test-fast lint bench bench-streaming bench-k8s kafka-up kafka-down k8s-tools blocks deploy ui clean
+
+help: ## show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: ## create .venv from the lock file and resolve the pinned JVM jars (cached)
+	@scripts/setup.sh
+
+demo: setup ## set-up + generate 3 days + run the medallion flow + show tables and time travel
+	@$(PY) -m lakehouse.cli demo
+
+test: setup k8s-tools ## set-up + the whole test suite (all markers)
+	@scripts/kafka.sh install >/dev/null
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+k8s-tools: ## build kube-apiserver + etcd + kustomize from their Go modules and fetch the operator CRDs (cached)
+	@scripts/k8s-tools.sh >/dev/null
+	@scripts/kustomize.sh >/dev/null
+
+test-fast: setup ## unit tests only (no Spark, Kafka or Kubernetes)
+	@$(PY) -m pytest -m "not spark and not kafka and not k8s and not dbt and not e2e and not contracts" $(PYTEST_ARGS)
+
+lint: setup ## ruff + mypy
+	@.venv/bin/ruff check lakehouse spark_jobs flows tasks tests bench
+	@.venv/bin/mypy
+
+bench: setup ## medallion benchmark (BENCH_EVENTS=10000000 by default) -> bench/results/medallion.json
+	@$(PY) bench/medallion.py
+
+bench-streaming: setup ## Kafka -> bronze Delta: ingest rate + latency p50/p99 -> bench/results/streaming.json
+	@scripts/kafka.sh install >/dev/null && $(PY) bench/streaming.py
+
+bench-k8s: setup k8s-tools ## SparkApplication COMPLETED -> task return latency -> bench/results/k8s.json
+	@$(PY) bench/k8s.py
+
+kafka-up: ## start the local Kafka broker (KRaft) on 127.0.0.1:9092
+	@scripts/kafka.sh up
+
+kafka-down: ## stop the local Kafka broker
+	@scripts/kafka.sh down
+
+blocks: setup ## create/update the Prefect blocks, work pools, variable and automation from the settings
+	@$(PY) -m lakehouse.cli blocks
+
+deploy: blocks ## register every deployment of deployments/prefect.yaml (prefect deploy --all)
+	@.venv/bin/prefect --no-prompt deploy --all --prefect-file deployments/prefect.yaml
+
+ui: ## the Prefect UI on the local runs' database (PREFECT_HOME=.lakehouse/prefect), http://127.0.0.1:4200
+	@.venv/bin/prefect server start --host 127.0.0.1 --port 4200
+
+clean: ## remove local data (.lakehouse/); caches under ~/.cache/lakehouse stay
+	rm -rf .lakehouse

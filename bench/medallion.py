@@ -1,0 +1,144 @@
+"""Medallion benchmark: rows/s per layer, flow overhead, incremental versus full rebuild.
+
+Generates BENCH_EVENTS events (default 10,000,000) over BENCH_DAYS + 1 days (default 30 + 1),
+then measures on fresh lakehouse roots sharing the same landing files:
+
+1. full rebuild: the medallion flow over all days (Prefect, embedded server);
+2. plain: the same entrypoint and arguments launched with spark-submit directly, no Prefect;
+3. incremental: the flow over the first BENCH_DAYS days (history), then over the last day only.
+
+Writes bench/results/medallion.json and prints a table. Goals: flow / plain <= 1.03 and
+incremental / full <= 0.05.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.machine import describe  # noqa: E402
+from lakehouse.datagen import GenConfig, generate  # noqa: E402
+
+START = dt.date(2026, 1, 1)
+
+
+def _settings_env(root: Path) -> None:
+    from lakehouse.settings import get_settings
+
+    os.environ["LAKEHOUSE_STORAGE__ROOT"] = str(root)
+    get_settings.cache_clear()
+
+
+def _fresh(base: Path, name: str, landing: Path) -> Path:
+    root = base / name
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    (root / "landing").symlink_to(landing)
+    return root
+
+
+def _flow(root: Path, start: dt.date, end: dt.date) -> tuple[float, list[dict[str, Any]]]:
+    from flows.medallion import medallion
+
+    _settings_env(root)
+    t0 = time.perf_counter()
+    rows = medallion(start_date=start, end_date=end)
+    return time.perf_counter() - t0, rows
+
+
+def _plain(root: Path, start: dt.date, end: dt.date) -> float:
+    from lakehouse.backends.local import LocalBackend
+    from lakehouse.pipeline import LAYERS, medallion_jobs
+    from lakehouse.settings import get_settings
+
+    _settings_env(root)
+    settings = get_settings()
+    backend = LocalBackend(settings)
+    (job,) = medallion_jobs(list(LAYERS), settings, start=start, end=end, run_id="plain")
+    t0 = time.perf_counter()
+    subprocess.run(backend.command(job), env=backend.environment(), cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def _rates(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for layer in ("bronze", "silver", "gold"):
+        mine = [r for r in rows if r["layer"] == layer]
+        seconds = sum(r["duration_s"] or 0 for r in mine)
+        n = sum((r["rows_read"] if r["rows_read"] is not None else r["rows_written"]) or 0 for r in mine)
+        out[layer] = {"rows": n, "seconds": round(seconds, 2), "rows_per_s": round(n / seconds) if seconds else None}
+    return out
+
+
+def main() -> int:
+    events = int(os.environ.get("BENCH_EVENTS", "10000000"))
+    days = int(os.environ.get("BENCH_DAYS", "30"))
+    per_day = max(1, events // (days + 1))
+    cfg = GenConfig(start=START, days=days + 1, seed=7, events_per_day=per_day,
+                    orders_per_day=max(1, per_day // 5), users_initial=max(200, per_day // 50),
+                    users_new_per_day=max(20, per_day // 500), files_per_day=4)
+    base = ROOT / ".lakehouse" / "bench"
+    landing = base / f"landing-{events}-{days}"
+    marker = landing / "_manifest.json"
+    machine = describe()
+    if not marker.exists():
+        print(f"generating {events:,} events over {days + 1} days ...", flush=True)
+        t0 = time.perf_counter()
+        shutil.rmtree(landing, ignore_errors=True)
+        generate(landing, cfg, progress=lambda line: print("  " + line, flush=True))
+        print(f"  generated in {time.perf_counter() - t0:.0f}s", flush=True)
+    last = START + dt.timedelta(days=days)
+
+    print("1/3 full rebuild through the flow ...", flush=True)
+    full_s, full_rows = _flow(_fresh(base, "full", landing), START, last)
+    print(f"    {full_s:.1f}s\n2/3 plain spark-submit, same entrypoint and data ...", flush=True)
+    plain_s = _plain(_fresh(base, "plain", landing), START, last)
+    print(f"    {plain_s:.1f}s\n3/3 history ({days} days), then one new day ...", flush=True)
+    inc_root = _fresh(base, "incremental", landing)
+    history_s, _ = _flow(inc_root, START, last - dt.timedelta(days=1))
+    inc_s, inc_rows = _flow(inc_root, last, last)
+
+    result = {
+        "benchmark": "medallion",
+        "events": events,
+        "days": days + 1,
+        "machine": machine,
+        "full_rebuild_s": round(full_s, 2),
+        "plain_spark_submit_s": round(plain_s, 2),
+        "flow_over_plain": round(full_s / plain_s, 3),
+        "flow_over_plain_goal": 1.03,
+        "history_build_s": round(history_s, 2),
+        "incremental_one_day_s": round(inc_s, 2),
+        "incremental_over_full": round(inc_s / full_s, 3),
+        "incremental_over_full_goal": 0.05,
+        "layers_full": _rates(full_rows),
+        "layers_incremental": _rates(inc_rows),
+    }
+    manifest = json.loads(marker.read_text())
+    result["landing_lines"] = sum(v["lines"] for d in manifest["days"].values() for v in d.values())
+    out = ROOT / "bench" / "results" / "medallion.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\n{'layer':8} {'rows':>12} {'seconds':>9} {'rows/s':>10}")
+    for layer, v in result["layers_full"].items():
+        print(f"{layer:8} {v['rows']:>12,} {v['seconds']:>9} {v['rows_per_s'] or '':>10}")
+    print(f"\nfull rebuild {full_s:.1f}s | plain spark-submit {plain_s:.1f}s | flow/plain "
+          f"{result['flow_over_plain']} (goal <= 1.03)")
+    print(f"incremental day {inc_s:.1f}s | incremental/full {result['incremental_over_full']} (goal <= 0.05)")
+    print(f"machine: {machine['cores']} cores, {machine['memory_gib']} GiB, load at start "
+          f"{machine['load_average_at_start']}\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

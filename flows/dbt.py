@@ -1,0 +1,73 @@
+"""The gold marts: the dbt project (``dbt/``) on Spark + Delta, as a Prefect flow.
+
+``dbt_build`` checks the sources' freshness, then runs ``dbt build`` (models, data tests and
+unit tests in DAG order); the project's on-run-start hook registers the silver tables in the
+catalog first. Every dbt node is a Prefect
+task run of its own; a node that errors or fails fails the flow with an error naming it. Called
+from another flow (the medallion flow's gold step) it is a subflow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from lakehouse.dbt import dbt_environment, get_dbt_settings, missing_silver_tables
+from lakehouse.errors import ConfigError
+from lakehouse.settings import get_settings
+from tasks.artifacts import publish_summary
+from tasks.dbt import run_dbt
+
+SUMMARY_COLUMNS = (
+    "command", "resource_type", "name", "status", "seconds", "rows_affected", "message",
+)
+
+
+@flow(name="dbt-build")
+def dbt_build(
+    select: list[str] | None = None,
+    full_refresh: bool = False,
+    freshness: bool = True,
+    project_vars: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Build the gold marts with dbt.
+
+    Args:
+        select: dbt node selection (``--select``); default: the whole project.
+        full_refresh: Rebuild the incremental marts from scratch (``--full-refresh``).
+        freshness: Run ``dbt source freshness`` before the build (stale silver fails the flow
+            past the error threshold, warns past the warn threshold).
+        project_vars: Extra dbt vars (``--vars``), e.g. ``{"enable_failing_test": true}``.
+
+    Returns:
+        One row per dbt node run: command, type, name, status, seconds, rows affected, message.
+
+    Raises:
+        ConfigError: A silver table the sources need does not exist yet.
+        DbtError: A model, test or freshness check errored or failed (named in the message).
+    """
+    logger = get_run_logger()
+    settings, dbt = get_settings(), get_dbt_settings()
+    missing = missing_silver_tables(settings)
+    if missing:
+        raise ConfigError(
+            f"dbt needs the silver tables {missing} under {settings.storage.warehouse}/silver; "
+            "run the medallion flow's silver layer first."
+        )
+    selection = ["--select", *select] if select else []
+    rows: list[dict[str, Any]] = []
+    with dbt_environment(settings, dbt):
+        # Freshness first: nothing is built on stale silver. (Its on-run-start hook registers
+        # the sources in the catalog, as the build's does.)
+        if freshness:
+            rows += [{"command": "source freshness", **r}
+                     for r in run_dbt(["source", "freshness"], settings, dbt, project_vars)]
+        build = ["build", *selection, *(["--full-refresh"] if full_refresh else [])]
+        rows += [{"command": "build", **r} for r in run_dbt(build, settings, dbt, project_vars)]
+    summary = [{c: r.get(c) for c in SUMMARY_COLUMNS} for r in rows]
+    publish_summary("dbt-build-summary", summary,
+                    f"dbt build of the gold marts (target {dbt.resolved_target(settings)}, "
+                    f"{len(rows)} nodes)")
+    logger.info("dbt build: %d node(s) ok", len(rows))
+    return summary

@@ -1,0 +1,86 @@
+"""The streaming flows: ``streaming`` keeps the Kafka -> bronze stream running,
+``streaming-monitor`` reports its lag and fails when it lags or stalls.
+
+``streaming`` (the streaming deployment): on Kubernetes it makes sure the long-running
+SparkApplication runs with the current spec (created / unchanged / updated / relaunched); locally
+it runs the same job to an end: availableNow (catch up, then stop) or processingTime for a
+bounded number of seconds. The job itself is exactly-once (see ``spark_jobs/streaming.py``), so
+overlapping or repeated runs never duplicate a record.
+
+``streaming-monitor`` (for a schedule): per partition, lag = Kafka end offset - offset committed
+in the stream's checkpoint, the last batch time and rows per second, as the ``streaming-lag``
+table artifact; the run fails (so notifications fire) when the thresholds in
+``LAKEHOUSE_STREAMING__MAX_LAG`` / ``__MAX_STALENESS_SECONDS`` are passed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger
+
+from lakehouse.settings import get_settings
+from lakehouse.streaming import StreamUnhealthyError, streaming_job
+from tasks.artifacts import publish_summary, summary_rows
+from tasks.kafka import (
+    ensure_events_topic,
+    ensure_stream_running,
+    publish_stream_status,
+    stream_status,
+)
+from tasks.spark import run_spark_job
+
+
+@flow(name="streaming", persist_result=True)
+def streaming(
+    trigger: Literal["available-now", "processing-time"] | None = None,
+    max_seconds: float | None = None,
+) -> dict[str, Any]:
+    """Make sure the stream runs.
+
+    Args:
+        trigger: Local runs only: ``available-now`` or ``processing-time`` (default: the
+            ``streaming.local_trigger`` setting).
+        max_seconds: Local processing-time runs only: how long to run (default: the
+            ``streaming.local_max_seconds`` setting).
+
+    Returns:
+        ``backend`` and, on Kubernetes, ``action`` (created / unchanged / updated / relaunched);
+        locally ``rows``: rows read and written per table.
+    """
+    logger = get_run_logger()
+    settings = get_settings()
+    ensure_events_topic()
+    if settings.backend == "kubernetes":
+        job = streaming_job(settings, continuous=True)
+        action = ensure_stream_running(job)
+        return {"backend": settings.backend, "job": job.name, "action": action}
+    job = streaming_job(settings, trigger=trigger, max_seconds=max_seconds)
+    logger.info("running %s locally: %s", job.name, " ".join(job.args))
+    result = run_spark_job(job)
+    rows = summary_rows([result])
+    publish_summary("streaming-summary", rows,
+                    f"Streaming run ({trigger or settings.streaming.local_trigger}) of topic "
+                    f"{settings.kafka.topic} on the local backend")
+    return {"backend": settings.backend, "job": job.name, "rows": rows}
+
+
+@flow(name="streaming-monitor", persist_result=True)
+def streaming_monitor() -> list[dict[str, Any]]:
+    """Report the stream's lag per partition; fail when it passes the thresholds.
+
+    Returns:
+        The artifact's rows (one per partition and a total).
+
+    Raises:
+        StreamUnhealthyError: Lag or staleness past the thresholds in the settings.
+    """
+    status = stream_status()
+    publish_stream_status(status)
+    logger = get_run_logger()
+    logger.info("stream %s: total lag %d, last batch %s at %s, %s rows/s",
+                status.topic, status.total_lag, status.last_batch_id, status.last_batch_time,
+                status.rows_per_second)
+    if not status.healthy:
+        raise StreamUnhealthyError("; ".join(status.problems))
+    return status.rows()

@@ -1,0 +1,183 @@
+"""Local backend: renders a SparkJob to a ``spark-submit`` command (the one in the pyspark wheel)
+and runs it, streaming the driver's output line by line.
+
+The job runs in its own process group. On failure the typed error carries the exit code and the
+last lines of the log; on timeout, cancellation or any interruption of the caller the whole
+group (launcher JVM, Python driver, Python workers) is terminated, then killed.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from lakehouse import jars
+from lakehouse.backends.base import JobResult, LogSink, parse_metrics
+from lakehouse.errors import SparkJobError, SparkJobTimeout
+from lakehouse.jobs import SparkJob
+from lakehouse.settings import REPO_ROOT, Settings
+from spark_jobs.conf import default_conf
+
+_PR_SET_PDEATHSIG = 1
+_KILL_GRACE_S = 10.0
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Ask Linux to SIGKILL the launcher if the process that started it goes away."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+class LocalBackend:
+    """Runs SparkJobs with spark-submit in local mode."""
+
+    name = "local"
+
+    def __init__(self, settings: Settings, project_root: Path = REPO_ROOT) -> None:
+        self.settings = settings
+        self.project_root = project_root
+
+    def command(self, job: SparkJob) -> list[str]:
+        """Render ``job`` into the spark-submit command line."""
+        s = self.settings.spark
+        submit = jars.spark_home() / "bin" / "spark-submit"
+        log4j = self.project_root / "spark_jobs" / "log4j2.properties"
+        local = {
+            # Local runs talk to nothing but loopback.
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+            "spark.ui.enabled": "false",
+            "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log4j} "
+            f"-Dlakehouse.log.level={s.log_level}",
+        }
+        conf = {**default_conf(s.cores), **local, **s.conf, **job.conf}
+        all_jars = [str(p) for p in jars.resolved_jars()] + list(job.jars)
+        cmd = [
+            str(submit),
+            "--master", s.master,
+            "--name", job.name,
+            # Local mode has a single JVM: size it from the local settings, not the cluster spec.
+            "--driver-memory", s.driver_memory,
+        ]
+        if all_jars:
+            cmd += ["--jars", ",".join(all_jars)]
+        for key in sorted(conf):
+            cmd += ["--conf", f"{key}={conf[key]}"]
+        cmd.append(str(job.main_path(self.project_root)))
+        cmd += list(job.args)
+        return cmd
+
+    def environment(self) -> dict[str, str]:
+        """Environment of the launcher: this interpreter runs the Python driver and workers."""
+        env = dict(os.environ)
+        env["SPARK_HOME"] = str(jars.spark_home())
+        env["PYSPARK_PYTHON"] = sys.executable
+        env["PYSPARK_DRIVER_PYTHON"] = sys.executable
+        env["PYTHONUNBUFFERED"] = "1"
+        env["SPARK_LOCAL_IP"] = "127.0.0.1"
+        env["LAKEHOUSE_SPARK_LOG_LEVEL"] = self.settings.spark.log_level
+        path = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = str(self.project_root) + (os.pathsep + path if path else "")
+        return env
+
+    def run(self, job: SparkJob, *, log: LogSink) -> JobResult:
+        """Run ``job`` to the end; see the module docstring for failure handling."""
+        timeout = job.timeout_seconds or self.settings.spark.job_timeout_seconds
+        tail: collections.deque[str] = collections.deque(maxlen=self.settings.spark.log_tail_lines)
+        metrics: list[dict[str, Any]] = []
+        cmd = self.command(job)
+        log(f"spark-submit {job.entrypoint} {' '.join(job.args)}")
+        start = time.monotonic()
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.environment(),
+            cwd=self.project_root,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+            text=True,
+            errors="replace",
+            bufsize=1,
+        )
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                lines.put(raw.rstrip("\n"))
+            lines.put(None)
+
+        reader = threading.Thread(target=pump, name=f"spark-log-{job.name}", daemon=True)
+        reader.start()
+        try:
+            eof = False
+            while not eof:
+                remaining = timeout - (time.monotonic() - start)
+                if remaining <= 0:
+                    self._stop(proc)
+                    raise SparkJobTimeout(
+                        job.name, f"ran past its timeout of {timeout:g}s and was stopped",
+                        exit_code=proc.returncode, state="TIMEOUT", log_tail=list(tail),
+                    )
+                try:
+                    line = lines.get(timeout=min(remaining, 1.0))
+                except queue.Empty:
+                    continue
+                if line is None:
+                    eof = True
+                    continue
+                found = parse_metrics(line)
+                if found is not None:
+                    metrics.extend(found)
+                    continue
+                tail.append(line)
+                log(line)
+            code = proc.wait(timeout=max(1.0, timeout - (time.monotonic() - start)))
+        except BaseException:
+            # Timeout, Prefect cancellation, KeyboardInterrupt, crash of the caller: no strays.
+            self._stop(proc)
+            raise
+        finally:
+            reader.join(timeout=5)
+        duration = time.monotonic() - start
+        if code != 0:
+            raise SparkJobError(
+                job.name, f"failed with exit code {code}", exit_code=code, state="FAILED",
+                log_tail=list(tail), metrics=metrics,
+            )
+        return JobResult(
+            job=job.name, backend=self.name, state="COMPLETED", exit_code=code,
+            duration_s=round(duration, 3), metrics=metrics, log_tail=list(tail),
+        )
+
+    @staticmethod
+    def _stop(proc: subprocess.Popen[str]) -> None:
+        """Terminate the job's whole process group; kill it if it does not exit in time."""
+        for sig, grace in ((signal.SIGTERM, _KILL_GRACE_S), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                continue
+            # The launcher is gone; make sure nothing else of the group survives it.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            break

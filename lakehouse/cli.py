@@ -1,0 +1,180 @@
+"""`lakehouse` command line: generate sample data, run the pipeline, inspect tables, docs.
+
+Examples:
+    lakehouse generate --days 3
+    lakehouse medallion --start 2026-01-01 --end 2026-01-03
+    lakehouse show-tables
+    lakehouse demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from lakehouse.errors import LakehouseError
+from lakehouse.settings import Settings, get_settings
+
+DEMO_START = dt.date(2026, 1, 1)
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {value!r}") from None
+
+
+def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from lakehouse.datagen import GenConfig, generate
+
+    landing = Path(settings.storage.landing)
+    cfg = GenConfig(start=args.start, days=args.days, seed=args.seed,
+                    events_per_day=args.events_per_day, orders_per_day=args.orders_per_day)
+    t0 = time.monotonic()
+    manifest = generate(landing, cfg, progress=lambda line: print(f"  generated {line}", flush=True))
+    total = sum(v.lines for d in manifest.days.values() for v in d.values())
+    print(f"wrote {total} lines for {args.days} day(s) under {landing} in {time.monotonic() - t0:.1f}s")
+    return 0
+
+
+def cmd_medallion(args: argparse.Namespace, settings: Settings) -> int:
+    from flows.medallion import medallion
+
+    rows = medallion(start_date=args.start, end_date=args.end or args.start,
+                     layers=args.layers.split(","), full_refresh=args.full_refresh)
+    print(f"{'layer.table':32} {'read':>9} {'written':>9} {'version':>8} {'seconds':>8}")
+    for r in rows:
+        print(f"{r['layer'] + '.' + r['table']:32} {r['rows_read'] if r['rows_read'] is not None else '':>9} "
+              f"{r['rows_written']:>9} {r['version'] if r['version'] is not None else '':>8} {r['duration_s']:>8}")
+    return 0
+
+
+def cmd_show_tables(args: argparse.Namespace, settings: Settings) -> int:
+    from lakehouse.backends.local import LocalBackend
+    from lakehouse.pipeline import show_tables_job
+
+    LocalBackend(settings).run(show_tables_job(settings), log=lambda line: print(line, flush=True))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    import shutil
+
+    root = Path(settings.storage.root)
+    if root.exists() and not args.keep:
+        shutil.rmtree(root / "landing", ignore_errors=True)
+        shutil.rmtree(root / "warehouse", ignore_errors=True)
+    # the last three days up to yesterday, so the freshness SLAs of the contracts hold
+    first = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)
+    gen = argparse.Namespace(start=first, days=3, seed=42, events_per_day=2000, orders_per_day=400)
+    print(f"== 1/3 generating 3 days of landing data ({first} .. {first + dt.timedelta(days=2)})")
+    cmd_generate(gen, settings)
+    print(f"== 2/3 medallion flow, first day ({first}), then the next two days incrementally")
+    for start, end in ((first, first), (first + dt.timedelta(days=1), first + dt.timedelta(days=2))):
+        cmd_medallion(argparse.Namespace(start=start, end=end, layers="bronze,silver,gold",
+                                         full_refresh=False), settings)
+    print("== 3/3 tables, row counts and a time-travel read (silver.users at version 0 vs latest)")
+    return cmd_show_tables(args, settings)
+
+
+def cmd_contracts(args: argparse.Namespace, settings: Settings) -> int:
+    from spark_jobs.contract import ContractError, load_contracts
+
+    try:
+        contracts = load_contracts(Path(args.dir))
+    except ContractError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for c in contracts.values():
+        rules = sum(1 + len(f.constraints) + (f.allowed_values is not None) for f in c.fields) + len(c.quality)
+        print(f"{c.name} v{c.version} ({c.owner}): {len(c.fields)} columns, key {c.primary_key}, "
+              f"{rules} rules, new columns: {c.evolution.new_columns}, freshness: {c.sla.freshness or '-'}")
+    return 0
+
+
+def cmd_settings_doc(args: argparse.Namespace, settings: Settings) -> int:
+    from lakehouse.settings_doc import render, write_readme
+
+    if args.write:
+        write_readme(Path(args.write))
+        print(f"updated the configuration reference in {args.write}")
+    else:
+        print(render())
+    return 0
+
+
+def cmd_blocks(args: argparse.Namespace, settings: Settings) -> int:
+    from lakehouse.blocks import ensure_workspace
+
+    ensure_workspace(settings, log=lambda line: print(line, flush=True))
+    print(f"deploy with: prefect deploy --all --prefect-file deployments/prefect.yaml "
+          f"(work pool {settings.deploy.work_pool})")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
+    from lakehouse.k8s.cli import render_command
+
+    return render_command(args, settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lakehouse", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="write N days of sample landing data")
+    g.add_argument("--start", type=_date, default=DEMO_START)
+    g.add_argument("--days", type=int, default=3)
+    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--events-per-day", type=int, default=2000)
+    g.add_argument("--orders-per-day", type=int, default=400)
+    g.set_defaults(fn=cmd_generate)
+    m = sub.add_parser("medallion", help="run the medallion flow for a date or range")
+    m.add_argument("--start", type=_date, required=True)
+    m.add_argument("--end", type=_date)
+    m.add_argument("--layers", default="bronze,silver,gold")
+    m.add_argument("--full-refresh", action="store_true")
+    m.set_defaults(fn=cmd_medallion)
+    i = sub.add_parser("show-tables", help="print tables, row counts and a time-travel read")
+    i.set_defaults(fn=cmd_show_tables)
+    d = sub.add_parser("demo", help="generate 3 days, run the flow, inspect the tables")
+    d.add_argument("--keep", action="store_true", help="keep existing data under the root")
+    d.set_defaults(fn=cmd_demo)
+    c = sub.add_parser("contracts", help="validate the data contracts and summarise them")
+    c.add_argument("--dir", default=str(Path(__file__).resolve().parents[1] / "contracts"))
+    c.set_defaults(fn=cmd_contracts)
+    s = sub.add_parser("settings-doc", help="print the settings reference (Markdown)")
+    s.add_argument("--write", metavar="README", help="replace the reference section of this file")
+    s.set_defaults(fn=cmd_settings_doc)
+    b = sub.add_parser("blocks", help="create/update the Prefect blocks, work pools, variable and "
+                       "automation from the settings")
+    b.set_defaults(fn=cmd_blocks)
+    from lakehouse.kafka_cli import add_commands as add_kafka_commands
+
+    add_kafka_commands(sub)
+    from lakehouse.k8s.cli import add_arguments as add_render_arguments
+
+    r = sub.add_parser("render", help="print the SparkApplication manifest(s) of a job "
+                       "(--dry-run: as the API server would store them)")
+    add_render_arguments(r)
+    r.set_defaults(fn=cmd_render)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lakehouse`` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args, get_settings()))
+    except LakehouseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,392 @@
+"""dbt on Spark + Delta: settings, and the environment the dbt project (``dbt/``) runs in.
+
+The project's ``profiles.yml`` holds no path: every value comes from ``DBT_LAKEHOUSE_*``
+variables that :func:`dbt_environment` derives from the lakehouse settings for the time of a dbt
+invocation. Two targets:
+
+``local``
+    dbt-spark's ``session`` method: dbt starts Spark inside the calling process (the Prefect
+    flow run) with Delta Lake, the pinned jars, the tuning preset, and a Hive catalog whose
+    embedded Derby metastore lives under ``<storage.root>/metastore`` (``metastore_dir``).
+    Derby admits one process at a time: only dbt opens it (the medallion's spark-submit jobs use
+    paths, not the catalog), so one dbt run at a time per lakehouse root; and that Spark lives
+    as long as the process, so a process runs dbt for one root (see ``spark_session_scope``).
+``cluster``
+    the same ``session`` method as a Spark Connect client (``spark.remote``) of the Spark
+    Connect server that ``spark-operator/dbt/`` runs as a SparkApplication; the catalog lives in
+    that server.
+
+Plain Python: nothing here imports pyspark. ``python -m lakehouse.dbt env`` prints the variables
+as ``export`` lines for running the dbt CLI by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lakehouse import jars
+from lakehouse.errors import ConfigError, LakehouseError
+from lakehouse.settings import REPO_ROOT, Settings, get_settings
+from spark_jobs.conf import default_conf
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "DBT_LAKEHOUSE_"
+"""Prefix of the variables profiles.yml and dbt_project.yml read (derived, not settings)."""
+
+SILVER_TABLES = ("orders", "users", "events")
+"""The silver tables the dbt sources name (models/staging/__sources.yml)."""
+
+
+class DbtError(LakehouseError):
+    """A dbt invocation failed: a model, test or freshness check errored or failed.
+
+    Attributes:
+        command: The dbt command line (without the project/profile flags).
+        failures: ``"<resource type> <name>: <status>: <message>"`` per failed node.
+    """
+
+    def __init__(self, command: Sequence[str], message: str, failures: Sequence[str] = ()) -> None:
+        self.command = list(command)
+        self.failures = list(failures)
+        super().__init__(f"dbt {' '.join(command)} {message}")
+
+
+class DbtSettings(BaseSettings):
+    """How the gold marts are built with dbt (environment prefix ``LAKEHOUSE_DBT__``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LAKEHOUSE_DBT__", extra="ignore")
+
+    project_dir: Path = Field(
+        default=REPO_ROOT / "dbt", description="The dbt project (dbt_project.yml, profiles.yml)."
+    )
+    profiles_dir: Path | None = Field(
+        default=None, description="Directory holding profiles.yml. Default: the project directory."
+    )
+    target: Literal["local", "cluster"] | None = Field(
+        default=None,
+        description="Profile target: `local` (embedded Spark in the flow process) or `cluster` "
+        "(Spark Connect server on Kubernetes). Default: `cluster` with the kubernetes backend, "
+        "else `local`.",
+    )
+    threads: int = Field(default=1, ge=1, description="dbt threads (models run concurrently).")
+    metastore_dir: str | None = Field(
+        default=None,
+        description="Local directory of the embedded Derby metastore (target local). Default: "
+        "<storage.root>/metastore; required when the root is not a local path.",
+    )
+    artifacts_dir: str | None = Field(
+        default=None,
+        description="Where dbt writes target/ (manifest, run results) and logs/. Default: "
+        "<storage.root>/dbt for a local root, else <project_dir>.",
+    )
+    spark_master: str | None = Field(
+        default=None, description="Spark master of the local target. Default: spark.master."
+    )
+    driver_memory: str | None = Field(
+        default=None, description="Driver memory of the local target. Default: spark.driver_memory."
+    )
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra Spark conf of the local target, as JSON (wins over everything else).",
+    )
+    spark_remote: str | None = Field(
+        default=None,
+        description="Spark Connect URL of the cluster target, e.g. "
+        "sc://lakehouse-spark-connect.spark-jobs.svc:15002.",
+    )
+    freshness_warn_hours: int = Field(
+        default=26, ge=1, description="Source freshness: warn when silver's newest load is older."
+    )
+    freshness_error_hours: int = Field(
+        default=50, ge=1, description="Source freshness: fail when silver's newest load is older."
+    )
+
+    def resolved_profiles_dir(self) -> Path:
+        """Directory holding profiles.yml."""
+        return self.profiles_dir or self.project_dir
+
+    def resolved_target(self, settings: Settings) -> Literal["local", "cluster"]:
+        """The profile target: as set, else the one matching the Spark backend."""
+        if self.target is not None:
+            return self.target
+        return "cluster" if settings.backend == "kubernetes" else "local"
+
+
+@lru_cache(maxsize=1)
+def get_dbt_settings() -> DbtSettings:
+    """Return the process-wide dbt settings (read once from the environment)."""
+    return DbtSettings()
+
+
+def is_local_path(uri: str) -> bool:
+    """True for a plain path or a ``file:`` URI (not s3a://, abfss://, ...)."""
+    return "://" not in uri or uri.startswith("file://")
+
+
+def _local(uri: str) -> Path:
+    return Path(uri.removeprefix("file://")) if uri.startswith("file://") else Path(uri)
+
+
+def metastore_dir(settings: Settings, dbt: DbtSettings) -> Path:
+    """Directory of the embedded Derby metastore of the local target.
+
+    Raises:
+        ConfigError: The storage root is remote and no local ``metastore_dir`` is set.
+    """
+    if dbt.metastore_dir:
+        return Path(dbt.metastore_dir)
+    if not is_local_path(settings.storage.root):
+        raise ConfigError(
+            f"the storage root {settings.storage.root!r} is not a local path, so the embedded "
+            "metastore cannot live under it: set LAKEHOUSE_DBT__METASTORE_DIR to a local "
+            "directory, or use the cluster target (LAKEHOUSE_DBT__TARGET=cluster)."
+        )
+    return _local(settings.storage.root) / "metastore"
+
+
+def artifacts_dir(settings: Settings, dbt: DbtSettings) -> Path:
+    """Where dbt writes its target/ and logs/ directories for this lakehouse."""
+    if dbt.artifacts_dir:
+        return Path(dbt.artifacts_dir)
+    if is_local_path(settings.storage.root):
+        return _local(settings.storage.root) / "dbt"
+    return dbt.project_dir
+
+
+def local_spark_conf(settings: Settings, dbt: DbtSettings) -> dict[str, str]:
+    """The Spark conf of the local target's in-process session.
+
+    The Delta conf and tuning preset of every Spark job, the pinned jars, loopback only, no UI,
+    and the Hive catalog: Derby metastore and a warehouse directory for the schemas' own
+    (empty) directories under :func:`metastore_dir` (tables have explicit locations).
+    """
+    meta = metastore_dir(settings, dbt)
+    log4j = dbt.project_dir / "log4j2.properties"
+    java_opts = [f"-Dderby.system.home={meta}", f"-Dlakehouse.log.level={settings.spark.log_level}"]
+    if log4j.exists():
+        java_opts.append(f"-Dlog4j2.configurationFile=file:{log4j}")
+    conf = {
+        **default_conf(settings.spark.cores),
+        "spark.master": dbt.spark_master or settings.spark.master,
+        "spark.app.name": "lakehouse-dbt",
+        "spark.driver.memory": dbt.driver_memory or settings.spark.driver_memory,
+        "spark.jars": ",".join(str(p) for p in jars.resolved_jars()),
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.ui.enabled": "false",
+        "spark.sql.warehouse.dir": str(meta / "warehouse"),
+        "spark.hadoop.javax.jdo.option.ConnectionURL": (
+            f"jdbc:derby:;databaseName={meta / 'metastore_db'};create=true"
+        ),
+        "spark.driver.extraJavaOptions": " ".join(java_opts),
+        **settings.spark.conf,
+        **dbt.spark_conf,
+    }
+    return conf
+
+
+def dbt_env(settings: Settings, dbt: DbtSettings) -> dict[str, str]:
+    """The ``DBT_LAKEHOUSE_*`` variables profiles.yml and dbt_project.yml read.
+
+    Raises:
+        ConfigError: The cluster target has no ``spark_remote``, or the local target cannot
+            place its metastore.
+    """
+    target = dbt.resolved_target(settings)
+    env = {
+        f"{ENV_PREFIX}TARGET": target,
+        f"{ENV_PREFIX}THREADS": str(dbt.threads),
+        f"{ENV_PREFIX}WAREHOUSE": settings.storage.warehouse.rstrip("/"),
+    }
+    tables = delta_tables(settings)
+    if tables is not None:
+        env[f"{ENV_PREFIX}DELTA_TABLES"] = json.dumps(tables)
+    if target == "local":
+        env[f"{ENV_PREFIX}SPARK_CONF"] = json.dumps(local_spark_conf(settings, dbt), sort_keys=True)
+        env[f"{ENV_PREFIX}CATALOG_DIR"] = str(metastore_dir(settings, dbt) / "warehouse")
+    else:
+        if not dbt.spark_remote:
+            raise ConfigError(
+                "the dbt target 'cluster' needs the Spark Connect server's URL: set "
+                "LAKEHOUSE_DBT__SPARK_REMOTE (e.g. sc://lakehouse-spark-connect.spark-jobs.svc:15002)."
+            )
+        env[f"{ENV_PREFIX}SPARK_REMOTE"] = dbt.spark_remote
+    return env
+
+
+def dbt_vars(dbt: DbtSettings, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The project vars of a run: freshness thresholds from the settings, then ``extra``."""
+    if dbt.freshness_error_hours < dbt.freshness_warn_hours:
+        raise ConfigError(
+            f"freshness_error_hours ({dbt.freshness_error_hours}) must not be below "
+            f"freshness_warn_hours ({dbt.freshness_warn_hours})."
+        )
+    return {
+        "freshness_warn_hours": dbt.freshness_warn_hours,
+        "freshness_error_hours": dbt.freshness_error_hours,
+        **dict(extra or {}),
+    }
+
+
+def delta_tables(settings: Settings) -> list[str] | None:
+    """``<layer>/<table>`` of every Delta table under the warehouse of a local root (None for a
+    remote root: not listed). The catalog macro drops marts whose table is gone from it."""
+    if not is_local_path(settings.storage.root):
+        return None
+    warehouse = _local(settings.storage.warehouse)
+    if not warehouse.is_dir():
+        return []
+    return sorted(
+        f"{entry.parent.parent.name}/{entry.parent.name}"
+        for entry in warehouse.glob("*/*/_delta_log") if entry.is_dir()
+    )
+
+
+def missing_silver_tables(settings: Settings) -> list[str]:
+    """Silver tables the dbt sources need that do not exist yet (local roots only; a remote
+    root is not checked here and reports [])."""
+    if not is_local_path(settings.storage.root):
+        return []
+    return [
+        name for name in SILVER_TABLES
+        if not (_local(settings.storage.table("silver", name)) / "_delta_log").is_dir()
+    ]
+
+
+def command_args(
+    command: Sequence[str], settings: Settings, dbt: DbtSettings,
+    project_vars: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """The full argument list of a dbt invocation: the command, then the project, profile,
+    target and artifact locations, then the vars (as JSON)."""
+    out = artifacts_dir(settings, dbt)
+    args = [
+        *command,
+        "--project-dir", str(dbt.project_dir),
+        "--profiles-dir", str(dbt.resolved_profiles_dir()),
+        "--target-path", str(out / "target"),
+        "--log-path", str(out / "logs"),
+    ]
+    if command and command[0] not in ("deps", "clean", "debug"):
+        args += ["--vars", json.dumps(dbt_vars(dbt, project_vars), sort_keys=True)]
+    return args
+
+
+# -- the in-process Spark session of the local target ---------------------------------------------
+#
+# dbt-spark's session method calls SparkSession.builder...getOrCreate() for every statement: the
+# first one starts Spark (a JVM) in this process and later ones reuse it, so its static conf -
+# above all the Hive catalog's Derby metastore - is fixed for the life of the process: Hive keeps
+# process-wide state, and a session restarted with another metastore still reads the first one.
+# So a process serves dbt for one lakehouse root: asking for another one is a ConfigError, not a
+# silently wrong catalog. Each Prefect flow run is a process of its own; tests use one root per
+# process for dbt. A session this module did not see dbt start (someone else's, e.g. a notebook)
+# is used as it is, with a warning: its catalog is that session's.
+
+METASTORE_URL = "spark.hadoop.javax.jdo.option.ConnectionURL"
+_opened: dict[str, str] = {}
+"""``metastore``: the metastore URL this process's Spark was started with by dbt."""
+
+
+def _live_session() -> Any | None:
+    module = sys.modules.get("pyspark.sql")  # never imported from here: only looked at
+    cls = getattr(module, "SparkSession", None) if module is not None else None
+    session = getattr(cls, "_instantiatedSession", None) if cls is not None else None
+    if session is None or getattr(getattr(session, "_sc", None), "_jsc", None) is None:
+        return None
+    return session
+
+
+@contextmanager
+def spark_session_scope(conf: Mapping[str, str] | None) -> Iterator[None]:
+    """Around dbt invocations of the local target with Spark conf ``conf``.
+
+    Raises:
+        ConfigError: dbt already started Spark in this process for another metastore (another
+            lakehouse root).
+    """
+    if conf is None:
+        yield
+        return
+    wanted = conf.get(METASTORE_URL, "")
+    opened = _opened.get("metastore")
+    if opened is not None and opened != wanted:
+        raise ConfigError(
+            f"this process's embedded Spark was started by dbt with the metastore {opened!r}; "
+            f"it cannot switch to {wanted!r} (another lakehouse root). Run dbt for that root in "
+            "a process of its own (each Prefect flow run is one), or use the cluster target."
+        )
+    before = _live_session()
+    if before is not None and opened is None:
+        log.warning("dbt reuses a SparkSession started elsewhere in this process; its catalog "
+                    "and conf are that session's, not the lakehouse dbt profile's")
+    try:
+        yield
+    finally:
+        if opened is None and before is None and _live_session() is not None:
+            _opened["metastore"] = wanted
+
+
+@contextmanager
+def dbt_environment(
+    settings: Settings | None = None, dbt: DbtSettings | None = None
+) -> Iterator[dict[str, str]]:
+    """Set the ``DBT_LAKEHOUSE_*`` variables for the duration of dbt invocations (restored
+    afterwards) and manage the local target's in-process Spark session; yields the variables."""
+    settings = settings or get_settings()
+    dbt = dbt or get_dbt_settings()
+    env = dbt_env(settings, dbt)
+    # the in-process Spark binds to loopback only (it would otherwise pick the host's address)
+    process_env = {**env, "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")}
+    saved = {k: os.environ.get(k) for k in process_env}
+    os.environ.update(process_env)
+    local = env[f"{ENV_PREFIX}TARGET"] == "local"
+    conf = json.loads(env[f"{ENV_PREFIX}SPARK_CONF"]) if local else None
+    try:
+        with spark_session_scope(conf):
+            yield env
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: ``env`` prints the dbt environment as ``export`` lines (for the dbt CLI by hand)."""
+    import shlex
+
+    parser = argparse.ArgumentParser(prog="python -m lakehouse.dbt")
+    parser.add_argument("command", choices=["env"])
+    parser.parse_args(argv)
+    try:
+        settings, dbt = get_settings(), get_dbt_settings()
+        env = dbt_env(settings, dbt)
+    except LakehouseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for key, value in sorted(env.items()):
+        print(f"export {key}={shlex.quote(value)}")
+    print(f"export DBT_PROJECT_DIR={shlex.quote(str(dbt.project_dir))}")
+    print(f"export DBT_PROFILES_DIR={shlex.quote(str(dbt.resolved_profiles_dir()))}")
+    print(f"export DBT_TARGET_PATH={shlex.quote(str(artifacts_dir(settings, dbt) / 'target'))}")
+    print(f"export DBT_LOG_PATH={shlex.quote(str(artifacts_dir(settings, dbt) / 'logs'))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The medallion jobs as SparkJob specs: the one place they are described."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Literal
+
+from lakehouse.errors import ConfigError
+from lakehouse.jobs import SparkJob
+from lakehouse.settings import Settings
+
+Layer = Literal["bronze", "silver", "gold"]
+LAYERS: tuple[Layer, ...] = ("bronze", "silver", "gold")
+SOURCES = ("orders", "users", "events")
+
+
+def ordered_layers(layers: Sequence[str]) -> list[Layer]:
+    """Validate ``layers`` and return them in pipeline order (bronze, silver, gold)."""
+    unknown = sorted(set(layers) - set(LAYERS))
+    if unknown or not layers:
+        raise ConfigError(f"unknown layer(s) {unknown or list(layers)}; valid layers: {', '.join(LAYERS)}")
+    return [layer for layer in LAYERS if layer in layers]
+
+
+def layer_job(
+    layer: Layer,
+    settings: Settings,
+    *,
+    start: dt.date,
+    end: dt.date,
+    run_id: str,
+    full_refresh: bool = False,
+    sources: Sequence[str] = SOURCES,
+) -> SparkJob:
+    """The SparkJob of one medallion layer over the landing dates ``start``..``end``."""
+    if start > end:
+        raise ConfigError(f"start_date {start} is after end_date {end}")
+    args = [
+        "--root", settings.storage.root,
+        "--start", start.isoformat(),
+        "--end", end.isoformat(),
+        "--run-id", run_id,
+    ]
+    if layer != "gold":
+        args += ["--sources", ",".join(sources)]
+    if settings.contracts_dir:
+        args += ["--contracts-dir", settings.contracts_dir]
+    if full_refresh:
+        args.append("--full-refresh")
+    return SparkJob(
+        name=f"medallion-{layer}",
+        entrypoint=f"spark_jobs.{layer}",
+        args=tuple(args),
+        timeout_seconds=settings.spark.job_timeout_seconds,
+    )
+
+
+def medallion_jobs(
+    layers: Sequence[str],
+    settings: Settings,
+    *,
+    start: dt.date,
+    end: dt.date,
+    run_id: str,
+    full_refresh: bool = False,
+) -> list[SparkJob]:
+    """The jobs of one medallion run: one job running all ``layers`` in a single driver, or one
+    job per layer when ``settings.pipeline.job_per_layer`` is set."""
+    plan = ordered_layers(layers)
+    if settings.pipeline.job_per_layer:
+        return [layer_job(layer, settings, start=start, end=end, run_id=run_id,
+                          full_refresh=full_refresh) for layer in plan]
+    job = layer_job("bronze", settings, start=start, end=end, run_id=run_id, full_refresh=full_refresh)
+    return [job.model_copy(update={
+        "name": "medallion",
+        "entrypoint": "spark_jobs.medallion",
+        "args": (*job.args, "--layers", ",".join(plan)),
+    })]
+
+
+def show_tables_job(settings: Settings) -> SparkJob:
+    """A job printing every table's path, row count and version, plus a time-travel read."""
+    return SparkJob(
+        name="lakehouse-show-tables",
+        entrypoint="spark_jobs.show_tables",
+        args=("--root", settings.storage.root),
+        timeout_seconds=settings.spark.job_timeout_seconds,
+    )
+
+
+BIG_TABLES = ("bronze/events", "silver/events", "silver/orders")
+"""Tables maintenance compacts and Z-orders by default."""
+VACUUM_DEFAULT_HOURS = 168.0
+
+
+def maintenance_job(
+    commands: Sequence[str],
+    settings: Settings,
+    *,
+    tables: Sequence[str] = BIG_TABLES,
+    zorder: Sequence[str] = ("user_id", "event_type"),
+    vacuum_retention_hours: float = VACUUM_DEFAULT_HOURS,
+    force_vacuum: bool = False,
+    restore_version: int | None = None,
+    restore_timestamp: str | None = None,
+) -> SparkJob:
+    """The maintenance SparkJob. The vacuum guard is checked here, before anything is submitted:
+    a retention under 168 hours is refused unless ``force_vacuum``."""
+    if "vacuum" in commands and vacuum_retention_hours < VACUUM_DEFAULT_HOURS and not force_vacuum:
+        raise ConfigError(
+            f"refusing VACUUM with a retention of {vacuum_retention_hours:g} hours (default and minimum "
+            f"without force: {VACUUM_DEFAULT_HOURS:g}): time travel and restore need those files; set "
+            "force_vacuum=True to override"
+        )
+    bad = [t for t in tables if t.count("/") != 1 or t.split("/")[0] not in ("bronze", "silver", "gold", "quarantine", "quality")]
+    if bad or not tables:
+        raise ConfigError(f"tables must be layer/name with layer one of bronze, silver, gold, quarantine, quality; got {bad or tables}")
+    args = [",".join(commands), "--root", settings.storage.root, "--tables", ",".join(tables),
+            "--zorder", ",".join(zorder), "--retention-hours", f"{vacuum_retention_hours:g}"]
+    if force_vacuum:
+        args.append("--force")
+    if restore_version is not None:
+        args += ["--version", str(restore_version)]
+    if restore_timestamp is not None:
+        args += ["--timestamp", restore_timestamp]
+    return SparkJob(name="lakehouse-maintenance", entrypoint="spark_jobs.maintenance", args=tuple(args),
+                    timeout_seconds=settings.spark.job_timeout_seconds)

@@ -1,0 +1,452 @@
+"""Project settings (pydantic-settings).
+
+Every field reads from the environment with the ``LAKEHOUSE_`` prefix; nested models use ``__``
+(e.g. ``LAKEHOUSE_SPARK__DRIVER_MEMORY=4g``). The defaults are the embedded local mode: data under
+``.lakehouse/`` in the repo root, Spark in local mode through ``spark-submit``, Prefect's embedded
+server. `python -m lakehouse.cli settings-doc` prints this reference as Markdown.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lakehouse import versions
+
+
+def _repo_root() -> Path:
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+REPO_ROOT = _repo_root()
+
+
+class StorageSettings(BaseModel):
+    """Where the lakehouse lives."""
+
+    root: str = Field(
+        default=str(REPO_ROOT / ".lakehouse"),
+        description="Root of all data: a local path or an s3a:// URI on clusters. Landing files, "
+        "Delta tables (warehouse/), checkpoints and Prefect results live below it.",
+    )
+
+    def _join(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    @property
+    def landing(self) -> str:
+        """Landing zone: ``<root>/landing/<source>/date=YYYY-MM-DD/*.json``."""
+        return self._join("landing")
+
+    @property
+    def warehouse(self) -> str:
+        """Delta tables: ``<root>/warehouse/<layer>/<table>``."""
+        return self._join("warehouse")
+
+    @property
+    def checkpoints(self) -> str:
+        """Streaming checkpoints: ``<root>/checkpoints/<query>``."""
+        return self._join("checkpoints")
+
+    def table(self, layer: str, name: str) -> str:
+        """Path of the Delta table ``layer/name``."""
+        return self._join("warehouse", layer, name)
+
+
+class SparkSettings(BaseModel):
+    """How Spark jobs run locally (spark-submit from the pyspark wheel)."""
+
+    master: str = Field(default="local[*]", description="Spark master for local runs.")
+    driver_memory: str = Field(default="2g", description="Driver memory for local runs (local mode: the only JVM).")
+    cores: int | None = Field(
+        default=None,
+        description="Cores the job may use; sizes shuffle partitions (2x cores). Default: all CPUs.",
+    )
+    log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = Field(
+        default="WARN", description="Driver log level for Spark's own loggers."
+    )
+    conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra Spark conf for every job, as JSON (wins over the tuning preset).",
+    )
+    job_timeout_seconds: float = Field(
+        default=3600.0, gt=0, description="A local job running longer than this is killed."
+    )
+    log_tail_lines: int = Field(
+        default=40, ge=1, description="Driver log lines kept for the error of a failed job."
+    )
+
+
+class NotificationSettings(BaseModel):
+    """Where alerts (failed flows, SLA breaches) go besides Prefect events."""
+
+    block: str | None = Field(
+        default=None,
+        description="Prefect notification block as <block-type-slug>/<name> (e.g. a webhook); "
+        "unset: alerts are Prefect events and log warnings only.",
+    )
+
+
+class PipelineSettings(BaseModel):
+    """How the medallion flow submits its work."""
+
+    job_per_layer: bool = Field(
+        default=False,
+        description="Submit one Spark job per layer (separate Prefect tasks, retries and driver "
+        "starts) instead of one job running every requested layer in a single driver.",
+    )
+
+
+class KubernetesSettings(BaseModel):
+    """The Kubernetes backend (SparkApplications through the Kubeflow Spark operator)."""
+
+    namespace: str = Field(default="spark-jobs", description="Namespace SparkApplications run in.")
+    image: str = Field(
+        default="lakehouse-spark:latest", description="Spark image with spark_jobs/ and the jars."
+    )
+    service_account: str = Field(
+        default="spark-driver", description="Service account of the Spark driver pods."
+    )
+    credentials_block: str | None = Field(
+        default=None,
+        description="Name of a prefect-kubernetes KubernetesCredentials block; else in-cluster "
+        "config, else kubeconfig.",
+    )
+    kubeconfig_context: str | None = Field(
+        default=None,
+        description="kubeconfig context used when neither a credentials block nor in-cluster "
+        "config applies (default: the current context).",
+    )
+    spark_version: str = Field(
+        default=versions.SPARK_VERSION,
+        description="spec.sparkVersion of every SparkApplication (must match the image).",
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        default="IfNotPresent", description="Pull policy of the Spark image."
+    )
+    image_pull_secrets: list[str] = Field(
+        default_factory=list, description="Names of image pull Secrets (references only)."
+    )
+    app_dir: str = Field(
+        default="/opt/lakehouse",
+        description="Directory inside the image holding spark_jobs/ (mainApplicationFile is "
+        "local://<app_dir>/spark_jobs/<job>.py; it is also the drivers' PYTHONPATH).",
+    )
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra Spark conf for every cluster job, as JSON (wins over the tuning "
+        "preset; a job's own conf wins over it).",
+    )
+    hadoop_conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="spec.hadoopConf of every SparkApplication (e.g. the s3a endpoint), as JSON. "
+        "No credentials here: use env_secret_refs.",
+    )
+    env_secret_refs: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment variables of driver and executors read from Secrets, as JSON "
+        "{ENV_NAME: 'secret-name:key'} (e.g. AWS_ACCESS_KEY_ID). Only references reach the "
+        "manifest (envSecretKeyRefs), never values.",
+    )
+    time_to_live_seconds: int | None = Field(
+        default=3600,
+        ge=1,
+        description="spec.timeToLiveSeconds of batch apps: the operator deletes a finished app "
+        "this long after it terminated (None keeps it).",
+    )
+    run_as_user: int = Field(
+        default=185, ge=1, description="UID of the Spark containers (non-root; 185 in the images)."
+    )
+    fs_group: int = Field(default=185, ge=1, description="fsGroup of the Spark pods.")
+    local_dir_size_limit: str = Field(
+        default="20Gi", description="sizeLimit of the emptyDir used as Spark's local dir."
+    )
+    tmp_size_limit: str = Field(default="2Gi", description="sizeLimit of the /tmp emptyDir.")
+    driver_container: str = Field(
+        default="spark-kubernetes-driver",
+        description="Name of the driver container whose log is streamed.",
+    )
+    unknown_state_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="An app reported UNKNOWN by the operator for longer than this fails the job "
+        "(and is deleted).",
+    )
+    watch_timeout_seconds: int = Field(
+        default=60,
+        ge=1,
+        description="Server-side timeout of one watch request; the watch then resumes from the "
+        "last resourceVersion.",
+    )
+    delete_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long to wait for a deleted SparkApplication to be gone (404).",
+    )
+    log_drain_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="After the app finished, how long to wait for the rest of the driver log.",
+    )
+    streaming_retry_interval_seconds: int = Field(
+        default=10,
+        ge=1,
+        description="Streaming apps (restartPolicy Always): seconds between a failure and the "
+        "operator's rerun.",
+    )
+
+    @field_validator("env_secret_refs")
+    @classmethod
+    def _secret_refs(cls, refs: dict[str, str]) -> dict[str, str]:
+        for env, ref in refs.items():
+            name, sep, key = ref.partition(":")
+            if not (sep and name and key):
+                raise ValueError(
+                    f"env_secret_refs[{env!r}] must look like 'secret-name:key', got {ref!r}"
+                )
+        return refs
+
+
+class KafkaSettings(BaseModel):
+    """Kafka for the streaming ingest."""
+
+    bootstrap_servers: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers.")
+    topic: str = Field(default="events", description="Topic the events stream is read from.")
+    sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password, if the cluster needs one (never logged)."
+    )
+
+
+class StreamingSettings(BaseModel):
+    """The Kafka -> bronze Delta streaming ingest and its monitor."""
+
+    query_name: str = Field(
+        default="events_stream",
+        description="Name of the stream: its checkpoint directory under storage.checkpoints "
+        "(<checkpoints>/<query_name>/bronze and /gold) and the base of the Spark app name.",
+    )
+    bronze_table: str = Field(
+        default="events_stream", description="Bronze Delta table (layer bronze) of valid events."
+    )
+    dead_letter_table: str = Field(
+        default="events_stream_dead_letter",
+        description="Dead-letter Delta table (layer quarantine): raw value, error, coordinates.",
+    )
+    gold_table: str = Field(
+        default="events_5min",
+        description="Gold Delta table (layer gold) of the windowed aggregate per event_type.",
+    )
+    window: str = Field(default="5 minutes", description="Tumbling window of the aggregate.")
+    watermark: str = Field(
+        default="10 minutes",
+        description="Watermark delay on event_time: a window is appended once it is this far "
+        "behind the latest event time seen; later events for it are dropped.",
+    )
+    starting_offsets: Literal["earliest", "latest"] = Field(
+        default="earliest",
+        description="Where a brand-new stream (no checkpoint yet) starts; a restart always "
+        "resumes from its checkpoint.",
+    )
+    max_offsets_per_trigger: int | None = Field(
+        default=200_000,
+        ge=1,
+        description="Upper bound of Kafka messages per micro-batch (spread over partitions); "
+        "None reads everything available.",
+    )
+    processing_time: str = Field(
+        default="10 seconds",
+        description="Interval of the processingTime trigger (continuous runs), e.g. '10 seconds'.",
+    )
+    local_trigger: Literal["available-now", "processing-time"] = Field(
+        default="available-now",
+        description="Trigger of local runs of the streaming flow: available-now (catch up, then "
+        "stop) or processing-time for local_max_seconds.",
+    )
+    local_max_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a local processing-time run lasts before the query is stopped "
+        "gracefully (after its current batch).",
+    )
+    topic_partitions: int = Field(
+        default=3, ge=1, description="Partitions of the events topic when the flow creates it."
+    )
+    topic_retention_ms: int = Field(
+        default=7 * 24 * 3600 * 1000,
+        ge=-1,
+        description="retention.ms of the events topic when the flow creates it (-1: forever). "
+        "Keep it longer than the longest outage the stream must recover from.",
+    )
+    max_lag: int = Field(
+        default=100_000,
+        ge=0,
+        description="Monitor threshold: the monitor fails when the total lag (Kafka end offsets "
+        "minus the offsets committed in the checkpoint) is above this many messages.",
+    )
+    max_staleness_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="Monitor threshold: the monitor fails when messages are waiting (lag > 0) "
+        "and the last committed batch is older than this.",
+    )
+    spark_conf: dict[str, str] = Field(
+        default_factory=lambda: {"spark.databricks.delta.snapshotPartitions": "2"},
+        description="Spark conf of the streaming job, as JSON. Every exactly-once append reads "
+        "the table's transactions from its snapshot; few snapshot partitions keep that cheap "
+        "for the small, frequent commits of a stream.",
+    )
+    rate_batches: int = Field(
+        default=10,
+        ge=1,
+        description="Monitor: rows per second are measured over this many recent batches.",
+    )
+
+
+class DeploySettings(BaseModel):
+    """Prefect workspace objects made by `lakehouse blocks`: blocks, work pools, automations.
+
+    Secrets here are read from the environment once, stored only in Prefect Secret blocks and
+    handed to flow runs by reference (never written into a template, manifest or log).
+    """
+
+    work_pool: str = Field(
+        default="lakehouse-local",
+        description="Work pool the deployments of deployments/prefect.yaml go to (stored as the "
+        "Prefect variable lakehouse_work_pool): the local process pool or the Kubernetes pool.",
+    )
+    local_pool: str = Field(
+        default="lakehouse-local", description="Name of the process work pool (local runs)."
+    )
+    kubernetes_pool: str = Field(
+        default="lakehouse-kubernetes", description="Name of the Kubernetes work pool (clusters)."
+    )
+    prefect_image: str = Field(
+        default="lakehouse-prefect:latest",
+        description="Image of the flow-run pods of the Kubernetes pool (the Dockerfile's prefect "
+        "target).",
+    )
+    flow_namespace: str = Field(
+        default="prefect", description="Namespace the Kubernetes pool starts flow-run Jobs in."
+    )
+    flow_service_account: str = Field(
+        default="prefect-worker",
+        description="ServiceAccount of the flow-run pods (k8s/base/worker-rbac.yaml: may submit "
+        "SparkApplications in the jobs namespace).",
+    )
+    flow_cpu_request: str = Field(default="500m", description="CPU request of a flow-run pod.")
+    flow_cpu_limit: str = Field(default="2", description="CPU limit of a flow-run pod.")
+    flow_memory_request: str = Field(
+        default="1Gi", description="Memory request of a flow-run pod."
+    )
+    flow_memory_limit: str = Field(default="2Gi", description="Memory limit of a flow-run pod.")
+    settings_configmap: str = Field(
+        default="lakehouse-settings",
+        description="ConfigMap (k8s/worker) whose LAKEHOUSE_* / PREFECT_* keys flow-run pods "
+        "load as environment.",
+    )
+    credentials_secret: str = Field(
+        default="lakehouse-credentials",
+        description="Kubernetes Secret flow-run pods read credentials from (keys "
+        "kafka-sasl-password, object-store-access-key-id, object-store-secret-access-key; "
+        "optional). Only its name reaches a manifest.",
+    )
+    result_storage_block: str = Field(
+        default="lakehouse-results",
+        description="Name of the result storage block flow runs persist results to.",
+    )
+    results_url: str | None = Field(
+        default=None,
+        description="S3-compatible result storage, e.g. s3://bucket/prefect-results (a "
+        "remote-file-system block; the runtime needs s3fs). Unset: results_dir, a "
+        "local-file-system block, or remote-file-system when it is a URI (an s3a:// storage root).",
+    )
+    object_store_endpoint: str | None = Field(
+        default=None,
+        description="Endpoint URL of an S3-compatible object store (MinIO, Ceph...); unset: AWS.",
+    )
+    object_store_access_key_id: SecretStr | None = Field(
+        default=None,
+        description="Object-store access key id; stored as a Secret block, given to local flow "
+        "runs as AWS_ACCESS_KEY_ID.",
+    )
+    object_store_secret_access_key: SecretStr | None = Field(
+        default=None,
+        description="Object-store secret key; stored as a Secret block, given to local flow runs "
+        "as AWS_SECRET_ACCESS_KEY.",
+    )
+    kubeconfig: str | None = Field(
+        default=None,
+        description="kubeconfig file for the KubernetesCredentials block (with "
+        "kubernetes.kubeconfig_context); unset: the block uses in-cluster config, else the "
+        "default kubeconfig.",
+    )
+    webhook_url: SecretStr | None = Field(
+        default=None,
+        description="Alert webhook URL: creates the custom-webhook notification block "
+        "lakehouse-alerts (JSON {subject, body}) and points the work pools' "
+        "LAKEHOUSE_NOTIFICATIONS__BLOCK at it.",
+    )
+    missed_run_grace_seconds: int = Field(
+        default=1800,
+        ge=10,
+        description="A scheduled run that has not started this long after it turned Late is "
+        "cancelled by an automation instead of being caught up (deployments tagged no-catchup; "
+        "at least 10, Prefect's floor for proactive triggers).",
+    )
+
+
+class Settings(BaseSettings):
+    """All settings of the lakehouse project."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LAKEHOUSE_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    backend: Literal["local", "kubernetes"] = Field(
+        default="local",
+        description="Where Spark jobs run: `local` (spark-submit) or `kubernetes` (Spark operator).",
+    )
+    storage: StorageSettings = Field(default_factory=StorageSettings, description="Storage layout.")
+    spark: SparkSettings = Field(default_factory=SparkSettings, description="Local Spark.")
+    pipeline: PipelineSettings = Field(
+        default_factory=PipelineSettings, description="Medallion job layout."
+    )
+    notifications: NotificationSettings = Field(
+        default_factory=NotificationSettings, description="Alert delivery."
+    )
+    kubernetes: KubernetesSettings = Field(
+        default_factory=KubernetesSettings, description="Kubernetes backend."
+    )
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings, description="Kafka.")
+    streaming: StreamingSettings = Field(
+        default_factory=StreamingSettings, description="Kafka streaming ingest and monitor."
+    )
+    deploy: DeploySettings = Field(
+        default_factory=DeploySettings,
+        description="Prefect blocks, work pools and automations (lakehouse blocks).",
+    )
+    contracts_dir: str | None = Field(
+        default=None,
+        description="Directory of the data contracts handed to the jobs; default: the contracts/ "
+        "shipped next to spark_jobs (in the repo and in the Spark image).",
+    )
+    results_dir: str | None = Field(
+        default=None,
+        description="Where Prefect persists task and flow results locally. Default: "
+        "<storage.root>/prefect-results.",
+    )
+
+    def resolved_results_dir(self) -> str:
+        """Directory for Prefect result persistence."""
+        return self.results_dir or str(Path(self.storage.root) / "prefect-results")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings (read once from the environment)."""
+    return Settings()

@@ -1,0 +1,406 @@
+"""A real single-node Apache Kafka broker (KRaft, combined broker + controller) for tests.
+
+The broker is Kafka's own ``kafka.Kafka`` run from the jars that ``scripts/kafka.sh install``
+caches under ``$LAKEHOUSE_CACHE_DIR/kafka/<KAFKA_VERSION>/libs``. Configuration and storage
+formatting are done by ``scripts/kafka.sh prepare`` (one definition of the broker settings for
+``make kafka-up`` and for tests); this class then starts the JVM itself, in its own process group,
+so that it owns it and can always stop it::
+
+    with KafkaBroker() as broker:          # free loopback ports, data in a temporary dir
+        conf = {"bootstrap.servers": broker.bootstrap_servers}
+
+Missing jars raise :class:`KafkaNotInstalledError` (run ``scripts/kafka.sh install``): tests that
+need Kafka fail loudly instead of skipping.
+
+Plain stdlib + confluent_kafka; nothing here imports pyspark or prefect.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # public, not re-exported
+    AdminClient,
+    NewTopic,
+)
+
+from lakehouse.errors import LakehouseError, SetupError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+KAFKA_SCRIPT = REPO_ROOT / "scripts" / "kafka.sh"
+
+TEST_JVM_PERFORMANCE_OPTS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+"""C1 only and the serial collector: about a second faster to start on two cores, less memory
+and CPU next to Spark, and plenty for test traffic. ``scripts/kafka.sh up`` keeps G1 and C2."""
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_STARTED = "Kafka Server started"
+_PORT_IN_USE = "Address already in use"
+
+
+class KafkaBrokerError(LakehouseError):
+    """The test broker could not be prepared, started or reached."""
+
+
+class KafkaNotInstalledError(KafkaBrokerError, SetupError):
+    """The Kafka jars are not in the cache: run ``scripts/kafka.sh install``."""
+
+
+def _free_ports(count: int) -> list[int]:
+    """Return ``count`` distinct loopback ports that were free a moment ago."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
+
+
+def _port_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class KafkaBroker:
+    """One single-node KRaft broker on 127.0.0.1, started and stopped by this object.
+
+    Args:
+        port: Client (PLAINTEXT) port; 0 picks a free one.
+        controller_port: KRaft controller port; 0 picks a free one.
+        data_dir: Where configuration, KRaft logs and ``broker.log`` go. ``None`` makes a
+            temporary directory, removed again by :meth:`stop` unless ``keep_data`` is set.
+        startup_timeout: Seconds :meth:`start` waits for the broker to answer metadata requests.
+        stop_timeout: Seconds :meth:`stop` waits after SIGTERM before it kills the process group.
+        keep_data: Keep a temporary data dir after :meth:`stop` (to read its ``broker.log``).
+        script: Path of ``scripts/kafka.sh`` (default: the one in this repository).
+        jvm_performance_opts: JIT and GC options of the JVM (default: ``KAFKA_JVM_PERFORMANCE_OPTS``
+            from the environment, else :data:`TEST_JVM_PERFORMANCE_OPTS`).
+
+    The JVM also gets ``KAFKA_HEAP_OPTS`` (default ``-Xms128m -Xmx512m``) and ``KAFKA_JVM_OPTS``
+    from the environment. Where ``setpriv`` exists, the JVM also gets SIGTERM if the thread that
+    started it dies, so a killed test run leaves no broker behind.
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        controller_port: int = 0,
+        data_dir: str | os.PathLike[str] | None = None,
+        startup_timeout: float = 90.0,
+        stop_timeout: float = 20.0,
+        keep_data: bool = False,
+        script: str | os.PathLike[str] | None = None,
+        jvm_performance_opts: str | None = None,
+    ) -> None:
+        self._want_port = port
+        self._want_controller_port = controller_port
+        self._data_dir_arg = Path(data_dir) if data_dir is not None else None
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self.keep_data = keep_data
+        self.script = Path(script) if script is not None else KAFKA_SCRIPT
+        self.jvm_performance_opts = (
+            jvm_performance_opts
+            if jvm_performance_opts is not None
+            else os.environ.get("KAFKA_JVM_PERFORMANCE_OPTS", TEST_JVM_PERFORMANCE_OPTS)
+        )
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self._data_dir: Path | None = None
+        self._owns_data_dir = False
+        self._port = 0
+        self._controller_port = 0
+        self.startup_seconds: float | None = None
+        """Wall time of the last :meth:`start` (prepare + JVM start-up + first metadata answer)."""
+
+    # -- properties ---------------------------------------------------------------------------
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``127.0.0.1:<port>`` of the running broker."""
+        if self._proc is None:
+            raise KafkaBrokerError("the Kafka broker is not started")
+        return f"127.0.0.1:{self._port}"
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def controller_port(self) -> int:
+        return self._controller_port
+
+    @property
+    def data_dir(self) -> Path:
+        if self._data_dir is None:
+            raise KafkaBrokerError("the Kafka broker has no data dir before start()")
+        return self._data_dir
+
+    @property
+    def log_path(self) -> Path:
+        """The broker's own log (its standard output and error)."""
+        return self.data_dir / "broker.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> KafkaBroker:
+        """Prepare the data dir, start the JVM and wait until it answers; returns ``self``."""
+        if self._proc is not None:
+            raise KafkaBrokerError(f"the Kafka broker already runs at {self.bootstrap_servers}")
+        if not self.script.is_file():
+            raise KafkaBrokerError(f"{self.script} not found: cannot prepare the Kafka broker")
+        if self._data_dir_arg is not None:
+            self._data_dir_arg.mkdir(parents=True, exist_ok=True)
+            self._data_dir = self._data_dir_arg.resolve()
+            self._owns_data_dir = False
+        else:
+            self._data_dir = Path(tempfile.mkdtemp(prefix="lakehouse-kafka-"))
+            self._owns_data_dir = True
+        began = time.monotonic()
+        # Ports picked here may be taken by someone else before the JVM binds them: retry then.
+        picks_ports = self._want_port == 0 or self._want_controller_port == 0
+        attempts = 3 if picks_ports else 1
+        try:
+            for attempt in range(1, attempts + 1):
+                try:
+                    self._start_once()
+                    break
+                except KafkaBrokerError as e:
+                    if attempt == attempts or _PORT_IN_USE not in str(e):
+                        raise
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - began
+        return self
+
+    def _start_once(self) -> None:
+        free = _free_ports(2)
+        self._port = self._want_port or free[0]
+        self._controller_port = self._want_controller_port or free[1]
+        if self._controller_port == self._port:
+            self._controller_port = free[1] if free[1] != self._port else free[0]
+        d = self.data_dir
+        argv = self._prepare(d)
+        if shutil.which("setpriv"):
+            argv = ["setpriv", "--pdeathsig", "SIGTERM", "--", *argv]
+        self._log = open(d / "broker.log", "wb")  # noqa: SIM115 - kept open while the JVM runs
+        self._proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=d,
+            start_new_session=True,
+        )
+        atexit.register(self.stop)
+        try:
+            self._wait_ready(time.monotonic() + self.startup_timeout)
+        except BaseException:
+            self._stop_process()
+            raise
+
+    def _prepare(self, d: Path) -> list[str]:
+        cmd = [
+            "bash",
+            str(self.script),
+            "prepare",
+            "--quiet",
+            "--port",
+            str(self._port),
+            "--controller-port",
+            str(self._controller_port),
+            "--data-dir",
+            str(d),
+        ]
+        env = {**os.environ, "KAFKA_JVM_PERFORMANCE_OPTS": self.jvm_performance_opts}
+        try:
+            done = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=120, check=False, env=env
+            )
+        except subprocess.TimeoutExpired as e:
+            raise KafkaBrokerError(f"`{' '.join(cmd)}` did not finish within 120 s") from e
+        if done.returncode != 0:
+            message = _ANSI.sub("", done.stderr).strip().removeprefix("error:").strip()
+            message = message or f"exit code {done.returncode}"
+            if "kafka.sh install" in message:
+                raise KafkaNotInstalledError(message)
+            raise KafkaBrokerError(f"preparing the Kafka broker failed: {message}")
+        argv = [line for line in done.stdout.splitlines() if line]
+        if not argv or argv[0] != "java":
+            raise KafkaBrokerError(f"unexpected output of {self.script} prepare: {done.stdout!r}")
+        return argv
+
+    def _wait_ready(self, deadline: float) -> None:
+        # First the process' own word and the open port (cheap, silent), then a real metadata
+        # round trip through the client library, which is what the tests need.
+        while True:
+            self._check_alive()
+            if self._log_contains(_STARTED) and _port_answers(self._port):
+                break
+            if time.monotonic() > deadline:
+                raise self._failure(f"did not start within {self.startup_timeout:.0f} s")
+            time.sleep(0.1)
+        admin = self.admin()
+        while True:
+            self._check_alive()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._failure(
+                    f"did not answer metadata requests within {self.startup_timeout:.0f} s"
+                )
+            try:
+                md = admin.list_topics(timeout=min(5.0, max(remaining, 0.5)))
+            except KafkaException:
+                continue
+            if md.brokers:
+                return
+
+    def _check_alive(self) -> None:
+        assert self._proc is not None
+        if self._proc.poll() is not None:
+            raise self._failure(f"exited with code {self._proc.returncode} during start-up")
+
+    def _log_contains(self, text: str) -> bool:
+        try:
+            return text in self.log_path.read_text(errors="replace")
+        except OSError:
+            return False
+
+    def log_tail(self, lines: int = 40) -> list[str]:
+        """The last ``lines`` lines of ``broker.log``."""
+        try:
+            return self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        except (OSError, KafkaBrokerError):
+            return []
+
+    def _failure(self, what: str) -> KafkaBrokerError:
+        tail = "\n".join(f"    {line}" for line in self.log_tail())
+        return KafkaBrokerError(
+            f"the Kafka broker on 127.0.0.1:{self._port} {what} (log: {self.log_path})"
+            + (f"\n  last log lines:\n{tail}" if tail else "")
+        )
+
+    def stop(self) -> None:
+        """Stop the broker (SIGTERM, then SIGKILL of its process group after ``stop_timeout``).
+
+        Idempotent. Removes a temporary data dir unless ``keep_data`` is set.
+        """
+        atexit.unregister(self.stop)
+        self._stop_process()
+        if self._owns_data_dir and self._data_dir is not None and not self.keep_data:
+            shutil.rmtree(self._data_dir, ignore_errors=True)
+            self._data_dir = None
+            self._owns_data_dir = False
+
+    def _stop_process(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            # start_new_session made the JVM the leader of its own process group.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            # Anything else left in the group (there should be nothing) goes too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> KafkaBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- conveniences for tests ---------------------------------------------------------------
+
+    def client_config(self, **overrides: Any) -> dict[str, Any]:
+        """A confluent_kafka configuration dict for this broker, with ``overrides`` applied."""
+        return {"bootstrap.servers": self.bootstrap_servers, **overrides}
+
+    def admin(self, **overrides: Any) -> AdminClient:
+        """An AdminClient for this broker (quick reconnects, for start-up and tests)."""
+        conf = {"reconnect.backoff.ms": 100, "reconnect.backoff.max.ms": 1000, **overrides}
+        return AdminClient(self.client_config(**conf))
+
+    def create_topic(
+        self,
+        name: str,
+        partitions: int = 3,
+        *,
+        config: dict[str, str] | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        """Create ``name`` (replication factor 1); wait until every partition has a leader."""
+        admin = self.admin()  # must outlive the futures below
+        topic = NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})
+        futures = admin.create_topics([topic], operation_timeout=timeout, request_timeout=timeout)
+        futures[name].result(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            md = admin.list_topics(topic=name, timeout=max(deadline - time.monotonic(), 0.5))
+            t = md.topics.get(name)
+            if (
+                t is not None
+                and t.error is None
+                and len(t.partitions) == partitions
+                and all(p.leader >= 0 for p in t.partitions.values())
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise KafkaBrokerError(f"topic {name!r} not ready within {timeout:.0f} s")
+            time.sleep(0.1)
+
+    def delete_topic(self, name: str, *, timeout: float = 30.0) -> None:
+        """Delete ``name`` and wait for the broker to confirm."""
+        admin = self.admin()  # must outlive the future: destroying it fails pending requests
+        futures = admin.delete_topics([name], operation_timeout=timeout, request_timeout=timeout)
+        futures[name].result(timeout=timeout)
+
+
+@contextlib.contextmanager
+def running_broker(**kwargs: Any) -> Iterator[KafkaBroker]:
+    """``with running_broker() as b:`` starts a :class:`KafkaBroker` and always stops it."""
+    broker = KafkaBroker(**kwargs)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

@@ -1,0 +1,38 @@
+"""Pinned versions of everything outside the Python lock file.
+
+One place for them: the set-up script, the Spark session, the Dockerfile build arguments and the
+SparkApplication templates all read these, so the JVM side cannot drift from the pinned pyspark.
+"""
+
+from __future__ import annotations
+
+SPARK_VERSION = "4.1.1"
+"""Apache Spark; equals the pinned pyspark wheel."""
+
+SCALA_BINARY_VERSION = "2.13"
+DELTA_VERSION = "4.1.0"
+"""delta-spark built against SPARK_VERSION."""
+
+KAFKA_VERSION = "4.1.1"
+"""Apache Kafka broker (KRaft) used for development and tests."""
+
+JARS_KEY = f"spark-{SPARK_VERSION}_delta-{DELTA_VERSION}_scala-{SCALA_BINARY_VERSION}"
+"""Cache key of the Spark-side jar set (Delta + Kafka connector)."""
+
+KUBERNETES_VERSION = "1.37.2"
+"""kube-apiserver of the test cluster, built from the k8s.io/kubernetes Go module by
+scripts/k8s-tools.sh; must equal the k8s.io/kubernetes requirement in tools/k8s/go.mod."""
+
+ETCD_VERSION = "3.7.0"
+"""etcd behind the test cluster: the go.etcd.io/etcd/server/v3 version that KUBERNETES_VERSION
+itself requires (tools/k8s/go.mod), so the pair is the one upstream tests together."""
+
+SPARK_OPERATOR_VERSION = "2.5.2"
+"""Kubeflow Spark operator v2 whose SparkApplication CRDs the test cluster installs, taken from
+its Go module github.com/kubeflow/spark-operator/v2."""
+
+SPARK_OPERATOR_MODULE_SUM = "h1:6nX2UhwSfnYi1mtwczgFfJTMeLSL/1ajTvkFe8R7Vdc="
+"""go.sum hash of that module at SPARK_OPERATOR_VERSION; scripts/k8s-tools.sh checks it."""
+
+K8S_TOOLS_KEY = f"kubernetes-{KUBERNETES_VERSION}_etcd-{ETCD_VERSION}"
+"""Cache key of the test-cluster binaries ($LAKEHOUSE_CACHE_DIR/k8s/<key>/bin)."""

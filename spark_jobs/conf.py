@@ -1,0 +1,43 @@
+"""The Spark conf preset: Delta Lake plus the tuning preset.
+
+Plain Python (no pyspark import) so the backends can render it into a spark-submit command line
+or a SparkApplication, while the driver applies the very same dict in-process.
+"""
+
+from __future__ import annotations
+
+import os
+
+DELTA_CONF: dict[str, str] = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
+def tuning_preset(cores: int | None = None) -> dict[str, str]:
+    """Return the tuning preset.
+
+    Adaptive query execution with partition coalescing and skew-join handling, the Kryo
+    serializer, and shuffle partitions sized to the cores (2x cores, at least 4), UTC sessions.
+
+    Args:
+        cores: Cores available to the job; defaults to this machine's CPU count.
+    """
+    n = max(1, cores or os.cpu_count() or 1)
+    parts = str(max(4, 2 * n))
+    return {
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.adaptive.coalescePartitions.enabled": "true",
+        "spark.sql.adaptive.skewJoin.enabled": "true",
+        "spark.serializer": "org.apache.spark.serializer.KryoSerializer",
+        "spark.sql.shuffle.partitions": parts,
+        "spark.default.parallelism": parts,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+    }
+
+
+def default_conf(cores: int | None = None) -> dict[str, str]:
+    """Return the Delta conf plus the tuning preset for ``cores`` cores."""
+    return {**tuning_preset(cores), **DELTA_CONF}

@@ -1,0 +1,45 @@
+"""Diagnostics job: proves a backend end to end (Spark starts, logs flow back, exit codes and
+timeouts are honoured) without touching any table.
+
+Usage: spark-submit spark_jobs/diagnostics.py [--rows N] [--sleep SECONDS] [--exit-code CODE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from spark_jobs.report import Report
+from spark_jobs.session import build_session
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Count ``--rows`` rows in Spark, sleep ``--sleep`` seconds, exit with ``--exit-code``."""
+    p = argparse.ArgumentParser(prog="diagnostics", description=__doc__)
+    p.add_argument("--rows", type=int, default=1000)
+    p.add_argument("--sleep", type=float, default=0.0)
+    p.add_argument("--exit-code", type=int, default=0)
+    p.add_argument("--tag", default="", help="Free text, e.g. to find the job's processes.")
+    args = p.parse_args(argv)
+    started = time.monotonic()
+    spark = build_session("lakehouse-diagnostics")
+    try:
+        n = spark.range(args.rows).count()
+        print(f"diagnostics: counted {n} rows", flush=True)
+        report = Report("diagnostics")
+        report.table("diagnostics", "range", started, rows_read=n, rows_written=0)
+        report.emit()
+        if args.sleep:
+            print(f"diagnostics: sleeping {args.sleep:g}s", flush=True)
+            time.sleep(args.sleep)
+    finally:
+        spark.stop()
+    if args.exit_code:
+        print(f"diagnostics: failing on purpose with exit code {args.exit_code}", flush=True)
+    return int(args.exit_code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Job metrics: measured in the driver, printed as one marked line that every backend reads."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+METRICS_MARKER = "LAKEHOUSE_METRICS "  # must equal lakehouse.jobs.METRICS_MARKER
+
+
+class Report:
+    """Collects one metrics dict per table a job touched and prints them at the end."""
+
+    def __init__(self, job: str) -> None:
+        self.job = job
+        self.tables: list[dict[str, Any]] = []
+        self.violations: dict[str, list[str]] = {}
+
+    def table(self, layer: str, table: str, started: float, **values: Any) -> dict[str, Any]:
+        """Record the metrics of ``layer.table``; ``started`` is a ``time.monotonic()`` value."""
+        entry = {
+            "job": self.job,
+            "layer": layer,
+            "table": table,
+            "duration_s": round(time.monotonic() - started, 3),
+            **values,
+        }
+        self.tables.append(entry)
+        print(
+            f"[{self.job}] {layer}.{table}: "
+            + ", ".join(
+                f"{k}={v}" for k, v in values.items() if not isinstance(v, (dict, list)) or (k == "failed_rules" and v)
+            ),
+            flush=True,
+        )
+        return entry
+
+    def emit(self) -> None:
+        """Print the metrics line (stdout, flushed)."""
+        sys.stdout.write(METRICS_MARKER + json.dumps(self.tables, default=str) + "\n")
+        sys.stdout.flush()

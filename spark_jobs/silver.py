@@ -1,0 +1,222 @@
+"""Silver job: bronze -> contract-conforming, typed, deduplicated Delta tables (MERGE upserts).
+
+For each source, the bronze batches of the landing dates in range that silver has not applied
+yet are checked against the source's data contract (contracts/<source>.yaml):
+
+- per-row rules (required, type, min/max, allowed values, pattern, malformed lines, schema
+  drift) compiled to Spark expressions, each with its action: ``warn`` keeps and counts the
+  row, ``drop`` leaves it out and counts it, ``quarantine`` writes it to ``quarantine/<source>``
+  with the failed rule names, a readable reason, the run id and time, ``fail`` stops the batch;
+- dataset rules: exact duplicate versions (uniqueness), row count, freshness SLA;
+- every rule's outcome (evaluated, passed, failed) is appended to ``quality/metrics``.
+
+Rows that pass are cast to the contract's types, reduced to the latest version per key, and
+MERGEd into silver (SCD type 1). A ``fail`` outcome promotes nothing of that source's batches,
+records the metrics, lets the other sources finish, then exits with code 65 naming the rules,
+so the gold layer never runs on that data.
+
+Idempotent: each write records the bronze batches it applied in its Delta commit info, so a
+rerun finds nothing pending and commits nothing; ``--full-refresh`` rebuilds the range.
+
+Usage: spark-submit spark_jobs/silver.py --root R --start D --end D [--sources ...] [--run-id ID]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from spark_jobs import storage as io
+from spark_jobs.cli import parse_batch, table_path
+from spark_jobs.contract import Contract
+from spark_jobs.report import Report
+from spark_jobs.session import build_session
+from spark_jobs.transforms import quality
+from spark_jobs.transforms.silver import duplicate_copies, latest_per_key, quarantine_rows, typed
+
+CONTRACT_VIOLATION_EXIT = 65  # equals lakehouse.errors.CONTRACT_VIOLATION_EXIT
+"""Exit code of a batch stopped by a ``fail`` rule (EX_DATAERR): not worth a retry."""
+
+
+class ContractViolation(Exception):
+    """A ``fail`` rule stopped the promotion of one or more sources."""
+
+
+def _uniqueness_action(contract: Contract) -> str:
+    for q in contract.quality:
+        if q.type == "uniqueness" and contract.primary_key in q.columns:
+            return q.resolved_action
+    return "drop"
+
+
+def _metric(rule: str, action: str, evaluated: int, failed: int, **extra: Any) -> dict[str, Any]:
+    return {"rule": rule, "action": action, "evaluated": evaluated, "passed": evaluated - failed,
+            "failed": failed, **extra}
+
+
+def _write_metrics(spark: SparkSession, args: argparse.Namespace, table: str, batches: Sequence[str],
+                   metrics: list[dict[str, Any]]) -> None:
+    rows = [(args.run_id, table, m["rule"], m["action"], m["evaluated"], m["passed"], m["failed"],
+             list(batches), dt.datetime.now(dt.UTC).replace(tzinfo=None)) for m in metrics]
+    df = spark.createDataFrame(
+        rows, "run_id string, table string, rule string, action string, evaluated long, passed long, "
+              "failed long, batches array<string>, evaluated_at timestamp",
+    )
+    key = hashlib.sha256("|".join([args.run_id, table, *batches]).encode()).hexdigest()[:16]
+    io.append(df, table_path(args.root, "quality", "metrics"), txn_app_id=f"lakehouse-quality-{key}", txn_version=0)
+
+
+def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, report: Report) -> list[str]:
+    """Promote one source's pending bronze batches; return the ``fail`` rules that stopped it."""
+    started = time.monotonic()
+    name = contract.name
+    bronze_path = table_path(args.root, "bronze", name)
+    silver_path = table_path(args.root, "silver", name)
+    quarantine_path = table_path(args.root, "quarantine", name)
+    in_range = io.sql_in("_landing_date", [d.isoformat() for d in args.dates])
+    if not io.is_delta(spark, bronze_path):
+        report.table("silver", name, started, rows_read=0, rows_written=0, note="no bronze table")
+        return []
+    bronze = io.read_delta(spark, bronze_path, in_range)
+    batches = io.distinct_values(bronze, "_batch_id")
+    pending = batches if args.full_refresh else sorted(set(batches) - io.applied_batches(spark, silver_path))
+    if not pending:
+        report.table("silver", name, started, rows_read=0, rows_written=0, batches=0,
+                     version=io.last_commit(spark, silver_path)["version"])
+        return []
+    rows = bronze.where(io.sql_in("_batch_id", pending))
+
+    # schema drift: undeclared columns (new or renamed) and declared ones that never appear
+    undeclared = quality.undeclared_columns(rows, contract)
+    allow_new = contract.evolution.new_columns == "allow"
+    drifted = sorted({b for bs, _ in undeclared.values() for b in bs}) if not allow_new else []
+    rules = quality.row_rules(contract, drifted, list(undeclared))
+
+    evaluated = quality.evaluate(rows, rules).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        counts = quality.profile(evaluated, rules, contract)
+        total = counts["_rows"]
+        by_action: dict[str | None, int] = {a: counts[f"action:{a}"] for a in ("warn", "drop", "quarantine", "fail")}
+        by_action[None] = total - sum(by_action.values())
+        missing = {c: counts[f"missing:{c}"] for c in contract.columns if counts[f"missing:{c}"]}
+        conforming = duplicate_copies(
+            evaluated.where(F.col("_action").isNull() | (F.col("_action") == "warn")), contract
+        )
+        dup_action = _uniqueness_action(contract)
+        dups = conforming.where("_dup").count()
+        good_rows = by_action.get(None, 0) + by_action.get("warn", 0) - dups
+
+        metrics = [_metric(quality.MALFORMED, "quarantine", total, counts[quality.MALFORMED])]
+        metrics += [_metric(r.name, r.action, total, counts[r.name]) for r in rules]
+        metrics.append(_metric(f"{contract.primary_key}.unique", dup_action, total, dups))
+        for col, (_, carrying) in undeclared.items():
+            metrics.append(_metric(f"schema.new_column:{col}", "warn" if allow_new else "quarantine", total, carrying))
+        metrics += [_metric(f"schema.missing_column:{c}", "warn", total, n) for c, n in missing.items()]
+        for q in contract.quality:
+            if q.type == "row_count":
+                bad = (q.min is not None and good_rows < q.min) or (q.max is not None and good_rows > q.max)
+                metrics.append(_metric("row_count", q.resolved_action, 1, int(bad), rows=good_rows))
+
+        failures = [m["rule"] for m in metrics if m["action"] == "fail" and m["failed"]]
+        failures += ([f"{contract.primary_key}.unique"] if dup_action == "fail" and dups else [])
+        quarantined = by_action.get("quarantine", 0) + (dups if dup_action == "quarantine" else 0)
+        dropped = by_action.get("drop", 0) + (dups if dup_action in ("drop", "warn") else 0)
+        inserted = updated = 0
+        version = io.last_commit(spark, silver_path)["version"]
+        if not failures:
+            to_quarantine = evaluated.where(F.col("_action") == "quarantine")
+            if dup_action == "quarantine":
+                dup_rows = conforming.where("_dup").withColumn(
+                    "_failed_rules", F.array(F.lit(f"{contract.primary_key}.unique"))
+                ).withColumn("_reason", F.format_string(
+                    "duplicate: %s=%s with %s=%s was already kept", F.lit(contract.primary_key),
+                    F.col(contract.primary_key), F.lit(contract.order_by), F.col(contract.order_by)))
+                to_quarantine = to_quarantine.unionByName(dup_rows.drop("_dup"))
+            extra = list(undeclared) if allow_new else []
+            good: DataFrame = latest_per_key(typed(conforming.where(~F.col("_dup")), contract, extra), contract)
+            with io.commit_metadata(spark, pending, run_id=args.run_id):
+                if args.full_refresh:
+                    io.delete_where(spark, silver_path, in_range)
+                replaced = in_range if args.full_refresh else io.sql_in("_batch_id", pending)
+                if quarantined or io.is_delta(spark, quarantine_path):
+                    io.replace_where(quarantine_rows(to_quarantine, contract, args.run_id), quarantine_path, replaced)
+                io.merge_latest(spark, good, silver_path, key=contract.primary_key, order_by=contract.order_by,
+                                partition_by=contract.partition.column if contract.partition else None,
+                                evolve_schema=bool(extra))
+            commit = io.last_commit(spark, silver_path)
+            m = commit["metrics"]
+            inserted = int(m.get("numTargetRowsInserted", m.get("numOutputRows", 0)))
+            updated = int(m.get("numTargetRowsUpdated", 0))
+            version = commit["version"]
+            metrics += _freshness(spark, contract, silver_path)
+            failures += [m["rule"] for m in metrics[-1:] if m["action"] == "fail" and m["failed"]]
+    finally:
+        evaluated.unpersist()
+    _write_metrics(spark, args, name, pending, metrics)
+    report.table(
+        "silver", name, started,
+        rows_read=total, good=good_rows if not failures else 0, quarantined=quarantined, dropped=dropped,
+        warned=by_action.get("warn", 0), blocked=total if failures else 0,
+        rows_written=inserted + updated, inserted=inserted, updated=updated,
+        batches=len(pending), version=version, failed_rules=failures,
+        undeclared_columns=sorted(undeclared), missing_columns=sorted(missing),
+        quality=metrics,
+    )
+    return failures
+
+
+def _freshness(spark: SparkSession, contract: Contract, silver_path: str) -> list[dict[str, Any]]:
+    """The freshness SLA: newest ``sla.freshness_column`` in silver versus now."""
+    limit, col = contract.sla.freshness_seconds, contract.sla.freshness_column
+    if limit is None or col is None or not io.is_delta(spark, silver_path):
+        return []
+    newest = io.read_delta(spark, silver_path).agg(F.max(col)).first()[0]  # type: ignore[index]
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    age = (now - newest).total_seconds() if newest else None
+    breached = age is None or age > limit
+    return [_metric("sla.freshness", contract.sla.action, 1, int(breached),
+                    newest=str(newest), age_seconds=round(age, 1) if age is not None else None,
+                    limit_seconds=limit)]
+
+
+def run(spark: SparkSession, args: argparse.Namespace) -> Report:
+    """Promote every source; raise :class:`ContractViolation` after all of them if any failed."""
+    report = Report("silver")
+    failures = {name: promote(spark, args, c, report) for name, c in args.contracts.items()}
+    report.violations = {k: v for k, v in failures.items() if v}
+    return report
+
+
+def violation_message(report: Report) -> str:
+    """One line naming every source and rule that stopped a promotion."""
+    parts = [f"{t}: {', '.join(rules)}" for t, rules in report.violations.items()]
+    return ("contract violation (action fail), nothing of these batches reached silver and gold "
+            "did not run: " + "; ".join(parts))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entrypoint: parse arguments, run, print metrics; exit 65 on a contract violation."""
+    args = parse_batch("silver", __doc__ or "", argv)
+    spark = build_session("lakehouse-silver")
+    try:
+        report = run(spark, args)
+        report.emit()
+    finally:
+        spark.stop()
+    if report.violations:
+        print(violation_message(report), file=sys.stderr, flush=True)
+        return CONTRACT_VIOLATION_EXIT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

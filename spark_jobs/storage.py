@@ -1,0 +1,234 @@
+"""All reads and writes of the batch jobs: landing files and Delta tables.
+
+Kept in one small module so transforms stay pure and every write path is visible in one place.
+Paths may be local or any Hadoop filesystem URI (s3a:// on clusters).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    """A landing file: its full path, base name and size in bytes."""
+
+    path: str
+    name: str
+    size: int
+
+
+def list_files(spark: SparkSession, directory: str, suffix: str = ".json") -> list[LandingFile]:
+    """List the files ending in ``suffix`` directly under ``directory`` ([] if it is absent)."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    path = jvm.org.apache.hadoop.fs.Path(directory)
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(path):
+        return []
+    out = []
+    for status in fs.listStatus(path):
+        name = status.getPath().getName()
+        if status.isFile() and name.endswith(suffix) and not name.startswith((".", "_")):
+            out.append(LandingFile(status.getPath().toString(), name, int(status.getLen())))
+    return sorted(out, key=lambda f: f.name)
+
+
+def read_lines(spark: SparkSession, files: Sequence[LandingFile]) -> DataFrame:
+    """Read landing files as lines: ``value``, ``_source_file`` (base name) and
+    ``_landing_date`` (from the ``date=YYYY-MM-DD`` directory the file sits in)."""
+    return spark.read.text([f.path for f in files]).select(
+        "value",
+        F.col("_metadata.file_name").alias("_source_file"),
+        F.to_date(
+            F.regexp_extract(F.col("_metadata.file_path"), r"date=(\d{4}-\d{2}-\d{2})/", 1)
+        ).alias("_landing_date"),
+    )
+
+
+def is_delta(spark: SparkSession, path: str) -> bool:
+    """True when ``path`` holds a Delta table."""
+    return bool(DeltaTable.isDeltaTable(spark, path))
+
+
+def read_delta(spark: SparkSession, path: str, where: str | None = None) -> DataFrame:
+    """Read a Delta table, optionally filtered (partition filters prune files)."""
+    df = spark.read.format("delta").load(path)
+    return df.where(where) if where else df
+
+
+def sql_in(column: str, values: Iterable[Any]) -> str:
+    """Render ``column IN ('v1', 'v2')``; an empty set renders a predicate that is false."""
+    vals = sorted({str(v) for v in values})
+    if not vals:
+        return "false"
+    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in vals)
+    return f"{column} IN ({quoted})"
+
+
+def append(
+    df: DataFrame,
+    path: str,
+    *,
+    partition_by: Sequence[str] = (),
+    txn_app_id: str | None = None,
+    txn_version: int | None = None,
+    merge_schema: bool = False,
+) -> None:
+    """Append to a Delta table (created on first write).
+
+    With ``txn_app_id``/``txn_version`` the write is an idempotent Delta write: Delta skips it
+    when that application already committed this version or a later one. ``merge_schema`` lets
+    new columns in ``df`` extend the table's schema.
+    """
+    writer = df.write.format("delta").mode("append")
+    if merge_schema:
+        writer = writer.option("mergeSchema", "true")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    if txn_app_id is not None:
+        writer = writer.option("txnAppId", txn_app_id).option("txnVersion", str(txn_version or 0))
+    writer.save(path)
+
+
+def replace_where(
+    df: DataFrame, path: str, predicate: str, *, partition_by: Sequence[str] = ()
+) -> None:
+    """Atomically replace the rows matching ``predicate`` with ``df`` (never the whole table)."""
+    writer = df.write.format("delta").mode("overwrite").option("replaceWhere", predicate)
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.save(path)
+
+
+def delete_where(spark: SparkSession, path: str, predicate: str) -> None:
+    """Delete the rows matching ``predicate`` when the table exists."""
+    if is_delta(spark, path):
+        DeltaTable.forPath(spark, path).delete(predicate)
+
+
+def merge_latest(
+    spark: SparkSession,
+    updates: DataFrame,
+    path: str,
+    *,
+    key: str,
+    order_by: str,
+    partition_by: str | None = None,
+    evolve_schema: bool = False,
+) -> None:
+    """Upsert ``updates`` (one row per key) into the table at ``path`` (SCD type 1).
+
+    A matched row is replaced only by a strictly newer one (``order_by``), so a rerun changes
+    nothing. When the table is partitioned, the merge condition names the partitions present in
+    the updates so Delta prunes the rest (the partition value of a key never changes: it derives
+    from its creation/event time). With no updates at all the table still gets a commit
+    (created empty, or a metadata-only commit), so :func:`commit_metadata` is recorded.
+    """
+    if not is_delta(spark, path):
+        append(updates, path, partition_by=[partition_by] if partition_by else [])
+        return
+    if evolve_schema:
+        known = set(spark.read.format("delta").load(path).columns)
+        new = [f for f in updates.schema.fields if f.name not in known]
+        if new:
+            cols = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in new)
+            # Not a data commit: it must not mark any batch as applied.
+            meta = spark.conf.get(_USER_METADATA, None)
+            spark.conf.unset(_USER_METADATA)
+            try:
+                spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({cols})")
+            finally:
+                if meta:
+                    spark.conf.set(_USER_METADATA, meta)
+    if updates.isEmpty():
+        mark_applied(spark, path)
+        return
+    cond = f"t.{key} = s.{key}"
+    if partition_by:
+        parts = [r[0] for r in updates.select(partition_by).distinct().collect()]
+        cond += " AND " + sql_in(f"t.{partition_by}", parts)
+    (
+        DeltaTable.forPath(spark, path).alias("t")
+        .merge(updates.alias("s"), cond)
+        .whenMatchedUpdateAll(condition=f"s.{order_by} > t.{order_by} OR t.{order_by} IS NULL")
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+def last_commit(spark: SparkSession, path: str) -> dict[str, Any]:
+    """Version, operation and operation metrics of the table's latest commit."""
+    if not is_delta(spark, path):
+        return {"version": None, "operation": None, "metrics": {}}
+    row = DeltaTable.forPath(spark, path).history(1).select(
+        "version", "operation", "operationMetrics"
+    ).first()
+    assert row is not None
+    return {
+        "version": int(row["version"]),
+        "operation": row["operation"],
+        "metrics": dict(row["operationMetrics"] or {}),
+    }
+
+
+_USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+
+
+@contextmanager
+def commit_metadata(spark: SparkSession, batches: Iterable[str], **extra: Any) -> Iterator[None]:
+    """Record ``batches`` (and ``extra``) in the commit info of every Delta write inside.
+
+    Each table thereby remembers which upstream batches it has applied (see
+    :func:`applied_batches`), so a rerun finds nothing new and commits nothing.
+    """
+    payload = json.dumps({"batches": sorted(set(batches)), **extra}, sort_keys=True)
+    spark.conf.set(_USER_METADATA, payload)
+    try:
+        yield
+    finally:
+        spark.conf.unset(_USER_METADATA)
+
+
+def mark_applied(spark: SparkSession, path: str) -> None:
+    """Make a metadata-only commit (carrying the current :func:`commit_metadata`).
+
+    Delta writes nothing for an empty append or an empty MERGE; this records that the batches
+    were applied anyway (they held no rows for this table).
+    """
+    stamp = spark.conf.get(_USER_METADATA, None) or "{}"
+    last = str(json.loads(stamp).get("run_id", "")).replace("'", "")
+    spark.sql(
+        f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('lakehouse.lastAppliedRun' = '{last}')"
+    )
+
+
+def applied_batches(spark: SparkSession, path: str) -> set[str]:
+    """Upstream batch ids recorded by :func:`commit_metadata` in the table's history.
+
+    History older than the Delta log retention is forgotten; such batches are then applied
+    again, which the idempotent writes (MERGE on strictly newer rows, replaceWhere) absorb.
+    """
+    if not is_delta(spark, path):
+        return set()
+    done: set[str] = set()
+    for row in DeltaTable.forPath(spark, path).history().select("userMetadata").collect():
+        if row[0]:
+            try:
+                done.update(json.loads(row[0]).get("batches", []))
+            except (ValueError, AttributeError):
+                continue
+    return done
+
+
+def distinct_values(df: DataFrame, column: str) -> list[Any]:
+    """Sorted distinct non-null values of ``column`` (for small sets: batch ids, dates)."""
+    return sorted(r[0] for r in df.select(column).distinct().collect() if r[0] is not None)

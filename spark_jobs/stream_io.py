@@ -1,0 +1,83 @@
+"""Streaming sources and sinks of the Kafka ingest: the Kafka source, Delta stream source,
+empty-table creation and trigger selection.
+
+The batch I/O helpers live in :mod:`spark_jobs.storage`; this module holds only what is specific
+to Structured Streaming, so every read and write of the streaming job is visible in two places.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming.readwriter import DataStreamWriter
+
+Trigger = Literal["available-now", "processing-time"]
+TRIGGERS: tuple[Trigger, ...] = ("available-now", "processing-time")
+
+
+def read_kafka(
+    spark: SparkSession,
+    *,
+    bootstrap_servers: str,
+    topic: str,
+    starting_offsets: str = "earliest",
+    max_offsets_per_trigger: int | None = None,
+    options: Mapping[str, str] | None = None,
+) -> DataFrame:
+    """A streaming DataFrame of the records of ``topic`` (Spark's Kafka source).
+
+    ``failOnDataLoss`` stays true: offsets that expired from Kafka before the stream read them
+    stop the query instead of being skipped silently. ``startingOffsets`` applies only to a
+    brand-new checkpoint; a restart resumes from the offsets in its checkpoint.
+
+    Args:
+        spark: The session.
+        bootstrap_servers: Kafka bootstrap servers.
+        topic: Topic to subscribe to.
+        starting_offsets: ``earliest`` or ``latest`` (or a JSON offsets spec).
+        max_offsets_per_trigger: Upper bound of records per micro-batch; None for no bound.
+        options: Further source options (``kafka.*`` client settings, e.g. security).
+    """
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", bootstrap_servers)
+        .option("subscribe", topic)
+        .option("startingOffsets", starting_offsets)
+        .option("failOnDataLoss", "true")
+        .option("includeHeaders", "false")
+    )
+    if max_offsets_per_trigger is not None:
+        reader = reader.option("maxOffsetsPerTrigger", str(max_offsets_per_trigger))
+    for key, value in (options or {}).items():
+        reader = reader.option(key, value)
+    return reader.load()
+
+
+def read_delta_stream(spark: SparkSession, path: str) -> DataFrame:
+    """A streaming DataFrame of the rows appended to the Delta table at ``path``."""
+    return spark.readStream.format("delta").load(path)
+
+
+def ensure_table(spark: SparkSession, path: str, schema_ddl: str) -> None:
+    """Create an empty Delta table with ``schema_ddl`` at ``path`` unless one exists.
+
+    Tables exist (with their schema) before any stream reads or appends to them, so a reader or
+    a downstream stream never meets a missing path.
+    """
+    if DeltaTable.isDeltaTable(spark, path):
+        return
+    DeltaTable.createIfNotExists(spark).location(path).addColumns(
+        spark.createDataFrame([], schema_ddl).schema
+    ).execute()
+
+
+def with_trigger(writer: DataStreamWriter, trigger: Trigger, interval: str) -> DataStreamWriter:
+    """Apply ``trigger``: availableNow (all that is available, then stop) or processingTime."""
+    if trigger == "available-now":
+        return writer.trigger(availableNow=True)
+    if trigger == "processing-time":
+        return writer.trigger(processingTime=interval)
+    raise ValueError(f"unknown trigger {trigger!r}; valid triggers: {', '.join(TRIGGERS)}")

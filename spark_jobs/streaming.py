@@ -1,0 +1,345 @@
+"""Streaming job: Kafka events -> bronze Delta (+ dead letters), bronze -> 5-minute gold windows.
+
+Two streaming queries, each with its own checkpoint under ``--checkpoint``:
+
+``bronze`` (``<checkpoint>/bronze``)
+    Kafka source -> :func:`~spark_jobs.transforms.streaming.parse_kafka_events` -> one
+    ``foreachBatch`` that appends the valid events to the bronze table and the dead letters to the
+    dead-letter table.
+
+``gold`` (``<checkpoint>/gold``)
+    Bronze Delta table as a streaming source -> 5-minute windows per event_type with a 10-minute
+    watermark -> append-mode Delta sink (each window written once, when the watermark passed it).
+
+Exactly-once, and why one ``foreachBatch`` with idempotent writes: Spark writes a micro-batch's
+offset range to ``offsets/<batch>`` before running it and ``commits/<batch>`` after; a restart
+re-runs an uncommitted batch with exactly the same offsets and batch id. Both Delta appends of a
+batch carry ``txnAppId`` = the query id (persisted in the checkpoint, so stable across restarts
+and new for a new checkpoint) and ``txnVersion`` = the batch id; Delta commits each at most once
+and skips a replayed one. A crash before, between or after the two appends therefore ends with
+each record in exactly one table exactly once. One query reads and parses each record once and
+keeps one set of offsets for both tables; two sinks would read Kafka twice and could drift apart.
+The gold query reads bronze through the Delta source and writes through the Delta sink, which are
+exactly-once with their checkpoint by themselves.
+
+Triggers: ``available-now`` processes everything available (in micro-batches of at most
+``--max-offsets-per-trigger`` records), then the gold query does the same, then the job exits.
+``processing-time`` runs both queries every ``--interval`` until ``--max-seconds`` (then stops
+them after their current batch) or forever when no limit is given (a cluster's long-running app).
+
+Usage: spark-submit spark_jobs/streaming.py --bootstrap-servers H:P --topic events
+    --bronze B --dead-letter Q --gold G --checkpoint C [--trigger available-now]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from delta.tables import DeltaTable
+from pyspark import StorageLevel
+from pyspark.errors import StreamingQueryException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming.query import StreamingQuery
+
+from spark_jobs import storage
+from spark_jobs import stream_io as sio
+from spark_jobs.report import Report
+from spark_jobs.session import build_session
+from spark_jobs.transforms import streaming as tx
+
+_QUERY_ID_WAIT_S = 120.0
+_STOP_WAIT_S = 120.0
+
+
+def _kv(value: str) -> tuple[str, str]:
+    key, sep, val = value.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {value!r}")
+    return key, val
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the job's arguments."""
+    p = argparse.ArgumentParser(prog="streaming", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers.")
+    p.add_argument("--topic", required=True, help="Topic of the JSON events.")
+    p.add_argument("--bronze", required=True, help="Path of the bronze table (valid events).")
+    p.add_argument("--dead-letter", required=True, help="Path of the dead-letter table.")
+    p.add_argument("--gold", required=True, help="Path of the windowed aggregate table.")
+    p.add_argument("--checkpoint", required=True, help="Checkpoint root of this stream.")
+    p.add_argument("--query-name", default="events_stream", help="Base name of the queries.")
+    p.add_argument("--trigger", choices=sio.TRIGGERS, default="available-now")
+    p.add_argument("--interval", default="10 seconds", help="processingTime trigger interval.")
+    p.add_argument("--max-offsets-per-trigger", type=int, default=0,
+                   help="Records per micro-batch at most (0: no bound).")
+    p.add_argument("--starting-offsets", default="earliest",
+                   help="Where a new checkpoint starts: earliest or latest.")
+    p.add_argument("--max-seconds", type=float, default=0.0,
+                   help="processing-time: stop gracefully after this long (0: run until killed).")
+    p.add_argument("--window", default="5 minutes", help="Window of the aggregate.")
+    p.add_argument("--watermark", default="10 minutes", help="Watermark delay on event_time.")
+    p.add_argument("--no-gold", action="store_true", help="Run only the bronze query.")
+    p.add_argument("--kafka-option", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="Extra Kafka source option (repeatable), e.g. kafka.security.protocol=SSL.")
+    args = p.parse_args(argv)
+    if args.max_offsets_per_trigger < 0 or args.max_seconds < 0:
+        p.error("--max-offsets-per-trigger and --max-seconds must not be negative")
+    return args
+
+
+_KAFKA_METRICS_NPE = 'because the return value of "scala.Option.get()" is null'
+MAX_RECOVERY_RESTARTS = 3
+
+
+def is_kafka_metrics_npe(exc: BaseException) -> bool:
+    """True for the Kafka source's progress-metrics NullPointerException of Spark 4.1.1.
+
+    After a restart, Spark re-runs an interrupted micro-batch from its offsets log without asking
+    the Kafka source for the latest offsets; reporting that batch's progress then fails in
+    ``KafkaMicroBatchStream.metrics`` (SPARK-55271, fixed after 4.1.1). The batch itself ran and
+    was committed before the failure, so restarting the query in place simply continues.
+    """
+    return _KAFKA_METRICS_NPE in str(exc)
+
+
+class BronzeBatchWriter:
+    """The ``foreachBatch`` function of the bronze query (see the module docstring).
+
+    The query id is handed over by :meth:`set_query_id` right after the query started; a batch
+    waits for it, so every write of the query carries it as its ``txnAppId``.
+    """
+
+    def __init__(self, bronze: str, dead_letter: str) -> None:
+        self.bronze = bronze
+        self.dead_letter = dead_letter
+        self._query_id: str | None = None
+        self._ready = threading.Event()
+        self.batches = 0
+        self.records = 0
+        self.valid = 0
+        self.invalid = 0
+        self.seconds = 0.0
+
+    def set_query_id(self, query_id: str) -> None:
+        """Record the id of the started query (the idempotency key of its writes)."""
+        self._query_id = query_id
+        self._ready.set()
+
+    def app_id(self) -> str:
+        """The ``txnAppId`` of this query's writes."""
+        if not self._ready.wait(_QUERY_ID_WAIT_S) or self._query_id is None:
+            raise RuntimeError("the bronze query id was not set: cannot write idempotently")
+        return f"lakehouse-stream-{self._query_id}"
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
+        app_id = self.app_id()
+        ingested_at = F.lit(dt.datetime.now(dt.UTC).replace(tzinfo=None)).cast("timestamp")
+        parsed = tx.parse_kafka_events(batch).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            row = parsed.agg(
+                F.count_if(F.col("error").isNull()).alias("valid"),
+                F.count_if(F.col("error").isNotNull()).alias("invalid"),
+            ).first()
+            valid, invalid = (int(row[0]), int(row[1])) if row is not None else (0, 0)
+            if valid:
+                storage.append(
+                    tx.valid_events(parsed, batch_id=batch_id, ingested_at=ingested_at),
+                    self.bronze, txn_app_id=app_id, txn_version=batch_id,
+                )
+            if invalid:
+                storage.append(
+                    tx.dead_letters(parsed, batch_id=batch_id, ingested_at=ingested_at),
+                    self.dead_letter, txn_app_id=app_id, txn_version=batch_id,
+                )
+        finally:
+            parsed.unpersist()
+        took = time.monotonic() - started
+        self.batches += 1
+        self.records += valid + invalid
+        self.valid += valid
+        self.invalid += invalid
+        self.seconds += took
+        rate = (valid + invalid) / took if took > 0 else 0.0
+        print(
+            f"[streaming] batch {batch_id}: {valid + invalid} records, {valid} valid, "
+            f"{invalid} dead letters in {took:.2f}s ({rate:.0f} records/s)",
+            flush=True,
+        )
+
+
+def start_bronze(
+    spark: SparkSession, args: argparse.Namespace, writer: BronzeBatchWriter
+) -> StreamingQuery:
+    """Start the Kafka -> bronze/dead-letter query."""
+    source = sio.read_kafka(
+        spark,
+        bootstrap_servers=args.bootstrap_servers,
+        topic=args.topic,
+        starting_offsets=args.starting_offsets,
+        max_offsets_per_trigger=args.max_offsets_per_trigger or None,
+        options=dict(args.kafka_option),
+    )
+    stream = (
+        source.writeStream.queryName(f"{args.query_name}_bronze")
+        .option("checkpointLocation", f"{args.checkpoint.rstrip('/')}/bronze")
+        .foreachBatch(writer)
+    )
+    query = sio.with_trigger(stream, args.trigger, args.interval).start()
+    writer.set_query_id(str(query.id))
+    return query
+
+
+def start_gold(spark: SparkSession, args: argparse.Namespace) -> StreamingQuery:
+    """Start the bronze -> windowed gold query (append mode, watermark)."""
+    windows = tx.windowed_counts(
+        sio.read_delta_stream(spark, args.bronze).select("event_time", "event_type", "amount"),
+        window=args.window,
+        watermark=args.watermark,
+    )
+    stream = (
+        windows.writeStream.queryName(f"{args.query_name}_gold")
+        .format("delta")
+        .outputMode("append")
+        .option("checkpointLocation", f"{args.checkpoint.rstrip('/')}/gold")
+    )
+    return sio.with_trigger(stream, args.trigger, args.interval).start(args.gold)
+
+
+def _stop_gracefully(queries: Sequence[StreamingQuery]) -> None:
+    """Stop each query once its current batch is done (bounded wait), then raise its failure."""
+    deadline = time.monotonic() + _STOP_WAIT_S
+    for q in queries:
+        while q.isActive and q.status.get("isTriggerActive") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        q.stop()
+    for q in queries:
+        exc = q.exception()
+        if exc is not None:
+            raise exc
+
+
+def run_continuous(
+    queries: list[StreamingQuery],
+    max_seconds: float,
+    restart_bronze: Callable[[], StreamingQuery] | None = None,
+) -> None:
+    """Wait for the queries: until one fails, or for ``max_seconds`` (0: forever).
+
+    The bronze query (``queries[0]``) is restarted in place, a few times at most, after the
+    Kafka metrics failure of its recovered batch (see :func:`is_kafka_metrics_npe`).
+    """
+    deadline = time.monotonic() + max_seconds if max_seconds else None
+    restarts = 0
+    try:
+        while True:
+            for i, q in enumerate(queries):
+                if not q.isActive:
+                    exc = q.exception()
+                    if (i == 0 and exc is not None and restart_bronze is not None
+                            and restarts < MAX_RECOVERY_RESTARTS and is_kafka_metrics_npe(exc)):
+                        restarts += 1
+                        print("[streaming] restarting the bronze query after Spark's Kafka "
+                              "metrics failure on its recovered batch (SPARK-55271)", flush=True)
+                        queries[0] = restart_bronze()
+                        continue
+                    if exc is not None:
+                        raise exc
+                    raise RuntimeError(f"streaming query {q.name} stopped unexpectedly")
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            queries[0].awaitTermination(1)
+    finally:
+        _stop_gracefully(queries)
+
+
+def _delta_written(spark: SparkSession, path: str, after: int | None) -> tuple[int | None, int]:
+    """Latest version of ``path`` and the rows its commits after version ``after`` wrote."""
+    if not storage.is_delta(spark, path):
+        return None, 0
+    rows = 0
+    latest: int | None = None
+    history = DeltaTable.forPath(spark, path).history().select("version", "operationMetrics")
+    for r in history.collect():
+        version = int(r[0])
+        latest = version if latest is None else max(latest, version)
+        if after is None or version > after:
+            rows += int((r[1] or {}).get("numOutputRows", 0))
+    return latest, rows
+
+
+def run(spark: SparkSession, args: argparse.Namespace) -> Report:
+    """Run the stream as ``args`` say; return the metrics report."""
+    report = Report("streaming")
+    started = time.monotonic()
+    sio.ensure_table(spark, args.bronze, tx.ddl(tx.BRONZE_COLUMNS))
+    sio.ensure_table(spark, args.dead_letter, tx.ddl(tx.DEAD_LETTER_COLUMNS))
+    gold_before = None if args.no_gold else storage.last_commit(spark, args.gold)["version"]
+    writer = BronzeBatchWriter(args.bronze, args.dead_letter)
+    print(f"[streaming] {args.topic} -> {args.bronze} (+ dead letters, gold) "
+          f"trigger={args.trigger} interval={args.interval} "
+          f"maxOffsetsPerTrigger={args.max_offsets_per_trigger or 'none'}", flush=True)
+    if args.trigger == "available-now":
+        for restarts in range(MAX_RECOVERY_RESTARTS + 1):
+            try:
+                start_bronze(spark, args, writer).awaitTermination()
+                break
+            except StreamingQueryException as exc:
+                if restarts == MAX_RECOVERY_RESTARTS or not is_kafka_metrics_npe(exc):
+                    raise
+                print("[streaming] restarting the bronze query after Spark's Kafka metrics "
+                      "failure on its recovered batch (SPARK-55271)", flush=True)
+        if not args.no_gold:
+            start_gold(spark, args).awaitTermination()
+    else:
+        queries = [start_bronze(spark, args, writer)]
+        if not args.no_gold:
+            queries.append(start_gold(spark, args))
+        run_continuous(queries, args.max_seconds,
+                       restart_bronze=lambda: start_bronze(spark, args, writer))
+    seconds = time.monotonic() - started
+    values: dict[str, Any] = {
+        "batches": writer.batches,
+        "rows_read": writer.records,
+        "rows_written": writer.valid,
+        "dead_letters": writer.invalid,
+        "batch_seconds": round(writer.seconds, 3),
+        "records_per_second": round(writer.records / writer.seconds, 1) if writer.seconds else 0.0,
+        "version": storage.last_commit(spark, args.bronze)["version"],
+    }
+    report.table("bronze", args.bronze.rstrip("/").rsplit("/", 1)[-1], started, **values)
+    report.table(
+        "quarantine", args.dead_letter.rstrip("/").rsplit("/", 1)[-1], started,
+        rows_read=writer.invalid, rows_written=writer.invalid,
+        version=storage.last_commit(spark, args.dead_letter)["version"],
+    )
+    if not args.no_gold:
+        version, rows = _delta_written(spark, args.gold, gold_before)
+        report.table("gold", args.gold.rstrip("/").rsplit("/", 1)[-1], started,
+                     rows_read=None, rows_written=rows, version=version)
+    print(f"[streaming] done in {seconds:.1f}s: {writer.records} records in "
+          f"{writer.batches} batches", flush=True)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entrypoint: parse arguments, run the stream, print metrics; failures exit non-zero."""
+    args = parse_args(argv)
+    spark = build_session(f"lakehouse-{args.query_name.replace('_', '-')}")
+    try:
+        run(spark, args).emit()
+    finally:
+        spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pure transforms: DataFrame -> DataFrame, no I/O, no session creation."""

@@ -1,0 +1,61 @@
+"""Silver: typed, deduplicated rows shaped by the contract, and quarantine rows.
+
+Row rules come from :mod:`spark_jobs.transforms.quality`; this module casts the rows that pass,
+derives the partition date, keeps the latest version per key, and shapes quarantined rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from spark_jobs.contract import Contract
+
+LINEAGE_COLUMNS = ("_ingested_at", "_source_file", "_batch_id", "_landing_date")
+
+
+def typed(valid: DataFrame, contract: Contract, extra_columns: Sequence[str] = ()) -> DataFrame:
+    """Cast the declared columns, add allowed undeclared columns (as strings, read from the raw
+    line), derive the partition date, keep the lineage columns."""
+    cols = [F.col(f.name).try_cast(f.spark_type).alias(f.name) for f in contract.fields]
+    cols += [F.get_json_object("_raw", f"$.{c}").alias(c) for c in extra_columns]
+    out = valid.select(*cols, *LINEAGE_COLUMNS)
+    if contract.partition:
+        out = out.withColumn(contract.partition.column, F.to_date(F.col(contract.partition.from_)))
+    return out
+
+
+def duplicate_copies(df: DataFrame, contract: Contract) -> DataFrame:
+    """Mark exact repeats of a version (same key and ``order_by``) beyond the first: ``_dup``."""
+    w = Window.partitionBy(contract.primary_key, contract.order_by).orderBy(
+        F.col("_landing_date"), F.col("_source_file"), F.col("_raw")
+    )
+    return df.withColumn("_dup", F.row_number().over(w) > 1)
+
+
+def latest_per_key(df: DataFrame, contract: Contract) -> DataFrame:
+    """Keep one row per key: greatest ``order_by``, then the most recently landed line."""
+    w = Window.partitionBy(contract.primary_key).orderBy(
+        F.col(contract.order_by).desc_nulls_last(),
+        F.col("_landing_date").desc(),
+        F.col("_ingested_at").desc(),
+        F.col("_source_file").desc(),
+    )
+    return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
+
+
+def quarantine_rows(rejected: DataFrame, contract: Contract, run_id: str) -> DataFrame:
+    """Shape rejected rows for ``quarantine/<table>``: failed rule names, readable reason, raw
+    line, lineage, run id and time."""
+    return rejected.select(
+        F.lit(contract.name).alias("table"),
+        F.col(contract.primary_key).alias("record_key"),
+        F.col("_failed_rules").alias("failed_rules"),
+        F.col("_reason").alias("reason"),
+        F.col("_raw").alias("raw"),
+        *LINEAGE_COLUMNS,
+        F.lit(run_id).alias("run_id"),
+        F.current_timestamp().alias("quarantined_at"),
+    )

@@ -1,0 +1,218 @@
+"""Streaming transforms: Kafka records -> parsed events and dead letters; the windowed aggregate.
+
+Pure ``DataFrame -> DataFrame`` functions, valid on batch and streaming DataFrames alike (the
+streaming job applies them to each micro-batch, tests to small inline DataFrames).
+
+Parsing uses an explicit schema. Every field is first read as a string (a JSON number keeps its
+literal text), then cast with ``try_cast`` to its declared type, so each failure has a precise
+reason: the value is not a JSON object, a required field is missing, or a field does not have its
+declared type. A record is valid when it has none of these; every other record becomes a dead
+letter with its raw key and value, the error text and its Kafka coordinates.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+
+EVENT_FIELDS: tuple[tuple[str, str], ...] = (
+    ("event_id", "string"),
+    ("user_id", "string"),
+    ("event_type", "string"),
+    ("amount", "decimal(10,2)"),
+    ("event_time", "timestamp"),
+)
+"""The event schema (the reference design's events): name and Spark SQL type."""
+
+REQUIRED_FIELDS: tuple[str, ...] = ("event_id", "user_id", "event_type", "event_time")
+"""Fields a valid event must carry (``amount`` is null for events that are not purchases)."""
+
+_CORRUPT = "_corrupt_record"
+
+KAFKA_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("_kafka_key", "string"),
+    ("_kafka_topic", "string"),
+    ("_kafka_partition", "int"),
+    ("_kafka_offset", "bigint"),
+    ("_kafka_timestamp", "timestamp"),
+)
+"""Kafka coordinates kept on every bronze row and dead letter."""
+
+BATCH_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("_ingested_at", "timestamp"),
+    ("_batch_id", "bigint"),
+)
+"""Ingestion metadata: when and in which micro-batch a row was written."""
+
+BRONZE_COLUMNS: tuple[tuple[str, str], ...] = (*EVENT_FIELDS, *KAFKA_COLUMNS, *BATCH_COLUMNS)
+"""Columns of the bronze table, in order."""
+
+DEAD_LETTER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("value", "string"),
+    ("error", "string"),
+    *KAFKA_COLUMNS,
+    *BATCH_COLUMNS,
+)
+"""Columns of the dead-letter table, in order: the raw value, the error, the coordinates."""
+
+GOLD_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("window_start", "timestamp"),
+    ("window_end", "timestamp"),
+    ("event_type", "string"),
+    ("event_count", "bigint"),
+    ("amount_sum", "decimal(20,2)"),
+)
+"""Columns of the windowed aggregate."""
+
+
+def ddl(columns: tuple[tuple[str, str], ...]) -> str:
+    """Render ``columns`` as a Spark DDL schema string (``name type, ...``)."""
+    return ", ".join(f"`{name}` {kind}" for name, kind in columns)
+
+
+def _raw_schema() -> StructType:
+    return StructType(
+        [StructField(name, StringType()) for name, _ in EVENT_FIELDS]
+        + [StructField(_CORRUPT, StringType())]
+    )
+
+
+def _error(raw: Column, value: Column) -> Column:
+    """The first reason a record is invalid, or null when it is valid."""
+    not_object = (
+        value.isNull()
+        | raw.isNull()
+        | raw.getField(_CORRUPT).isNotNull()
+        | ~F.ltrim(value).startswith("{")
+    )
+    missing = F.concat_ws(
+        ", ", *[F.when(raw.getField(f).isNull(), F.lit(f)) for f in REQUIRED_FIELDS]
+    )
+    bad_types = F.concat_ws(
+        "; ",
+        *[
+            F.when(
+                raw.getField(name).isNotNull() & F.col(f"_typed_{name}").isNull(),
+                F.concat(
+                    F.lit(f"{name}: cannot read '"),
+                    F.substring(raw.getField(name), 1, 80),
+                    F.lit(f"' as {kind}"),
+                ),
+            )
+            for name, kind in EVENT_FIELDS
+            if kind != "string"
+        ],
+    )
+    return (
+        F.when(not_object, F.lit("not a JSON object"))
+        .when(missing != "", F.concat(F.lit("missing required field(s): "), missing))
+        .when(bad_types != "", bad_types)
+    )
+
+
+def parse_kafka_events(records: DataFrame) -> DataFrame:
+    """Parse Kafka records into typed event columns, coordinates and an ``error`` column.
+
+    Args:
+        records: Rows in the Kafka source's shape: ``key`` and ``value`` (binary), ``topic``,
+            ``partition``, ``offset`` and ``timestamp``.
+
+    Returns:
+        The event fields (typed; null where invalid), ``value`` (the raw value as text),
+        ``error`` (null for a valid event), and the Kafka columns of :data:`KAFKA_COLUMNS`.
+    """
+    value = F.col("value").cast("string")
+    raw = F.from_json(
+        value, _raw_schema(), {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
+    )
+    staged = records.select(
+        value.alias("value"),
+        raw.alias("_raw"),
+        F.col("key").cast("string").alias("_kafka_key"),
+        F.col("topic").alias("_kafka_topic"),
+        F.col("partition").cast("int").alias("_kafka_partition"),
+        F.col("offset").cast("bigint").alias("_kafka_offset"),
+        F.col("timestamp").cast("timestamp").alias("_kafka_timestamp"),
+    )
+    typed = staged.select(
+        "*",
+        *[
+            F.col("_raw").getField(name).try_cast(kind).alias(f"_typed_{name}")
+            for name, kind in EVENT_FIELDS
+        ],
+    )
+    return typed.select(
+        *[F.col(f"_typed_{name}").alias(name) for name, _ in EVENT_FIELDS],
+        "value",
+        _error(F.col("_raw"), F.col("value")).alias("error"),
+        *[name for name, _ in KAFKA_COLUMNS],
+    )
+
+
+def valid_events(
+    parsed: DataFrame, *, batch_id: int, ingested_at: Column | None = None
+) -> DataFrame:
+    """Bronze rows: the valid events of ``parsed`` with coordinates and batch metadata.
+
+    Args:
+        parsed: Output of :func:`parse_kafka_events`.
+        batch_id: The streaming micro-batch id.
+        ingested_at: Ingestion time column (default: the current timestamp).
+    """
+    return parsed.where(F.col("error").isNull()).select(
+        *[name for name, _ in EVENT_FIELDS],
+        *[name for name, _ in KAFKA_COLUMNS],
+        (ingested_at if ingested_at is not None else F.current_timestamp()).alias("_ingested_at"),
+        F.lit(batch_id).cast("bigint").alias("_batch_id"),
+    )
+
+
+def dead_letters(
+    parsed: DataFrame, *, batch_id: int, ingested_at: Column | None = None
+) -> DataFrame:
+    """Dead letters: the raw value and error of every invalid record, with its coordinates.
+
+    Args:
+        parsed: Output of :func:`parse_kafka_events`.
+        batch_id: The streaming micro-batch id.
+        ingested_at: Ingestion time column (default: the current timestamp).
+    """
+    return parsed.where(F.col("error").isNotNull()).select(
+        "value",
+        "error",
+        *[name for name, _ in KAFKA_COLUMNS],
+        (ingested_at if ingested_at is not None else F.current_timestamp()).alias("_ingested_at"),
+        F.lit(batch_id).cast("bigint").alias("_batch_id"),
+    )
+
+
+def windowed_counts(
+    events: DataFrame, *, window: str = "5 minutes", watermark: str = "10 minutes"
+) -> DataFrame:
+    """Count and sum(amount) per ``event_type`` in tumbling ``window`` windows of event_time.
+
+    With a ``watermark`` delay on ``event_time``, a streaming query in append mode emits each
+    window once, after the watermark passed its end; events arriving later than that for it are
+    dropped.
+
+    Args:
+        events: Rows with ``event_time``, ``event_type`` and ``amount``.
+        window: Window duration, e.g. ``5 minutes``.
+        watermark: Watermark delay, e.g. ``10 minutes``.
+
+    Returns:
+        Columns of :data:`GOLD_COLUMNS`.
+    """
+    return (
+        events.withWatermark("event_time", watermark)
+        .groupBy(F.window("event_time", window).alias("w"), "event_type")
+        .agg(F.count(F.lit(1)).alias("event_count"), F.sum("amount").alias("amount_sum"))
+        .select(
+            F.col("w.start").alias("window_start"),
+            F.col("w.end").alias("window_end"),
+            "event_type",
+            "event_count",
+            F.col("amount_sum").cast("decimal(20,2)").alias("amount_sum"),
+        )
+    )

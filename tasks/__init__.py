@@ -1,0 +1,1 @@
+"""Thin Prefect tasks: retries, timeouts, artifacts. Logic lives in lakehouse/ and spark_jobs/."""

@@ -1,0 +1,49 @@
+"""Shared fixtures. Services (Spark, Kafka, kube-apiserver) start once per session; a missing
+service is a failure with a message saying how to install it, never a skip."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.k8s"]
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("LAKEHOUSE_SPARK__DRIVER_MEMORY", "1g")
+
+DEMO_START = dt.date(2026, 1, 1)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    """One in-process SparkSession (local[2], Delta, the pinned jars) for the whole run."""
+    from lakehouse import jars
+    from spark_jobs.session import build_session
+
+    session = build_session(
+        "lakehouse-tests",
+        {
+            "spark.jars": ",".join(str(p) for p in jars.resolved_jars()),
+            "spark.driver.memory": "2g",
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+            "spark.ui.enabled": "false",
+            "spark.sql.shuffle.partitions": "2",
+            "spark.default.parallelism": "2",
+        },
+        master="local[2]",
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def lake_root(tmp_path: Path) -> Path:
+    """An empty lakehouse root for one test."""
+    root = tmp_path / "lake"
+    root.mkdir()
+    return root

@@ -1,0 +1,145 @@
+"""The dbt project and its environment without Spark: settings -> DBT_LAKEHOUSE_* variables,
+the command line, typed errors, and the project parsing under the real dbt-core + dbt-spark."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lakehouse import dbt as lhdbt
+from lakehouse.dbt import DbtSettings
+from lakehouse.errors import ConfigError
+from lakehouse.settings import REPO_ROOT, Settings, StorageSettings
+
+pytestmark = pytest.mark.dbt
+
+PROJECT = REPO_ROOT / "dbt"
+
+
+def _settings(root: str) -> Settings:
+    return Settings(storage=StorageSettings(root=root))
+
+
+def test_local_target_environment(tmp_path: Path) -> None:
+    root = tmp_path / "lake"
+    (root / "warehouse" / "silver" / "orders" / "_delta_log").mkdir(parents=True)
+    (root / "warehouse" / "gold" / "not_delta").mkdir(parents=True)
+    env = lhdbt.dbt_env(_settings(str(root)), DbtSettings(spark_conf={"spark.x": "1"}))
+    assert env["DBT_LAKEHOUSE_TARGET"] == "local"
+    assert env["DBT_LAKEHOUSE_WAREHOUSE"] == f"{root}/warehouse"
+    assert env["DBT_LAKEHOUSE_CATALOG_DIR"] == f"{root}/metastore/warehouse"
+    assert json.loads(env["DBT_LAKEHOUSE_DELTA_TABLES"]) == ["silver/orders"]
+    conf = json.loads(env["DBT_LAKEHOUSE_SPARK_CONF"])
+    assert conf["spark.hadoop.javax.jdo.option.ConnectionURL"] == (
+        f"jdbc:derby:;databaseName={root}/metastore/metastore_db;create=true")
+    assert f"-Dderby.system.home={root}/metastore" in conf["spark.driver.extraJavaOptions"]
+    assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+    assert conf["spark.driver.bindAddress"] == "127.0.0.1"
+    assert all(Path(j).is_file() for j in conf["spark.jars"].split(","))
+    assert conf["spark.x"] == "1"  # the dbt spark_conf setting wins
+
+
+def test_remote_root_needs_a_local_metastore_or_the_cluster_target() -> None:
+    s3 = _settings("s3a://bucket/lake")
+    with pytest.raises(ConfigError, match="LAKEHOUSE_DBT__METASTORE_DIR"):
+        lhdbt.dbt_env(s3, DbtSettings())
+    env = lhdbt.dbt_env(s3, DbtSettings(metastore_dir="/var/lib/metastore"))
+    assert env["DBT_LAKEHOUSE_WAREHOUSE"] == "s3a://bucket/lake/warehouse"
+    assert "DBT_LAKEHOUSE_DELTA_TABLES" not in env  # a remote root is not listed
+    with pytest.raises(ConfigError, match="LAKEHOUSE_DBT__SPARK_REMOTE"):
+        lhdbt.dbt_env(s3, DbtSettings(target="cluster"))
+    remote = "sc://lakehouse-spark-connect.spark-jobs.svc:15002"
+    env = lhdbt.dbt_env(s3, DbtSettings(target="cluster", spark_remote=remote))
+    assert env["DBT_LAKEHOUSE_SPARK_REMOTE"] == remote
+    assert "DBT_LAKEHOUSE_SPARK_CONF" not in env
+    # the kubernetes backend defaults to the cluster target
+    on_k8s = Settings(backend="kubernetes", storage=StorageSettings(root="s3a://bucket/lake"))
+    env = lhdbt.dbt_env(on_k8s, DbtSettings(spark_remote=remote))
+    assert env["DBT_LAKEHOUSE_TARGET"] == "cluster"
+
+
+def test_command_line_and_vars(tmp_path: Path) -> None:
+    settings = _settings(str(tmp_path))
+    args = lhdbt.command_args(["build", "--select", "fct_daily_revenue"], settings,
+                              DbtSettings(freshness_warn_hours=2, freshness_error_hours=3),
+                              {"enable_failing_test": True})
+    assert args[:3] == ["build", "--select", "fct_daily_revenue"]
+    assert args[args.index("--project-dir") + 1] == str(PROJECT)
+    assert args[args.index("--target-path") + 1] == str(tmp_path / "dbt" / "target")
+    assert json.loads(args[args.index("--vars") + 1]) == {
+        "freshness_warn_hours": 2, "freshness_error_hours": 3, "enable_failing_test": True}
+    with pytest.raises(ConfigError, match="must not be below"):
+        lhdbt.dbt_vars(DbtSettings(freshness_warn_hours=5, freshness_error_hours=4))
+
+
+# No Spark is needed to parse: the cluster target renders without connecting (and leaves any
+# in-process Spark of the local target alone).
+CLUSTER = DbtSettings(target="cluster", spark_remote="sc://127.0.0.1:15002")
+
+
+def test_environment_is_set_for_the_invocation_and_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DBT_LAKEHOUSE_WAREHOUSE", raising=False)
+    with lhdbt.dbt_environment(_settings(str(tmp_path)), CLUSTER) as env:
+        assert os.environ["DBT_LAKEHOUSE_WAREHOUSE"] == env["DBT_LAKEHOUSE_WAREHOUSE"]
+    assert "DBT_LAKEHOUSE_WAREHOUSE" not in os.environ
+
+
+def test_a_process_runs_the_local_target_for_one_metastore_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once dbt started Spark here for one root, another root is refused, not half-served."""
+    monkeypatch.setattr(lhdbt, "_opened", {"metastore": "jdbc:derby:;databaseName=/elsewhere"})
+    monkeypatch.delenv("DBT_LAKEHOUSE_WAREHOUSE", raising=False)
+    with pytest.raises(ConfigError, match="cannot switch"), \
+            lhdbt.dbt_environment(_settings(str(tmp_path)), DbtSettings()):
+        pass
+    assert "DBT_LAKEHOUSE_WAREHOUSE" not in os.environ  # restored on the way out
+
+
+def test_profile_and_project_hold_no_machine_specific_path() -> None:
+    for name in ("profiles.yml", "dbt_project.yml"):
+        text = (PROJECT / name).read_text()
+        assert str(REPO_ROOT) not in text and "/tmp/" not in text and "/home/" not in text
+    profile = yaml.safe_load((PROJECT / "profiles.yml").read_text())["lakehouse"]
+    assert set(profile["outputs"]) == {"local", "cluster"}
+    assert all(o["type"] == "spark" and o["method"] == "session" for o in profile["outputs"].values())
+
+
+def test_the_project_parses_with_one_yml_per_model(tmp_path: Path) -> None:
+    """dbt parse (no Spark connection): the models, their tests and unit tests are all there."""
+    from dbt.cli.main import dbtRunner
+
+    settings = _settings(str(tmp_path))
+    for sql in (PROJECT / "models").rglob("*.sql"):
+        assert sql.with_suffix(".yml").is_file(), f"{sql.name} has no yml of its own"
+    with lhdbt.dbt_environment(settings, CLUSTER):
+        res = dbtRunner().invoke(lhdbt.command_args(["parse"], settings, CLUSTER))
+    assert res.success, res.exception
+    manifest = res.result
+    models = {n.name: n for n in manifest.nodes.values() if n.resource_type == "model"}
+    assert set(models) == {"stg_orders", "stg_users", "stg_events", "fct_daily_revenue",
+                           "dim_users", "fct_hourly_events"}
+    revenue = models["fct_daily_revenue"].config
+    assert (revenue.materialized, revenue.incremental_strategy, revenue.get("file_format"),
+            revenue.unique_key) == ("incremental", "merge", "delta", "date_day")
+    assert all(models[m].config.materialized == "view" for m in ("stg_orders", "stg_users", "stg_events"))
+    tests = {n.name: n for n in manifest.nodes.values() if n.resource_type == "test"}
+    kinds = {t.test_metadata.name for t in tests.values() if getattr(t, "test_metadata", None)}
+    assert {"unique", "not_null", "accepted_values", "relationships"} <= kinds
+    assert "assert_fails_on_purpose" not in tests  # enabled only with the var
+    assert {u.name for u in manifest.unit_tests.values()} >= {
+        "fct_daily_revenue_counts_sums_and_rounds_half_up",
+        "fct_daily_revenue_incremental_run_recomputes_only_changed_days"}
+    sources = {s.name: s for s in manifest.sources.values()}
+    assert set(sources) == {"orders", "users", "events"}
+    for s in sources.values():
+        assert s.loaded_at_field == "_ingested_at"
+        assert s.freshness is not None and s.freshness.error_after.count == 50
+    for sql in (PROJECT / "models").rglob("*.sql"):
+        assert "select *" not in sql.read_text().lower(), f"{sql.name} selects *"

@@ -1,0 +1,282 @@
+"""The gold marts built by dbt on Spark + Delta, run by the dbt-build flow (prefect-dbt's runner).
+
+Silver comes from the real medallion flow (spark-submit) on generated data; dbt then runs in
+this process through dbt-spark's session method, with the Hive catalog's Derby metastore under
+the module's lakehouse root. One root and one dbt Spark session serve the whole module: build
+(3 days) -> incremental run after a 4th day -> a late cancellation -> a failing test.
+
+Expected figures come from tests/expected.py, which recomputes silver and the aggregates from
+the landing files in plain Python; the Delta history is read from the _delta_log JSON files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections import defaultdict
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lakehouse.datagen import GenConfig, generate
+from tests import expected
+
+# Each stage runs real spark-submit jobs and a real dbt build on a machine shared with other work:
+# generous, still finite, bounds per test (setup included).
+pytestmark = [pytest.mark.dbt, pytest.mark.spark, pytest.mark.usefixtures("prefect_harness"),
+              pytest.mark.timeout(2400)]
+
+START = dt.date(2026, 1, 1)
+DAY = dt.timedelta(days=1)
+INITIAL = [START + i * DAY for i in range(3)]
+FOURTH = START + 3 * DAY
+LATE = START + 4 * DAY
+# Small data; no status updates of earlier orders in the generated days, so the 4th day's data
+# holds orders of that day only (the late-change path has its own stage below).
+CFG = dict(events_per_day=240, orders_per_day=60, users_initial=40, users_new_per_day=5,
+           order_update_rate=0.0)
+MART_DIR = ("warehouse", "gold")
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+def _spark() -> Any:
+    """The in-process session dbt started (the test reads through the very same catalog)."""
+    from pyspark.sql import SparkSession
+
+    return SparkSession.builder.getOrCreate()
+
+
+def _medallion(start: dt.date, end: dt.date) -> None:
+    from flows.medallion import medallion
+
+    medallion(start_date=start, end_date=end, layers=["bronze", "silver"])
+
+
+def _dbt_build(**params: Any) -> Any:
+    from flows.dbt import dbt_build
+
+    return dbt_build(return_state=True, **params)
+
+
+def _task_run_states(flow_run_id: Any) -> dict[str, str]:
+    """Name -> state type of every task run of the flow run (read back from the Prefect API)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    flow_runs = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=flow_runs)
+    return {r.name: r.state.type.value for r in runs if r.state is not None}
+
+
+def _commits(table: Path) -> list[dict[str, Any]]:
+    """commitInfo of every Delta commit of ``table``, oldest first (read from the log files)."""
+    out = []
+    for f in sorted((table / "_delta_log").glob("*.json")):
+        for line in f.read_text().splitlines():
+            action = json.loads(line)
+            if "commitInfo" in action:
+                out.append(action["commitInfo"])
+    return out
+
+
+def _daily_revenue(spark: Any) -> dict[dt.date, tuple[int, int, Decimal, Decimal]]:
+    rows = spark.sql("select date_day, total_orders, unique_customers, total_revenue, "
+                     "avg_order_value from gold.fct_daily_revenue").collect()
+    return {r.date_day: (r.total_orders, r.unique_customers, r.total_revenue, r.avg_order_value)
+            for r in rows}
+
+
+def _hourly_events(spark: Any) -> dict[tuple[dt.datetime, str], tuple[int, Decimal]]:
+    rows = spark.sql("select date_format(event_hour, 'yyyy-MM-dd HH:mm:ss') as hour, event_type, "
+                     "event_count, total_amount from gold.fct_hourly_events").collect()
+    return {(dt.datetime.fromisoformat(r.hour), r.event_type): (r.event_count, r.total_amount)
+            for r in rows}
+
+
+def _dim_users(spark: Any) -> dict[str, tuple[str, str, int, Decimal]]:
+    rows = spark.sql("select user_id, email, country, total_orders, lifetime_revenue "
+                     "from gold.dim_users").collect()
+    return {r.user_id: (r.email, r.country, r.total_orders, r.lifetime_revenue) for r in rows}
+
+
+def _expected_dim_users(
+    landing: Path, dates: list[dt.date]
+) -> dict[str, tuple[str, str, int, Decimal]]:
+    users = expected.latest_rows(landing, "users", dates)
+    orders = expected.latest_rows(landing, "orders", dates)
+    stats: dict[str, list[Any]] = defaultdict(lambda: [0, Decimal("0.00")])
+    for o in orders.values():
+        if o["status"] != "cancelled":
+            stats[o["user_id"]][0] += 1
+            stats[o["user_id"]][1] += Decimal(str(o["amount"])).quantize(Decimal("0.01"))
+    return {uid: (u["email"], u["country"], stats[uid][0], stats[uid][1])
+            for uid, u in users.items()}
+
+
+def _snapshot(landing: Path, dates: list[dt.date]) -> dict[str, Any]:
+    spark = _spark()
+    return {
+        "got": {"daily": _daily_revenue(spark), "hourly": _hourly_events(spark),
+                "users": _dim_users(spark)},
+        "want": {
+            "daily": expected.daily_revenue(expected.latest_rows(landing, "orders", dates)),
+            "hourly": expected.hourly_stats(expected.latest_rows(landing, "events", dates)),
+            "users": _expected_dim_users(landing, dates),
+        },
+    }
+
+
+# -- stages (module-scoped: one lakehouse root, one dbt Spark session) ---------------------------
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A lakehouse root with 4 generated days of landing data and silver built for the first 3."""
+    from lakehouse.dbt import get_dbt_settings
+    from lakehouse.settings import get_settings
+
+    root = tmp_path_factory.mktemp("dbt") / "lake"
+    generate(root / "landing", GenConfig(start=START, days=4, **CFG))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LAKEHOUSE_STORAGE__ROOT", str(root))
+        mp.setenv("LAKEHOUSE_DBT__SPARK_MASTER", "local[2]")
+        memory = os.environ.get("LAKEHOUSE_DBT__DRIVER_MEMORY", "2g")
+        mp.setenv("LAKEHOUSE_DBT__DRIVER_MEMORY", memory)
+        mp.setenv("LAKEHOUSE_DBT__SPARK_CONF", json.dumps({"spark.sql.shuffle.partitions": "2",
+                                                          "spark.default.parallelism": "2"}))
+        get_settings.cache_clear()
+        get_dbt_settings.cache_clear()
+        _medallion(INITIAL[0], INITIAL[-1])
+        yield root
+    get_settings.cache_clear()
+    get_dbt_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def first_build(lake: Path) -> dict[str, Any]:
+    """``dbt build`` (with source freshness) over the 3 initial days."""
+    state = _dbt_build()
+    assert state.is_completed(), state.message
+    flow_run_id = state.state_details.flow_run_id
+    return {"state": state, "rows": state.result(), "tasks": set(_task_run_states(flow_run_id)),
+            **_snapshot(lake / "landing", INITIAL)}
+
+
+@pytest.fixture(scope="module")
+def fourth_day(lake: Path, first_build: dict[str, Any]) -> dict[str, Any]:
+    """Silver for the 4th day, then an incremental ``dbt build`` (freshness was checked by the
+    first build)."""
+    _medallion(FOURTH, FOURTH)
+    state = _dbt_build(freshness=False)
+    assert state.is_completed(), state.message
+    dates = [*INITIAL, FOURTH]
+    commits = _commits(lake.joinpath(*MART_DIR, "fct_daily_revenue"))
+    return {"rows": state.result(), "commits": commits, **_snapshot(lake / "landing", dates)}
+
+
+# -- tests ---------------------------------------------------------------------------------------
+
+def test_build_marts_equal_independent_figures(first_build: dict[str, Any]) -> None:
+    got, want = first_build["got"], first_build["want"]
+    assert sorted(got["daily"]) == INITIAL
+    assert got["daily"] == want["daily"]
+    assert got["hourly"] == want["hourly"]
+    assert got["users"] == want["users"]
+
+
+def test_build_runs_every_node_as_its_own_prefect_task(first_build: dict[str, Any]) -> None:
+    rows = first_build["rows"]
+    by_type: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        assert r["status"] in {"success", "pass", "warn"}, r
+        by_type[r["resource_type"]].add(r["name"])
+    models = {"stg_orders", "stg_users", "stg_events", "fct_daily_revenue", "dim_users",
+              "fct_hourly_events"}
+    assert by_type["model"] == models
+    assert {"fct_daily_revenue_counts_sums_and_rounds_half_up",
+            "fct_daily_revenue_incremental_run_recomputes_only_changed_days",
+            "fct_hourly_events_counts_and_sums_per_hour_and_type"} <= by_type["unit_test"]
+    assert {"unique_fct_daily_revenue_date_day",
+            "accepted_values_stg_orders_status__pending__completed__refunded",
+            "relationships_stg_orders_user_id__user_id__ref_stg_users_",
+            "assert_revenue_matches_staged_orders"} <= by_type["test"]
+    assert by_type["source"] == {"orders", "users", "events"}  # source freshness
+    tasks = first_build["tasks"]
+    assert {f"model {m}" for m in models} <= tasks
+    assert "test unique_fct_daily_revenue_date_day" in tasks
+    assert "unit_test fct_daily_revenue_counts_sums_and_rounds_half_up" in tasks
+
+
+def test_incremental_run_touches_only_the_new_day(lake: Path, fourth_day: dict[str, Any]) -> None:
+    got, want = fourth_day["got"], fourth_day["want"]
+    assert got["daily"] == want["daily"]
+    assert got["hourly"] == want["hourly"]
+    assert got["users"] == want["users"]
+    assert sorted(got["daily"]) == [*INITIAL, FOURTH]
+
+    last = fourth_day["commits"][-1]
+    assert last["operation"] == "MERGE"
+    metrics = {k: int(v) for k, v in last["operationMetrics"].items() if v.lstrip("-").isdigit()}
+    assert metrics["numSourceRows"] == 1  # only the 4th day was recomputed ...
+    assert metrics["numTargetRowsInserted"] == 1  # ... and written
+    assert metrics["numTargetRowsUpdated"] == 0
+    assert metrics["numTargetRowsDeleted"] == 0
+    assert metrics["numTargetFilesRemoved"] == 0  # no earlier day's file rewritten
+    # the mart's history: one table creation, then this merge
+    operations = [c["operation"] for c in fourth_day["commits"]]
+    assert operations == ["CREATE OR REPLACE TABLE AS SELECT", "MERGE"]
+
+
+def test_late_cancellation_rewrites_only_its_own_day(
+    lake: Path, fourth_day: dict[str, Any]
+) -> None:
+    """A 5th landing day holding only a cancellation of a 1st-day order (plus a repeat of a user
+    and of an event that changes nothing): the incremental run recomputes the 1st day alone."""
+    landing = lake / "landing"
+    seen = [*INITIAL, FOURTH]
+    orders = expected.latest_rows(landing, "orders", seen)
+    victim = min(o for o, row in orders.items() if row["status"] != "cancelled"
+                 and row["created_at"].startswith(START.isoformat()))
+    cancel = dict(orders[victim], status="cancelled",
+                  updated_at=f"{LATE.isoformat()}T01:00:00.000Z")
+    user = expected.latest_rows(landing, "users", seen)
+    event = expected.latest_rows(landing, "events", seen)
+    late_rows = {"orders": cancel, "users": user[min(user)], "events": event[min(event)]}
+    for source, row in late_rows.items():
+        d = landing / source / f"date={LATE.isoformat()}"
+        d.mkdir(parents=True)
+        (d / "part-00000.json").write_text(json.dumps(row) + "\n")
+    _medallion(LATE, LATE)
+    state = _dbt_build(freshness=False)
+    assert state.is_completed(), state.message
+
+    dates = [*INITIAL, FOURTH, LATE]
+    want = expected.daily_revenue(expected.latest_rows(landing, "orders", dates))
+    assert _daily_revenue(_spark()) == want
+    assert want[START] != fourth_day["want"]["daily"][START]  # the cancellation did change day 1
+    last = _commits(lake.joinpath(*MART_DIR, "fct_daily_revenue"))[-1]
+    m = last["operationMetrics"]
+    assert last["operation"] == "MERGE"
+    touched = (m["numSourceRows"], m["numTargetRowsUpdated"], m["numTargetRowsInserted"])
+    assert touched == ("1", "1", "0")
+
+
+def test_a_failing_dbt_test_fails_the_flow_and_names_the_test(
+    lake: Path, first_build: dict[str, Any]
+) -> None:
+    from lakehouse.dbt import DbtError
+
+    state = _dbt_build(select=["assert_fails_on_purpose"], freshness=False,
+                       project_vars={"enable_failing_test": True})
+    assert state.is_failed()
+    assert "assert_fails_on_purpose" in (state.message or "")
+    with pytest.raises(DbtError, match=r"test assert_fails_on_purpose .*: fail") as err:
+        state.result()
+    assert err.value.failures and "assert_fails_on_purpose" in err.value.failures[0]
+    states = _task_run_states(state.state_details.flow_run_id)
+    assert states.get("test assert_fails_on_purpose") == "FAILED"

@@ -1,0 +1,265 @@
+"""The medallion flow end to end: real spark-submit jobs, real Delta tables, Prefect's harness.
+
+Expected values come from the generator's manifest and from tests/expected.py, which recomputes
+silver and gold from the landing files in plain Python.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import SparkSession
+
+from lakehouse.datagen import GenConfig, Manifest, generate
+from tests import expected
+
+pytestmark = [pytest.mark.spark, pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
+
+START = dt.date(2026, 1, 1)
+DATES = [START + dt.timedelta(days=i) for i in range(3)]
+SOURCES = ("orders", "users", "events")
+KEYS = {"orders": "order_id", "users": "user_id", "events": "event_id"}
+CFG = dict(events_per_day=1500, orders_per_day=300, users_initial=150)
+
+
+def _table(spark: SparkSession, root: Path, layer: str, name: str, version: int | None = None):
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(str(root / "warehouse" / layer / name))
+
+
+def _snapshot(spark: SparkSession, root: Path, drop_lineage: bool = False) -> dict[str, list[tuple[Any, ...]]]:
+    out = {}
+    for layer, names in (
+        ("bronze", SOURCES),
+        ("silver", SOURCES),
+        ("quarantine", SOURCES),
+        ("gold", ("hourly_stats", "daily_revenue", "daily_revenue_by_country")),
+    ):
+        for name in names:
+            df = _table(spark, root, layer, name)
+            if drop_lineage:
+                df = df.drop("_ingested_at", "_batch_id", "run_id", "quarantined_at")
+            out[f"{layer}.{name}"] = sorted(
+                (tuple(r) for r in df.collect()), key=lambda t: [(v is None, str(v)) for v in t]
+            )
+    return out
+
+
+def _run(**params: Any) -> list[dict[str, Any]]:
+    from flows.medallion import medallion
+
+    return medallion(**params)
+
+
+@pytest.fixture(scope="module")
+def landed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Manifest]:
+    """Three generated days, landed once and copied into each test's root."""
+    base = tmp_path_factory.mktemp("landing")
+    manifest = generate(base / "landing", GenConfig(start=START, days=3, **CFG))
+    return base / "landing", manifest
+
+
+def _fresh_root(tmp_path: Path, landing: Path) -> Path:
+    import shutil
+
+    root = tmp_path / "lake"
+    shutil.copytree(landing, root / "landing")
+    return root
+
+
+def test_flow_end_to_end_matches_manifest_and_independent_figures(
+    spark: SparkSession, tmp_path: Path, landed: tuple[Path, Manifest], use_root: Any
+) -> None:
+    landing, manifest = landed
+    root = _fresh_root(tmp_path, landing)
+    use_root(root)
+    summary = _run(start_date=START, end_date=DATES[-1])
+
+    by_table = {f"{r['layer']}.{r['table']}": r for r in summary}
+    for s in SOURCES:
+        lines = manifest.total(s, "lines")
+        assert _table(spark, root, "bronze", s).count() == lines == by_table[f"bronze.{s}"]["rows_written"]
+        silver = _table(spark, root, "silver", s)
+        exp = expected.latest_rows(landing, s, DATES)
+        assert silver.count() == len(exp) == manifest.total(s, "new_keys")
+        assert silver.select(KEYS[s]).distinct().count() == len(exp)
+        quarantine = _table(spark, root, "quarantine", s)
+        q = {r[0]: r[1] for r in quarantine.groupBy(quarantine.failed_rules[0]).count().collect()}
+        assert q == expected.rejected(landing, s, DATES)
+        assert sum(q.values()) == manifest.total(s, "null_keys") + manifest.total(s, "malformed")
+        assert by_table[f"silver.{s}"]["rows_read"] == lines
+    # silver holds the latest version of each order (status updates applied)
+    orders = {r.order_id: (r.status, r.amount) for r in _table(spark, root, "silver", "orders").collect()}
+    exp_orders = expected.latest_rows(landing, "orders", DATES)
+    assert orders == {
+        k: (v["status"], Decimal(str(v["amount"])).quantize(Decimal("0.01"))) for k, v in exp_orders.items()
+    }
+
+    hourly = {
+        (r.hour, r.event_type): (r.event_count, r.total_amount)
+        for r in _table(spark, root, "gold", "hourly_stats").collect()
+    }
+    assert hourly == expected.hourly_stats(expected.latest_rows(landing, "events", DATES))
+    revenue = {
+        r.date_day: (r.total_orders, r.unique_customers, r.total_revenue, r.avg_order_value)
+        for r in _table(spark, root, "gold", "daily_revenue").collect()
+    }
+    assert revenue == expected.daily_revenue(exp_orders)
+    by_country = _table(spark, root, "gold", "daily_revenue_by_country").groupBy("date_day").sum("total_orders")
+    assert {r[0]: r[1] for r in by_country.collect()} == {d: v[0] for d, v in revenue.items()}
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        artifact = client.read_latest_artifacts()
+    keys = {a.key for a in artifact}
+    assert "medallion-summary" in keys
+
+
+def test_rerun_and_full_refresh_leave_identical_tables(
+    spark: SparkSession, tmp_path: Path, landed: tuple[Path, Manifest], use_root: Any
+) -> None:
+    landing, _ = landed
+    root = _fresh_root(tmp_path, landing)
+    use_root(root)
+    _run(start_date=START, end_date=DATES[-1])
+    first = _snapshot(spark, root)
+    first_content = _snapshot(spark, root, drop_lineage=True)
+    versions = {s: _table(spark, root, "bronze", s).inputFiles() for s in SOURCES}
+
+    summary = _run(start_date=START, end_date=DATES[-1])
+    assert _snapshot(spark, root) == first
+    assert {s: _table(spark, root, "bronze", s).inputFiles() for s in SOURCES} == versions
+    assert all(r["rows_written"] == 0 for r in summary if r["layer"] in ("bronze", "silver"))
+
+    # a full refresh of the middle day rebuilds it from its inputs: same content, new lineage
+    _run(start_date=DATES[1], end_date=DATES[1], full_refresh=True)
+    assert _snapshot(spark, root, drop_lineage=True) == first_content
+
+
+def test_overlapping_backfills_equal_one_run(
+    spark: SparkSession,
+    tmp_path: Path,
+    landed: tuple[Path, Manifest],
+    use_root: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One run over three days (one fused job) equals overlapping backfills run as one job per
+    layer: both job layouts, same tables."""
+    landing, _ = landed
+    one = _fresh_root(tmp_path / "one", landing)
+    use_root(one)
+    _run(start_date=START, end_date=DATES[-1])
+
+    two = _fresh_root(tmp_path / "two", landing)
+    monkeypatch.setenv("LAKEHOUSE_PIPELINE__JOB_PER_LAYER", "true")
+    use_root(two)
+    _run(start_date=DATES[0], end_date=DATES[1])
+    _run(start_date=DATES[1], end_date=DATES[2])
+    _run(start_date=DATES[2], end_date=DATES[2], layers=["silver", "gold"])
+
+    a, b = _snapshot(spark, one, drop_lineage=True), _snapshot(spark, two, drop_lineage=True)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name] == b[name], name
+    for s in SOURCES:
+        silver = _table(spark, two, "silver", s)
+        assert silver.count() == silver.select(KEYS[s]).distinct().count()
+
+
+def test_failing_job_fails_the_flow_naming_exit_code_and_log(tmp_path: Path, use_root: Any) -> None:
+    from prefect import flow
+
+    from lakehouse.errors import SparkJobError
+    from lakehouse.jobs import SparkJob
+    from tasks.spark import run_spark_job
+
+    @flow
+    def failing() -> None:
+        run_spark_job.with_options(retries=0)(
+            SparkJob(name="diag-fail", entrypoint="spark_jobs.diagnostics", args=("--exit-code", "7"))
+        )
+
+    state = failing(return_state=True)
+    assert state.is_failed()
+    with pytest.raises(SparkJobError) as err:
+        state.result()
+    assert err.value.exit_code == 7
+    assert "failing on purpose with exit code 7" in str(err.value)
+
+
+def test_bad_parameters_fail_before_any_spark_work(use_root: Any, tmp_path: Path) -> None:
+    from prefect.exceptions import ParameterTypeError
+
+    from lakehouse.errors import ConfigError
+
+    use_root(tmp_path)
+    # the layer names are a Literal: Prefect rejects an unknown one before the flow body runs,
+    # naming the parameter and the allowed values (the same check guards deployment runs)
+    with pytest.raises(ParameterTypeError, match=r"layers\.0: Input should be 'bronze', 'silver' or 'gold'"):
+        _run(start_date=START, layers=["platinum"])
+    with pytest.raises(ConfigError, match="after end_date"):
+        _run(start_date=DATES[2], end_date=DATES[0])
+    assert not (tmp_path / "warehouse").exists()
+
+
+def test_contract_fail_rule_fails_the_flow_naming_the_rule(
+    spark: SparkSession, tmp_path: Path, use_root: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import shutil
+
+    import yaml
+    from prefect.client.orchestration import get_client
+
+    from flows.medallion import medallion
+    from lakehouse.errors import CONTRACT_VIOLATION_EXIT, SparkJobError
+    from spark_jobs.contract import DEFAULT_CONTRACTS_DIR
+
+    contracts = tmp_path / "contracts"
+    shutil.copytree(DEFAULT_CONTRACTS_DIR, contracts)
+    doc = yaml.safe_load((contracts / "orders.yaml").read_text())
+    next(f for f in doc["schema"] if f["name"] == "amount")["on_violation"] = "fail"
+    (contracts / "orders.yaml").write_text(yaml.safe_dump(doc))
+    root = tmp_path / "lake"
+    day = root / "landing" / "orders" / "date=2026-02-01"
+    day.mkdir(parents=True)
+    row = {
+        "order_id": "o1",
+        "user_id": "u1",
+        "amount": 5,
+        "status": "completed",
+        "created_at": "2026-02-01T10:00:00Z",
+        "updated_at": "2026-02-01T10:00:00Z",
+    }
+    (day / "part-00000.json").write_text(
+        json.dumps(row) + "\n" + json.dumps({**row, "order_id": "o2", "amount": -3}) + "\n"
+    )
+    monkeypatch.setenv("LAKEHOUSE_CONTRACTS_DIR", str(contracts))
+    use_root(root)
+
+    state = medallion(start_date=dt.date(2026, 2, 1), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(SparkJobError) as err:
+        state.result()
+    assert err.value.exit_code == CONTRACT_VIOLATION_EXIT
+    assert "orders: amount.min" in str(err.value) and "contract violation" in str(err.value)
+    assert not (root / "warehouse" / "gold").exists()
+    assert (
+        spark.read.format("delta").load(str(root / "warehouse/silver/orders")).count() == 0
+        if (root / "warehouse/silver/orders").exists()
+        else True
+    )
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs()
+    spark_runs = [r for r in runs if r.flow_run_id == state.state_details.flow_run_id and r.name == "medallion"]
+    assert len(spark_runs) == 1 and spark_runs[0].run_count == 1  # a violation is not retried
+    with get_client(sync_client=True) as client:
+        keys = {a.key for a in client.read_latest_artifacts()}
+    assert "data-quality" in keys

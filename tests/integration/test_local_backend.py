@@ -1,0 +1,94 @@
+"""The local backend against real spark-submit runs."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import psutil
+import pytest
+
+from lakehouse.backends.local import LocalBackend
+from lakehouse.errors import SparkJobError, SparkJobTimeout
+from lakehouse.jobs import SparkJob
+from lakehouse.settings import Settings
+
+pytestmark = pytest.mark.spark
+
+
+def _procs_with(tag: str) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any(tag in part for part in (p.info["cmdline"] or [])):
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _wait_gone(tag: str, seconds: float = 15.0) -> list[psutil.Process]:
+    deadline = time.monotonic() + seconds
+    while (left := _procs_with(tag)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
+
+def test_success_streams_log_and_metrics() -> None:
+    lines: list[str] = []
+    result = LocalBackend(Settings()).run(
+        SparkJob(name="diag-ok", entrypoint="spark_jobs.diagnostics", args=("--rows", "4321")),
+        log=lines.append,
+    )
+    assert result.state == "COMPLETED" and result.exit_code == 0
+    assert "diagnostics: counted 4321 rows" in lines
+    assert result.metrics[0]["rows_read"] == 4321
+    assert not any(line.startswith("LAKEHOUSE_METRICS") for line in lines)
+
+
+def test_failure_raises_with_exit_code_and_log_tail() -> None:
+    with pytest.raises(SparkJobError) as err:
+        LocalBackend(Settings()).run(
+            SparkJob(name="diag-fail", entrypoint="spark_jobs.diagnostics", args=("--exit-code", "3")),
+            log=lambda _: None,
+        )
+    assert err.value.exit_code == 3 and err.value.state == "FAILED"
+    assert "diagnostics: failing on purpose with exit code 3" in err.value.log_tail
+    assert "exit code 3" in str(err.value) and "failing on purpose" in str(err.value)
+
+
+def test_timeout_kills_the_whole_process_group() -> None:
+    tag = f"timeout-{uuid.uuid4().hex}"
+    job = SparkJob(name="diag-timeout", entrypoint="spark_jobs.diagnostics",
+                   args=("--sleep", "600", "--tag", tag), timeout_seconds=40)
+    seen: list[int] = []
+
+    def log(line: str) -> None:
+        if "sleeping" in line:
+            seen.extend(p.pid for p in _procs_with(tag))
+
+    started = time.monotonic()
+    with pytest.raises(SparkJobTimeout) as err:
+        LocalBackend(Settings()).run(job, log=log)
+    assert err.value.state == "TIMEOUT"
+    assert time.monotonic() - started < 40 + 30
+    assert len(seen) >= 2  # the launcher JVM and the Python driver were running
+    assert _wait_gone(tag) == []
+
+
+def test_interrupted_caller_stops_the_job() -> None:
+    """Cancellation path: whatever interrupts the caller (Prefect cancellation, a task timeout,
+    Ctrl-C) propagates out of the backend only after the job's process group is gone."""
+    tag = f"cancel-{uuid.uuid4().hex}"
+    job = SparkJob(name="diag-cancel", entrypoint="spark_jobs.diagnostics", args=("--sleep", "600", "--tag", tag))
+
+    class Cancelled(BaseException):
+        pass
+
+    def log(line: str) -> None:
+        if "sleeping" in line:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        LocalBackend(Settings()).run(job, log=log)
+    assert _wait_gone(tag) == []

@@ -1,0 +1,98 @@
+"""Helpers of the streaming tests: settings for a test root and topic, reading the stream's tables,
+and the windowed aggregate recomputed in plain Python (independently of Spark)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import Column, SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse.kafka import SentMessage
+from lakehouse.settings import KafkaSettings, Settings, StorageSettings, StreamingSettings
+from lakehouse.streaming import table_paths
+
+ISO = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
+BASE = dt.datetime(2026, 1, 1, 0, 0, 0)
+EPOCH = dt.datetime(1970, 1, 1)
+WINDOW = dt.timedelta(minutes=5)
+WATERMARK = dt.timedelta(minutes=10)
+
+ERRORS = {
+    "truncated": "not a JSON object",
+    "not-json": "not a JSON object",
+    "json-array": "not a JSON object",
+    "missing-field": "missing required field(s): event_time",
+    "bad-amount": "amount: cannot read 'twelve euros' as decimal(10,2)",
+    "bad-timestamp": "event_time: cannot read 'yesterday at noon' as timestamp",
+}
+"""The error the stream must record for each kind of malformed message."""
+
+
+def settings_for(root: Path, bootstrap_servers: str, topic: str, **streaming: Any) -> Settings:
+    """Settings pointing at a test root, the test broker and a test topic."""
+    return Settings(
+        storage=StorageSettings(root=str(root)),
+        kafka=KafkaSettings(bootstrap_servers=bootstrap_servers, topic=topic),
+        streaming=StreamingSettings(**streaming),
+    )
+
+
+def iso(col: str) -> Column:
+    """A timestamp column as ISO text in UTC (sessions run in UTC)."""
+    return F.date_format(col, ISO)
+
+
+def read_table(
+    spark: SparkSession, settings: Settings, which: str, *cols: str | Column
+) -> list[tuple[Any, ...]]:
+    """Rows of the stream's ``bronze``, ``dead_letter`` or ``gold`` table (selected columns)."""
+    df = spark.read.format("delta").load(table_paths(settings)[which])
+    return [tuple(r) for r in (df.select(*cols) if cols else df).collect()]
+
+
+def parse_time(text: str) -> dt.datetime:
+    """``2026-01-01T00:00:01.300Z`` -> naive UTC datetime."""
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def expected_windows(
+    sent: Iterable[SentMessage],
+) -> list[tuple[str, str, str, int, Decimal | None]]:
+    """The gold rows the stream must have appended: 5-minute windows per event_type, count and
+    sum(amount), for the windows the final watermark (latest valid event_time - 10 minutes)
+    has passed. Assumes no event arrived later than the watermark (true for the tests' data)."""
+    valid = [m.event for m in sent if m.valid]
+    if not valid:
+        return []
+    watermark = max(parse_time(e["event_time"]) for e in valid) - WATERMARK
+    groups: dict[tuple[dt.datetime, str], list[Decimal | None]] = defaultdict(list)
+    for e in valid:
+        t = parse_time(e["event_time"])
+        start = EPOCH + ((t - EPOCH) // WINDOW) * WINDOW  # Spark aligns windows to the epoch
+        amount = Decimal(str(e["amount"])) if e["amount"] is not None else None
+        groups[(start, e["event_type"])].append(amount)
+    out = []
+    for (start, etype), amounts in groups.items():
+        end = start + WINDOW
+        if end > watermark:
+            continue
+        known = [a for a in amounts if a is not None]
+        total = sum(known, Decimal("0.00")) if known else None
+        out.append((_iso(start), _iso(end), etype, len(amounts), total))
+    return sorted(out)
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def gold_rows(spark: SparkSession, settings: Settings) -> list[tuple[Any, ...]]:
+    """The gold table as sorted (window_start, window_end, event_type, count, sum) tuples."""
+    return sorted(read_table(spark, settings, "gold", iso("window_start"), iso("window_end"),
+                             "event_type", "event_count", "amount_sum"))

@@ -1,0 +1,103 @@
+"""The streaming transforms on small inline DataFrames in the Kafka source's shape: exact rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+from decimal import Decimal
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse.kafka import MALFORMED_KINDS, make_event, spoil
+from spark_jobs.transforms import streaming as tx
+
+pytestmark = pytest.mark.spark
+
+T0 = dt.datetime(2026, 1, 1, 0, 0)
+KAFKA_SCHEMA = (
+    "key binary, value binary, topic string, partition int, offset bigint, timestamp timestamp"
+)
+
+
+def _records(spark: SparkSession, values: list[tuple[str, bytes | None]]) -> DataFrame:
+    rows = [(k.encode(), v, "events", i % 3, i, T0) for i, (k, v) in enumerate(values)]
+    return spark.createDataFrame(rows, KAFKA_SCHEMA)
+
+
+def _iso(col: str) -> F.Column:
+    return F.date_format(col, "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'")
+
+
+def test_parse_splits_valid_events_and_dead_letters_with_exact_errors(spark: SparkSession) -> None:
+    rng = random.Random(7)
+    good = {"event_id": "e1", "user_id": "u1", "event_type": "purchase", "amount": 12.5,
+            "event_time": "2026-01-01T00:00:01.250Z"}
+    no_amount = {"event_id": "e2", "user_id": "u2", "event_type": "page_view", "amount": None,
+                 "event_time": "2026-01-01T00:04:59.999Z"}
+    base = make_event("x", rng, T0)
+    values: list[tuple[str, bytes | None]] = [
+        ("e1", json.dumps(good).encode()),
+        ("e2", json.dumps(no_amount).encode()),
+    ]
+    values += [(f"bad-{kind}", spoil({**base, "event_id": f"bad-{kind}"}, kind))
+               for kind in MALFORMED_KINDS]
+    values += [("null-value", None), ("null-id", json.dumps({**good, "event_id": None}).encode())]
+    parsed = tx.parse_kafka_events(_records(spark, values))
+
+    bronze = tx.valid_events(parsed, batch_id=7, ingested_at=F.lit(T0))
+    assert bronze.dtypes == list(tx.BRONZE_COLUMNS)
+    got = sorted(
+        tuple(r) for r in bronze.select(
+            "event_id", "user_id", "event_type", "amount", _iso("event_time"),
+            "_kafka_key", "_kafka_topic", "_kafka_partition", "_kafka_offset", "_batch_id",
+        ).collect()
+    )
+    assert got == [
+        ("e1", "u1", "purchase", Decimal("12.50"), "2026-01-01T00:00:01.250Z",
+         "e1", "events", 0, 0, 7),
+        ("e2", "u2", "page_view", None, "2026-01-01T00:04:59.999Z",
+         "e2", "events", 1, 1, 7),
+    ]
+
+    dead = tx.dead_letters(parsed, batch_id=7, ingested_at=F.lit(T0))
+    assert [n for n, _ in dead.dtypes] == [n for n, _ in tx.DEAD_LETTER_COLUMNS]
+    errors = {r["_kafka_key"]: (r["error"], r["value"]) for r in dead.collect()}
+    raw = {k: v.decode() if v is not None else None for k, v in values}
+    assert errors == {
+        "bad-truncated": ("not a JSON object", raw["bad-truncated"]),
+        "bad-not-json": ("not a JSON object", raw["bad-not-json"]),
+        "bad-json-array": ("not a JSON object", raw["bad-json-array"]),
+        "bad-missing-field": ("missing required field(s): event_time",
+                              raw["bad-missing-field"]),
+        "bad-bad-amount": ("amount: cannot read 'twelve euros' as decimal(10,2)",
+                           raw["bad-bad-amount"]),
+        "bad-bad-timestamp": ("event_time: cannot read 'yesterday at noon' as timestamp",
+                              raw["bad-bad-timestamp"]),
+        "null-value": ("not a JSON object", None),
+        "null-id": ("missing required field(s): event_id", raw["null-id"]),
+    }
+
+
+def test_windowed_counts_per_type_and_window(spark: SparkSession) -> None:
+    rows = [
+        (T0 + dt.timedelta(minutes=1), "purchase", Decimal("1.10")),
+        (T0 + dt.timedelta(minutes=4, seconds=59), "purchase", Decimal("2.20")),
+        (T0 + dt.timedelta(minutes=5), "purchase", None),
+        (T0 + dt.timedelta(minutes=2), "page_view", None),
+    ]
+    events = spark.createDataFrame(
+        rows, "event_time timestamp, event_type string, amount decimal(10,2)"
+    )
+    out = tx.windowed_counts(events)
+    assert [n for n, _ in out.dtypes] == [n for n, _ in tx.GOLD_COLUMNS]
+    got = sorted(tuple(r) for r in out.select(
+        _iso("window_start"), _iso("window_end"), "event_type", "event_count", "amount_sum"
+    ).collect())
+    assert got == [
+        ("2026-01-01T00:00:00.000Z", "2026-01-01T00:05:00.000Z", "page_view", 1, None),
+        ("2026-01-01T00:00:00.000Z", "2026-01-01T00:05:00.000Z", "purchase", 2, Decimal("3.30")),
+        ("2026-01-01T00:05:00.000Z", "2026-01-01T00:10:00.000Z", "purchase", 1, None),
+    ]

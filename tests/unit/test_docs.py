@@ -1,0 +1,31 @@
+"""Docs that must match the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from lakehouse.settings_doc import readme_section, render
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_readme_configuration_reference_is_generated_from_the_settings_model() -> None:
+    assert readme_section((ROOT / "README.md").read_text()) == render().strip(), (
+        "README's configuration reference is stale: run `.venv/bin/lakehouse settings-doc --write README.md`"
+    )
+
+
+def test_every_setting_has_a_description() -> None:
+    for line in render().splitlines()[2:]:
+        assert not line.rstrip().endswith("|  |"), line
+
+
+def test_readme_shows_the_two_commands_and_the_make_targets_exist() -> None:
+    readme = (ROOT / "README.md").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    for target in ("demo", "test"):
+        assert f"make {target}" in readme
+        assert re.search(rf"^{target}:", makefile, re.M)
+    for cmd in re.findall(r"\.venv/bin/lakehouse ([a-z-]+)", readme):
+        assert f'add_parser("{cmd}"' in (ROOT / "lakehouse" / "cli.py").read_text(), cmd

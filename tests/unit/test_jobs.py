@@ -1,0 +1,78 @@
+"""SparkJob validation and its spark-submit rendering."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from lakehouse import jars
+from lakehouse.backends.local import LocalBackend
+from lakehouse.errors import ConfigError
+from lakehouse.jobs import Resources, SparkJob
+from lakehouse.pipeline import layer_job, ordered_layers
+from lakehouse.settings import REPO_ROOT, Settings
+
+
+@pytest.mark.parametrize("name", ["Bronze", "-x", "a_b", "x" * 41, ""])
+def test_bad_job_names_are_refused_with_the_rule(name: str) -> None:
+    with pytest.raises(ValidationError, match="DNS-1123"):
+        SparkJob(name=name, entrypoint="spark_jobs.bronze")
+
+
+def test_entrypoint_must_be_a_spark_jobs_module() -> None:
+    with pytest.raises(ValidationError, match="module under spark_jobs"):
+        SparkJob(name="x", entrypoint="os.system")
+    with pytest.raises(ValidationError, match="memory must look like"):
+        Resources(driver_memory="lots")
+
+
+def test_missing_entrypoint_file_is_a_clear_error() -> None:
+    job = SparkJob(name="x", entrypoint="spark_jobs.nope")
+    with pytest.raises(ConfigError, match=r"spark_jobs\.nope"):
+        job.main_path(REPO_ROOT)
+
+
+def test_layer_order_and_unknown_layers() -> None:
+    assert ordered_layers(["gold", "bronze"]) == ["bronze", "gold"]
+    with pytest.raises(ConfigError, match="valid layers: bronze, silver, gold"):
+        ordered_layers(["platinum"])
+
+
+def test_spark_submit_rendering(tmp_path: Path) -> None:
+    settings = Settings(storage={"root": str(tmp_path)}, spark={"conf": {"spark.x": "1"}, "driver_memory": "3g"})
+    job = layer_job("silver", settings, start=dt.date(2026, 1, 1), end=dt.date(2026, 1, 2), run_id="r1",
+                    full_refresh=True)
+    job = job.model_copy(update={"conf": {"spark.sql.shuffle.partitions": "7"}})
+    cmd = LocalBackend(settings).command(job)
+    assert cmd[0] == str(jars.spark_home() / "bin" / "spark-submit")
+    assert cmd[cmd.index("--driver-memory") + 1] == "3g"
+    assert cmd[cmd.index("--name") + 1] == "medallion-silver"
+    confs = {c.split("=", 1)[0]: c.split("=", 1)[1] for c in cmd[1:] if "=" in c and cmd[cmd.index(c) - 1] == "--conf"}
+    assert confs["spark.sql.shuffle.partitions"] == "7"  # the job wins over the preset
+    assert confs["spark.x"] == "1"
+    assert confs["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+    assert confs["spark.sql.adaptive.skewJoin.enabled"] == "true"
+    assert confs["spark.serializer"] == "org.apache.spark.serializer.KryoSerializer"
+    assert set(cmd[cmd.index("--jars") + 1].split(",")) == {str(p) for p in jars.resolved_jars()}
+    main = cmd.index(str(REPO_ROOT / "spark_jobs" / "silver.py"))
+    assert cmd[main + 1:] == ["--root", str(tmp_path), "--start", "2026-01-01", "--end", "2026-01-02",
+                              "--run-id", "r1", "--sources", "orders,users,events", "--full-refresh"]
+
+
+def test_start_after_end_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="after end_date"):
+        layer_job("bronze", Settings(), start=dt.date(2026, 1, 2), end=dt.date(2026, 1, 1), run_id="r")
+
+
+def test_one_fused_job_by_default_or_one_job_per_layer(tmp_path: Path) -> None:
+    from lakehouse.pipeline import medallion_jobs
+
+    kw = dict(start=dt.date(2026, 1, 1), end=dt.date(2026, 1, 1), run_id="r")
+    fused = medallion_jobs(["gold", "bronze"], Settings(storage={"root": str(tmp_path)}), **kw)
+    assert [(j.name, j.entrypoint) for j in fused] == [("medallion", "spark_jobs.medallion")]
+    assert fused[0].args[-2:] == ("--layers", "bronze,gold")
+    split = medallion_jobs(["gold", "bronze"], Settings(pipeline={"job_per_layer": True}), **kw)
+    assert [j.entrypoint for j in split] == ["spark_jobs.bronze", "spark_jobs.gold"]
