@@ -18,13 +18,14 @@ from lakehouse.errors import ConfigError
 from lakehouse.settings import get_settings
 from tasks.artifacts import publish_summary
 from tasks.dbt import run_dbt
+from tasks.notify import ALERT_HOOKS
 
 SUMMARY_COLUMNS = (
     "command", "resource_type", "name", "status", "seconds", "rows_affected", "message",
 )
 
 
-@flow(name="dbt-build")
+@flow(name="dbt-build", **ALERT_HOOKS)
 def dbt_build(
     select: list[str] | None = None,
     full_refresh: bool = False,

@@ -9,6 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from lakehouse.pipeline import BIG_TABLES, VACUUM_DEFAULT_HOURS, maintenance_job
 from lakehouse.settings import get_settings
+from tasks.notify import ALERT_HOOKS
 from tasks.spark import run_spark_job
 
 
@@ -22,7 +23,7 @@ def _history_markdown(metrics: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-@flow(name="maintenance", persist_result=True)
+@flow(name="maintenance", persist_result=True, **ALERT_HOOKS)
 def maintenance(
     tables: list[str] = list(BIG_TABLES),  # noqa: B006 - Prefect parameters need a literal default
     optimize: bool = True,
@@ -54,7 +55,7 @@ def maintenance(
     return result.metrics
 
 
-@flow(name="restore-table", persist_result=True)
+@flow(name="restore-table", persist_result=True, **ALERT_HOOKS)
 def restore_table(table: str, version: int | None = None, timestamp: str | None = None) -> list[dict[str, Any]]:
     """Restore ``table`` (layer/name) to a ``version`` or a ``timestamp`` (exactly one)."""
     from lakehouse.errors import ConfigError

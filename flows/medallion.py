@@ -1,5 +1,8 @@
 """The medallion flow: landing -> bronze -> silver -> gold, for one date or a range (backfill).
 
+The gold step is the Spark gold job (hourly_stats, daily_revenue) and then, unless
+``LAKEHOUSE_PIPELINE__DBT_MARTS=false``, the dbt marts (the ``dbt-build`` flow as a subflow).
+
 The requested layers run as one SparkJob over the whole date range (or one job per layer with
 ``LAKEHOUSE_PIPELINE__JOB_PER_LAYER=true``); inside, every landing date is applied idempotently
 (bronze skips files already ingested, silver MERGEs only strictly newer rows and records the
@@ -18,11 +21,12 @@ from prefect.runtime import flow_run
 from lakehouse.pipeline import LAYERS, Layer, medallion_jobs, ordered_layers
 from lakehouse.settings import get_settings
 from tasks.artifacts import publish_summary, summary_rows
+from tasks.notify import ALERT_HOOKS
 from tasks.quality import notify_sla_breaches, publish_quality, quality_rows
 from tasks.spark import run_spark_job
 
 
-@flow(name="medallion", persist_result=True)
+@flow(name="medallion", persist_result=True, **ALERT_HOOKS)
 def medallion(
     start_date: dt.date | None = None,
     end_date: dt.date | None = None,
@@ -52,6 +56,14 @@ def medallion(
                 start, end, plan, full_refresh, settings.backend)
     results = [run_spark_job(job) for job in jobs]
     rows = summary_rows(results)
+    if "gold" in plan and settings.pipeline.dbt_marts:
+        from flows.dbt import dbt_build  # dbt and prefect-dbt load only when the marts are built
+
+        # the gold step's second half: the dbt marts on the silver tables just written. Freshness
+        # only means something for a run that reaches the present, not for a backfill.
+        yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+        marts = dbt_build(full_refresh=full_refresh, freshness=end >= yesterday)
+        logger.info("dbt marts: %d node(s) built or tested", len(marts))
     publish_summary(
         "medallion-summary", rows,
         f"Medallion run {start}..{end} ({', '.join(plan)}) on the {settings.backend} backend",

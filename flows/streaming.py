@@ -28,10 +28,11 @@ from tasks.kafka import (
     publish_stream_status,
     stream_status,
 )
+from tasks.notify import ALERT_HOOKS
 from tasks.spark import run_spark_job
 
 
-@flow(name="streaming", persist_result=True)
+@flow(name="streaming", persist_result=True, **ALERT_HOOKS)
 def streaming(
     trigger: Literal["available-now", "processing-time"] | None = None,
     max_seconds: float | None = None,
@@ -65,7 +66,7 @@ def streaming(
     return {"backend": settings.backend, "job": job.name, "rows": rows}
 
 
-@flow(name="streaming-monitor", persist_result=True)
+@flow(name="streaming-monitor", persist_result=True, **ALERT_HOOKS)
 def streaming_monitor() -> list[dict[str, Any]]:
     """Report the stream's lag per partition; fail when it passes the thresholds.
 

@@ -113,9 +113,10 @@ def maintenance_job(
             f"without force: {VACUUM_DEFAULT_HOURS:g}): time travel and restore need those files; set "
             "force_vacuum=True to override"
         )
-    bad = [t for t in tables if t.count("/") != 1 or t.split("/")[0] not in ("bronze", "silver", "gold", "quarantine", "quality")]
+    layers = ("bronze", "silver", "gold", "quarantine", "quality")
+    bad = [t for t in tables if t.count("/") != 1 or t.split("/")[0] not in layers]
     if bad or not tables:
-        raise ConfigError(f"tables must be layer/name with layer one of bronze, silver, gold, quarantine, quality; got {bad or tables}")
+        raise ConfigError(f"tables must be layer/name with layer one of {', '.join(layers)}; got {bad or tables}")
     args = [",".join(commands), "--root", settings.storage.root, "--tables", ",".join(tables),
             "--zorder", ",".join(zorder), "--retention-hours", f"{vacuum_retention_hours:g}"]
     if force_vacuum:

@@ -100,6 +100,12 @@ class PipelineSettings(BaseModel):
         description="Submit one Spark job per layer (separate Prefect tasks, retries and driver "
         "starts) instead of one job running every requested layer in a single driver.",
     )
+    dbt_marts: bool = Field(
+        default=True,
+        description="Build the dbt marts (dbt/, through the dbt-build subflow) as the last part of "
+        "the gold step, after the Spark gold tables. Source freshness is checked when the run "
+        "covers yesterday or later, not on backfills of older dates.",
+    )
 
 
 class KubernetesSettings(BaseModel):

@@ -35,8 +35,12 @@ def notify_flow_failure(flow: Any, flow_run: Any, state: Any) -> None:
     """Flow hook (``on_failure`` / ``on_crashed``): one ``lakehouse.flow.failed`` event and one
     message per failed or crashed run.
 
-    Never raises: a broken notification channel is logged, it does not mask the run's own error.
+    A subflow (e.g. ``dbt-build`` as the medallion flow's gold step) sends nothing: the parent
+    run fails with it and reports once. Never raises: a broken notification channel is logged, it
+    does not mask the run's own error.
     """
+    if getattr(flow_run, "parent_task_run_id", None):
+        return  # a subflow: its parent flow fails with it and sends the one message
     kind = "crashed" if state.is_crashed() else "failed"
     name = getattr(flow_run, "name", None) or "?"
     subject = f"Flow run {flow.name}/{name} {kind}"
@@ -48,3 +52,7 @@ def notify_flow_failure(flow: Any, flow_run: Any, state: Any) -> None:
                payload={"flow": flow.name, "flow_run": name, "state": state.name})
     except Exception:  # a hook must not hide the failure it reports
         logger.exception("could not send the notification for %s", subject)
+
+
+ALERT_HOOKS: dict[str, Any] = {"on_failure": [notify_flow_failure], "on_crashed": [notify_flow_failure]}
+"""``@flow(..., **ALERT_HOOKS)``: every deployed flow reports its own failure or crash once."""

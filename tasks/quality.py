@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect.artifacts import create_table_artifact
 
-from tasks.notify import notify
+from tasks.notify import logger, notify
 
 QUALITY_COLUMNS = ("table", "rule", "action", "evaluated", "passed", "failed")
 
@@ -34,12 +34,15 @@ def notify_sla_breaches(metrics: Iterable[dict[str, Any]], run: str) -> list[str
         for q in m.get("quality") or []:
             if q.get("rule") == "sla.freshness" and q.get("failed"):
                 breached.append(m["table"])
-                notify(
-                    "lakehouse.sla.breached",
-                    f"Freshness SLA breached: {m['table']}",
-                    f"{m['table']}: newest row {q.get('newest')} is {q.get('age_seconds')}s old; "
-                    f"the SLA allows {q.get('limit_seconds')}s (run {run}).",
-                    resource=f"lakehouse.table.{m['table']}",
-                    payload={k: q.get(k) for k in ("newest", "age_seconds", "limit_seconds", "action")},
-                )
+                try:
+                    notify(
+                        "lakehouse.sla.breached",
+                        f"Freshness SLA breached: {m['table']}",
+                        f"{m['table']}: newest row {q.get('newest')} is {q.get('age_seconds')}s old; "
+                        f"the SLA allows {q.get('limit_seconds')}s (run {run}).",
+                        resource=f"lakehouse.table.{m['table']}",
+                        payload={k: q.get(k) for k in ("newest", "age_seconds", "limit_seconds", "action")},
+                    )
+                except Exception:  # a broken channel must not fail a run whose data is fine
+                    logger.exception("could not send the SLA notification for %s", m["table"])
     return breached

@@ -14,6 +14,10 @@ pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.k8s"]
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("LAKEHOUSE_SPARK__DRIVER_MEMORY", "1g")
+# The medallion flow's dbt gold step starts an in-process Spark bound to one lakehouse root per
+# process; tests run many roots in this process, so it is off here and turned on by the tests of
+# that step (tests/dbt, and the deployment test whose flow run is a process of its own).
+os.environ.setdefault("LAKEHOUSE_PIPELINE__DBT_MARTS", "false")
 
 DEMO_START = dt.date(2026, 1, 1)
 

@@ -206,6 +206,17 @@ def test_daily_run_completes_with_expected_rows_and_one_sla_message(workspace: W
     hourly = {(r.hour, r.event_type): (r.event_count, r.total_amount)
               for r in _delta(spark, root, "gold", "hourly_stats").collect()}
     assert hourly == expected.hourly_stats(expected.latest_rows(landing, "events", [DAY]))
+    # the gold step's dbt half ran in the same flow run (a subflow): the dbt mart agrees
+    marts = {r.date_day: (r.total_orders, r.unique_customers, r.total_revenue, r.avg_order_value)
+             for r in _delta(spark, root, "gold", "fct_daily_revenue").collect()}
+    assert marts == expected.daily_revenue(orders)
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    with workspace.client() as c:
+        subflows = c.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id])))
+        assert [(c.read_flow(r.flow_id).name, r.state.type.value) for r in subflows] == [
+            ("dbt-build", "COMPLETED")]
     # results persisted through the result storage block made by `lakehouse blocks`
     assert any((root / "prefect-results").iterdir())
     # exactly one SLA (events' freshness) was breached: exactly one message

@@ -59,7 +59,7 @@ def test_forced_vacuum_removes_unreferenced_files_and_breaks_old_versions(spark:
     maintenance.vacuum(spark, path, 0, force=True)
     assert len(list(Path(path).rglob("*.parquet"))) < on_disk
     assert _content(spark, path) == rows
-    with pytest.raises(Exception):  # noqa: B017,PT011 - the pre-OPTIMIZE files are gone
+    with pytest.raises(Exception):  # noqa: B017 - the pre-OPTIMIZE files are gone
         spark.read.format("delta").option("versionAsOf", 0).load(path).collect()
 
 
@@ -69,11 +69,13 @@ def test_restore_to_version_and_timestamp(spark: SparkSession, tmp_path: Path) -
     v0 = _content(spark, path)
     time.sleep(1.1)
     ts = maintenance.history(spark, path)["commits"][0]["timestamp"]
-    spark.createDataFrame([("b", "u", "buy", dt.date(2026, 1, 1))], SCHEMA).write.format("delta").mode("overwrite").save(path)
+    spark.createDataFrame([("b", "u", "buy", dt.date(2026, 1, 1))], SCHEMA).write.format("delta").mode(
+        "overwrite").save(path)
     assert _content(spark, path) != v0
     out = maintenance.restore(spark, path, 0, None)
     assert (out["restored_to"], out["version"]) == (0, 2)
     assert _content(spark, path) == v0
-    spark.createDataFrame([("c", "u", "buy", dt.date(2026, 1, 1))], SCHEMA).write.format("delta").mode("overwrite").save(path)
+    spark.createDataFrame([("c", "u", "buy", dt.date(2026, 1, 1))], SCHEMA).write.format("delta").mode(
+        "overwrite").save(path)
     maintenance.restore(spark, path, None, ts)
     assert _content(spark, path) == v0
