@@ -29,6 +29,7 @@ from tasks.kafka import (
     stream_status,
 )
 from tasks.notify import ALERT_HOOKS
+from tasks.quality import publish_quality, quality_rows
 from tasks.spark import run_spark_job
 
 
@@ -63,6 +64,8 @@ def streaming(
     publish_summary("streaming-summary", rows,
                     f"Streaming run ({trigger or settings.streaming.local_trigger}) of topic "
                     f"{settings.kafka.topic} on the local backend")
+    publish_quality(quality_rows(result.metrics),
+                    f"Events contract rule outcomes of the stream (topic {settings.kafka.topic})")
     return {"backend": settings.backend, "job": job.name, "rows": rows}
 
 

@@ -42,9 +42,12 @@ MALFORMED_KINDS = (
     "missing-field",
     "bad-amount",
     "bad-timestamp",
+    "unknown-type",
+    "negative-amount",
 )
 """How :func:`produce_events` spoils a message: cut JSON, plain text, a JSON array, a required
-field missing, a non-numeric amount, an unreadable event_time."""
+field missing, a non-numeric amount, an unreadable event_time (structural failures), an
+event_type outside the contract's allowed values, a negative amount (contract rules)."""
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,
@@ -214,6 +217,10 @@ def spoil(event: dict[str, Any], kind: str) -> bytes:
         return json.dumps({**event, "amount": "twelve euros"}).encode()
     if kind == "bad-timestamp":
         return json.dumps({**event, "event_time": "yesterday at noon"}).encode()
+    if kind == "unknown-type":
+        return json.dumps({**event, "event_type": "teleport"}).encode()
+    if kind == "negative-amount":
+        return json.dumps({**event, "event_type": "purchase", "amount": -5.0}).encode()
     raise ConfigError(f"unknown malformed kind {kind!r}; valid kinds: {', '.join(MALFORMED_KINDS)}")
 
 

@@ -97,7 +97,10 @@ def streaming_job(
         "--starting-offsets", s.starting_offsets,
         "--window", s.window,
         "--watermark", s.watermark,
+        "--metrics", settings.storage.table("quality", "metrics"),
     ]
+    if settings.contracts_dir:
+        args += ["--contracts-dir", settings.contracts_dir]
     if not with_gold:
         args.append("--no-gold")
     name = re.sub(r"[^a-z0-9-]+", "-", s.query_name.lower()).strip("-")[:40].strip("-")

@@ -3,9 +3,10 @@
 Two streaming queries, each with its own checkpoint under ``--checkpoint``:
 
 ``bronze`` (``<checkpoint>/bronze``)
-    Kafka source -> :func:`~spark_jobs.transforms.streaming.parse_kafka_events` -> one
-    ``foreachBatch`` that appends the valid events to the bronze table and the dead letters to the
-    dead-letter table.
+    Kafka source -> :func:`~spark_jobs.transforms.streaming.parse_kafka_events` (explicit schema
+    + the events data contract's per-row rules) -> one ``foreachBatch`` that appends the valid
+    events to the bronze table, the dead letters to the dead-letter table and, with
+    ``--metrics``, one row per contract rule to ``quality/metrics``.
 
 ``gold`` (``<checkpoint>/gold``)
     Bronze Delta table as a streaming source -> 5-minute windows per event_type with a 10-minute
@@ -16,11 +17,11 @@ offset range to ``offsets/<batch>`` before running it and ``commits/<batch>`` af
 re-runs an uncommitted batch with exactly the same offsets and batch id. Both Delta appends of a
 batch carry ``txnAppId`` = the query id (persisted in the checkpoint, so stable across restarts
 and new for a new checkpoint) and ``txnVersion`` = the batch id; Delta commits each at most once
-and skips a replayed one. A crash before, between or after the two appends therefore ends with
-each record in exactly one table exactly once. One query reads and parses each record once and
-keeps one set of offsets for both tables; two sinks would read Kafka twice and could drift apart.
-The gold query reads bronze through the Delta source and writes through the Delta sink, which are
-exactly-once with their checkpoint by themselves.
+and skips a replayed one (the metrics rows of a batch too). A crash before, between or after the
+appends therefore ends with each record in exactly one table exactly once. One query reads and
+parses each record once and keeps one set of offsets for both tables; two sinks would read Kafka
+twice and could drift apart. The gold query reads bronze through the Delta source and writes
+through the Delta sink, which are exactly-once with their checkpoint by themselves.
 
 Triggers: ``available-now`` processes everything available (in micro-batches of at most
 ``--max-offsets-per-trigger`` records), then the gold query does the same, then the job exits.
@@ -39,6 +40,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from delta.tables import DeltaTable
@@ -50,11 +52,15 @@ from pyspark.sql.streaming.query import StreamingQuery
 
 from spark_jobs import storage
 from spark_jobs import stream_io as sio
+from spark_jobs.contract import DEFAULT_CONTRACTS_DIR, Contract, ContractError, load_contract
 from spark_jobs.report import Report
 from spark_jobs.session import build_session
+from spark_jobs.transforms import quality
 from spark_jobs.transforms import streaming as tx
 
 _QUERY_ID_WAIT_S = 120.0
+METRICS_DDL = ("run_id string, table string, rule string, action string, evaluated bigint, "
+               "passed bigint, failed bigint, batches array<string>, evaluated_at timestamp")
 _STOP_WAIT_S = 120.0
 
 
@@ -75,6 +81,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--dead-letter", required=True, help="Path of the dead-letter table.")
     p.add_argument("--gold", required=True, help="Path of the windowed aggregate table.")
     p.add_argument("--checkpoint", required=True, help="Checkpoint root of this stream.")
+    p.add_argument("--contracts-dir", type=Path, default=DEFAULT_CONTRACTS_DIR,
+                   help="Directory of the data contracts; the events contract (--contract) applies.")
+    p.add_argument("--contract", default="events",
+                   help="Name of the contract (<contracts-dir>/<name>.yaml) the events must meet.")
+    p.add_argument("--no-contract", action="store_true",
+                   help="Check the structure only (explicit schema), no contract rules.")
+    p.add_argument("--metrics", default=None,
+                   help="Path of the quality/metrics table; one row per rule and micro-batch.")
     p.add_argument("--query-name", default="events_stream", help="Base name of the queries.")
     p.add_argument("--trigger", choices=sio.TRIGGERS, default="available-now")
     p.add_argument("--interval", default="10 seconds", help="processingTime trigger interval.")
@@ -117,9 +131,16 @@ class BronzeBatchWriter:
     waits for it, so every write of the query carries it as its ``txnAppId``.
     """
 
-    def __init__(self, bronze: str, dead_letter: str) -> None:
+    def __init__(
+        self, bronze: str, dead_letter: str, contract: Contract | None = None,
+        metrics: str | None = None, table: str = "events_stream",
+    ) -> None:
         self.bronze = bronze
         self.dead_letter = dead_letter
+        self.contract = contract
+        self.metrics = metrics
+        self.table = table
+        self.rule_actions = _rule_actions(contract)
         self._query_id: str | None = None
         self._ready = threading.Event()
         self.batches = 0
@@ -127,6 +148,8 @@ class BronzeBatchWriter:
         self.valid = 0
         self.invalid = 0
         self.seconds = 0.0
+        self.failed: dict[str, int] = dict.fromkeys(self.rule_actions, 0)
+        self.by_action: dict[str, int] = {}
 
     def set_query_id(self, query_id: str) -> None:
         """Record the id of the started query (the idempotency key of its writes)."""
@@ -143,13 +166,21 @@ class BronzeBatchWriter:
         started = time.monotonic()
         app_id = self.app_id()
         ingested_at = F.lit(dt.datetime.now(dt.UTC).replace(tzinfo=None)).cast("timestamp")
-        parsed = tx.parse_kafka_events(batch).persist(StorageLevel.MEMORY_AND_DISK)
+        parsed = tx.parse_kafka_events(batch, self.contract).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             row = parsed.agg(
                 F.count_if(F.col("error").isNull()).alias("valid"),
                 F.count_if(F.col("error").isNotNull()).alias("invalid"),
+                *[F.count_if(F.array_contains("rules", r)).alias(f"rule:{r}")
+                  for r in self.rule_actions],
+                *[F.count_if(F.col("action") == a).alias(f"action:{a}")
+                  for a in ("warn", *tx.DEAD_ACTIONS)],
             ).first()
-            valid, invalid = (int(row[0]), int(row[1])) if row is not None else (0, 0)
+            counts = row.asDict() if row is not None else {}
+            valid, invalid = int(counts.get("valid") or 0), int(counts.get("invalid") or 0)
+            failed = {r: int(counts.get(f"rule:{r}") or 0) for r in self.rule_actions}
+            if self.metrics and valid + invalid:
+                self._write_metrics(batch.sparkSession, app_id, batch_id, valid + invalid, failed)
             if valid:
                 storage.append(
                     tx.valid_events(parsed, batch_id=batch_id, ingested_at=ingested_at),
@@ -168,12 +199,49 @@ class BronzeBatchWriter:
         self.valid += valid
         self.invalid += invalid
         self.seconds += took
+        for r, n in failed.items():
+            self.failed[r] += n
+        for key, n in counts.items():
+            if key.startswith("action:") and n:
+                self.by_action[key[7:]] = self.by_action.get(key[7:], 0) + int(n)
         rate = (valid + invalid) / took if took > 0 else 0.0
         print(
             f"[streaming] batch {batch_id}: {valid + invalid} records, {valid} valid, "
             f"{invalid} dead letters in {took:.2f}s ({rate:.0f} records/s)",
             flush=True,
         )
+
+
+    def _write_metrics(
+        self, spark: SparkSession, app_id: str, batch_id: int, evaluated: int,
+        failed: dict[str, int],
+    ) -> None:
+        """One ``quality/metrics`` row per rule for this micro-batch (exactly once, as the data)."""
+        assert self.metrics is not None
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        rows = [(app_id, self.table, rule, self.rule_actions[rule], evaluated, evaluated - n, n,
+                 [str(batch_id)], now) for rule, n in failed.items()]
+        df = spark.createDataFrame(
+            rows, "run_id string, table string, rule string, action string, evaluated long, "
+                  "passed long, failed long, batches array<string>, evaluated_at timestamp",
+        )
+        storage.append(df, self.metrics, txn_app_id=f"{app_id}-metrics", txn_version=batch_id)
+
+    def quality(self) -> list[dict[str, Any]]:
+        """Per rule over this run: action, evaluated, passed, failed (the flow's artifact rows)."""
+        return [{"rule": r, "action": a, "evaluated": self.records,
+                 "passed": self.records - self.failed[r], "failed": self.failed[r]}
+                for r, a in self.rule_actions.items()]
+
+
+def _rule_actions(contract: Contract | None) -> dict[str, str]:
+    """Rule name -> action of every row rule the stream evaluates (structural ones included)."""
+    out = {quality.MALFORMED: "quarantine"}
+    out.update({f"{f}.required": "quarantine" for f in tx.REQUIRED_FIELDS})
+    out.update({f"{n}.type": "quarantine" for n, kind in tx.EVENT_FIELDS if kind != "string"})
+    if contract is not None:
+        out.update({r.name: r.action for r in quality.row_rules(contract, ())})
+    return out
 
 
 def start_bronze(
@@ -283,7 +351,13 @@ def run(spark: SparkSession, args: argparse.Namespace) -> Report:
     sio.ensure_table(spark, args.bronze, tx.ddl(tx.BRONZE_COLUMNS))
     sio.ensure_table(spark, args.dead_letter, tx.ddl(tx.DEAD_LETTER_COLUMNS))
     gold_before = None if args.no_gold else storage.last_commit(spark, args.gold)["version"]
-    writer = BronzeBatchWriter(args.bronze, args.dead_letter)
+    contract = None
+    if not args.no_contract:
+        contract = load_contract(args.contracts_dir / f"{args.contract}.yaml")
+    if args.metrics:
+        sio.ensure_table(spark, args.metrics, METRICS_DDL)
+    writer = BronzeBatchWriter(args.bronze, args.dead_letter, contract, args.metrics,
+                               table=args.bronze.rstrip("/").rsplit("/", 1)[-1])
     print(f"[streaming] {args.topic} -> {args.bronze} (+ dead letters, gold) "
           f"trigger={args.trigger} interval={args.interval} "
           f"maxOffsetsPerTrigger={args.max_offsets_per_trigger or 'none'}", flush=True)
@@ -314,6 +388,9 @@ def run(spark: SparkSession, args: argparse.Namespace) -> Report:
         "batch_seconds": round(writer.seconds, 3),
         "records_per_second": round(writer.records / writer.seconds, 1) if writer.seconds else 0.0,
         "version": storage.last_commit(spark, args.bronze)["version"],
+        "actions": dict(sorted(writer.by_action.items())),
+        "contract": f"{contract.name} v{contract.version}" if contract is not None else None,
+        "quality": writer.quality(),
     }
     report.table("bronze", args.bronze.rstrip("/").rsplit("/", 1)[-1], started, **values)
     report.table(
@@ -333,6 +410,12 @@ def run(spark: SparkSession, args: argparse.Namespace) -> Report:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entrypoint: parse arguments, run the stream, print metrics; failures exit non-zero."""
     args = parse_args(argv)
+    if not args.no_contract:
+        try:  # a bad contract fails before Spark starts, naming the file and the field
+            load_contract(args.contracts_dir / f"{args.contract}.yaml")
+        except ContractError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            return 2
     spark = build_session(f"lakehouse-{args.query_name.replace('_', '-')}")
     try:
         run(spark, args).emit()

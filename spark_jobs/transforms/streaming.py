@@ -7,7 +7,16 @@ Parsing uses an explicit schema. Every field is first read as a string (a JSON n
 literal text), then cast with ``try_cast`` to its declared type, so each failure has a precise
 reason: the value is not a JSON object, a required field is missing, or a field does not have its
 declared type. A record is valid when it has none of these; every other record becomes a dead
-letter with its raw key and value, the error text and its Kafka coordinates.
+letter with its raw key and value, the error text, the names of the rules it broke and its Kafka
+coordinates.
+
+Given the events data contract, :func:`parse_kafka_events` also applies the contract's per-row
+rules (compiled by :mod:`spark_jobs.transforms.quality`, the same expressions the batch silver
+build uses): a record whose most severe broken rule has the action ``drop``, ``quarantine`` or
+``fail`` becomes a dead letter too (a stream has no batch to hold back, so ``fail`` dead-letters
+the record instead of stopping the stream); ``warn`` keeps it in bronze and counts it. Structural
+failures are named as the contract names them: ``malformed_json``, ``<field>.required``,
+``<field>.type``.
 """
 
 from __future__ import annotations
@@ -15,6 +24,9 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
+
+from spark_jobs.contract import Contract
+from spark_jobs.transforms import quality
 
 EVENT_FIELDS: tuple[tuple[str, str], ...] = (
     ("event_id", "string"),
@@ -51,10 +63,16 @@ BRONZE_COLUMNS: tuple[tuple[str, str], ...] = (*EVENT_FIELDS, *KAFKA_COLUMNS, *B
 DEAD_LETTER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("value", "string"),
     ("error", "string"),
+    ("rules", "array<string>"),
+    ("action", "string"),
     *KAFKA_COLUMNS,
     *BATCH_COLUMNS,
 )
-"""Columns of the dead-letter table, in order: the raw value, the error, the coordinates."""
+"""Columns of the dead-letter table, in order: the raw value, the error, the broken rules, the
+action that sent the record there, the coordinates."""
+
+DEAD_ACTIONS = ("drop", "quarantine", "fail")
+"""Contract actions that keep a record out of bronze (into the dead-letter table)."""
 
 GOLD_COLUMNS: tuple[tuple[str, str], ...] = (
     ("window_start", "timestamp"),
@@ -71,21 +89,40 @@ def ddl(columns: tuple[tuple[str, str], ...]) -> str:
     return ", ".join(f"`{name}` {kind}" for name, kind in columns)
 
 
-def _raw_schema() -> StructType:
+def _raw_schema(extra: tuple[str, ...] = ()) -> StructType:
+    names = [name for name, _ in EVENT_FIELDS] + [n for n in extra if n not in dict(EVENT_FIELDS)]
     return StructType(
-        [StructField(name, StringType()) for name, _ in EVENT_FIELDS]
+        [StructField(name, StringType()) for name in names]
         + [StructField(_CORRUPT, StringType())]
     )
 
 
-def _error(raw: Column, value: Column) -> Column:
-    """The first reason a record is invalid, or null when it is valid."""
-    not_object = (
+def _not_object(raw: Column, value: Column) -> Column:
+    return (
         value.isNull()
         | raw.isNull()
         | raw.getField(_CORRUPT).isNotNull()
         | ~F.ltrim(value).startswith("{")
     )
+
+
+def _structural_rules(raw: Column, value: Column) -> Column:
+    """Names of the structural rules a record breaks (empty array when it parses)."""
+    names = [
+        F.when(raw.getField(f).isNull(), F.lit(f"{f}.required")) for f in REQUIRED_FIELDS
+    ] + [
+        F.when(raw.getField(name).isNotNull() & F.col(f"_typed_{name}").isNull(),
+               F.lit(f"{name}.type"))
+        for name, kind in EVENT_FIELDS if kind != "string"
+    ]
+    return F.when(_not_object(raw, value), F.array(F.lit(quality.MALFORMED))).otherwise(
+        F.filter(F.array(*names), lambda x: x.isNotNull())
+    )
+
+
+def _error(raw: Column, value: Column) -> Column:
+    """The first reason a record is invalid, or null when it is valid."""
+    not_object = _not_object(raw, value)
     missing = F.concat_ws(
         ", ", *[F.when(raw.getField(f).isNull(), F.lit(f)) for f in REQUIRED_FIELDS]
     )
@@ -111,20 +148,25 @@ def _error(raw: Column, value: Column) -> Column:
     )
 
 
-def parse_kafka_events(records: DataFrame) -> DataFrame:
-    """Parse Kafka records into typed event columns, coordinates and an ``error`` column.
+def parse_kafka_events(records: DataFrame, contract: Contract | None = None) -> DataFrame:
+    """Parse Kafka records into typed event columns, coordinates and the verdict columns.
 
     Args:
         records: Rows in the Kafka source's shape: ``key`` and ``value`` (binary), ``topic``,
             ``partition``, ``offset`` and ``timestamp``.
+        contract: The events data contract whose per-row rules apply too (None: structure only).
 
     Returns:
         The event fields (typed; null where invalid), ``value`` (the raw value as text),
-        ``error`` (null for a valid event), and the Kafka columns of :data:`KAFKA_COLUMNS`.
+        ``error`` (null for a record that goes to bronze), ``rules`` (every rule the record
+        breaks, warn rules included), ``action`` (``quarantine`` for a structural failure, else
+        the most severe action of its broken contract rules, null when it breaks none), and the
+        Kafka columns of :data:`KAFKA_COLUMNS`.
     """
     value = F.col("value").cast("string")
+    extra = tuple(contract.columns) if contract is not None else ()
     raw = F.from_json(
-        value, _raw_schema(), {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
+        value, _raw_schema(extra), {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
     )
     staged = records.select(
         value.alias("value"),
@@ -142,10 +184,35 @@ def parse_kafka_events(records: DataFrame) -> DataFrame:
             for name, kind in EVENT_FIELDS
         ],
     )
-    return typed.select(
+    structural = _error(F.col("_raw"), F.col("value"))
+    broken = _structural_rules(F.col("_raw"), F.col("value"))
+    if contract is None:
+        return typed.select(
+            *[F.col(f"_typed_{name}").alias(name) for name, _ in EVENT_FIELDS],
+            "value",
+            structural.alias("error"),
+            broken.alias("rules"),
+            F.when(structural.isNotNull(), F.lit("quarantine")).alias("action"),
+            *[name for name, _ in KAFKA_COLUMNS],
+        )
+    # the contract's rules read the raw text of each declared column, as in the batch path
+    judged = quality.evaluate(
+        typed.select(
+            "*",
+            *[F.col("_raw").getField(c).alias(c) for c in contract.columns],
+            _not_object(F.col("_raw"), F.col("value")).alias("_malformed"),
+        ),
+        quality.row_rules(contract, ()),
+    )
+    action = F.when(structural.isNotNull(), F.lit("quarantine")).otherwise(F.col("_action"))
+    dead = structural.isNotNull() | F.col("_action").isin(*DEAD_ACTIONS)
+    return judged.select(
         *[F.col(f"_typed_{name}").alias(name) for name, _ in EVENT_FIELDS],
         "value",
-        _error(F.col("_raw"), F.col("value")).alias("error"),
+        F.when(structural.isNotNull(), structural)
+        .when(dead, F.col("_reason")).alias("error"),
+        F.array_distinct(F.concat(broken, F.col("_failed_rules"))).alias("rules"),
+        action.alias("action"),
         *[name for name, _ in KAFKA_COLUMNS],
     )
 
@@ -181,6 +248,8 @@ def dead_letters(
     return parsed.where(F.col("error").isNotNull()).select(
         "value",
         "error",
+        "rules",
+        "action",
         *[name for name, _ in KAFKA_COLUMNS],
         (ingested_at if ingested_at is not None else F.current_timestamp()).alias("_ingested_at"),
         F.lit(batch_id).cast("bigint").alias("_batch_id"),

@@ -30,8 +30,23 @@ ERRORS = {
     "missing-field": "missing required field(s): event_time",
     "bad-amount": "amount: cannot read 'twelve euros' as decimal(10,2)",
     "bad-timestamp": "event_time: cannot read 'yesterday at noon' as timestamp",
+    "unknown-type": 'event_type="teleport" is not one of [page_view, add_to_cart, checkout, purchase]',
+    "negative-amount": "amount=-5.0 is below the minimum 0",
 }
-"""The error the stream must record for each kind of malformed message."""
+"""The error the stream must record for each kind of malformed message (the last two break rules
+of contracts/events.yaml, whose texts the contract compiler writes)."""
+
+RULES = {
+    "truncated": ["malformed_json"],
+    "not-json": ["malformed_json"],
+    "json-array": ["malformed_json"],
+    "missing-field": ["event_time.required"],
+    "bad-amount": ["amount.type"],
+    "bad-timestamp": ["event_time.type"],
+    "unknown-type": ["event_type.allowed_values"],
+    "negative-amount": ["amount.min"],
+}
+"""The rule names the dead letter of each kind of malformed message carries."""
 
 
 def settings_for(root: Path, bootstrap_servers: str, topic: str, **streaming: Any) -> Settings:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,11 +17,11 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.client.schemas.sorting import ArtifactSort
 
-from lakehouse.kafka import produce_events
+from lakehouse.kafka import MALFORMED_KINDS, produce_events
 from lakehouse.settings import get_settings
 from lakehouse.testing.kafka_broker import KafkaBroker
 from tests.fixtures.k8s import K8sCluster
-from tests.kafka.streaming_support import BASE
+from tests.kafka.streaming_support import BASE, RULES
 
 N = 300
 
@@ -47,13 +48,13 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
     get_settings.cache_clear()
 
 
-def _latest_lag_artifact() -> list[dict[str, object]]:
+def _latest_lag_artifact(key: str = "streaming-lag") -> list[dict[str, object]]:
     with get_client(sync_client=True) as prefect:
         found = prefect.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["streaming-lag"])),
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
             sort=ArtifactSort.CREATED_DESC, limit=1,
         )
-    assert found, "no streaming-lag artifact"
+    assert found, f"no {key} artifact"
     data = found[0].data
     assert isinstance(data, list | str)
     if isinstance(data, str):
@@ -95,6 +96,15 @@ def test_local_streaming_flow_and_monitor(
     assert out["backend"] == "local" and out["job"] == "events-stream"
     written = {r["layer"]: r["rows_written"] for r in out["rows"]}
     assert written["bronze"] == N - sent.malformed and written["quarantine"] == sent.malformed
+    # The events contract's rule outcomes: the producer cycles through the malformed kinds, so
+    # each kind's count, hence each rule's failures, is known independently of the stream.
+    want: Counter[str] = Counter()
+    for i in range(sent.malformed):
+        want.update(RULES[MALFORMED_KINDS[i % len(MALFORMED_KINDS)]])
+    quality = _latest_lag_artifact("data-quality")
+    assert {r["rule"]: r["failed"] for r in quality if r["failed"]} == dict(want)
+    assert {r["evaluated"] for r in quality} == {N}
+    assert {r["table"] for r in quality} == {"events_stream"}
 
     # Caught up: the monitor passes and reports lag 0 on every partition.
     rows = streaming_monitor()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from lakehouse.testing.kafka_broker import KafkaBroker
 from tests.kafka.streaming_support import (
     BASE,
     ERRORS,
+    RULES,
     expected_windows,
     gold_rows,
     iso,
@@ -88,6 +90,16 @@ def test_stream_lands_exactly_what_was_produced_and_monitor_reports_lag(
     assert metrics["bronze"]["rows_written"] == len(valid)
     assert metrics["bronze"]["batches"] >= 3  # maxOffsetsPerTrigger=1000 split the backlog
     assert metrics["quarantine"]["rows_written"] == len(bad)
+    # quality/metrics: one row per rule and micro-batch; summed, the failures of each rule are
+    # the messages spoiled in a way that breaks it (computed from what the producer sent)
+    want = Counter(r for m in bad for r in RULES[m.malformed or ""])
+    table = spark.read.format("delta").load(settings.storage.table("quality", "metrics"))
+    summed = {r["rule"]: (r["evaluated"], r["failed"]) for r in
+              table.groupBy("rule").agg(F.sum("evaluated").alias("evaluated"),
+                                        F.sum("failed").alias("failed")).collect()}
+    assert {rule: failed for rule, (_, failed) in summed.items() if failed} == dict(want)
+    assert {evaluated for evaluated, _ in summed.values()} == {N}
+    assert {r["action"] for r in metrics["bronze"]["quality"] if r["failed"]} == {"quarantine"}
 
     # Bronze: exactly the valid events, each once, typed, with their Kafka coordinates.
     bronze = read_table(spark, settings, "bronze", "event_id", "user_id", "event_type",

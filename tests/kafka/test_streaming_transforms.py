@@ -12,7 +12,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse.kafka import MALFORMED_KINDS, make_event, spoil
+from spark_jobs.contract import DEFAULT_CONTRACTS_DIR, load_contract
 from spark_jobs.transforms import streaming as tx
+from tests.kafka.streaming_support import ERRORS, RULES
 
 pytestmark = pytest.mark.spark
 
@@ -45,7 +47,8 @@ def test_parse_splits_valid_events_and_dead_letters_with_exact_errors(spark: Spa
     values += [(f"bad-{kind}", spoil({**base, "event_id": f"bad-{kind}"}, kind))
                for kind in MALFORMED_KINDS]
     values += [("null-value", None), ("null-id", json.dumps({**good, "event_id": None}).encode())]
-    parsed = tx.parse_kafka_events(_records(spark, values))
+    contract = load_contract(DEFAULT_CONTRACTS_DIR / "events.yaml")
+    parsed = tx.parse_kafka_events(_records(spark, values), contract)
 
     bronze = tx.valid_events(parsed, batch_id=7, ingested_at=F.lit(T0))
     assert bronze.dtypes == list(tx.BRONZE_COLUMNS)
@@ -64,21 +67,54 @@ def test_parse_splits_valid_events_and_dead_letters_with_exact_errors(spark: Spa
 
     dead = tx.dead_letters(parsed, batch_id=7, ingested_at=F.lit(T0))
     assert [n for n, _ in dead.dtypes] == [n for n, _ in tx.DEAD_LETTER_COLUMNS]
-    errors = {r["_kafka_key"]: (r["error"], r["value"]) for r in dead.collect()}
+    errors = {r["_kafka_key"]: (r["error"], r["value"], r["rules"], r["action"])
+              for r in dead.collect()}
     raw = {k: v.decode() if v is not None else None for k, v in values}
+    # written out here, not taken from the code under test
     assert errors == {
-        "bad-truncated": ("not a JSON object", raw["bad-truncated"]),
-        "bad-not-json": ("not a JSON object", raw["bad-not-json"]),
-        "bad-json-array": ("not a JSON object", raw["bad-json-array"]),
+        "bad-truncated": ("not a JSON object", raw["bad-truncated"], ["malformed_json"],
+                          "quarantine"),
+        "bad-not-json": ("not a JSON object", raw["bad-not-json"], ["malformed_json"],
+                         "quarantine"),
+        "bad-json-array": ("not a JSON object", raw["bad-json-array"], ["malformed_json"],
+                           "quarantine"),
         "bad-missing-field": ("missing required field(s): event_time",
-                              raw["bad-missing-field"]),
+                              raw["bad-missing-field"], ["event_time.required"], "quarantine"),
         "bad-bad-amount": ("amount: cannot read 'twelve euros' as decimal(10,2)",
-                           raw["bad-bad-amount"]),
+                           raw["bad-bad-amount"], ["amount.type"], "quarantine"),
         "bad-bad-timestamp": ("event_time: cannot read 'yesterday at noon' as timestamp",
-                              raw["bad-bad-timestamp"]),
-        "null-value": ("not a JSON object", None),
-        "null-id": ("missing required field(s): event_id", raw["null-id"]),
+                              raw["bad-bad-timestamp"], ["event_time.type"], "quarantine"),
+        "bad-unknown-type": ('event_type="teleport" is not one of [page_view, add_to_cart, '
+                             'checkout, purchase]', raw["bad-unknown-type"],
+                             ["event_type.allowed_values"], "quarantine"),
+        "bad-negative-amount": ("amount=-5.0 is below the minimum 0", raw["bad-negative-amount"],
+                                ["amount.min"], "quarantine"),
+        "null-value": ("not a JSON object", None, ["malformed_json"], "quarantine"),
+        "null-id": ("missing required field(s): event_id", raw["null-id"],
+                    ["event_id.required"], "quarantine"),
     }
+    # the ingest tests' table of expectations agrees with this one
+    assert {k: (errors[f"bad-{k}"][0], errors[f"bad-{k}"][2]) for k in MALFORMED_KINDS} == {
+        k: (ERRORS[k], RULES[k]) for k in MALFORMED_KINDS}
+
+
+def test_warn_rules_keep_the_event_and_report_the_rule(spark: SparkSession) -> None:
+    contract = load_contract(DEFAULT_CONTRACTS_DIR / "events.yaml")
+    lenient = contract.model_copy(update={"fields": tuple(
+        f.model_copy(update={"on_violation": "warn"}) if f.name == "amount" else f
+        for f in contract.fields)})
+    event = {"event_id": "w1", "user_id": "u1", "event_type": "purchase", "amount": -1,
+             "event_time": "2026-01-01T00:00:01.250Z"}
+    records = _records(spark, [("w1", json.dumps(event).encode())])
+    kept = tx.parse_kafka_events(records, lenient).select(
+        "event_id", "amount", "error", "rules", "action").collect()
+    assert [tuple(r) for r in kept] == [("w1", Decimal("-1.00"), None, ["amount.min"], "warn")]
+    strict = tx.parse_kafka_events(records, contract).select("error", "rules", "action").collect()
+    assert [tuple(r) for r in strict] == [
+        ("amount=-1 is below the minimum 0", ["amount.min"], "quarantine")]
+    # structure only (no contract): the negative amount is a valid event
+    bare = tx.parse_kafka_events(records).select("error", "rules", "action").collect()
+    assert [tuple(r) for r in bare] == [(None, [], None)]
 
 
 def test_windowed_counts_per_type_and_window(spark: SparkSession) -> None:
