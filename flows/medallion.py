@@ -57,7 +57,7 @@ def medallion(
     results = [run_spark_job(job) for job in jobs]
     rows = summary_rows(results)
     if "gold" in plan and settings.pipeline.dbt_marts:
-        from flows.dbt import dbt_build  # dbt and prefect-dbt load only when the marts are built
+        from flows.dbt_build import dbt_build  # dbt and prefect-dbt load only when the marts are built
 
         # the gold step's second half: the dbt marts on the silver tables just written. Freshness
         # only means something for a run that reaches the present, not for a backfill.

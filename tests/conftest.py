@@ -45,6 +45,20 @@ def spark() -> Iterator[object]:
     session.stop()
 
 
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect server for every flow run of the test session.
+
+    One, not one per module: Prefect's client-side services (the events worker that carries task
+    run states, the log worker) are process-wide, so a second harness in the same process would
+    leave them talking to the first one's server.
+    """
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
 @pytest.fixture
 def lake_root(tmp_path: Path) -> Path:
     """An empty lakehouse root for one test."""

@@ -58,7 +58,7 @@ def _medallion(start: dt.date, end: dt.date) -> None:
 
 
 def _dbt_build(**params: Any) -> Any:
-    from flows.dbt import dbt_build
+    from flows.dbt_build import dbt_build
 
     return dbt_build(return_state=True, **params)
 

@@ -1,22 +1,13 @@
-"""Prefect's test harness (a temporary server) and lakehouse roots for flow runs."""
+"""Lakehouse roots for flow runs (Prefect's test harness: tests/conftest.py)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lakehouse.settings import get_settings
-
-
-@pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture

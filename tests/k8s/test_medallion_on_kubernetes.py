@@ -85,12 +85,9 @@ class AutoOperator(threading.Thread):
         op.completed(name)
 
 
-@pytest.fixture(scope="module")
-def prefect_server() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+@pytest.fixture
+def prefect_server(prefect_harness: None) -> None:
+    """The session's Prefect test server (tests/conftest.py)."""
 
 
 @pytest.fixture

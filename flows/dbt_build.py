@@ -1,5 +1,8 @@
 """The gold marts: the dbt project (``dbt/``) on Spark + Delta, as a Prefect flow.
 
+(Not ``flows/dbt.py``: Prefect puts a flow file's directory on ``sys.path`` when it loads a
+deployment's entrypoint, and a module named ``dbt`` there would shadow the dbt package.)
+
 ``dbt_build`` checks the sources' freshness, then runs ``dbt build`` (models, data tests and
 unit tests in DAG order); the project's on-run-start hook registers the silver tables in the
 catalog first. Every dbt node is a Prefect
