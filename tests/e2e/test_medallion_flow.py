@@ -73,13 +73,31 @@ def _fresh_root(tmp_path: Path, landing: Path) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def first_run(
+    spark: SparkSession, tmp_path_factory: pytest.TempPathFactory, landed: tuple[Path, Manifest],
+    prefect_harness: None,
+) -> dict[str, Any]:
+    """One flow run over the three days (one fused job), shared by the tests below: its root,
+    summary and table snapshots taken right after it (later tests may rerun on that root)."""
+    from lakehouse.settings import get_settings
+
+    root = _fresh_root(tmp_path_factory.mktemp("first"), landed[0])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LAKEHOUSE_STORAGE__ROOT", str(root))
+        get_settings.cache_clear()
+        summary = _run(start_date=START, end_date=DATES[-1])
+    get_settings.cache_clear()
+    return {"root": root, "summary": summary, "snapshot": _snapshot(spark, root),
+            "content": _snapshot(spark, root, drop_lineage=True),
+            "bronze_files": {s: _table(spark, root, "bronze", s).inputFiles() for s in SOURCES}}
+
+
 def test_flow_end_to_end_matches_manifest_and_independent_figures(
-    spark: SparkSession, tmp_path: Path, landed: tuple[Path, Manifest], use_root: Any
+    spark: SparkSession, first_run: dict[str, Any], landed: tuple[Path, Manifest]
 ) -> None:
     landing, manifest = landed
-    root = _fresh_root(tmp_path, landing)
-    use_root(root)
-    summary = _run(start_date=START, end_date=DATES[-1])
+    root, summary = first_run["root"], first_run["summary"]
 
     by_table = {f"{r['layer']}.{r['table']}": r for r in summary}
     for s in SOURCES:
@@ -122,41 +140,17 @@ def test_flow_end_to_end_matches_manifest_and_independent_figures(
     assert "medallion-summary" in keys
 
 
-def test_rerun_and_full_refresh_leave_identical_tables(
-    spark: SparkSession, tmp_path: Path, landed: tuple[Path, Manifest], use_root: Any
-) -> None:
-    landing, _ = landed
-    root = _fresh_root(tmp_path, landing)
-    use_root(root)
-    _run(start_date=START, end_date=DATES[-1])
-    first = _snapshot(spark, root)
-    first_content = _snapshot(spark, root, drop_lineage=True)
-    versions = {s: _table(spark, root, "bronze", s).inputFiles() for s in SOURCES}
-
-    summary = _run(start_date=START, end_date=DATES[-1])
-    assert _snapshot(spark, root) == first
-    assert {s: _table(spark, root, "bronze", s).inputFiles() for s in SOURCES} == versions
-    assert all(r["rows_written"] == 0 for r in summary if r["layer"] in ("bronze", "silver"))
-
-    # a full refresh of the middle day rebuilds it from its inputs: same content, new lineage
-    _run(start_date=DATES[1], end_date=DATES[1], full_refresh=True)
-    assert _snapshot(spark, root, drop_lineage=True) == first_content
-
-
 def test_overlapping_backfills_equal_one_run(
     spark: SparkSession,
     tmp_path: Path,
     landed: tuple[Path, Manifest],
+    first_run: dict[str, Any],
     use_root: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """One run over three days (one fused job) equals overlapping backfills run as one job per
     layer: both job layouts, same tables."""
     landing, _ = landed
-    one = _fresh_root(tmp_path / "one", landing)
-    use_root(one)
-    _run(start_date=START, end_date=DATES[-1])
-
     two = _fresh_root(tmp_path / "two", landing)
     monkeypatch.setenv("LAKEHOUSE_PIPELINE__JOB_PER_LAYER", "true")
     use_root(two)
@@ -164,13 +158,28 @@ def test_overlapping_backfills_equal_one_run(
     _run(start_date=DATES[1], end_date=DATES[2])
     _run(start_date=DATES[2], end_date=DATES[2], layers=["silver", "gold"])
 
-    a, b = _snapshot(spark, one, drop_lineage=True), _snapshot(spark, two, drop_lineage=True)
+    a, b = first_run["content"], _snapshot(spark, two, drop_lineage=True)
     assert a.keys() == b.keys()
     for name in a:
         assert a[name] == b[name], name
     for s in SOURCES:
         silver = _table(spark, two, "silver", s)
         assert silver.count() == silver.select(KEYS[s]).distinct().count()
+
+
+def test_rerun_and_full_refresh_leave_identical_tables(
+    spark: SparkSession, first_run: dict[str, Any], use_root: Any
+) -> None:
+    root = first_run["root"]
+    use_root(root)
+    summary = _run(start_date=START, end_date=DATES[-1])
+    assert _snapshot(spark, root) == first_run["snapshot"]
+    assert {s: _table(spark, root, "bronze", s).inputFiles() for s in SOURCES} == first_run["bronze_files"]
+    assert all(r["rows_written"] == 0 for r in summary if r["layer"] in ("bronze", "silver"))
+
+    # a full refresh of the middle day rebuilds it from its inputs: same content, new lineage
+    _run(start_date=DATES[1], end_date=DATES[1], full_refresh=True)
+    assert _snapshot(spark, root, drop_lineage=True) == first_run["content"]
 
 
 def test_failing_job_fails_the_flow_naming_exit_code_and_log(tmp_path: Path, use_root: Any) -> None:
