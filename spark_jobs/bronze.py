@@ -22,7 +22,7 @@ from pyspark.sql import SparkSession
 from spark_jobs import storage as io
 from spark_jobs.cli import landing_dir, parse_batch, table_path
 from spark_jobs.report import Report
-from spark_jobs.session import build_session
+from spark_jobs.session import run_job
 from spark_jobs.transforms.bronze import parse_landing
 
 PARTITION = "_landing_date"
@@ -84,11 +84,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> Report:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entrypoint: parse arguments, run, print metrics; exceptions exit non-zero."""
     args = parse_batch("bronze", __doc__ or "", argv)
-    spark = build_session("lakehouse-bronze")
-    try:
-        run(spark, args).emit()
-    finally:
-        spark.stop()
+    run_job("lakehouse-bronze", lambda spark: run(spark, args))
     return 0
 
 

@@ -25,7 +25,7 @@ from pyspark.sql import DataFrame, SparkSession
 from spark_jobs import storage as io
 from spark_jobs.cli import parse_batch, table_path
 from spark_jobs.report import Report
-from spark_jobs.session import build_session
+from spark_jobs.session import run_job
 from spark_jobs.transforms import gold
 
 
@@ -100,11 +100,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> Report:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entrypoint: parse arguments, run, print metrics; exceptions exit non-zero."""
     args = parse_batch("gold", __doc__ or "", argv)
-    spark = build_session("lakehouse-gold")
-    try:
-        run(spark, args).emit()
-    finally:
-        spark.stop()
+    run_job("lakehouse-gold", lambda spark: run(spark, args))
     return 0
 
 

@@ -28,7 +28,7 @@ from pyspark.sql import SparkSession
 
 from spark_jobs import storage as io
 from spark_jobs.report import Report
-from spark_jobs.session import build_session
+from spark_jobs.session import run_job
 
 DEFAULT_RETENTION_HOURS = 168.0
 GUARD_EXIT = 64
@@ -179,11 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except VacuumGuardError as exc:
             print(f"vacuum guard: {exc}", file=sys.stderr, flush=True)
             return GUARD_EXIT
-    spark = build_session("lakehouse-maintenance")
-    try:
-        run(spark, args).emit()
-    finally:
-        spark.stop()
+    run_job("lakehouse-maintenance", lambda spark: run(spark, args))
     return 0
 
 

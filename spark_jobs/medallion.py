@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 from spark_jobs import bronze, gold, silver
 from spark_jobs.cli import batch_parser, check_batch
 from spark_jobs.report import Report
-from spark_jobs.session import build_session
+from spark_jobs.session import run_job
 
 LAYERS = {"bronze": bronze.run, "silver": silver.run, "gold": gold.run}
 
@@ -48,13 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = batch_parser("medallion", __doc__ or "")
     parser.add_argument("--layers", type=_layers, default=list(LAYERS), help="Layers to run, in order.")
     args = check_batch(parser, parser.parse_args(argv))
-    spark = build_session("lakehouse-medallion")
-    try:
-        reports = run(spark, args)
-        for report in reports:
-            report.emit()
-    finally:
-        spark.stop()
+    reports = run_job("lakehouse-medallion", lambda spark: run(spark, args))
     if reports[-1].violations:
         print(silver.violation_message(reports[-1]), file=sys.stderr, flush=True)
         return silver.CONTRACT_VIOLATION_EXIT

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
 from spark_jobs.conf import default_conf
+from spark_jobs.report import Report
 
 
 def build_session(
@@ -40,3 +41,20 @@ def build_session(
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("LAKEHOUSE_SPARK_LOG_LEVEL", "WARN"))
     return spark
+
+
+def run_job(app_name: str, run: Callable[[SparkSession], Report | Sequence[Report]]) -> list[Report]:
+    """The body of every entrypoint: build the session, run, print each report's metrics line
+    (the line every backend reads), and stop the session whatever happened; return the reports.
+
+    An exception propagates, so the driver exits non-zero with its traceback in the log.
+    """
+    spark = build_session(app_name)
+    try:
+        out = run(spark)
+        reports = [out] if isinstance(out, Report) else list(out)
+        for report in reports:
+            report.emit()
+    finally:
+        spark.stop()
+    return reports

@@ -39,7 +39,7 @@ from spark_jobs import storage as io
 from spark_jobs.cli import parse_batch, table_path
 from spark_jobs.contract import Contract
 from spark_jobs.report import Report
-from spark_jobs.session import build_session
+from spark_jobs.session import run_job
 from spark_jobs.transforms import quality
 from spark_jobs.transforms.silver import duplicate_copies, latest_per_key, quarantine_rows, typed
 
@@ -206,12 +206,7 @@ def violation_message(report: Report) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entrypoint: parse arguments, run, print metrics; exit 65 on a contract violation."""
     args = parse_batch("silver", __doc__ or "", argv)
-    spark = build_session("lakehouse-silver")
-    try:
-        report = run(spark, args)
-        report.emit()
-    finally:
-        spark.stop()
+    (report,) = run_job("lakehouse-silver", lambda spark: run(spark, args))
     if report.violations:
         print(violation_message(report), file=sys.stderr, flush=True)
         return CONTRACT_VIOLATION_EXIT

@@ -54,7 +54,7 @@ from spark_jobs import storage
 from spark_jobs import stream_io as sio
 from spark_jobs.contract import DEFAULT_CONTRACTS_DIR, Contract, ContractError, load_contract
 from spark_jobs.report import Report
-from spark_jobs.session import build_session
+from spark_jobs.session import run_job
 from spark_jobs.transforms import quality
 from spark_jobs.transforms import streaming as tx
 
@@ -416,11 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ContractError as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
             return 2
-    spark = build_session(f"lakehouse-{args.query_name.replace('_', '-')}")
-    try:
-        run(spark, args).emit()
-    finally:
-        spark.stop()
+    run_job(f"lakehouse-{args.query_name.replace('_', '-')}", lambda spark: run(spark, args))
     return 0
 
 
