@@ -30,12 +30,13 @@ ARG SCALA_BINARY_VERSION=2.13
 WORKDIR /build
 COPY jvm/spark-jars.pom.xml pom.xml
 RUN mvn -q -B -f pom.xml dependency:copy-dependencies \
+      -Dmaven.repo.local=/build/m2 \
       -DincludeScope=runtime \
       -Dspark.version="${SPARK_VERSION}" \
       -Ddelta.version="${DELTA_VERSION}" \
       -Dscala.binary.version="${SCALA_BINARY_VERSION}" \
       -DoutputDirectory=/build/jars \
-    && rm -rf /root/.m2
+    && rm -rf /build/m2
 
 # --------------------------------------------------------------------------- driver Python (build only)
 # spark_jobs/ needs Python >= 3.11 (the project's floor); the official image's python3 is the
