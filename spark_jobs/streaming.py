@@ -59,9 +59,10 @@ from spark_jobs.transforms import quality
 from spark_jobs.transforms import streaming as tx
 
 _QUERY_ID_WAIT_S = 120.0
+_STOP_WAIT_S = 120.0
 METRICS_DDL = ("run_id string, table string, rule string, action string, evaluated bigint, "
                "passed bigint, failed bigint, batches array<string>, evaluated_at timestamp")
-_STOP_WAIT_S = 120.0
+"""Schema of ``quality/metrics``, as the silver build writes it."""
 
 
 def _kv(value: str) -> tuple[str, str]:
@@ -211,7 +212,6 @@ class BronzeBatchWriter:
             flush=True,
         )
 
-
     def _write_metrics(
         self, spark: SparkSession, app_id: str, batch_id: int, evaluated: int,
         failed: dict[str, int],
@@ -221,10 +221,7 @@ class BronzeBatchWriter:
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         rows = [(app_id, self.table, rule, self.rule_actions[rule], evaluated, evaluated - n, n,
                  [str(batch_id)], now) for rule, n in failed.items()]
-        df = spark.createDataFrame(
-            rows, "run_id string, table string, rule string, action string, evaluated long, "
-                  "passed long, failed long, batches array<string>, evaluated_at timestamp",
-        )
+        df = spark.createDataFrame(rows, METRICS_DDL)
         storage.append(df, self.metrics, txn_app_id=f"{app_id}-metrics", txn_version=batch_id)
 
     def quality(self) -> list[dict[str, Any]]:
@@ -344,16 +341,13 @@ def _delta_written(spark: SparkSession, path: str, after: int | None) -> tuple[i
     return latest, rows
 
 
-def run(spark: SparkSession, args: argparse.Namespace) -> Report:
-    """Run the stream as ``args`` say; return the metrics report."""
+def run(spark: SparkSession, args: argparse.Namespace, contract: Contract | None = None) -> Report:
+    """Run the stream as ``args`` say, enforcing ``contract``; return the metrics report."""
     report = Report("streaming")
     started = time.monotonic()
     sio.ensure_table(spark, args.bronze, tx.ddl(tx.BRONZE_COLUMNS))
     sio.ensure_table(spark, args.dead_letter, tx.ddl(tx.DEAD_LETTER_COLUMNS))
     gold_before = None if args.no_gold else storage.last_commit(spark, args.gold)["version"]
-    contract = None
-    if not args.no_contract:
-        contract = load_contract(args.contracts_dir / f"{args.contract}.yaml")
     if args.metrics:
         sio.ensure_table(spark, args.metrics, METRICS_DDL)
     writer = BronzeBatchWriter(args.bronze, args.dead_letter, contract, args.metrics,
@@ -410,13 +404,14 @@ def run(spark: SparkSession, args: argparse.Namespace) -> Report:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entrypoint: parse arguments, run the stream, print metrics; failures exit non-zero."""
     args = parse_args(argv)
+    contract = None
     if not args.no_contract:
         try:  # a bad contract fails before Spark starts, naming the file and the field
-            load_contract(args.contracts_dir / f"{args.contract}.yaml")
+            contract = load_contract(args.contracts_dir / f"{args.contract}.yaml")
         except ContractError as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
             return 2
-    run_job(f"lakehouse-{args.query_name.replace('_', '-')}", lambda spark: run(spark, args))
+    run_job(f"lakehouse-{args.query_name.replace('_', '-')}", lambda spark: run(spark, args, contract))
     return 0
 
 
