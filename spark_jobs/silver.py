@@ -67,10 +67,7 @@ def _write_metrics(spark: SparkSession, args: argparse.Namespace, table: str, ba
                    metrics: list[dict[str, Any]]) -> None:
     rows = [(args.run_id, table, m["rule"], m["action"], m["evaluated"], m["passed"], m["failed"],
              list(batches), dt.datetime.now(dt.UTC).replace(tzinfo=None)) for m in metrics]
-    df = spark.createDataFrame(
-        rows, "run_id string, table string, rule string, action string, evaluated long, passed long, "
-              "failed long, batches array<string>, evaluated_at timestamp",
-    )
+    df = spark.createDataFrame(rows, quality.METRICS_SCHEMA)
     key = hashlib.sha256("|".join([args.run_id, table, *batches]).encode()).hexdigest()[:16]
     io.append(df, table_path(args.root, "quality", "metrics"), txn_app_id=f"lakehouse-quality-{key}", txn_version=0)
 

@@ -60,9 +60,6 @@ from spark_jobs.transforms import streaming as tx
 
 _QUERY_ID_WAIT_S = 120.0
 _STOP_WAIT_S = 120.0
-METRICS_DDL = ("run_id string, table string, rule string, action string, evaluated bigint, "
-               "passed bigint, failed bigint, batches array<string>, evaluated_at timestamp")
-"""Schema of ``quality/metrics``, as the silver build writes it."""
 
 
 def _kv(value: str) -> tuple[str, str]:
@@ -221,7 +218,7 @@ class BronzeBatchWriter:
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         rows = [(app_id, self.table, rule, self.rule_actions[rule], evaluated, evaluated - n, n,
                  [str(batch_id)], now) for rule, n in failed.items()]
-        df = spark.createDataFrame(rows, METRICS_DDL)
+        df = spark.createDataFrame(rows, quality.METRICS_SCHEMA)
         storage.append(df, self.metrics, txn_app_id=f"{app_id}-metrics", txn_version=batch_id)
 
     def quality(self) -> list[dict[str, Any]]:
@@ -349,7 +346,7 @@ def run(spark: SparkSession, args: argparse.Namespace, contract: Contract | None
     sio.ensure_table(spark, args.dead_letter, tx.ddl(tx.DEAD_LETTER_COLUMNS))
     gold_before = None if args.no_gold else storage.last_commit(spark, args.gold)["version"]
     if args.metrics:
-        sio.ensure_table(spark, args.metrics, METRICS_DDL)
+        sio.ensure_table(spark, args.metrics, quality.METRICS_SCHEMA)
     writer = BronzeBatchWriter(args.bronze, args.dead_letter, contract, args.metrics,
                                table=args.bronze.rstrip("/").rsplit("/", 1)[-1])
     print(f"[streaming] {args.topic} -> {args.bronze} (+ dead letters, gold) "

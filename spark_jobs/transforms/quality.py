@@ -16,6 +16,10 @@ from pyspark.sql import functions as F
 
 from spark_jobs.contract import ACTIONS, SEVERITY, Contract, FieldSpec
 
+METRICS_SCHEMA = ("run_id string, table string, rule string, action string, evaluated long, "
+                  "passed long, failed long, batches array<string>, evaluated_at timestamp")
+"""Schema of the ``quality/metrics`` table (one row per run or micro-batch, table and rule)."""
+
 MALFORMED = "malformed_json"
 NEW_COLUMNS = "schema.new_columns"
 
