@@ -57,6 +57,23 @@ def test_result_storage_follows_the_storage_root() -> None:
     assert results_url(Settings(deploy=DeploySettings(results_url="s3://b/results"))) == "s3://b/results"
 
 
+def test_s3_result_storage_block_gets_an_s3_filesystem() -> None:
+    """The remote-file-system block of an s3:// results URL resolves to s3fs (a dependency of the
+    project, so flow runs and the prefect image can write results there); the endpoint of an
+    S3-compatible store reaches the client."""
+    from s3fs import S3FileSystem
+
+    from lakehouse.blocks import _result_block
+
+    settings = Settings(deploy=DeploySettings(results_url="s3://b/results",
+                                              object_store_endpoint="http://127.0.0.1:9000"))
+    block = _result_block(settings)
+    assert block.basepath == "s3://b/results"
+    fs = block.filesystem
+    assert isinstance(fs, S3FileSystem)
+    assert fs.client_kwargs == {"endpoint_url": "http://127.0.0.1:9000"}
+
+
 def test_webhook_sets_the_notification_block() -> None:
     env = flow_run_env(_settings(webhook_url=SecretStr("http://127.0.0.1:9/x")), secrets=False)
     assert env["LAKEHOUSE_NOTIFICATIONS__BLOCK"] == "custom-webhook/lakehouse-alerts"
