@@ -67,8 +67,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
     root = Path(settings.storage.root)
     if root.exists() and not args.keep:
-        shutil.rmtree(root / "landing", ignore_errors=True)
-        shutil.rmtree(root / "warehouse", ignore_errors=True)
+        # the tables, and the dbt catalog and artifacts that describe them
+        for part in ("landing", "warehouse", "metastore", "dbt"):
+            shutil.rmtree(root / part, ignore_errors=True)
     # the last three days up to yesterday, so the freshness SLAs of the contracts hold
     first = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)
     gen = argparse.Namespace(start=first, days=3, seed=42, events_per_day=2000, orders_per_day=400)
