@@ -187,32 +187,26 @@ def parse_kafka_events(records: DataFrame, contract: Contract | None = None) -> 
     structural = _error(F.col("_raw"), F.col("value"))
     broken = _structural_rules(F.col("_raw"), F.col("value"))
     if contract is None:
-        return typed.select(
-            *[F.col(f"_typed_{name}").alias(name) for name, _ in EVENT_FIELDS],
-            "value",
-            structural.alias("error"),
-            broken.alias("rules"),
-            F.when(structural.isNotNull(), F.lit("quarantine")).alias("action"),
-            *[name for name, _ in KAFKA_COLUMNS],
+        judged = typed.select("*", F.array().cast("array<string>").alias("_failed_rules"),
+                              F.lit(None).cast("string").alias("_action"),
+                              F.lit(None).cast("string").alias("_reason"))
+    else:  # the contract's rules read the raw text of each declared column, as in the batch path
+        judged = quality.evaluate(
+            typed.select(
+                "*",
+                *[F.col("_raw").getField(c).alias(c) for c in contract.columns],
+                _not_object(F.col("_raw"), F.col("value")).alias("_malformed"),
+            ),
+            quality.row_rules(contract, ()),
         )
-    # the contract's rules read the raw text of each declared column, as in the batch path
-    judged = quality.evaluate(
-        typed.select(
-            "*",
-            *[F.col("_raw").getField(c).alias(c) for c in contract.columns],
-            _not_object(F.col("_raw"), F.col("value")).alias("_malformed"),
-        ),
-        quality.row_rules(contract, ()),
-    )
-    action = F.when(structural.isNotNull(), F.lit("quarantine")).otherwise(F.col("_action"))
     dead = structural.isNotNull() | F.col("_action").isin(*DEAD_ACTIONS)
     return judged.select(
         *[F.col(f"_typed_{name}").alias(name) for name, _ in EVENT_FIELDS],
         "value",
-        F.when(structural.isNotNull(), structural)
-        .when(dead, F.col("_reason")).alias("error"),
+        F.when(structural.isNotNull(), structural).when(dead, F.col("_reason")).alias("error"),
         F.array_distinct(F.concat(broken, F.col("_failed_rules"))).alias("rules"),
-        action.alias("action"),
+        F.when(structural.isNotNull(), F.lit("quarantine")).otherwise(F.col("_action"))
+        .alias("action"),
         *[name for name, _ in KAFKA_COLUMNS],
     )
 
