@@ -69,8 +69,10 @@ def run(spark: SparkSession, args: argparse.Namespace) -> Report:
                           txn_app_id=f"lakehouse-bronze-{name}-{bid}", txn_version=0)
         commit = io.last_commit(spark, path)
         written = int(commit["metrics"].get("numOutputRows", 0)) if commit["version"] != before else 0
+        # Read back only the partitions just written (the batch id alone would scan the table).
         malformed = (
-            io.read_delta(spark, path, f"_batch_id = '{bid}' AND _malformed").count()
+            io.read_delta(spark, path, f"{io.sql_in(PARTITION, {d for d, _ in new})} "
+                          f"AND _batch_id = '{bid}' AND _malformed").count()
             if new and written else 0
         )
         report.table(

@@ -73,10 +73,12 @@ def refresh(spark: SparkSession, args: argparse.Namespace, table: GoldTable, rep
         report.table("gold", table.name, started, dates=[], rows_written=0, note=f"no silver.{table.silver}")
         return
     slice_ = io.read_delta(spark, silver_path, io.sql_in("_landing_date", [d.isoformat() for d in args.dates]))
-    batches = io.distinct_values(slice_, "_batch_id")
-    pending = batches if args.full_refresh else sorted(set(batches) - io.applied_batches(spark, path))
-    dates = [d.isoformat() for d in io.distinct_values(
-        slice_.where(io.sql_in("_batch_id", pending)), table.silver_date)] if pending else []
+    # One pass over the slice: which (batch, date) pairs it holds; few of them (a batch is a day).
+    pairs = [(r[0], r[1]) for r in slice_.select("_batch_id", table.silver_date).distinct().collect()
+             if r[0] is not None and r[1] is not None]
+    applied = set() if args.full_refresh else io.applied_batches(spark, path)
+    pending = sorted({b for b, _ in pairs} - applied)
+    dates = sorted({d.isoformat() for b, d in pairs if b not in applied})
     if not dates:
         report.table("gold", table.name, started, dates=[], rows_written=0,
                       version=io.last_commit(spark, path)["version"])

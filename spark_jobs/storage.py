@@ -149,12 +149,13 @@ def merge_latest(
             finally:
                 if meta:
                     spark.conf.set(_USER_METADATA, meta)
-    if updates.isEmpty():
+    cond = f"t.{key} = s.{key}"
+    # One pass over the updates either way: their partitions (none means no rows), else emptiness.
+    parts = [r[0] for r in updates.select(partition_by).distinct().collect()] if partition_by else None
+    if parts == [] or (parts is None and updates.isEmpty()):
         mark_applied(spark, path)
         return
-    cond = f"t.{key} = s.{key}"
     if partition_by:
-        parts = [r[0] for r in updates.select(partition_by).distinct().collect()]
         cond += " AND " + sql_in(f"t.{partition_by}", parts)
     (
         DeltaTable.forPath(spark, path).alias("t")
