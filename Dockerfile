@@ -4,8 +4,11 @@
 #   spark    the Spark driver/executor image of every SparkApplication (kubernetes.image):
 #            the official Apache Spark 4.1.1 image (Scala 2.13, Java 17, python3 variant)
 #            + the pinned Delta Lake and Kafka-connector jars in /opt/spark/jars
-#            + spark_jobs/ and contracts/ under /opt/lakehouse, run by Python 3.11 with the
-#              driver-side packages from requirements.lock; user spark (uid 185), never root.
+#            + spark_jobs/ and contracts/ under /opt/lakehouse, run by the image's own Python
+#              (3.10; spark_jobs/ keeps to 3.10, tests/unit/test_driver_python.py checks it) with
+#              the driver-side packages from requirements.lock (hash-checked, wheels from the
+#              package index only); pyspark is the image's own /opt/spark/python (exactly 4.1.1);
+#              user spark (uid 185), never root.
 #   prefect  the Prefect worker and the flow-run pods (deploy.prefect_image): Python 3.11 with
 #            requirements.lock installed (hash-checked) and flows/, tasks/, lakehouse/, dbt/,
 #            contracts/ under /opt/lakehouse (the deployments' working directory); uid 10001.
@@ -38,35 +41,12 @@ RUN mvn -q -B -f pom.xml dependency:copy-dependencies \
       -DoutputDirectory=/build/jars \
     && rm -rf /build/m2
 
-# --------------------------------------------------------------------------- driver Python (build only)
-# spark_jobs/ needs Python >= 3.11 (the project's floor); the official image's python3 is the
-# Ubuntu 22.04 one (3.10). uv (from PyPI, pinned) installs a standalone CPython 3.11 and a venv
-# with the driver's packages, hash-checked against requirements.lock. pyspark itself is not
-# installed: the drivers use the image's own /opt/spark/python (exactly 4.1.1).
-FROM ${SPARK_IMAGE} AS driver-python
-USER 0:0
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-ARG UV_VERSION=0.13.9
-ARG DRIVER_PYTHON=3.11
-ENV UV_PYTHON_INSTALL_DIR=/opt/python \
-    UV_NO_CACHE=1
-COPY requirements.lock /tmp/requirements.lock
-RUN python3 -m pip install --no-cache-dir "uv==${UV_VERSION}" \
-    && python3 -m uv python install "${DRIVER_PYTHON}" \
-    && python3 -m uv venv --python "${DRIVER_PYTHON}" /opt/lakehouse/venv \
-    && awk 'BEGIN { split("pydantic pydantic-core annotated-types typing-extensions typing-inspection pyyaml delta-spark", w, " "); for (i in w) want[w[i]] = 1 } \
-            /^[^ #]/ { split($1, p, "=="); keep = (p[1] in want) } \
-            keep && !/^ *#/' /tmp/requirements.lock > /tmp/driver-requirements.txt \
-    && python3 -m uv pip install --python /opt/lakehouse/venv/bin/python \
-         --no-deps --require-hashes -r /tmp/driver-requirements.txt \
-    && rm /tmp/requirements.lock /tmp/driver-requirements.txt
-USER 185:185
-
 # --------------------------------------------------------------------------- spark
 FROM ${SPARK_IMAGE} AS spark
 USER 0:0
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 COPY --from=jars /build/jars/ /tmp/extra-jars/
+COPY requirements.lock /tmp/requirements.lock
 # Add each resolved jar unless the Spark distribution already ships that artifact (one copy
 # per library on the classpath, as lakehouse/jars.py does for the pyspark wheel).
 RUN for jar in /tmp/extra-jars/*.jar; do \
@@ -75,14 +55,18 @@ RUN for jar in /tmp/extra-jars/*.jar; do \
       shipped=$(find /opt/spark/jars -maxdepth 1 -name "${artifact}-[0-9]*.jar" | head -n 1); \
       if [ -z "$shipped" ]; then install -m 0644 "$jar" /opt/spark/jars/; fi; \
     done \
-    && rm -rf /tmp/extra-jars
-COPY --from=driver-python /opt/python /opt/python
-COPY --from=driver-python /opt/lakehouse/venv /opt/lakehouse/venv
+    && rm -rf /tmp/extra-jars \
+    && awk 'BEGIN { split("pydantic pydantic-core annotated-types typing-extensions typing-inspection pyyaml delta-spark", w, " "); for (i in w) want[w[i]] = 1 } \
+            /^[^ #]/ { split($1, p, "=="); keep = (p[1] in want) } \
+            keep && !/^ *#/' /tmp/requirements.lock > /tmp/driver-requirements.txt \
+    && python3 -m pip install --no-cache-dir --no-deps --require-hashes \
+         --target /opt/lakehouse/pylib -r /tmp/driver-requirements.txt \
+    && rm /tmp/requirements.lock /tmp/driver-requirements.txt
 COPY spark_jobs/ /opt/lakehouse/spark_jobs/
 COPY contracts/ /opt/lakehouse/contracts/
-ENV PYSPARK_PYTHON=/opt/lakehouse/venv/bin/python \
-    PYSPARK_DRIVER_PYTHON=/opt/lakehouse/venv/bin/python \
-    PYTHONPATH=/opt/lakehouse \
+ENV PYSPARK_PYTHON=/usr/bin/python3 \
+    PYSPARK_DRIVER_PYTHON=/usr/bin/python3 \
+    PYTHONPATH=/opt/lakehouse:/opt/lakehouse/pylib \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 # the official image's user: spark, uid/gid 185 (kubernetes.run_as_user)

@@ -59,7 +59,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> Report:
             bid = batch_id(name, new)
             rows = parse_landing(
                 io.read_lines(spark, [f for _, f in new]), contract,
-                batch_id=bid, ingested_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                batch_id=bid, ingested_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
             )
             if args.full_refresh:
                 dates = [d.isoformat() for d in args.dates]

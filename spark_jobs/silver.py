@@ -66,7 +66,7 @@ def _metric(rule: str, action: str, evaluated: int, failed: int, **extra: Any) -
 def _write_metrics(spark: SparkSession, args: argparse.Namespace, table: str, batches: Sequence[str],
                    metrics: list[dict[str, Any]]) -> None:
     rows = [(args.run_id, table, m["rule"], m["action"], m["evaluated"], m["passed"], m["failed"],
-             list(batches), dt.datetime.now(dt.UTC).replace(tzinfo=None)) for m in metrics]
+             list(batches), dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)) for m in metrics]
     df = spark.createDataFrame(rows, quality.METRICS_SCHEMA)
     key = hashlib.sha256("|".join([args.run_id, table, *batches]).encode()).hexdigest()[:16]
     io.append(df, table_path(args.root, "quality", "metrics"), txn_app_id=f"lakehouse-quality-{key}", txn_version=0)
@@ -177,7 +177,7 @@ def _freshness(spark: SparkSession, contract: Contract, silver_path: str) -> lis
     if limit is None or col is None or not io.is_delta(spark, silver_path):
         return []
     newest = io.read_delta(spark, silver_path).agg(F.max(col)).first()[0]  # type: ignore[index]
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     age = (now - newest).total_seconds() if newest else None
     breached = age is None or age > limit
     return [_metric("sla.freshness", contract.sla.action, 1, int(breached),

@@ -163,7 +163,7 @@ class BronzeBatchWriter:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         app_id = self.app_id()
-        ingested_at = F.lit(dt.datetime.now(dt.UTC).replace(tzinfo=None)).cast("timestamp")
+        ingested_at = F.lit(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)).cast("timestamp")
         parsed = tx.parse_kafka_events(batch, self.contract).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             row = parsed.agg(
@@ -215,7 +215,7 @@ class BronzeBatchWriter:
     ) -> None:
         """One ``quality/metrics`` row per rule for this micro-batch (exactly once, as the data)."""
         assert self.metrics is not None
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         rows = [(app_id, self.table, rule, self.rule_actions[rule], evaluated, evaluated - n, n,
                  [str(batch_id)], now) for rule, n in failed.items()]
         df = spark.createDataFrame(rows, quality.METRICS_SCHEMA)
