@@ -155,7 +155,7 @@ def merge_latest(
     if parts == [] or (parts is None and updates.isEmpty()):
         mark_applied(spark, path)
         return
-    if partition_by:
+    if partition_by and parts:
         cond += " AND " + sql_in(f"t.{partition_by}", parts)
     (
         DeltaTable.forPath(spark, path).alias("t")
