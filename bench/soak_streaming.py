@@ -29,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import describe  # noqa: E402
 from lakehouse import jars  # noqa: E402
 from lakehouse.backends.local import LocalBackend  # noqa: E402
 from lakehouse.kafka import ProduceStats, ensure_topic, produce_events  # noqa: E402
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminated)
     signal.alarm(int(args.timeout))
     rng = random.Random(args.seed)
+    machine = describe()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="soak-streaming-") as tmp, KafkaBroker() as broker:
         topic = "soak"
@@ -154,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.monotonic() - started, 1),
         "problems": problems,
         "exactly_once": not problems,
+        "settings": {"kills": args.kills, "rate": args.rate, "malformed": args.malformed,
+                     "max_offsets": args.max_offsets, "seed": args.seed, "partitions": 3,
+                     "trigger": "processingTime 1 second"},
+        "machine": machine,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
