@@ -151,12 +151,15 @@ def merge_latest(
                     spark.conf.set(_USER_METADATA, meta)
     cond = f"t.{key} = s.{key}"
     # One pass over the updates either way: their partitions (none means no rows), else emptiness.
-    parts = [r[0] for r in updates.select(partition_by).distinct().collect()] if partition_by else None
-    if parts == [] or (parts is None and updates.isEmpty()):
+    if partition_by:
+        parts = [r[0] for r in updates.select(partition_by).distinct().collect()]
+        cond += " AND " + sql_in(f"t.{partition_by}", parts)
+        empty = not parts
+    else:
+        empty = updates.isEmpty()
+    if empty:
         mark_applied(spark, path)
         return
-    if partition_by and parts:
-        cond += " AND " + sql_in(f"t.{partition_by}", parts)
     (
         DeltaTable.forPath(spark, path).alias("t")
         .merge(updates.alias("s"), cond)
