@@ -1,7 +1,8 @@
 """The medallion flow: landing -> bronze -> silver -> gold, for one date or a range (backfill).
 
-The gold step is the Spark gold job (hourly_stats, daily_revenue) and then, unless
-``LAKEHOUSE_PIPELINE__DBT_MARTS=false``, the dbt marts (the ``dbt-build`` flow as a subflow).
+The gold step is the Spark gold job (hourly_stats, daily_revenue) and then, unless the run's
+``dbt_marts`` parameter or ``LAKEHOUSE_PIPELINE__DBT_MARTS=false`` turns them off, the dbt marts
+(the ``dbt-build`` flow as a subflow).
 
 The requested layers run as one SparkJob over the whole date range (or one job per layer with
 ``LAKEHOUSE_PIPELINE__JOB_PER_LAYER=true``); inside, every landing date is applied idempotently
@@ -32,6 +33,7 @@ def medallion(
     end_date: dt.date | None = None,
     layers: list[Layer] = list(LAYERS),  # noqa: B006 - Prefect parameters need a literal default
     full_refresh: bool = False,
+    dbt_marts: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Run the medallion pipeline for the landing dates ``start_date``..``end_date``.
 
@@ -40,6 +42,8 @@ def medallion(
         end_date: Last landing date, inclusive; defaults to ``start_date``.
         layers: Layers to run, any of bronze, silver, gold (run in that order).
         full_refresh: Rebuild the range from its inputs instead of applying what is new.
+        dbt_marts: Build the dbt marts after the Spark gold tables (when gold runs); default:
+            the ``pipeline.dbt_marts`` setting.
 
     Returns:
         One summary row per layer and table (rows read/written, Delta version, duration).
@@ -56,7 +60,8 @@ def medallion(
                 start, end, plan, full_refresh, settings.backend)
     results = [run_spark_job(job) for job in jobs]
     rows = summary_rows(results)
-    if "gold" in plan and settings.pipeline.dbt_marts:
+    marts_on = settings.pipeline.dbt_marts if dbt_marts is None else dbt_marts
+    if "gold" in plan and marts_on:
         from flows.dbt_build import dbt_build  # dbt and prefect-dbt load only when the marts are built
 
         # the gold step's second half: the dbt marts on the silver tables just written. Freshness

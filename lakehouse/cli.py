@@ -46,7 +46,8 @@ def cmd_medallion(args: argparse.Namespace, settings: Settings) -> int:
     from flows.medallion import medallion
 
     rows = medallion(start_date=args.start, end_date=args.end or args.start,
-                     layers=args.layers.split(","), full_refresh=args.full_refresh)
+                     layers=args.layers.split(","), full_refresh=args.full_refresh,
+                     dbt_marts=args.dbt_marts)
     print(f"{'layer.table':32} {'read':>9} {'written':>9} {'version':>8} {'seconds':>8}")
     for r in rows:
         print(f"{r['layer'] + '.' + r['table']:32} {r['rows_read'] if r['rows_read'] is not None else '':>9} "
@@ -76,9 +77,12 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     print(f"== 1/3 generating 3 days of landing data ({first} .. {first + dt.timedelta(days=2)})")
     cmd_generate(gen, settings)
     print(f"== 2/3 medallion flow, first day ({first}), then the next two days incrementally")
-    for start, end in ((first, first), (first + dt.timedelta(days=1), first + dt.timedelta(days=2))):
+    runs = ((first, first), (first + dt.timedelta(days=1), first + dt.timedelta(days=2)))
+    for start, end in runs:
+        # the dbt marts once, on the last run (incremental marts over all three days)
         cmd_medallion(argparse.Namespace(start=start, end=end, layers="bronze,silver,gold",
-                                         full_refresh=False), settings)
+                                         full_refresh=False, dbt_marts=None if end == runs[-1][1] else False),
+                      settings)
     print("== 3/3 tables, row counts and a time-travel read (silver.users at version 0 vs latest)")
     return cmd_show_tables(args, settings)
 
@@ -140,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--end", type=_date)
     m.add_argument("--layers", default="bronze,silver,gold")
     m.add_argument("--full-refresh", action="store_true")
+    m.add_argument("--dbt-marts", action=argparse.BooleanOptionalAction, default=None,
+                   help="build the dbt marts after gold (default: LAKEHOUSE_PIPELINE__DBT_MARTS)")
     m.set_defaults(fn=cmd_medallion)
     i = sub.add_parser("show-tables", help="print tables, row counts and a time-travel read")
     i.set_defaults(fn=cmd_show_tables)

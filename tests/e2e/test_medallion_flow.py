@@ -272,3 +272,19 @@ def test_contract_fail_rule_fails_the_flow_naming_the_rule(
     with get_client(sync_client=True) as client:
         keys = {a.key for a in client.read_latest_artifacts()}
     assert "data-quality" in keys
+
+
+def test_dbt_marts_parameter_overrides_the_setting(tmp_path: Path, use_root) -> None:
+    """``dbt_marts=True`` builds the marts although the setting is off (the suite's default):
+    on a root without silver tables the dbt-build subflow refuses with its own error, which
+    only happens when the subflow was called."""
+    from flows.medallion import medallion
+    from lakehouse.errors import ConfigError
+    from lakehouse.settings import get_settings
+
+    use_root(tmp_path / "lake")
+    assert get_settings().pipeline.dbt_marts is False
+    state = medallion(start_date=dt.date(2026, 3, 1), layers=["gold"], dbt_marts=True, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(ConfigError, match="dbt needs the silver tables"):
+        state.result()

@@ -76,3 +76,13 @@ def test_one_fused_job_by_default_or_one_job_per_layer(tmp_path: Path) -> None:
     assert fused[0].args[-2:] == ("--layers", "bronze,gold")
     split = medallion_jobs(["gold", "bronze"], Settings(pipeline={"job_per_layer": True}), **kw)
     assert [j.entrypoint for j in split] == ["spark_jobs.bronze", "spark_jobs.gold"]
+
+
+@pytest.mark.parametrize(("cores", "parts"), [(1, "4"), (2, "4"), (3, "6"), (16, "32")])
+def test_preset_sizes_shuffle_and_delta_snapshot_partitions_to_the_cores(cores: int, parts: str) -> None:
+    from spark_jobs.conf import tuning_preset
+
+    preset = tuning_preset(cores)
+    assert preset["spark.sql.shuffle.partitions"] == parts
+    # Delta's fixed default (50 tasks per snapshot rebuild) is what the preset replaces
+    assert preset["spark.databricks.delta.snapshotPartitions"] == parts
