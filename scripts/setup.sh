@@ -20,3 +20,7 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
 fi
 
 .venv/bin/python -m lakehouse.jars ensure
+# The driver JVM's class-data archive (lakehouse/cds.py): built once per Java/Spark/jar set by
+# two small medallion runs (~40 s); only a speed-up, so a failure warns instead of stopping set-up.
+.venv/bin/python -m lakehouse.cds ensure \
+  || say "warning: no class-data archive (see above); local Spark jobs start without one"

@@ -11,8 +11,25 @@ import sys
 import time
 from collections.abc import Sequence
 
+from pyspark.sql import SparkSession
+
 from spark_jobs.report import Report
 from spark_jobs.session import build_session
+
+
+def class_data_archives(spark: SparkSession) -> list[str] | None:
+    """The class-data archives the driver JVM has mapped besides the JDK's own (``None`` when
+    the JVM's memory map cannot be read, e.g. not on Linux)."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    pid = jvm.java.lang.ProcessHandle.current().pid()
+    java_home = str(jvm.java.lang.System.getProperty("java.home"))
+    try:
+        with open(f"/proc/{pid}/maps", encoding="utf-8") as maps:
+            paths = {line.split(maxsplit=5)[-1].strip() for line in maps if line.rstrip().endswith(".jsa")}
+    except OSError:
+        return None
+    return sorted(p for p in paths if not p.startswith(java_home))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         n = spark.range(args.rows).count()
         print(f"diagnostics: counted {n} rows", flush=True)
+        archives = class_data_archives(spark)
+        shown = "unknown" if archives is None else ", ".join(archives) or "none"
+        print(f"diagnostics: driver class-data archive: {shown}", flush=True)
         report = Report("diagnostics")
         report.table("diagnostics", "range", started, rows_read=n, rows_written=0)
         report.emit()

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lakehouse import jars
+from lakehouse import cds, jars
 from lakehouse.backends.base import JobResult, LogSink, parse_metrics
 from lakehouse.errors import SparkJobError, SparkJobTimeout
 from lakehouse.jobs import SparkJob
@@ -46,9 +46,14 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, settings: Settings, project_root: Path = REPO_ROOT) -> None:
+    def __init__(
+        self, settings: Settings, project_root: Path = REPO_ROOT, *, java_options: list[str] | None = None
+    ) -> None:
+        """``java_options``: extra driver JVM options; default: the class-data archive
+        (:mod:`lakehouse.cds`) when it is enabled and built."""
         self.settings = settings
         self.project_root = project_root
+        self.java_options = cds.java_options(settings) if java_options is None else list(java_options)
 
     def command(self, job: SparkJob) -> list[str]:
         """Render ``job`` into the spark-submit command line."""
@@ -60,8 +65,10 @@ class LocalBackend:
             "spark.driver.host": "127.0.0.1",
             "spark.driver.bindAddress": "127.0.0.1",
             "spark.ui.enabled": "false",
-            "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log4j} "
-            f"-Dlakehouse.log.level={s.log_level}",
+            "spark.driver.extraJavaOptions": " ".join([
+                f"-Dlog4j2.configurationFile=file:{log4j}", f"-Dlakehouse.log.level={s.log_level}",
+                *self.java_options,
+            ]),
         }
         conf = {**default_conf(s.cores), **local, **s.conf, **job.conf}
         all_jars = [str(p) for p in jars.resolved_jars()] + list(job.jars)

@@ -8,6 +8,7 @@ import uuid
 import psutil
 import pytest
 
+from lakehouse import cds
 from lakehouse.backends.local import LocalBackend
 from lakehouse.errors import SparkJobError, SparkJobTimeout
 from lakehouse.jobs import SparkJob
@@ -44,6 +45,20 @@ def test_success_streams_log_and_metrics() -> None:
     assert "diagnostics: counted 4321 rows" in lines
     assert result.metrics[0]["rows_read"] == 4321
     assert not any(line.startswith("LAKEHOUSE_METRICS") for line in lines)
+    # make setup built the class-data archive; the driver JVM started from it
+    archive = cds.archive_path()
+    assert archive.is_file(), f"`make setup` builds {archive}"
+    assert f"diagnostics: driver class-data archive: {archive}" in lines
+
+
+def test_class_data_sharing_off_starts_the_driver_without_the_archive() -> None:
+    lines: list[str] = []
+    off = Settings(spark={"class_data_sharing": False})
+    LocalBackend(off).run(
+        SparkJob(name="diag-no-cds", entrypoint="spark_jobs.diagnostics", args=("--rows", "1")),
+        log=lines.append,
+    )
+    assert "diagnostics: driver class-data archive: none" in lines
 
 
 def test_failure_raises_with_exit_code_and_log_tail() -> None:

@@ -1,0 +1,41 @@
+"""Class-data sharing options: which archive a local driver gets, and when none."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lakehouse import cds
+from lakehouse.backends.local import LocalBackend
+from lakehouse.jobs import SparkJob
+from lakehouse.settings import Settings
+
+
+def _driver_java_options(backend: LocalBackend) -> str:
+    cmd = backend.command(SparkJob(name="diag", entrypoint="spark_jobs.diagnostics"))
+    return next(c for c in cmd if c.startswith("spark.driver.extraJavaOptions="))
+
+
+def test_a_built_archive_is_passed_to_the_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = tmp_path / "a.jsa"
+    monkeypatch.setattr(cds, "archive_path", lambda: archive)
+    assert cds.java_options(Settings()) == []  # not built yet: nothing
+    archive.write_bytes(b"x")
+    assert cds.java_options(Settings()) == [f"-XX:SharedArchiveFile={archive}"]
+    assert f"-XX:SharedArchiveFile={archive}" in _driver_java_options(LocalBackend(Settings()))
+    off = Settings(spark={"class_data_sharing": False})
+    assert cds.java_options(off) == []
+    assert "SharedArchiveFile" not in _driver_java_options(LocalBackend(off))
+    # explicit options (the archive's own training runs) replace the default
+    opts = _driver_java_options(LocalBackend(Settings(), java_options=["-XX:ArchiveClassesAtExit=/x.jsa"]))
+    assert "-XX:ArchiveClassesAtExit=/x.jsa" in opts and "SharedArchiveFile" not in opts
+
+
+def test_the_archive_key_follows_the_class_path_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SPARK_CONF_DIR", raising=False)
+    base = cds.archive_key()
+    assert cds.archive_key() == base  # stable
+    monkeypatch.setenv("SPARK_CONF_DIR", "/elsewhere/conf")
+    assert cds.archive_key() != base
+    assert cds.archive_path().name.endswith(".jsa")
