@@ -116,12 +116,18 @@ def ensure(settings: Settings, *, log: Callable[[str], None] = print) -> Path | 
     log(f"==> building the class-data archive of local Spark jobs (once per Java/Spark/jars): {target}")
     with tempfile.TemporaryDirectory(prefix="lakehouse-cds-") as tmp:
         root = Path(tmp) / "lake"
-        local = settings.model_copy(update={"storage": settings.storage.model_copy(update={"root": str(root)})})
+        local = settings.model_copy(update={  # a scratch root; one fused job per run
+            "storage": settings.storage.model_copy(update={"root": str(root)}),
+            "pipeline": settings.pipeline.model_copy(update={"job_per_layer": False}),
+        })
         generate(root / "landing", GenConfig(start=TRAINING_START, days=2, seed=7,
                                              events_per_day=300, orders_per_day=60, users_initial=40))
         dump = Path(tmp) / "archive.jsa"
         # the second run MERGEs into the tables the first created: the classes of every path
-        runs = ((["bronze", "silver"], []), (["bronze", "silver", "gold"], [f"-XX:ArchiveClassesAtExit={dump}"]))
+        runs: list[tuple[list[str], list[str]]] = [
+            (["bronze", "silver"], []),
+            (["bronze", "silver", "gold"], [f"-XX:ArchiveClassesAtExit={dump}"]),
+        ]
         for i, (layers, options) in enumerate(runs):
             day = TRAINING_START + dt.timedelta(days=i)
             (job,) = medallion_jobs(layers, local, start=day, end=day, run_id=f"cds-training-{i}")
