@@ -13,7 +13,6 @@ help: ## show this help
 
 setup: ## create .venv from the lock file and resolve the pinned JVM jars (cached)
 	@scripts/setup.sh
-	@mkdir -p "$$PREFECT_HOME"
 
 demo: setup ## set-up + generate 3 days + run the medallion flow + show tables and time travel
 	@$(PY) -m lakehouse.cli demo
