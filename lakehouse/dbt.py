@@ -36,7 +36,8 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from lakehouse import jars
+from lakehouse import cds, jars
+from lakehouse.backends.local import live_spark_session
 from lakehouse.errors import ConfigError, LakehouseError
 from lakehouse.settings import REPO_ROOT, Settings, get_settings
 from spark_jobs.conf import default_conf
@@ -169,13 +170,15 @@ def artifacts_dir(settings: Settings, dbt: DbtSettings) -> Path:
 def local_spark_conf(settings: Settings, dbt: DbtSettings) -> dict[str, str]:
     """The Spark conf of the local target's in-process session.
 
-    The Delta conf and tuning preset of every Spark job, the pinned jars, loopback only, no UI,
-    and the Hive catalog: Derby metastore and a warehouse directory for the schemas' own
+    The Delta conf and tuning preset of every Spark job, the pinned jars, the drivers' class-data
+    archive (:mod:`lakehouse.cds`), loopback only, no UI, and the Hive catalog: Derby metastore and a warehouse directory for the schemas' own
     (empty) directories under :func:`metastore_dir` (tables have explicit locations).
     """
     meta = metastore_dir(settings, dbt)
     log4j = dbt.project_dir / "log4j2.properties"
-    java_opts = [f"-Dderby.system.home={meta}", f"-Dlakehouse.log.level={settings.spark.log_level}"]
+    java_opts = [f"-Dderby.system.home={meta}", f"-Dlakehouse.log.level={settings.spark.log_level}",
+                 # the same class-data archive as the spark-submit drivers: the JVM is the same
+                 *cds.java_options(settings)]
     if log4j.exists():
         java_opts.append(f"-Dlog4j2.configurationFile=file:{log4j}")
     conf = {
@@ -301,15 +304,6 @@ _opened: dict[str, str] = {}
 """``metastore``: the metastore URL this process's Spark was started with by dbt."""
 
 
-def _live_session() -> Any | None:
-    module = sys.modules.get("pyspark.sql")  # never imported from here: only looked at
-    cls = getattr(module, "SparkSession", None) if module is not None else None
-    session = getattr(cls, "_instantiatedSession", None) if cls is not None else None
-    if session is None or getattr(getattr(session, "_sc", None), "_jsc", None) is None:
-        return None
-    return session
-
-
 @contextmanager
 def spark_session_scope(conf: Mapping[str, str] | None) -> Iterator[None]:
     """Around dbt invocations of the local target with Spark conf ``conf``.
@@ -329,14 +323,14 @@ def spark_session_scope(conf: Mapping[str, str] | None) -> Iterator[None]:
             f"it cannot switch to {wanted!r} (another lakehouse root). Run dbt for that root in "
             "a process of its own (each Prefect flow run is one), or use the cluster target."
         )
-    before = _live_session()
+    before = live_spark_session()
     if before is not None and opened is None:
         log.warning("dbt reuses a SparkSession started elsewhere in this process; its catalog "
                     "and conf are that session's, not the lakehouse dbt profile's")
     try:
         yield
     finally:
-        if opened is None and before is None and _live_session() is not None:
+        if opened is None and before is None and live_spark_session() is not None:
             _opened["metastore"] = wanted
 
 

@@ -41,6 +41,7 @@ def layer_job(
         "--start", start.isoformat(),
         "--end", end.isoformat(),
         "--run-id", run_id,
+        "--parallelism", str(settings.pipeline.table_parallelism),
     ]
     if layer != "gold":
         args += ["--sources", ",".join(sources)]

@@ -111,6 +111,13 @@ class PipelineSettings(BaseModel):
         "the gold step, after the Spark gold tables. Source freshness is checked when the run "
         "covers yesterday or later, not on backfills of older dates.",
     )
+    table_parallelism: int = Field(
+        default=3,
+        ge=1,
+        description="Tables of a layer a Spark job processes side by side, each in a session of "
+        "its own (3: every source, or every gold table, at once; 1: one after the other). Small "
+        "batches are mostly latency, so this shortens incremental runs.",
+    )
 
 
 class KubernetesSettings(BaseModel):

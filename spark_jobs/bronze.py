@@ -22,7 +22,7 @@ from pyspark.sql import SparkSession
 from spark_jobs import storage as io
 from spark_jobs.cli import landing_dir, parse_batch, table_path
 from spark_jobs.report import Report
-from spark_jobs.session import run_job
+from spark_jobs.session import for_each_table, run_job
 from spark_jobs.transforms.bronze import parse_landing
 
 PARTITION = "_landing_date"
@@ -36,50 +36,57 @@ def batch_id(source_name: str, files: Sequence[tuple[str, io.LandingFile]]) -> s
     return h.hexdigest()[:16]
 
 
+def ingest(spark: SparkSession, args: argparse.Namespace, name: str, report: Report) -> None:
+    """Ingest the landing dates ``args.dates`` of the source ``name`` into its bronze table."""
+    started = time.monotonic()
+    contract = args.contracts[name]
+    path = table_path(args.root, "bronze", name)
+    landed = [
+        (d.isoformat(), f) for d in args.dates for f in io.list_files(spark, landing_dir(args.root, name, d))
+    ]
+    if args.full_refresh or not io.is_delta(spark, path):
+        seen: set[tuple[str, str]] = set()
+    else:
+        seen = {
+            (r[0].isoformat(), r[1])
+            for r in io.read_delta(spark, path, io.sql_in(PARTITION, [d for d, _ in landed]))
+            .select(PARTITION, "_source_file").distinct().collect()
+        }
+    new = [(d, f) for d, f in landed if (d, f.name) not in seen]
+    before = io.last_commit(spark, path)["version"]
+    if new:
+        bid = batch_id(name, new)
+        rows = parse_landing(
+            io.read_lines(spark, [f for _, f in new]), contract,
+            batch_id=bid, ingested_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+        )
+        if args.full_refresh:
+            dates = [d.isoformat() for d in args.dates]
+            io.replace_where(rows, path, io.sql_in(PARTITION, dates), partition_by=[PARTITION])
+        else:
+            io.append(rows, path, partition_by=[PARTITION], merge_schema=True,
+                      txn_app_id=f"lakehouse-bronze-{name}-{bid}", txn_version=0)
+    commit = io.last_commit(spark, path)
+    written = int(commit["metrics"].get("numOutputRows", 0)) if commit["version"] != before else 0
+    # Read back only the partitions just written (the batch id alone would scan the table).
+    malformed = (
+        io.read_delta(spark, path, f"{io.sql_in(PARTITION, {d for d, _ in new})} "
+                      f"AND _batch_id = '{bid}' AND _malformed").count()
+        if new and written else 0
+    )
+    report.table(
+        "bronze", name, started,
+        files_landed=len(landed), files_new=len(new), rows_read=written,
+        rows_written=written, malformed=malformed, version=commit["version"],
+    )
+
+
 def run(spark: SparkSession, args: argparse.Namespace) -> Report:
     """Ingest the landing dates ``args.dates`` of ``args.sources`` into bronze."""
     report = Report("bronze")
-    for name, contract in args.contracts.items():
-        started = time.monotonic()
-        path = table_path(args.root, "bronze", name)
-        landed = [
-            (d.isoformat(), f) for d in args.dates for f in io.list_files(spark, landing_dir(args.root, name, d))
-        ]
-        if args.full_refresh or not io.is_delta(spark, path):
-            seen: set[tuple[str, str]] = set()
-        else:
-            seen = {
-                (r[0].isoformat(), r[1])
-                for r in io.read_delta(spark, path, io.sql_in(PARTITION, [d for d, _ in landed]))
-                .select(PARTITION, "_source_file").distinct().collect()
-            }
-        new = [(d, f) for d, f in landed if (d, f.name) not in seen]
-        before = io.last_commit(spark, path)["version"]
-        if new:
-            bid = batch_id(name, new)
-            rows = parse_landing(
-                io.read_lines(spark, [f for _, f in new]), contract,
-                batch_id=bid, ingested_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
-            )
-            if args.full_refresh:
-                dates = [d.isoformat() for d in args.dates]
-                io.replace_where(rows, path, io.sql_in(PARTITION, dates), partition_by=[PARTITION])
-            else:
-                io.append(rows, path, partition_by=[PARTITION], merge_schema=True,
-                          txn_app_id=f"lakehouse-bronze-{name}-{bid}", txn_version=0)
-        commit = io.last_commit(spark, path)
-        written = int(commit["metrics"].get("numOutputRows", 0)) if commit["version"] != before else 0
-        # Read back only the partitions just written (the batch id alone would scan the table).
-        malformed = (
-            io.read_delta(spark, path, f"{io.sql_in(PARTITION, {d for d, _ in new})} "
-                          f"AND _batch_id = '{bid}' AND _malformed").count()
-            if new and written else 0
-        )
-        report.table(
-            "bronze", name, started,
-            files_landed=len(landed), files_new=len(new), rows_read=written,
-            rows_written=written, malformed=malformed, version=commit["version"],
-        )
+    for_each_table(spark, list(args.contracts), lambda session, name: ingest(session, args, name, report),
+                   args.parallelism)
+    report.order(list(args.contracts))
     return report
 
 

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from spark_jobs.contract import DEFAULT_CONTRACTS_DIR, ContractError, load_contracts
 
+DEFAULT_PARALLELISM = 3
+"""Tables of a layer processed side by side: every source (or gold table) of a layer at once."""
+
 
 def _date(value: str) -> dt.date:
     try:
@@ -24,8 +27,18 @@ def _names(value: str) -> list[str]:
     return names
 
 
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value!r}")
+    return n
+
+
 def batch_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """Parser for ``--root --start --end [--sources] [--run-id] [--full-refresh]``."""
+    """Parser for ``--root --start --end [--sources] [--run-id] [--full-refresh] [--parallelism]``."""
     p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--root", required=True, help="Lakehouse root (local path or s3a:// URI).")
     p.add_argument("--start", required=True, type=_date, help="First landing date (YYYY-MM-DD).")
@@ -42,6 +55,10 @@ def batch_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--full-refresh", action="store_true",
         help="Rebuild the date range from its inputs instead of applying only what is new.",
+    )
+    p.add_argument(
+        "--parallelism", type=_positive, default=DEFAULT_PARALLELISM,
+        help="Tables of a layer processed side by side (1: one after the other).",
     )
     return p
 

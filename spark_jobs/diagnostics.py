@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pyspark.sql import SparkSession
 
 from spark_jobs.report import Report
-from spark_jobs.session import build_session
+from spark_jobs.session import job_session
 
 
 def class_data_archives(spark: SparkSession) -> list[str] | None:
@@ -41,8 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tag", default="", help="Free text, e.g. to find the job's processes.")
     args = p.parse_args(argv)
     started = time.monotonic()
-    spark = build_session("lakehouse-diagnostics")
-    try:
+    with job_session("lakehouse-diagnostics") as spark:
         n = spark.range(args.rows).count()
         print(f"diagnostics: counted {n} rows", flush=True)
         archives = class_data_archives(spark)
@@ -54,8 +53,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.sleep:
             print(f"diagnostics: sleeping {args.sleep:g}s", flush=True)
             time.sleep(args.sleep)
-    finally:
-        spark.stop()
     if args.exit_code:
         print(f"diagnostics: failing on purpose with exit code {args.exit_code}", flush=True)
     return int(args.exit_code)

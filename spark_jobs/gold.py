@@ -25,7 +25,7 @@ from pyspark.sql import DataFrame, SparkSession
 from spark_jobs import storage as io
 from spark_jobs.cli import parse_batch, table_path
 from spark_jobs.report import Report
-from spark_jobs.session import run_job
+from spark_jobs.session import for_each_table, run_job
 from spark_jobs.transforms import gold
 
 
@@ -94,8 +94,8 @@ def refresh(spark: SparkSession, args: argparse.Namespace, table: GoldTable, rep
 def run(spark: SparkSession, args: argparse.Namespace) -> Report:
     """Recompute every gold table for the dates touched by pending silver rows."""
     report = Report("gold")
-    for table in TABLES:
-        refresh(spark, args, table, report)
+    for_each_table(spark, TABLES, lambda session, table: refresh(session, args, table, report), args.parallelism)
+    report.order([t.name for t in TABLES])
     return report
 
 

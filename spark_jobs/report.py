@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from typing import Any
 
@@ -17,6 +18,7 @@ class Report:
         self.job = job
         self.tables: list[dict[str, Any]] = []
         self.violations: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
 
     def table(self, layer: str, table: str, started: float, **values: Any) -> dict[str, Any]:
         """Record the metrics of ``layer.table``; ``started`` is a ``time.monotonic()`` value."""
@@ -27,15 +29,20 @@ class Report:
             "duration_s": round(time.monotonic() - started, 3),
             **values,
         }
-        self.tables.append(entry)
-        print(
-            f"[{self.job}] {layer}.{table}: "
-            + ", ".join(
-                f"{k}={v}" for k, v in values.items() if not isinstance(v, (dict, list)) or (k == "failed_rules" and v)
-            ),
-            flush=True,
+        line = f"[{self.job}] {layer}.{table}: " + ", ".join(
+            f"{k}={v}" for k, v in values.items() if not isinstance(v, (dict, list)) or (k == "failed_rules" and v)
         )
+        with self._lock:  # tables of a layer may finish at the same time (for_each_table)
+            self.tables.append(entry)
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
         return entry
+
+    def order(self, tables: list[str]) -> None:
+        """Put the recorded tables in the order of ``tables`` (concurrent work records them in
+        the order it finished)."""
+        rank = {name: i for i, name in enumerate(tables)}
+        self.tables.sort(key=lambda entry: rank.get(entry["table"], len(rank)))
 
     def emit(self) -> None:
         """Print the metrics line (stdout, flushed)."""

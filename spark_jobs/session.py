@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from typing import TypeVar
 
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
 from spark_jobs.conf import default_conf
 from spark_jobs.report import Report
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def build_session(
@@ -43,18 +49,68 @@ def build_session(
     return spark
 
 
+def running_session() -> SparkSession | None:
+    """The SparkSession this process already runs, if any (a notebook's, a test's, or the one
+    dbt's local target starts inside the flow process)."""
+    session = SparkSession._instantiatedSession
+    if session is None or session.sparkContext._jsc is None:
+        return None
+    return session
+
+
+@contextmanager
+def job_session(app_name: str) -> Iterator[SparkSession]:
+    """The session of an entrypoint: the one this process already runs (used as it is and left
+    running: its owner stops it), else a new one, stopped at the end whatever happened."""
+    existing = running_session()
+    spark = existing or build_session(app_name)
+    try:
+        yield spark
+    finally:
+        if existing is None:
+            spark.stop()
+
+
 def run_job(app_name: str, run: Callable[[SparkSession], Report | Sequence[Report]]) -> list[Report]:
-    """The body of every entrypoint: build the session, run, print each report's metrics line
-    (the line every backend reads), and stop the session whatever happened; return the reports.
+    """The body of every entrypoint: get the session (:func:`job_session`), run, print each
+    report's metrics line (the line every backend reads); return the reports.
 
     An exception propagates, so the driver exits non-zero with its traceback in the log.
     """
-    spark = build_session(app_name)
-    try:
+    with job_session(app_name) as spark:
         out = run(spark)
         reports = [out] if isinstance(out, Report) else list(out)
         for report in reports:
             report.emit()
-    finally:
-        spark.stop()
     return reports
+
+
+def for_each_table(
+    spark: SparkSession, items: Sequence[T], fn: Callable[[SparkSession, T], R], parallelism: int = 1
+) -> list[R]:
+    """``[fn(session, item) for item in items]``, up to ``parallelism`` items at a time.
+
+    The tables of a layer are independent, and on small batches each one's work is mostly
+    latency (driver round trips, Delta log reads and commits), so running them side by side
+    shortens a run. Each concurrent item gets a session of its own (``newSession``: shared
+    SparkContext, cache and Delta log cache; its own SQL conf), made active on its thread, so
+    per-write conf such as the commit metadata of one table never reaches another's commit.
+    Every item runs to its end; then the first failure (in ``items`` order) is raised.
+    """
+    if parallelism <= 1 or len(items) <= 1:
+        return [fn(spark, item) for item in items]
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+
+    def work(item: T) -> R:
+        session = spark.newSession()
+        jvm.org.apache.spark.sql.SparkSession.setActiveSession(session._jsparkSession)
+        try:
+            return fn(session, item)
+        finally:
+            jvm.org.apache.spark.sql.SparkSession.clearActiveSession()
+
+    with ThreadPoolExecutor(max_workers=min(parallelism, len(items)), thread_name_prefix="table") as pool:
+        futures = [pool.submit(work, item) for item in items]
+        wait(futures)
+    return [f.result() for f in futures]

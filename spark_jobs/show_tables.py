@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pyspark.sql import SparkSession
 
 from spark_jobs import storage as io
-from spark_jobs.session import build_session
+from spark_jobs.session import job_session
 
 LAYERS = ("bronze", "silver", "gold", "quarantine")
 
@@ -59,11 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--root", required=True)
     p.add_argument("--time-travel", default="silver/users", help="layer/table to compare with v0")
     args = p.parse_args(argv)
-    spark = build_session("lakehouse-show-tables")
-    try:
+    with job_session("lakehouse-show-tables") as spark:
         run(spark, args.root, args.time_travel)
-    finally:
-        spark.stop()
     return 0
 
 

@@ -39,7 +39,7 @@ from spark_jobs import storage as io
 from spark_jobs.cli import parse_batch, table_path
 from spark_jobs.contract import Contract
 from spark_jobs.report import Report
-from spark_jobs.session import run_job
+from spark_jobs.session import for_each_table, run_job
 from spark_jobs.transforms import quality
 from spark_jobs.transforms.silver import duplicate_copies, latest_per_key, quarantine_rows, typed
 
@@ -188,8 +188,11 @@ def _freshness(spark: SparkSession, contract: Contract, silver_path: str) -> lis
 def run(spark: SparkSession, args: argparse.Namespace) -> Report:
     """Promote every source; raise :class:`ContractViolation` after all of them if any failed."""
     report = Report("silver")
-    failures = {name: promote(spark, args, c, report) for name, c in args.contracts.items()}
-    report.violations = {k: v for k, v in failures.items() if v}
+    contracts = list(args.contracts.values())
+    found = for_each_table(spark, contracts, lambda session, c: promote(session, args, c, report),
+                           args.parallelism)
+    report.order(list(args.contracts))
+    report.violations = {c.name: rules for c, rules in zip(contracts, found, strict=True) if rules}
     return report
 
 

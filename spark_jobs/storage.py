@@ -96,7 +96,21 @@ def append(
         writer = writer.partitionBy(*partition_by)
     if txn_app_id is not None:
         writer = writer.option("txnAppId", txn_app_id).option("txnVersion", str(txn_version or 0))
-    writer.save(path)
+    for attempt in range(_CREATE_RACE_RETRIES + 1):
+        try:
+            writer.save(path)
+            return
+        except Exception as exc:
+            # Two writers creating the same table (e.g. quality/metrics, appended to by every
+            # source of a layer at once and by the stream): the loser's first commit finds the
+            # protocol or metadata set by the winner. The table exists now; appending again is
+            # a plain blind append (and still idempotent with a txnAppId).
+            if attempt == _CREATE_RACE_RETRIES or not any(c in str(exc) for c in _CREATE_RACE_ERRORS):
+                raise
+
+
+_CREATE_RACE_ERRORS = ("DELTA_PROTOCOL_CHANGED", "DELTA_METADATA_CHANGED")
+_CREATE_RACE_RETRIES = 2
 
 
 def replace_where(

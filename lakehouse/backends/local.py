@@ -4,6 +4,9 @@ and runs it, streaming the driver's output line by line.
 The job runs in its own process group. On failure the typed error carries the exit code and the
 last lines of the log; on timeout, cancellation or any interruption of the caller the whole
 group (launcher JVM, Python driver, Python workers) is terminated, then killed.
+
+:meth:`LocalBackend.run_in_process` runs a short job in the Spark this process already runs
+instead (the one dbt's local target starts inside a flow run), with no JVM start at all.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import importlib
 import os
 import queue
 import signal
@@ -18,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,40 @@ from spark_jobs.conf import default_conf
 
 _PR_SET_PDEATHSIG = 1
 _KILL_GRACE_S = 10.0
+
+
+def live_spark_session() -> Any | None:
+    """The SparkSession running in this process, if any, found without importing pyspark (only
+    a process that already imported it can have one: e.g. after an in-process dbt build)."""
+    module = sys.modules.get("pyspark.sql")
+    cls = getattr(module, "SparkSession", None) if module is not None else None
+    session = getattr(cls, "_instantiatedSession", None) if cls is not None else None
+    if session is None or getattr(getattr(session, "_sc", None), "_jsc", None) is None:
+        return None
+    return session
+
+
+class _Lines:
+    """A text stream that hands every complete line to ``sink``."""
+
+    def __init__(self, sink: Callable[[str], None]) -> None:
+        self.sink = sink
+        self.buffer = ""
+
+    def write(self, text: str) -> int:
+        self.buffer += text
+        *lines, self.buffer = self.buffer.split("\n")
+        for line in lines:
+            self.sink(line)
+        return len(text)
+
+    def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        if self.buffer:
+            self.sink(self.buffer)
+            self.buffer = ""
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -171,6 +210,54 @@ class LocalBackend:
             job=job.name, backend=self.name, state="COMPLETED", exit_code=code,
             duration_s=round(duration, 3), metrics=metrics, log_tail=list(tail),
         )
+
+    def run_in_process(self, job: SparkJob, *, log: LogSink) -> JobResult:
+        """Run ``job``'s entrypoint here, in the SparkSession this process already runs.
+
+        For a short job after an in-process dbt build (the demo's table listing): its Spark is
+        warm, so the job pays no JVM start. The job gets that session's static conf (memory,
+        jars), not its own; no timeout is enforced and there is no process to kill, so
+        :meth:`run` stays the way to run pipeline jobs.
+
+        Raises:
+            SparkJobError: No Spark runs in this process, or the job failed (its exit code, 1
+                for an exception, and the last lines it printed).
+        """
+        if live_spark_session() is None:
+            raise SparkJobError(job.name, "cannot run in this process: no SparkSession runs here",
+                                state="FAILED")
+        tail: collections.deque[str] = collections.deque(maxlen=self.settings.spark.log_tail_lines)
+        metrics: list[dict[str, Any]] = []
+        real_stdout = sys.stdout
+
+        def line(text: str) -> None:
+            found = parse_metrics(text)
+            if found is not None:
+                metrics.extend(found)
+                return
+            tail.append(text)
+            with contextlib.redirect_stdout(real_stdout):  # a sink that prints must not loop back
+                log(text)
+
+        log(f"in-process {job.entrypoint} {' '.join(job.args)}")
+        start = time.monotonic()
+        out = _Lines(line)
+        try:
+            with contextlib.redirect_stdout(out):
+                code = importlib.import_module(job.entrypoint).main(list(job.args))
+        except SystemExit as exc:  # argparse refusing the arguments
+            code = exc.code if isinstance(exc.code, int) else 2
+        except Exception as exc:
+            out.close()
+            raise SparkJobError(job.name, f"failed: {exc}", exit_code=1, state="FAILED",
+                                log_tail=list(tail), metrics=metrics) from exc
+        out.close()
+        if code:
+            raise SparkJobError(job.name, f"failed with exit code {code}", exit_code=code,
+                                state="FAILED", log_tail=list(tail), metrics=metrics)
+        return JobResult(job=job.name, backend=self.name, state="COMPLETED", exit_code=0,
+                         duration_s=round(time.monotonic() - start, 3), metrics=metrics,
+                         log_tail=list(tail))
 
     @staticmethod
     def _stop(proc: subprocess.Popen[str]) -> None:

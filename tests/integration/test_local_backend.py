@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -12,6 +14,7 @@ from lakehouse import cds
 from lakehouse.backends.local import LocalBackend
 from lakehouse.errors import SparkJobError, SparkJobTimeout
 from lakehouse.jobs import SparkJob
+from lakehouse.pipeline import show_tables_job
 from lakehouse.settings import Settings
 
 pytestmark = pytest.mark.spark
@@ -107,3 +110,33 @@ def test_interrupted_caller_stops_the_job() -> None:
     with pytest.raises(Cancelled):
         LocalBackend(Settings()).run(job, log=log)
     assert _wait_gone(tag) == []
+
+
+def test_in_process_run_uses_the_live_session_and_leaves_it_running(spark: Any, tmp_path: Path) -> None:
+    """After an in-process dbt build the flow process runs Spark: a short job runs there."""
+    users = str(tmp_path / "warehouse" / "silver" / "users")
+    spark.createDataFrame([("u1",)], "user_id string").write.format("delta").save(users)
+    spark.createDataFrame([("u2",), ("u3",)], "user_id string").write.format("delta").mode("append").save(users)
+    settings = Settings(storage={"root": str(tmp_path)})
+    lines: list[str] = []
+    result = LocalBackend(settings).run_in_process(show_tables_job(settings), log=lines.append)
+    assert result.state == "COMPLETED" and result.exit_code == 0
+    assert [line.split()[:3] for line in lines if line.startswith("silver.users")] == [["silver.users", "3", "1"]]
+    assert "time travel silver/users: version 0 has 1 rows, version 1 has 3 rows; 2 rows differ from version 0" in lines
+    assert spark.range(5).count() == 5  # the caller's session was not stopped
+
+    diag = LocalBackend(settings).run_in_process(
+        SparkJob(name="diag-here", entrypoint="spark_jobs.diagnostics", args=("--rows", "77")), log=lines.append)
+    assert diag.metrics[0]["rows_read"] == 77
+    assert "diagnostics: counted 77 rows" in lines and not any(x.startswith("LAKEHOUSE_METRICS") for x in lines)
+
+
+def test_in_process_failure_raises_with_exit_code_and_log_tail(spark: Any) -> None:
+    with pytest.raises(SparkJobError) as err:
+        LocalBackend(Settings()).run_in_process(
+            SparkJob(name="diag-fail-here", entrypoint="spark_jobs.diagnostics", args=("--exit-code", "4")),
+            log=lambda _: None,
+        )
+    assert err.value.exit_code == 4 and err.value.state == "FAILED"
+    assert "diagnostics: failing on purpose with exit code 4" in err.value.log_tail
+    assert spark.range(2).count() == 2

@@ -27,6 +27,12 @@ def test_a_built_archive_is_passed_to_the_driver(tmp_path: Path, monkeypatch: py
     off = Settings(spark={"class_data_sharing": False})
     assert cds.java_options(off) == []
     assert "SharedArchiveFile" not in _driver_java_options(LocalBackend(off))
+    # dbt's in-process Spark (local target) is the same JVM build and class path: same archive
+    from lakehouse.dbt import DbtSettings, local_spark_conf
+
+    dbt_opts = local_spark_conf(Settings(storage={"root": str(tmp_path)}), DbtSettings())["spark.driver.extraJavaOptions"]
+    assert f"-XX:SharedArchiveFile={archive}" in dbt_opts.split()
+    assert "SharedArchiveFile" not in local_spark_conf(off, DbtSettings())["spark.driver.extraJavaOptions"]
     # explicit options (the archive's own training runs) replace the default
     opts = _driver_java_options(LocalBackend(Settings(), java_options=["-XX:ArchiveClassesAtExit=/x.jsa"]))
     assert "-XX:ArchiveClassesAtExit=/x.jsa" in opts and "SharedArchiveFile" not in opts

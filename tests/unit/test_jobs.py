@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,7 +61,8 @@ def test_spark_submit_rendering(tmp_path: Path) -> None:
     assert set(cmd[cmd.index("--jars") + 1].split(",")) == {str(p) for p in jars.resolved_jars()}
     main = cmd.index(str(REPO_ROOT / "spark_jobs" / "silver.py"))
     assert cmd[main + 1:] == ["--root", str(tmp_path), "--start", "2026-01-01", "--end", "2026-01-02",
-                              "--run-id", "r1", "--sources", "orders,users,events", "--full-refresh"]
+                              "--run-id", "r1", "--parallelism", "3", "--sources", "orders,users,events",
+                              "--full-refresh"]
 
 
 def test_start_after_end_is_refused(tmp_path: Path) -> None:
@@ -86,3 +89,21 @@ def test_preset_sizes_shuffle_and_delta_snapshot_partitions_to_the_cores(cores: 
     assert preset["spark.sql.shuffle.partitions"] == parts
     # Delta's fixed default (50 tasks per snapshot rebuild) is what the preset replaces
     assert preset["spark.databricks.delta.snapshotPartitions"] == parts
+
+
+def test_in_process_run_needs_a_live_spark_session() -> None:
+    code = (
+        "import sys\n"
+        "from lakehouse.backends.local import LocalBackend\n"
+        "from lakehouse.errors import SparkJobError\n"
+        "from lakehouse.jobs import SparkJob\n"
+        "from lakehouse.settings import Settings\n"
+        "try:\n"
+        "    LocalBackend(Settings()).run_in_process(SparkJob(name='d', entrypoint='spark_jobs.diagnostics'),"
+        " log=print)\n"
+        "except SparkJobError as exc:\n"
+        "    print(type(exc).__name__, exc, 'pyspark' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True)
+    assert "SparkJobError" in out.stdout and "no SparkSession runs here" in out.stdout
+    assert out.stdout.strip().endswith("False")  # nothing was imported to find out
