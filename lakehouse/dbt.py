@@ -171,8 +171,9 @@ def local_spark_conf(settings: Settings, dbt: DbtSettings) -> dict[str, str]:
     """The Spark conf of the local target's in-process session.
 
     The Delta conf and tuning preset of every Spark job, the pinned jars, the drivers' class-data
-    archive (:mod:`lakehouse.cds`), loopback only, no UI, and the Hive catalog: Derby metastore and a warehouse directory for the schemas' own
-    (empty) directories under :func:`metastore_dir` (tables have explicit locations).
+    archive (:mod:`lakehouse.cds`), loopback only, no UI, and the Hive catalog: Derby metastore
+    and a warehouse directory for the schemas' own (empty) directories under
+    :func:`metastore_dir` (tables have explicit locations).
     """
     meta = metastore_dir(settings, dbt)
     log4j = dbt.project_dir / "log4j2.properties"
