@@ -30,8 +30,8 @@ def test_a_built_archive_is_passed_to_the_driver(tmp_path: Path, monkeypatch: py
     # dbt's in-process Spark (local target) is the same JVM build and class path: same archive
     from lakehouse.dbt import DbtSettings, local_spark_conf
 
-    dbt_opts = local_spark_conf(Settings(storage={"root": str(tmp_path)}), DbtSettings())["spark.driver.extraJavaOptions"]
-    assert f"-XX:SharedArchiveFile={archive}" in dbt_opts.split()
+    dbt_conf = local_spark_conf(Settings(storage={"root": str(tmp_path)}), DbtSettings())
+    assert f"-XX:SharedArchiveFile={archive}" in dbt_conf["spark.driver.extraJavaOptions"].split()
     assert "SharedArchiveFile" not in local_spark_conf(off, DbtSettings())["spark.driver.extraJavaOptions"]
     # explicit options (the archive's own training runs) replace the default
     opts = _driver_java_options(LocalBackend(Settings(), java_options=["-XX:ArchiveClassesAtExit=/x.jsa"]))
