@@ -276,6 +276,13 @@ class StreamingSettings(BaseModel):
         description="Upper bound of Kafka messages per micro-batch (spread over partitions); "
         "None reads everything available.",
     )
+    min_partitions: int = Field(
+        default=0,
+        ge=0,
+        description="Spark tasks per micro-batch at least: the Kafka source splits offset ranges "
+        "so that every core gets a share (minPartitions). 0: Spark's default parallelism (the "
+        "tuning preset makes it twice the cores).",
+    )
     processing_time: str = Field(
         default="10 seconds",
         description="Interval of the processingTime trigger (continuous runs), e.g. '10 seconds'.",

@@ -94,6 +94,7 @@ def streaming_job(
         "--query-name", s.query_name,
         "--interval", s.processing_time,
         "--max-offsets-per-trigger", str(s.max_offsets_per_trigger or 0),
+        "--min-partitions", str(s.min_partitions),
         "--starting-offsets", s.starting_offsets,
         "--window", s.window,
         "--watermark", s.watermark,

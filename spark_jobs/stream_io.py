@@ -25,6 +25,7 @@ def read_kafka(
     topic: str,
     starting_offsets: str = "earliest",
     max_offsets_per_trigger: int | None = None,
+    min_partitions: int | None = None,
     options: Mapping[str, str] | None = None,
 ) -> DataFrame:
     """A streaming DataFrame of the records of ``topic`` (Spark's Kafka source).
@@ -39,6 +40,8 @@ def read_kafka(
         topic: Topic to subscribe to.
         starting_offsets: ``earliest`` or ``latest`` (or a JSON offsets spec).
         max_offsets_per_trigger: Upper bound of records per micro-batch; None for no bound.
+        min_partitions: Spark tasks per micro-batch at least: Kafka offset ranges are split so
+            that every core gets work (None: one task per Kafka partition).
         options: Further source options (``kafka.*`` client settings, e.g. security).
     """
     reader = (
@@ -51,6 +54,8 @@ def read_kafka(
     )
     if max_offsets_per_trigger is not None:
         reader = reader.option("maxOffsetsPerTrigger", str(max_offsets_per_trigger))
+    if min_partitions is not None:
+        reader = reader.option("minPartitions", str(min_partitions))
     for key, value in (options or {}).items():
         reader = reader.option(key, value)
     return reader.load()
@@ -61,17 +66,23 @@ def read_delta_stream(spark: SparkSession, path: str) -> DataFrame:
     return spark.readStream.format("delta").load(path)
 
 
-def ensure_table(spark: SparkSession, path: str, schema_ddl: str) -> None:
-    """Create an empty Delta table with ``schema_ddl`` at ``path`` unless one exists.
+def ensure_table(
+    spark: SparkSession, path: str, schema_ddl: str, properties: Mapping[str, str] | None = None
+) -> None:
+    """Create an empty Delta table with ``schema_ddl`` (and table ``properties``) at ``path``
+    unless one exists.
 
     Tables exist (with their schema) before any stream reads or appends to them, so a reader or
-    a downstream stream never meets a missing path.
+    a downstream stream never meets a missing path. An existing table is left as it is.
     """
     if DeltaTable.isDeltaTable(spark, path):
         return
-    DeltaTable.createIfNotExists(spark).location(path).addColumns(
+    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(
         spark.createDataFrame([], schema_ddl).schema
-    ).execute()
+    )
+    for key, value in (properties or {}).items():
+        builder = builder.property(key, value)
+    builder.execute()
 
 
 def with_trigger(writer: DataStreamWriter, trigger: Trigger, interval: str) -> DataStreamWriter:

@@ -8,7 +8,7 @@ line reports ``malformed_json`` only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
@@ -44,9 +44,11 @@ def _show(col: Column) -> Column:
     return F.when(col.isNull(), F.lit("null")).otherwise(as_json)
 
 
-def _field_rules(f: FieldSpec, required_action: str | None) -> list[RowRule]:
+def _field_rules(
+    f: FieldSpec, required_action: str | None, typed_col: Column | None = None
+) -> list[RowRule]:
     raw = F.col(f.name)
-    typed = raw.try_cast(f.spark_type)
+    typed = typed_col if typed_col is not None else raw.try_cast(f.spark_type)
     rules = []
     if required_action:
         rules.append(RowRule(f"{f.name}.required", required_action, _present(raw), F.lit(f"{f.name} is missing")))
@@ -101,7 +103,10 @@ def _field_rules(f: FieldSpec, required_action: str | None) -> list[RowRule]:
 
 
 def row_rules(
-    contract: Contract, drifted_batches: Sequence[str] = (), new_columns: Sequence[str] = ()
+    contract: Contract,
+    drifted_batches: Sequence[str] = (),
+    new_columns: Sequence[str] = (),
+    typed: Mapping[str, Column] | None = None,
 ) -> list[RowRule]:
     """All per-row rules of ``contract``.
 
@@ -110,6 +115,9 @@ def row_rules(
         drifted_batches: Batch ids carrying columns the contract does not allow; with
             ``evolution.new_columns: quarantine`` every row of those batches is quarantined.
         new_columns: The undeclared columns seen (for the reason text).
+        typed: Column name -> the raw text already cast to the field's declared type with
+            ``try_cast``, when the caller has it (the rules then reuse it instead of casting
+            the text again); missing names are cast by the rules.
     """
     null_checked = {c: q.resolved_action for q in contract.quality if q.type == "null_check" for c in q.columns}
     rules: list[RowRule] = []
@@ -119,7 +127,7 @@ def row_rules(
             required = f.on_violation
         if f.name in null_checked:
             required = max(required or "warn", null_checked[f.name], key=SEVERITY.__getitem__)
-        rules += _field_rules(f, required)
+        rules += _field_rules(f, required, (typed or {}).get(f.name))
     if drifted_batches and contract.evolution.new_columns == "quarantine":
         rules.append(
             RowRule(
@@ -136,9 +144,24 @@ def row_rules(
     return rules
 
 
-def evaluate(df: DataFrame, rules: Sequence[RowRule]) -> DataFrame:
-    """Add ``_failed_rules`` (array), ``_reason`` (string) and ``_action`` (most severe, or null)."""
-    malformed = F.col("_malformed")
+@dataclass(frozen=True)
+class Verdict:
+    """The rule outcome of a row as column expressions (see :func:`verdict`)."""
+
+    failed_rules: Column
+    """Names of the rules the row breaks (array; ``malformed_json`` alone for a malformed row)."""
+    reason: Column
+    """Their reasons joined with ``; `` (empty when it breaks none)."""
+    action: Column
+    """The most severe action among them, null when it breaks none."""
+    passes: Column
+    """True when the row is well formed and passes every rule: a cheap test that lets a caller
+    skip building the three columns above for the (usual) conforming row."""
+
+
+def verdict(rules: Sequence[RowRule], malformed: Column) -> Verdict:
+    """Compile ``rules`` into the :class:`Verdict` columns of a row; ``malformed`` is true for a
+    row that is not a JSON object (it then reports ``malformed_json`` only)."""
     fails = [(r, ~malformed & ~F.coalesce(r.passes, F.lit(False))) for r in rules]
     names = [F.when(malformed, F.lit(MALFORMED))] + [F.when(fail, F.lit(r.name)) for r, fail in fails]
     reasons = [F.when(malformed, F.lit("line is not a JSON object"))] + [F.when(fail, r.reason) for r, fail in fails]
@@ -146,10 +169,24 @@ def evaluate(df: DataFrame, rules: Sequence[RowRule]) -> DataFrame:
         F.when(fail, F.lit(SEVERITY[r.action])) for r, fail in fails
     ]
     worst = F.greatest(*severity)
+    passes = ~malformed
+    for r in rules:
+        passes = passes & F.coalesce(r.passes, F.lit(False))
+    return Verdict(
+        failed_rules=F.filter(F.array(*names), lambda x: x.isNotNull()),
+        reason=F.concat_ws("; ", F.array(*reasons)),
+        action=F.when(worst.isNotNull(), F.element_at(F.array(*map(F.lit, ACTIONS)), worst + 1)),
+        passes=passes,
+    )
+
+
+def evaluate(df: DataFrame, rules: Sequence[RowRule]) -> DataFrame:
+    """Add ``_failed_rules`` (array), ``_reason`` (string) and ``_action`` (most severe, or null)."""
+    v = verdict(rules, F.col("_malformed"))
     return (
-        df.withColumn("_failed_rules", F.filter(F.array(*names), lambda x: x.isNotNull()))
-        .withColumn("_reason", F.concat_ws("; ", F.array(*reasons)))
-        .withColumn("_action", F.when(worst.isNotNull(), F.element_at(F.array(*map(F.lit, ACTIONS)), worst + 1)))
+        df.withColumn("_failed_rules", v.failed_rules)
+        .withColumn("_reason", v.reason)
+        .withColumn("_action", v.action)
     )
 
 

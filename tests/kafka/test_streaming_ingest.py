@@ -27,6 +27,7 @@ from lakehouse.streaming import (
     read_stream_status,
     stream_status,
     streaming_job,
+    table_paths,
 )
 from lakehouse.testing.kafka_broker import KafkaBroker
 from tests.kafka.streaming_support import (
@@ -113,6 +114,12 @@ def test_stream_lands_exactly_what_was_produced_and_monitor_reports_lag(
         for m in valid
     )
     assert {r[6] for r in bronze} == {topic}
+    # statistics only on the columns queries filter by (not on the random ids)
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{table_paths(settings)['bronze']}`")
+    props = detail.first()["properties"]  # type: ignore[index]
+    assert props["delta.dataSkippingStatsColumns"] == (
+        "event_time,event_type,_kafka_partition,_kafka_offset,_kafka_timestamp,_ingested_at,"
+        "_batch_id")
     assert {r[7] for r in bronze} == {0, 1, 2}
     assert len({(r[7], r[8]) for r in bronze}) == len(bronze)
     assert all(r[9] is not None for r in bronze)

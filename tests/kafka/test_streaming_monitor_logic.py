@@ -90,7 +90,7 @@ def test_missing_checkpoint_is_no_progress(tmp_path: Path) -> None:
 
 
 def test_job_spec_local_and_continuous() -> None:
-    settings = Settings(streaming=StreamingSettings(max_offsets_per_trigger=1234))
+    settings = Settings(streaming=StreamingSettings(max_offsets_per_trigger=1234, min_partitions=6))
     local = streaming_job(settings, trigger="processing-time", max_seconds=60)
     assert local.name == "events-stream" and not local.streaming
     assert local.timeout_seconds == 60 + 300
@@ -98,6 +98,7 @@ def test_job_spec_local_and_continuous() -> None:
     assert args[args.index("--trigger") + 1] == "processing-time"
     assert args[args.index("--max-seconds") + 1] == "60"
     assert args[args.index("--max-offsets-per-trigger") + 1] == "1234"
+    assert args[args.index("--min-partitions") + 1] == "6"
     assert local.conf == {"spark.databricks.delta.snapshotPartitions": "2"}
     cont = streaming_job(settings, continuous=True)
     assert cont.streaming and cont.timeout_seconds is None and "--max-seconds" not in cont.args

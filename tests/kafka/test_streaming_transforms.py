@@ -65,6 +65,11 @@ def test_parse_splits_valid_events_and_dead_letters_with_exact_errors(spark: Spa
          "e2", "events", 1, 1, 7),
     ]
 
+    # a conforming event carries no error, no broken rule and no action
+    verdicts = {r["_kafka_key"]: (r["error"], r["rules"], r["action"])
+                for r in parsed.where(F.col("_kafka_key").isin("e1", "e2")).collect()}
+    assert verdicts == {"e1": (None, [], None), "e2": (None, [], None)}
+
     dead = tx.dead_letters(parsed, batch_id=7, ingested_at=F.lit(T0))
     assert [n for n, _ in dead.dtypes] == [n for n, _ in tx.DEAD_LETTER_COLUMNS]
     errors = {r["_kafka_key"]: (r["error"], r["value"], r["rules"], r["action"])
@@ -137,3 +142,35 @@ def test_windowed_counts_per_type_and_window(spark: SparkSession) -> None:
         ("2026-01-01T00:00:00.000Z", "2026-01-01T00:05:00.000Z", "purchase", 2, Decimal("3.30")),
         ("2026-01-01T00:05:00.000Z", "2026-01-01T00:10:00.000Z", "purchase", 1, None),
     ]
+
+
+def test_batch_writes_run_side_by_side_with_the_callers_job_properties(
+    spark: SparkSession,
+) -> None:
+    import threading
+
+    from spark_jobs.streaming import run_side_by_side
+
+    sc = spark.sparkContext
+    sc.setLocalProperty("lakehouse.test.batch", "b7")
+    both_started = threading.Barrier(2, timeout=30)  # fails unless the two run at once
+    seen: list[str | None] = []
+    ran: list[str] = []
+
+    def write(name: str, fail: bool = False) -> None:
+        both_started.wait()
+        seen.append(sc.getLocalProperty("lakehouse.test.batch"))
+        ran.append(name)
+        if fail:
+            raise RuntimeError(f"{name} failed")
+
+    try:
+        run_side_by_side([lambda: write("bronze"), lambda: write("metrics")])
+        assert sorted(ran) == ["bronze", "metrics"] and seen == ["b7", "b7"]
+        ran.clear()
+        both_started.reset()
+        with pytest.raises(RuntimeError, match="dead letters failed"):
+            run_side_by_side([lambda: write("dead letters", fail=True), lambda: write("bronze")])
+        assert sorted(ran) == ["bronze", "dead letters"]  # the other write still finished
+    finally:
+        sc.setLocalProperty("lakehouse.test.batch", None)  # type: ignore[arg-type]
