@@ -197,7 +197,7 @@ class BronzeBatchWriter:
             if self.metrics and valid + invalid:
                 writes.append(lambda: self._write_metrics(
                     batch.sparkSession, app_id, batch_id, valid + invalid, failed))
-            run_side_by_side(writes)
+            run_side_by_side(batch.sparkSession, writes)
         finally:
             parsed.unpersist()
         took = time.monotonic() - started
@@ -251,15 +251,17 @@ class BronzeBatchWriter:
                 for r, a in self.rule_actions.items()]
 
 
-def run_side_by_side(tasks: Sequence[Callable[[], None]]) -> None:
-    """Run ``tasks`` at once on threads that inherit the caller's Spark job properties (so a
-    stopping query still cancels their jobs); wait for all, then raise the first failure."""
+def run_side_by_side(spark: SparkSession, tasks: Sequence[Callable[[], None]]) -> None:
+    """Run ``tasks`` at once on threads that inherit the caller's Spark job properties and
+    ``spark``'s job tags (so a stopping query still cancels their jobs); wait for all, then raise
+    the first failure."""
     if len(tasks) <= 1:
         for task in tasks:
             task()
         return
+    inherit = inheritable_thread_target(spark)
     with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="stream-write") as pool:
-        futures = [pool.submit(inheritable_thread_target(task)) for task in tasks]
+        futures = [pool.submit(inherit(task)) for task in tasks]
         wait(futures)
     for f in futures:
         f.result()

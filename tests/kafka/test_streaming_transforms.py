@@ -153,24 +153,28 @@ def test_batch_writes_run_side_by_side_with_the_callers_job_properties(
 
     sc = spark.sparkContext
     sc.setLocalProperty("lakehouse.test.batch", "b7")
+    spark.addTag("lakehouse-test-batch")
     both_started = threading.Barrier(2, timeout=30)  # fails unless the two run at once
     seen: list[str | None] = []
     ran: list[str] = []
 
     def write(name: str, fail: bool = False) -> None:
         both_started.wait()
-        seen.append(sc.getLocalProperty("lakehouse.test.batch"))
+        tagged = "lakehouse-test-batch" in spark.getTags()
+        seen.append(f"{sc.getLocalProperty('lakehouse.test.batch')} tagged={tagged}")
         ran.append(name)
         if fail:
             raise RuntimeError(f"{name} failed")
 
     try:
-        run_side_by_side([lambda: write("bronze"), lambda: write("metrics")])
-        assert sorted(ran) == ["bronze", "metrics"] and seen == ["b7", "b7"]
+        run_side_by_side(spark, [lambda: write("bronze"), lambda: write("metrics")])
+        assert sorted(ran) == ["bronze", "metrics"] and seen == ["b7 tagged=True"] * 2
         ran.clear()
         both_started.reset()
         with pytest.raises(RuntimeError, match="dead letters failed"):
-            run_side_by_side([lambda: write("dead letters", fail=True), lambda: write("bronze")])
+            run_side_by_side(spark, [lambda: write("dead letters", fail=True),
+                                     lambda: write("bronze")])
         assert sorted(ran) == ["bronze", "dead letters"]  # the other write still finished
     finally:
         sc.setLocalProperty("lakehouse.test.batch", None)  # type: ignore[arg-type]
+        spark.removeTag("lakehouse-test-batch")
