@@ -114,12 +114,22 @@ def _not_object(raw: Column, value: Column) -> Column:
     )
 
 
+def _missing(raw: Column, field: str) -> Column:
+    """True when the required ``field`` is absent (or null) in the parsed record."""
+    return raw.getField(field).isNull()
+
+
+def _mistyped(raw: Column, field: str) -> Column:
+    """True when ``field`` is present but its text does not cast to its declared type."""
+    return raw.getField(field).isNotNull() & F.col(f"_typed_{field}").isNull()
+
+
 def _structural_rules(raw: Column, value: Column) -> Column:
     """Names of the structural rules a record breaks (empty array when it parses)."""
     names = [
-        F.when(raw.getField(f).isNull(), F.lit(f"{f}.required")) for f in REQUIRED_FIELDS
+        F.when(_missing(raw, f), F.lit(f"{f}.required")) for f in REQUIRED_FIELDS
     ] + [
-        F.when(raw.getField(name).isNotNull() & F.col(f"_typed_{name}").isNull(),
+        F.when(_mistyped(raw, name),
                F.lit(f"{name}.type"))
         for name, kind in EVENT_FIELDS if kind != "string"
     ]
@@ -132,13 +142,13 @@ def _error(raw: Column, value: Column) -> Column:
     """The first reason a record is invalid, or null when it is valid."""
     not_object = _not_object(raw, value)
     missing = F.concat_ws(
-        ", ", *[F.when(raw.getField(f).isNull(), F.lit(f)) for f in REQUIRED_FIELDS]
+        ", ", *[F.when(_missing(raw, f), F.lit(f)) for f in REQUIRED_FIELDS]
     )
     bad_types = F.concat_ws(
         "; ",
         *[
             F.when(
-                raw.getField(name).isNotNull() & F.col(f"_typed_{name}").isNull(),
+                _mistyped(raw, name),
                 F.concat(
                     F.lit(f"{name}: cannot read '"),
                     F.substring(raw.getField(name), 1, 80),
@@ -199,10 +209,10 @@ def parse_kafka_events(records: DataFrame, contract: Contract | None = None) -> 
     # without building the error text and rule arrays, which are computed for the rest only.
     clean = ~not_object
     for f in REQUIRED_FIELDS:
-        clean = clean & raw_col.getField(f).isNotNull()
+        clean = clean & ~_missing(raw_col, f)
     for name, kind in EVENT_FIELDS:
         if kind != "string":
-            clean = clean & (raw_col.getField(name).isNull() | F.col(f"_typed_{name}").isNotNull())
+            clean = clean & ~_mistyped(raw_col, name)
     structural = _error(raw_col, value_col)
     broken = _structural_rules(raw_col, value_col)
     if contract is None:
