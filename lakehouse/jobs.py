@@ -64,6 +64,8 @@ class SparkJob(BaseModel):
         conf: Spark conf for this job (wins over the tuning preset).
         resources: Driver/executor sizing.
         jars: Extra jar paths/URIs beyond the project's pinned set.
+        java_options: JVM options of the job's driver (and of its executors on a cluster), after
+            the backend's own (logging, class-data archive), e.g. the garbage collector.
         streaming: A long-running stream (restartPolicy Always on a cluster).
         timeout_seconds: Stop the job after this long; None uses the backend default.
     """
@@ -76,6 +78,7 @@ class SparkJob(BaseModel):
     conf: dict[str, str] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
     jars: tuple[str, ...] = ()
+    java_options: tuple[str, ...] = ()
     streaming: bool = False
     timeout_seconds: float | None = Field(default=None, gt=0)
 

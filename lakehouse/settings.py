@@ -325,6 +325,13 @@ class StreamingSettings(BaseModel):
         "the table's transactions from its snapshot; few snapshot partitions keep that cheap "
         "for the small, frequent commits of a stream.",
     )
+    java_options: list[str] = Field(
+        default_factory=lambda: ["-XX:+UseParallelGC"],
+        description="JVM options of the streaming job's driver (and executors on a cluster), as "
+        "JSON. The throughput collector: the job's heap is mostly each micro-batch's short-lived "
+        "rows, which it collects with less CPU than the default G1 (measured: ~8% less CPU per "
+        "micro-batch on 2 cores, bench/results/streaming.json).",
+    )
     rate_batches: int = Field(
         default=10,
         ge=1,

@@ -108,7 +108,8 @@ def streaming_job(
     if continuous:
         return SparkJob(
             name=name, entrypoint="spark_jobs.streaming", conf=dict(s.spark_conf),
-            args=(*args, "--trigger", "processing-time"), streaming=True,
+            java_options=tuple(s.java_options), args=(*args, "--trigger", "processing-time"),
+            streaming=True,
         )
     chosen = trigger or s.local_trigger
     if chosen not in ("available-now", "processing-time"):
@@ -128,7 +129,7 @@ def streaming_job(
         timeout = settings.spark.job_timeout_seconds
     return SparkJob(
         name=name, entrypoint="spark_jobs.streaming", conf=dict(s.spark_conf), args=tuple(args),
-        timeout_seconds=timeout,
+        java_options=tuple(s.java_options), timeout_seconds=timeout,
     )
 
 

@@ -106,7 +106,7 @@ class LocalBackend:
             "spark.ui.enabled": "false",
             "spark.driver.extraJavaOptions": " ".join([
                 f"-Dlog4j2.configurationFile=file:{log4j}", f"-Dlakehouse.log.level={s.log_level}",
-                *self.java_options,
+                *self.java_options, *job.java_options,
             ]),
         }
         conf = {**default_conf(s.cores), **local, **s.conf, **job.conf}

@@ -108,10 +108,13 @@ def render_spec(job: SparkJob, settings: Settings) -> dict[str, Any]:
     log4j = f"{k.app_dir.rstrip('/')}/spark_jobs/log4j2.properties"
     driver = _pod_spec(job, settings, res.driver_cores, res.driver_memory)
     driver["serviceAccount"] = k.service_account
-    driver["javaOptions"] = (
-        f"-Dlog4j2.configurationFile=file:{log4j} -Dlakehouse.log.level={settings.spark.log_level}"
-    )
+    driver["javaOptions"] = " ".join([
+        f"-Dlog4j2.configurationFile=file:{log4j}",
+        f"-Dlakehouse.log.level={settings.spark.log_level}", *job.java_options,
+    ])
     executor = _pod_spec(job, settings, res.executor_cores, res.executor_memory)
+    if job.java_options:
+        executor["javaOptions"] = " ".join(job.java_options)
     if da is None:
         executor["instances"] = res.executor_instances
     spec: dict[str, Any] = {

@@ -53,6 +53,7 @@ def all_jobs(settings: Settings) -> list[SparkJob]:
         SparkJob(
             name="dyn-alloc", entrypoint="spark_jobs.gold", args=("--x",),
             conf={"spark.sql.shuffle.partitions": "7"}, jars=("local:///opt/extra/x.jar",),
+            java_options=("-XX:+UseParallelGC",),
             resources=Resources(driver_cores=2, driver_memory="4g", executor_cores=2,
                                 executor_memory="8g",
                                 dynamic_allocation=DynamicAllocation(min_executors=1,
@@ -119,6 +120,10 @@ def test_rendering_follows_the_spark_job_spec() -> None:
     assert spec["restartPolicy"] == {"type": "Never"}
     assert spec["timeToLiveSeconds"] == 3600
     assert spec["driver"]["serviceAccount"] == "spark-driver"
+    assert spec["driver"]["javaOptions"] == (
+        "-Dlog4j2.configurationFile=file:/opt/lakehouse/spark_jobs/log4j2.properties "
+        "-Dlakehouse.log.level=WARN -XX:+UseParallelGC")
+    assert spec["executor"]["javaOptions"] == "-XX:+UseParallelGC"
     for role in ("driver", "executor"):
         pod = spec[role]
         assert pod["podSecurityContext"]["runAsNonRoot"] is True
@@ -152,6 +157,12 @@ def test_streaming_job_renders_restart_policy_always() -> None:
                                      "onSubmissionFailureRetryInterval": 10}
     assert "timeToLiveSeconds" not in spec
     assert spec["executor"]["instances"] == 1
+    assert "javaOptions" not in spec["executor"]  # no job options: the image's JVM defaults
+    tuned = job.model_copy(update={"java_options": ("-XX:+UseParallelGC",)})
+    spec = render_application(tuned, settings, name="events-stream", run=RUN)["spec"]
+    assert spec["driver"]["javaOptions"].split()[-1] == "-XX:+UseParallelGC"
+    assert spec["driver"]["javaOptions"].split()[0].startswith("-Dlog4j2.configurationFile=")
+    assert spec["executor"]["javaOptions"] == "-XX:+UseParallelGC"
 
 
 def test_spec_hash_ignores_the_run_identity() -> None:

@@ -100,7 +100,11 @@ def test_job_spec_local_and_continuous() -> None:
     assert args[args.index("--max-offsets-per-trigger") + 1] == "1234"
     assert args[args.index("--min-partitions") + 1] == "6"
     assert local.conf == {"spark.databricks.delta.snapshotPartitions": "2"}
+    assert local.java_options == ("-XX:+UseParallelGC",)
     cont = streaming_job(settings, continuous=True)
+    assert cont.java_options == ("-XX:+UseParallelGC",)
+    own = Settings(streaming=StreamingSettings(java_options=["-XX:+UseG1GC", "-Xss4m"]))
+    assert streaming_job(own, continuous=True).java_options == ("-XX:+UseG1GC", "-Xss4m")
     assert cont.streaming and cont.timeout_seconds is None and "--max-seconds" not in cont.args
     assert "available-now" not in cont.args
     with pytest.raises(ConfigError, match="valid: the kubernetes backend"):

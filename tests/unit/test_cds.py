@@ -45,3 +45,15 @@ def test_the_archive_key_follows_the_class_path_inputs(monkeypatch: pytest.Monke
     monkeypatch.setenv("SPARK_CONF_DIR", "/elsewhere/conf")
     assert cds.archive_key() != base
     assert cds.archive_path().name.endswith(".jsa")
+
+
+def test_a_jobs_java_options_follow_the_backends_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = tmp_path / "a.jsa"
+    archive.write_bytes(b"x")
+    monkeypatch.setattr(cds, "archive_path", lambda: archive)
+    job = SparkJob(name="diag", entrypoint="spark_jobs.diagnostics",
+                   java_options=("-XX:+UseParallelGC", "-Dx=1"))
+    cmd = LocalBackend(Settings()).command(job)
+    opts = next(c for c in cmd if c.startswith("spark.driver.extraJavaOptions=")).split()
+    assert opts[-3:] == [f"-XX:SharedArchiveFile={archive}", "-XX:+UseParallelGC", "-Dx=1"]
+    assert opts[0].startswith("spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=")
