@@ -147,6 +147,7 @@ class BronzeBatchWriter:
         self.rule_actions = _rule_actions(contract)
         self._query_id: str | None = None
         self._ready = threading.Event()
+        self._expect_valid = True  # see __call__: bronze is appended while the batch is counted
         self.batches = 0
         self.records = 0
         self.valid = 0
@@ -177,30 +178,44 @@ class BronzeBatchWriter:
             .withColumn("value", F.when(F.col("error").isNotNull(), F.col("value")))
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
-        try:
-            counts = self._count(parsed)
-            valid, invalid = counts["valid"], counts["invalid"]
-            failed = {r: counts[f"rule:{r}"] for r in self.rule_actions}
-            # The (up to three) idempotent appends of a batch are independent: each is committed
-            # or skipped on its own (see the module docstring), so they run side by side. Each
-            # commit pays a fixed latency (the table's snapshot, its transactions, the commit);
-            # side by side the batch pays it about once.
-            writes: list[Callable[[], None]] = []
-            if valid:
-                writes.append(lambda: storage.append(
-                    tx.valid_events(parsed, batch_id=batch_id, ingested_at=ingested_at),
-                    self.bronze, txn_app_id=app_id, txn_version=batch_id))
-            if invalid:
-                writes.append(lambda: storage.append(
+        counts: dict[str, int] = {}
+        early = self._expect_valid
+
+        def bronze() -> None:
+            storage.append(tx.valid_events(parsed, batch_id=batch_id, ingested_at=ingested_at),
+                           self.bronze, txn_app_id=app_id, txn_version=batch_id)
+
+        def count_then_rest() -> None:
+            counts.update(self._count(parsed))
+            rest: list[Callable[[], None]] = []
+            if counts["valid"] and not early:
+                rest.append(bronze)
+            if counts["invalid"]:
+                rest.append(lambda: storage.append(
                     tx.dead_letters(parsed, batch_id=batch_id, ingested_at=ingested_at),
                     self.dead_letter, txn_app_id=app_id, txn_version=batch_id))
-            if self.metrics and valid + invalid:
-                writes.append(lambda: self._write_metrics(
-                    batch.sparkSession, app_id, batch_id, valid + invalid, failed))
-            run_side_by_side(batch.sparkSession, writes)
+            if self.metrics and counts["valid"] + counts["invalid"]:
+                rest.append(lambda: self._write_metrics(
+                    batch.sparkSession, app_id, batch_id, counts["valid"] + counts["invalid"],
+                    {r: counts[f"rule:{r}"] for r in self.rule_actions}))
+            run_side_by_side(batch.sparkSession, rest)
+
+        try:
+            # The batch's appends are independent: each is committed or skipped on its own (see
+            # the module docstring), so they run side by side and the batch pays a commit's
+            # fixed latency about once. The dead letters and the metrics need the count; bronze
+            # is appended while the batch is counted (both read the one cached parse: whichever
+            # job reaches a partition first computes it), so no core waits for the count's last
+            # task. After a batch without valid records bronze waits for the count instead: an
+            # append of nothing would still commit an empty file.
+            run_side_by_side(batch.sparkSession, [count_then_rest, bronze] if early
+                             else [count_then_rest])
         finally:
             parsed.unpersist()
+        self._expect_valid = counts["valid"] > 0
         took = time.monotonic() - started
+        valid, invalid = counts["valid"], counts["invalid"]
+        failed = {r: counts[f"rule:{r}"] for r in self.rule_actions}
         self.batches += 1
         self.records += valid + invalid
         self.valid += valid
