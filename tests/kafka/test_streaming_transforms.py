@@ -184,8 +184,9 @@ def test_batch_writes_run_side_by_side_with_the_callers_job_properties(
 def test_batch_writer_splits_each_batch_once_even_when_replayed(
     spark: SparkSession, tmp_path: Path
 ) -> None:
-    """The foreachBatch function on inline batches: a mixed batch, a batch of dead letters only
-    and a replay of it; row ids in each table and the metrics rows, exactly."""
+    """The foreachBatch function on inline batches: a mixed batch, a batch of dead letters only,
+    a replay of it and one more bad batch; row ids in each table, the metrics rows and bronze's
+    commits, exactly."""
     from delta.tables import DeltaTable
 
     from spark_jobs import stream_io as sio
