@@ -63,3 +63,11 @@ class SparkJobTimeout(SparkJobError):
 def is_contract_violation(exc: BaseException) -> bool:
     """True for a Spark job stopped by a data-contract ``fail`` rule (retrying cannot help)."""
     return isinstance(exc, SparkJobError) and exc.exit_code == CONTRACT_VIOLATION_EXIT
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """False for failures a retry would only repeat: an invalid setting or spec, a data-contract
+    ``fail``, or an error marked ``permanent`` (e.g. a driver image name that cannot be parsed)."""
+    if isinstance(exc, ConfigError) or is_contract_violation(exc):
+        return False
+    return getattr(exc, "permanent", False) is not True

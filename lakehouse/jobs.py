@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lakehouse.errors import ConfigError
+from lakehouse.settings import cpu_quantity, spark_memory
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
 _MODULE = re.compile(r"^spark_jobs(\.[a-z_][a-z0-9_]*)+$")
@@ -32,25 +33,54 @@ class DynamicAllocation(BaseModel):
 
 
 class Resources(BaseModel):
-    """Driver and executor sizing. Locally only the driver memory applies (local mode)."""
+    """Driver and executor sizing on a cluster (local runs size their one JVM from the settings).
+
+    Cores are Spark's (``spark.driver.cores``, ``spark.executor.cores``: task slots); what the pods
+    request from Kubernetes is separate: the ``*_core_request`` and memory fields, each defaulting
+    to the ``kubernetes.*`` setting of the same name when unset.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    driver_cores: int = Field(default=1, ge=1, description="Driver cores.")
-    driver_memory: str = Field(default="2g", description="Driver memory (JVM heap), e.g. 2g.")
-    executor_cores: int = Field(default=1, ge=1, description="Cores per executor.")
-    executor_memory: str = Field(default="2g", description="Memory per executor, e.g. 4g.")
+    driver_cores: int = Field(default=1, ge=1, description="Driver cores (spark.driver.cores).")
+    driver_memory: str | None = Field(
+        default=None, description="Driver memory (JVM heap), e.g. 2g; default kubernetes.driver_memory."
+    )
+    executor_cores: int = Field(default=1, ge=1, description="Cores (task slots) per executor.")
+    executor_memory: str | None = Field(
+        default=None, description="Memory per executor, e.g. 4g; default kubernetes.executor_memory."
+    )
     executor_instances: int = Field(default=1, ge=1, description="Executors (fixed allocation).")
     dynamic_allocation: DynamicAllocation | None = Field(
         default=None, description="Enable dynamic allocation within these bounds."
     )
+    driver_core_request: str | None = Field(
+        default=None, description="CPU request of the driver pod, e.g. 500m; default "
+        "kubernetes.driver_core_request."
+    )
+    executor_core_request: str | None = Field(
+        default=None, description="CPU request of each executor pod; default "
+        "kubernetes.executor_core_request."
+    )
+    driver_memory_overhead: str | None = Field(
+        default=None, description="Driver memory beyond the heap; default "
+        "kubernetes.driver_memory_overhead."
+    )
+    executor_memory_overhead: str | None = Field(
+        default=None, description="Executor memory beyond the heap; default "
+        "kubernetes.executor_memory_overhead."
+    )
 
-    @field_validator("driver_memory", "executor_memory")
+    @field_validator("driver_memory", "executor_memory", "driver_memory_overhead",
+                     "executor_memory_overhead")
     @classmethod
-    def _memory(cls, v: str) -> str:
-        if not re.fullmatch(r"\d+[kmgt]", v):
-            raise ValueError(f"memory must look like 512m or 4g, got {v!r}")
-        return v
+    def _memory(cls, v: str | None) -> str | None:
+        return None if v is None else spark_memory(v)
+
+    @field_validator("driver_core_request", "executor_core_request")
+    @classmethod
+    def _cpu(cls, v: str | None) -> str | None:
+        return None if v is None else cpu_quantity(v)
 
 
 class SparkJob(BaseModel):

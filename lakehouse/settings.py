@@ -8,11 +8,12 @@ server. `python -m lakehouse.cli settings-doc` prints this reference as Markdown
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lakehouse import versions
@@ -120,6 +121,64 @@ class PipelineSettings(BaseModel):
     )
 
 
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_CPU = re.compile(r"^(\d+(\.\d+)?|\.\d+)m?$")
+_SPARK_MEMORY = re.compile(r"^\d+[kmgt]$")
+RESERVED_VOLUMES = ("tmp", "spark-local-dir-")
+"""Volume names the rendering uses itself (the /tmp emptyDir, Spark's local dirs: a prefix)."""
+RESERVED_MOUNT_PATHS = ("/tmp", "/var/data/spark-local-dir-1")
+
+
+def cpu_quantity(value: str) -> str:
+    """``value`` if it is a positive Kubernetes CPU quantity (``500m``, ``0.5``, ``2``)."""
+    if not _CPU.match(value) or float(value.rstrip("m")) <= 0:
+        raise ValueError(f"a CPU request must look like 500m, 0.5 or 2, got {value!r}")
+    return value
+
+
+def spark_memory(value: str) -> str:
+    """``value`` if it is a Spark memory size with a unit (``512m``, ``1g``)."""
+    if not _SPARK_MEMORY.match(value):
+        raise ValueError(f"memory must look like 512m or 4g, got {value!r}")
+    return value
+
+
+class PvcVolume(BaseModel):
+    """A PersistentVolumeClaim mounted into the driver and every executor of each job."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Volume name in the pods (DNS-1123 label).")
+    claim_name: str = Field(description="The PersistentVolumeClaim in the jobs namespace.")
+    mount_path: str = Field(description="Absolute path the claim is mounted at.")
+    read_only: bool = Field(default=False, description="Mount read-only.")
+    sub_path: str | None = Field(default=None, description="Mount only this path of the volume.")
+
+    @field_validator("name", "claim_name")
+    @classmethod
+    def _dns_label(cls, v: str) -> str:
+        if not _DNS_LABEL.match(v):
+            raise ValueError(f"{v!r} must be a DNS-1123 label (lowercase letters, digits, '-')")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        if v == RESERVED_VOLUMES[0] or v.startswith(RESERVED_VOLUMES[1]):
+            raise ValueError(f"volume name {v!r} is used by the backend itself (tmp, spark-local-dir-*)")
+        return v
+
+    @field_validator("mount_path")
+    @classmethod
+    def _mount_path(cls, v: str) -> str:
+        if not v.startswith("/") or v.rstrip("/") in RESERVED_MOUNT_PATHS or v == "/":
+            raise ValueError(
+                f"mount_path must be an absolute path other than / and {', '.join(RESERVED_MOUNT_PATHS)}"
+                f", got {v!r}"
+            )
+        return v
+
+
 class KubernetesSettings(BaseModel):
     """The Kubernetes backend (SparkApplications through the Kubeflow Spark operator)."""
 
@@ -217,6 +276,95 @@ class KubernetesSettings(BaseModel):
         description="Streaming apps (restartPolicy Always): seconds between a failure and the "
         "operator's rerun.",
     )
+    driver_core_request: str = Field(
+        default="500m",
+        description="CPU request of a driver pod (spec.driver.coreRequest, i.e. "
+        "spark.kubernetes.driver.request.cores) unless the job sets one; the job's driver_cores "
+        "stays spark.driver.cores. 500m: one driver and one executor leave room on a 2-CPU node.",
+    )
+    executor_core_request: str = Field(
+        default="500m",
+        description="CPU request of an executor pod (spec.executor.coreRequest, i.e. "
+        "spark.kubernetes.executor.request.cores) unless the job sets one; the job's "
+        "executor_cores stays spark.executor.cores (task slots).",
+    )
+    driver_memory: str = Field(
+        default="1g",
+        description="Driver JVM heap (spec.driver.memory) of jobs that do not set "
+        "resources.driver_memory.",
+    )
+    executor_memory: str = Field(
+        default="1g",
+        description="Executor JVM heap (spec.executor.memory) of jobs that do not set "
+        "resources.executor_memory.",
+    )
+    driver_memory_overhead: str | None = Field(
+        default="512m",
+        description="Driver memory beyond the heap (spec.driver.memoryOverhead: Python, off-heap) "
+        "unless the job sets one; the pod requests memory + overhead. None: Spark's default "
+        "(40% of the heap for Python apps, at least 384m).",
+    )
+    executor_memory_overhead: str | None = Field(
+        default="512m",
+        description="Executor memory beyond the heap (spec.executor.memoryOverhead: the Python "
+        "workers) unless the job sets one. None: Spark's default.",
+    )
+    volumes: list[PvcVolume] = Field(
+        default_factory=list,
+        description="PersistentVolumeClaims mounted into the driver and every executor, as JSON "
+        '[{"name": "data", "claim_name": "lake-data", "mount_path": "/data", "read_only": false}] '
+        "(optional sub_path; Pod Security restricted refuses hostPath). Rendered as Spark conf "
+        "spark.kubernetes.{driver,executor}.volumes.persistentVolumeClaim.<name>.*.",
+    )
+    spark_ui_url: str | None = Field(
+        default=None,
+        description="URL of a job's Spark UI for the run log and artifact, a template with "
+        "{app} and {namespace} (e.g. an Ingress). Unset: the operator's UI Ingress URL if it "
+        "reports one, else the kubectl port-forward command to the UI Service and "
+        "http://127.0.0.1:<port>.",
+    )
+    driver_start_timeout_seconds: float = Field(
+        default=180.0,
+        gt=0,
+        description="A driver container waiting this long to start (ErrImagePull, "
+        "ImagePullBackOff, CreateContainerConfigError such as a missing Secret, an unschedulable "
+        "pod...) fails the job with the pod's reason and deletes the app; InvalidImageName and "
+        "ErrImageNeverPull fail at once (not retried).",
+    )
+
+    @field_validator("driver_core_request", "executor_core_request")
+    @classmethod
+    def _cpu(cls, v: str) -> str:
+        return cpu_quantity(v)
+
+    @field_validator(
+        "driver_memory", "executor_memory", "driver_memory_overhead", "executor_memory_overhead"
+    )
+    @classmethod
+    def _memory(cls, v: str | None) -> str | None:
+        return None if v is None else spark_memory(v)
+
+    @field_validator("spark_ui_url")
+    @classmethod
+    def _ui_template(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            v.format(app="app", namespace="ns")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"spark_ui_url may use only the placeholders {{app}} and {{namespace}}, got {v!r}"
+            ) from exc
+        return v
+
+    @model_validator(mode="after")
+    def _distinct_volumes(self) -> KubernetesSettings:
+        for attr in ("name", "mount_path"):
+            values = [getattr(v, attr) for v in self.volumes]
+            twice = sorted({x for x in values if values.count(x) > 1})
+            if twice:
+                raise ValueError(f"volumes: {attr} must be distinct, repeated: {', '.join(twice)}")
+        return self
 
     @field_validator("env_secret_refs")
     @classmethod

@@ -10,20 +10,19 @@ from prefect.logging import get_run_logger
 from prefect.tasks import exponential_backoff
 
 from lakehouse.backends import JobResult, get_backend
-from lakehouse.errors import ConfigError, SparkJobError, is_contract_violation
+from lakehouse.errors import SparkJobError, is_retryable
 from lakehouse.jobs import SparkJob
 from lakehouse.settings import get_settings
 
 
 def _retry_unless_config_error(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry Spark failures, not invalid specs or contract violations (they fail the same way
-    every time)."""
+    """Retry Spark failures, not invalid specs, contract violations (exit code 65, locally and
+    on Kubernetes) or permanent start failures such as an invalid image name: they fail the
+    same way every time (``lakehouse.errors.is_retryable``)."""
     try:
         state.result()
-    except ConfigError:
-        return False
     except Exception as exc:
-        return not is_contract_violation(exc)
+        return is_retryable(exc)
     return True
 
 

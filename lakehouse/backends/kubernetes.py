@@ -9,12 +9,22 @@
 * follow the app with the watch API (``lakehouse.k8s.watch``) through every operator state;
   success and failure come from ``status.applicationState`` only; UNKNOWN for longer than
   ``unknown_state_timeout_seconds`` fails the job;
+* a failed job carries the driver's exit code: the driver pod's terminated state, else the
+  operator's errorMessage ("driver container failed with ExitCode: 65, ..."), so a data-contract
+  ``fail`` (65) is recognised and not retried on Kubernetes either;
+* a driver that cannot start fails the job with the pod's reason instead of hanging: the
+  operator keeps such an app SUBMITTED (its pod stays Pending), so the backend reads the driver
+  pod (``lakehouse.k8s.pods``): a container waiting on ErrImagePull, ImagePullBackOff,
+  CreateContainerConfigError (a missing Secret)... or an unschedulable pod for
+  ``driver_start_timeout_seconds`` fails the job (at once for InvalidImageName and
+  ErrImageNeverPull) with a ``SparkDriverStartFailed`` and the app is deleted;
 * stream the driver pod's log into ``log`` while it runs (``lakehouse.k8s.logs``), collecting
   the job's metrics lines as the local backend does; the tail goes into the error;
 * on timeout, cancellation, interruption or any crash of the caller, delete the app and wait
   until it is gone (404) before re-raising;
 * hand an ``AppReport`` (state timeline, attempts, duration, Spark UI) to ``on_report``; by
-  default it becomes one Prefect artifact per app when running inside Prefect.
+  default it becomes one Prefect artifact per app when running inside Prefect. The Spark UI is
+  also logged once known, as something to open from outside the cluster (``AppReport``).
 
 ``ensure_running`` keeps the one long-running app of a streaming job (restartPolicy Always) in
 place: created when absent, left alone when identical, replaced when its spec changed, relaunched
@@ -33,20 +43,27 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
+import urllib3
 from kubernetes import client
 
 from lakehouse.backends.base import JobResult, LogSink, parse_metrics
 from lakehouse.errors import ConfigError
 from lakehouse.jobs import SparkJob
-from lakehouse.k8s import states
+from lakehouse.k8s import pods, states
 from lakehouse.k8s.artifacts import publish_prefect_artifact
-from lakehouse.k8s.client import SparkApplications, api_client_from_settings
+from lakehouse.k8s.client import (
+    CONNECT_TIMEOUT_S,
+    REQUEST_TIMEOUT_S,
+    SparkApplications,
+    api_client_from_settings,
+)
 from lakehouse.k8s.errors import (
     KubernetesAccessError,
     SparkApplicationConflict,
     SparkApplicationFailed,
     SparkApplicationInvalid,
     SparkApplicationTimeout,
+    SparkDriverStartFailed,
 )
 from lakehouse.k8s.logs import DriverLogFollower
 from lakehouse.k8s.naming import app_name, streaming_app_name
@@ -134,7 +151,9 @@ class KubernetesBackend:
 
         Raises:
             SparkApplicationFailed: the app ended FAILED / SUBMISSION_FAILED, stayed UNKNOWN too
-                long, or was deleted by someone else (errorMessage, attempts, state, log tail).
+                long, or was deleted by someone else (errorMessage, the driver's exit code,
+                attempts, state, log tail, metrics).
+            SparkDriverStartFailed: the driver pod could not start (the app was deleted).
             SparkApplicationTimeout: it ran past the job's timeout (the app was deleted).
             SparkApplicationConflict: an app of that name exists with another spec.
             SparkApplicationInvalid: the API server refused the manifest.
@@ -350,11 +369,20 @@ class _Follower:
         self.metrics: list[dict[str, Any]] = []
         self._log_lock = threading.Lock()
         self._log = log
-        self.logs = DriverLogFollower(client.CoreV1Api(api), apps.namespace, k.driver_container,
-                                      self._driver_line)
+        self.core = client.CoreV1Api(api)
+        self.container = k.driver_container
+        self.logs = DriverLogFollower(self.core, apps.namespace, k.driver_container,
+                                      self._driver_line, on_pod=self._driver_pod)
         self.watch_timeout = k.watch_timeout_seconds
         self.drain_s = k.log_drain_seconds
         self.unknown_since: float | None = None
+        self.ui_template = k.spark_ui_url
+        self.ui_logged: str | None = None
+        self.start_timeout = k.driver_start_timeout_seconds
+        self._pod_lock = threading.Lock()
+        self._start_problem: tuple[str, str, pods.StartProblem, float] | None = None
+        """(pod name, pod uid, problem, monotonic time first seen) of a driver not starting."""
+        self._reasons_logged: set[tuple[str, str]] = set()
 
     def log(self, line: str) -> None:
         with self._log_lock:
@@ -372,27 +400,97 @@ class _Follower:
         self.log(line)
 
     def _observe(self, obj: dict[str, Any]) -> None:
-        if self.report.observe(obj):
-            r = self.report
+        r = self.report
+        if r.observe(obj, ui_url_template=self.ui_template):
             self.log(f"SparkApplication {self.apps.namespace}/{r.name}: {r.state}"
                      f" (execution attempts {r.execution_attempts})"
                      + (f": {states.error_message(obj)}" if states.error_message(obj) else ""))
+        ui = r.spark_ui_text()
+        if ui and ui != self.ui_logged and states.web_ui(obj).service:
+            self.ui_logged = ui
+            self.log(f"Spark UI of {self.apps.namespace}/{r.name} (while the driver runs): {ui}")
         if states.app_state(obj) == states.UNKNOWN:
             self.unknown_since = self.unknown_since or time.monotonic()
         else:
             self.unknown_since = None
-        self.logs.follow(states.driver_pod(obj), states.execution_attempts(obj))
+        pod = states.driver_pod(obj)
+        with self._pod_lock:
+            if self._start_problem is not None and self._start_problem[0] != pod:
+                self._start_problem = None  # that pod is no longer the app's driver
+        self.logs.follow(pod, states.execution_attempts(obj))
+
+    def _driver_pod(self, pod: Any) -> None:
+        """Each read of the driver pod (log follower thread): note a driver that cannot start."""
+        name, uid = str(pod.metadata.name), str(pod.metadata.uid)
+        problem = pods.start_problem(pod, self.container)
+        with self._pod_lock:
+            before = self._start_problem
+            if problem is None:
+                self._start_problem = None
+                return
+            if before is not None and before[1] == uid:
+                self._start_problem = (name, uid, problem, before[3])  # still stuck: keep since
+            else:
+                self._start_problem = (name, uid, problem, time.monotonic())
+            if (uid, problem.reason) in self._reasons_logged:
+                return  # e.g. the kubelet's ErrImagePull / ImagePullBackOff alternation
+            self._reasons_logged.add((uid, problem.reason))
+        when = ("failing now" if problem.permanent
+                else f"the job fails if it does not start within {self.start_timeout:g}s")
+        self.log(f"driver pod {self.apps.namespace}/{name} is not starting: {problem.reason}"
+                 + (f" ({problem.message})" if problem.message else "") + f"; {when}")
+
+    def _check_start(self, now: float) -> None:
+        """Raise ``SparkDriverStartFailed`` when the driver has been stuck too long."""
+        with self._pod_lock:
+            stuck = self._start_problem
+        if stuck is None:
+            return
+        name, _, problem, since = stuck
+        if not problem.permanent and now - since < self.start_timeout:
+            return
+        r = self.report
+        r.event(f"DRIVER NOT STARTING: {problem.reason}")
+        raise SparkDriverStartFailed(
+            self.job.name, app=r.name, namespace=r.namespace, pod=name, reason=problem.reason,
+            pod_message=problem.message, waited_s=now - since, permanent=problem.permanent,
+            error_message=r.error_message, state=r.state,
+            attempts=max(1, r.execution_attempts), log_tail=list(self.tail),
+        )
+
+    def _exit_code(self, obj: dict[str, Any]) -> tuple[int | None, str | None]:
+        """The failed driver's exit code: from its pod when readable, else from the operator's
+        errorMessage; and the pod's own failure reason when it has no container exit."""
+        name = states.driver_pod(obj)
+        pod = None
+        if name:
+            try:
+                pod = self.core.read_namespaced_pod(
+                    name, self.apps.namespace,
+                    _request_timeout=(CONNECT_TIMEOUT_S, REQUEST_TIMEOUT_S))
+            except (client.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+                status = getattr(exc, "status", None)
+                if status != 404:
+                    self.log(f"could not read driver pod {self.apps.namespace}/{name} for its "
+                             f"exit code ({status or exc!r}); using the operator's errorMessage")
+        code = pods.exit_code(pod, self.container) if pod is not None else None
+        if not code:  # 0 from a pod says nothing about this failure (an executor's, say)
+            code = states.exit_code_from_error_message(
+                states.error_message(obj) or self.report.error_message)
+        return code, pods.failure(pod) if pod is not None and code is None else None
 
     def _watch_stats(self, watcher: AppWatcher) -> None:
         self.report.watch_reconnects = watcher.reconnects
         self.report.watch_relists = watcher.relists
 
-    def _failure(self, message: str, state: str) -> SparkApplicationFailed:
+    def _failure(self, message: str, state: str, exit_code: int | None = None
+                 ) -> SparkApplicationFailed:
         r = self.report
         return SparkApplicationFailed(
             self.job.name, message, app=r.name, namespace=r.namespace,
             error_message=r.error_message, state=state,
             attempts=max(1, r.execution_attempts), log_tail=list(self.tail),
+            exit_code=exit_code, metrics=self.metrics,
         )
 
     def run(self, obj: dict[str, Any], start: float) -> JobResult:
@@ -419,6 +517,7 @@ class _Follower:
                         f"was UNKNOWN for more than {self.unknown_timeout:g}s and was deleted",
                         states.UNKNOWN,
                     )
+                self._check_start(now)
                 event = next_event(watcher.events, min(_TICK_S, self.deadline - now))
                 if event is None:
                     continue
@@ -445,7 +544,10 @@ class _Follower:
         self.logs.finish(self.drain_s)
         self.report.outcome = outcome
         if outcome == "failed":
-            raise self._failure("failed", self.report.state)
+            code, pod_failure = self._exit_code(obj)
+            how = "failed" if code is None else f"failed with exit code {code}"
+            raise self._failure(how + (f" (driver pod {pod_failure})" if pod_failure else ""),
+                                self.report.state, code)
         return JobResult(
             job=self.job.name, backend=KubernetesBackend.name, state=self.report.state,
             exit_code=None, duration_s=round(time.monotonic() - start, 3),

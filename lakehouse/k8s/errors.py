@@ -91,6 +91,9 @@ class SparkApplicationFailed(SparkJobError):
         app: SparkApplication name.
         namespace: Its namespace.
         error_message: ``status.applicationState.errorMessage`` as the operator wrote it.
+        exit_code: The driver container's exit code (from the driver pod, else from the
+            operator's errorMessage), None when the driver never ran or it is unknown; 65 is a
+            data-contract ``fail`` (``lakehouse.errors.is_contract_violation``).
     """
 
     def __init__(
@@ -104,6 +107,8 @@ class SparkApplicationFailed(SparkJobError):
         state: str,
         attempts: int,
         log_tail: list[str] | None = None,
+        exit_code: int | None = None,
+        metrics: list[dict[str, Any]] | None = None,
     ) -> None:
         self.app = app
         self.namespace = namespace
@@ -112,9 +117,56 @@ class SparkApplicationFailed(SparkJobError):
         super().__init__(
             job,
             f"{message} (SparkApplication {namespace}/{app}){detail}",
+            exit_code=exit_code,
             state=state,
             log_tail=log_tail,
             attempts=attempts,
+            metrics=metrics,
+        )
+
+
+class SparkDriverStartFailed(SparkApplicationFailed):
+    """The driver pod could not start (image not pullable, missing Secret, unschedulable...);
+    the backend deleted the app.
+
+    Attributes:
+        pod: The driver pod.
+        reason: The kubelet's waiting reason (``ErrImagePull``, ``ImagePullBackOff``,
+            ``InvalidImageName``, ``CreateContainerConfigError``...) or ``Unschedulable``.
+        pod_message: The message that came with it.
+        permanent: True when waiting longer cannot help (``InvalidImageName``,
+            ``ErrImageNeverPull``): failed at once and not retried by the Prefect task.
+    """
+
+    def __init__(
+        self,
+        job: str,
+        *,
+        app: str,
+        namespace: str,
+        pod: str,
+        reason: str,
+        pod_message: str | None,
+        waited_s: float,
+        permanent: bool,
+        error_message: str | None,
+        state: str,
+        attempts: int,
+        log_tail: list[str] | None = None,
+    ) -> None:
+        self.pod = pod
+        self.reason = reason
+        self.pod_message = pod_message
+        self.permanent = permanent
+        how = ("which cannot resolve itself" if permanent
+               else f"for {waited_s:.0f}s (kubernetes.driver_start_timeout_seconds)")
+        super().__init__(
+            job,
+            f"could not start its driver: pod {namespace}/{pod} is {reason}"
+            + (f" ({pod_message})" if pod_message else "")
+            + f", {how}; the app was deleted",
+            app=app, namespace=namespace, error_message=error_message, state=state,
+            attempts=attempts, log_tail=log_tail,
         )
 
 

@@ -4,7 +4,10 @@ The follower is told which pod to follow (``status.driverInfo.podName`` and the 
 attempt) and follows a new pod when a rerun replaces the driver, even under the same name (a
 new pod UID). Lines carry the kubelet's timestamps, so a stream that drops and is reopened does
 not repeat lines already passed on. Waiting for a driver pod to appear or start is a short
-backoff on GET pod; the log itself is pushed by the server as it is written.
+backoff on GET pod (the log is opened only once the container runs or ran: the log of a pod
+not yet on a node is an empty 200, which would otherwise be reopened at once, again and again);
+each pod read is handed to ``on_pod`` (the backend looks there for a driver that cannot start).
+The log itself is pushed by the server as it is written.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import urllib3
 from kubernetes import client
 
+from lakehouse.k8s import pods
 from lakehouse.k8s.client import CONNECT_TIMEOUT_S, REQUEST_TIMEOUT_S, iter_lines
 
 _log = logging.getLogger(__name__)
@@ -47,11 +51,13 @@ class DriverLogFollower:
         namespace: str,
         container: str,
         sink: Callable[[str], None],
+        on_pod: Callable[[Any], None] | None = None,
     ) -> None:
         self.core = core
         self.namespace = namespace
         self.container = container
         self.sink = sink
+        self.on_pod = on_pod
         self.pods: list[tuple[str, str]] = []
         """(pod name, uid) of every driver pod whose log was read, in order."""
         self.lines = 0
@@ -143,14 +149,21 @@ class DriverLogFollower:
         pod = self.core.read_namespaced_pod(
             name, self.namespace, _request_timeout=(CONNECT_TIMEOUT_S, REQUEST_TIMEOUT_S)
         )
+        if self.on_pod is not None:
+            try:
+                self.on_pod(pod)
+            except Exception:  # the callback must not stop the log
+                _log.exception("driver pod callback failed")
         uid = str(pod.metadata.uid if pod.metadata else "")
         if uid in self._finished_uids:
             return False  # read to the end already; a rerun's new pod will get a new uid
+        names = [c.name for c in (pod.spec.containers if pod.spec else None) or []]
+        container = self.container if self.container in names or not names else names[0]
+        if not pods.started(pod, container):
+            return False  # not on a node yet, pulling, waiting for a Secret...: look again
         if uid != self._uid:
             self._uid, self._last, self._same_ts = uid, None, 0
             self.pods.append((name, uid))
-        names = [c.name for c in (pod.spec.containers if pod.spec else None) or []]
-        container = self.container if self.container in names or not names else names[0]
         resp: Any = self.core.read_namespaced_pod_log(
             name, self.namespace, container=container, follow=True, timestamps=True,
             _preload_content=False, _request_timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),

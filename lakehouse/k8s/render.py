@@ -7,6 +7,11 @@ The SparkJob is the single description of a job; this module is its Kubernetes r
 RuntimeDefault) and emptyDirs for /tmp and Spark's local dir; credentials appear only as
 references to Secrets (envSecretKeyRefs). The spec's SHA-256 goes into an annotation so a later
 submission under the same name can tell "same app" from "different app".
+
+Pod sizing: ``cores`` are Spark's task slots (spark.driver.cores / spark.executor.cores); what
+the pods request is ``coreRequest`` (spark.kubernetes.{driver,executor}.request.cores) and
+``memory`` + ``memoryOverhead``, from the job's resources or else the ``kubernetes.*`` settings
+(small by default: one driver and one executor fit a 2-CPU node next to the operator).
 """
 
 from __future__ import annotations
@@ -72,11 +77,19 @@ def _security(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
     return pod, container
 
 
-def _pod_spec(job: SparkJob, settings: Settings, cores: int, memory: str) -> dict[str, Any]:
+def _pod_spec(
+    job: SparkJob,
+    settings: Settings,
+    cores: int,
+    core_request: str,
+    memory: str,
+    overhead: str | None,
+) -> dict[str, Any]:
     k = settings.kubernetes
     pod_sc, container_sc = _security(settings)
     spec: dict[str, Any] = {
         "cores": cores,
+        "coreRequest": core_request,
         "memory": memory,
         "podSecurityContext": pod_sc,
         "securityContext": container_sc,
@@ -95,7 +108,33 @@ def _pod_spec(job: SparkJob, settings: Settings, cores: int, memory: str) -> dic
             env: {"name": ref.split(":", 1)[0], "key": ref.split(":", 1)[1]}
             for env, ref in sorted(k.env_secret_refs.items())
         }
+    if overhead is not None:
+        spec["memoryOverhead"] = overhead
     return spec
+
+
+def volume_conf(settings: Settings) -> dict[str, str]:
+    """Spark conf mounting ``kubernetes.volumes`` (PVCs) into the driver and every executor.
+
+    Why Spark conf and not ``spec.volumes`` + ``volumeMounts``: operator v2.5.2 turns only
+    volumes named ``spark-local-dir-*`` into spark-submit conf (submission.go,
+    driverVolumeMountsOption / util.GetLocalVolumes); every other volume of the spec reaches
+    the pods only through its mutating webhook (sparkpod_defaulter.go, addVolumes), so a PVC
+    there would silently be missing whenever the webhook is off, not yet ready or skips a pod.
+    ``spark.kubernetes.{driver,executor}.volumes.persistentVolumeClaim.<name>.*`` is read by
+    Spark itself when it builds the driver pod and, from the driver, each executor pod: no
+    webhook involved. (Not both: the webhook would add a second volume of the same name.)
+    """
+    conf: dict[str, str] = {}
+    for v in settings.kubernetes.volumes:
+        for role in ("driver", "executor"):
+            base = f"spark.kubernetes.{role}.volumes.persistentVolumeClaim.{v.name}"
+            conf[f"{base}.mount.path"] = v.mount_path
+            conf[f"{base}.mount.readOnly"] = str(v.read_only).lower()
+            conf[f"{base}.options.claimName"] = v.claim_name
+            if v.sub_path:
+                conf[f"{base}.mount.subPath"] = v.sub_path
+    return conf
 
 
 def render_spec(job: SparkJob, settings: Settings) -> dict[str, Any]:
@@ -104,15 +143,26 @@ def render_spec(job: SparkJob, settings: Settings) -> dict[str, Any]:
     res = job.resources
     da = res.dynamic_allocation
     executors = da.max_executors if da else res.executor_instances
-    conf = {**default_conf(res.executor_cores * executors), **k.spark_conf, **job.conf}
+    conf = {
+        **default_conf(res.executor_cores * executors), **volume_conf(settings),
+        **k.spark_conf, **job.conf,
+    }
     log4j = f"{k.app_dir.rstrip('/')}/spark_jobs/log4j2.properties"
-    driver = _pod_spec(job, settings, res.driver_cores, res.driver_memory)
+    driver = _pod_spec(
+        job, settings, res.driver_cores, res.driver_core_request or k.driver_core_request,
+        res.driver_memory or k.driver_memory,
+        res.driver_memory_overhead or k.driver_memory_overhead,
+    )
     driver["serviceAccount"] = k.service_account
     driver["javaOptions"] = " ".join([
         f"-Dlog4j2.configurationFile=file:{log4j}",
         f"-Dlakehouse.log.level={settings.spark.log_level}", *job.java_options,
     ])
-    executor = _pod_spec(job, settings, res.executor_cores, res.executor_memory)
+    executor = _pod_spec(
+        job, settings, res.executor_cores, res.executor_core_request or k.executor_core_request,
+        res.executor_memory or k.executor_memory,
+        res.executor_memory_overhead or k.executor_memory_overhead,
+    )
     if job.java_options:
         executor["javaOptions"] = " ".join(job.java_options)
     if da is None:

@@ -7,6 +7,8 @@ SUBMISSION_FAILED -> FAILED; with ``Always`` (streaming) those go to PENDING_RER
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any, Literal
 
 NEW = ""
@@ -80,8 +82,38 @@ def submission_attempts(obj: dict[str, Any]) -> int:
     return int((obj.get("status") or {}).get("submissionAttempts") or 0)
 
 
-def spark_ui(obj: dict[str, Any]) -> str | None:
-    """The Spark UI address the operator reports (ingress URL first, else service address)."""
+@dataclass(frozen=True)
+class WebUI:
+    """The Spark UI as the operator reports it (``status.driverInfo``)."""
+
+    service: str | None
+    """webUIServiceName: the UI Service (ClusterIP) the operator made for the driver."""
+    port: int | None
+    """webUIPort: that Service's port."""
+    cluster_address: str | None
+    """webUIAddress: ``<ClusterIP>:<port>``, reachable from inside the cluster only."""
+    ingress: str | None
+    """webUIIngressAddress: the UI Ingress URL, when the operator makes Ingresses."""
+
+
+def web_ui(obj: dict[str, Any]) -> WebUI:
+    """The driver's web UI fields of ``status.driverInfo`` (all None before the app runs)."""
     info = (obj.get("status") or {}).get("driverInfo") or {}
-    address = info.get("webUIIngressAddress") or info.get("webUIAddress")
-    return str(address) if address else None
+    port = info.get("webUIPort")
+    return WebUI(
+        service=str(info["webUIServiceName"]) if info.get("webUIServiceName") else None,
+        port=int(port) if port else None,
+        cluster_address=str(info["webUIAddress"]) if info.get("webUIAddress") else None,
+        ingress=str(info["webUIIngressAddress"]) if info.get("webUIIngressAddress") else None,
+    )
+
+
+_DRIVER_EXIT = re.compile(r"driver container failed with ExitCode: (-?\d+), Reason: ")
+"""The errorMessage operator v2.5.2 writes when the driver container ended non-zero
+(controller.go, updateDriverState: "driver container failed with ExitCode: %d, Reason: %s")."""
+
+
+def exit_code_from_error_message(message: str | None) -> int | None:
+    """The driver's exit code in an errorMessage of the operator, or None when there is none."""
+    found = _DRIVER_EXIT.search(message or "")
+    return int(found.group(1)) if found else None

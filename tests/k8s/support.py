@@ -171,6 +171,35 @@ class Operator:
             }
         return self._update(name, m)
 
+    def driver_ended(self, name: str, core: client.CoreV1Api) -> dict[str, Any]:
+        """updateDriverState after the driver pod ended, from the pod itself: FAILING with the
+        driver container's exit code and reason (or "driver container status missing"), or
+        SUCCEEDING for exit code 0; "driver pod not found" when there is no pod."""
+        def m(app: dict[str, Any], st: dict[str, Any]) -> None:
+            st["terminationTime"] = st.get("terminationTime") or _now()
+            try:
+                pod = core.read_namespaced_pod(driver_pod_name(app), self.namespace)
+            except client.ApiException as exc:
+                if exc.status != 404:
+                    raise
+                st["applicationState"] = {"state": "FAILING",
+                                          "errorMessage": "driver pod not found"}
+                return
+            terminated = next(
+                (cs.state.terminated for cs in pod.status.container_statuses or []
+                 if cs.name == "spark-kubernetes-driver" and cs.state.terminated), None)
+            if terminated is not None and terminated.exit_code == 0:
+                st["applicationState"] = {**st["applicationState"], "state": "SUCCEEDING"}
+                return
+            st["applicationState"] = {
+                "state": "FAILING",
+                "errorMessage": (
+                    f"driver container failed with ExitCode: {terminated.exit_code}, "
+                    f"Reason: {terminated.reason}" if terminated is not None
+                    else "driver container status missing"),
+            }
+        return self._update(name, m)
+
     def failed(self, name: str) -> dict[str, Any]:
         """reconcileFailing / reconcileFailedSubmission without retries: FAILED."""
         def m(app: dict[str, Any], st: dict[str, Any]) -> None:
@@ -250,6 +279,7 @@ class FakeKubelet:
         self.core = client.CoreV1Api(api)
         self.node_name = f"fake-node-{uuid.uuid4().hex[:6]}"
         self._logs: dict[tuple[str, str], _ContainerLog] = {}
+        self._waiting: dict[tuple[str, str], str] = {}
         self._cond = threading.Condition()
         self._conns: set[socket.socket] = set()
         self.requests: list[str] = []
@@ -303,6 +333,29 @@ class FakeKubelet:
 
     # ---- pods and logs
 
+    def _pod_body(self, namespace: str, name: str, container: str,
+                  pod_security: dict[str, Any] | None,
+                  security: dict[str, Any] | None) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace,
+                         "labels": {"spark-role": "driver"}},
+            "spec": {
+                "nodeName": self.node_name,
+                "serviceAccountName": "spark-driver",
+                "automountServiceAccountToken": False,
+                "restartPolicy": "Never",
+                "securityContext": pod_security or {
+                    "runAsNonRoot": True, "runAsUser": 185,
+                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{
+                    "name": container, "image": "lakehouse-spark:test",
+                    "securityContext": security or {
+                        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                }],
+            },
+        }
+
     def start_pod(self, namespace: str, name: str, *, container: str = "spark-kubernetes-driver",
                   pod_security: dict[str, Any] | None = None,
                   security: dict[str, Any] | None = None) -> str:
@@ -322,25 +375,8 @@ class FakeKubelet:
             time.sleep(0.02)
         with self._cond:
             self._logs[(namespace, name)] = _ContainerLog()
-        body = {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": namespace,
-                         "labels": {"spark-role": "driver"}},
-            "spec": {
-                "nodeName": self.node_name,
-                "serviceAccountName": "spark-driver",
-                "automountServiceAccountToken": False,
-                "restartPolicy": "Never",
-                "securityContext": pod_security or {
-                    "runAsNonRoot": True, "runAsUser": 185,
-                    "seccompProfile": {"type": "RuntimeDefault"}},
-                "containers": [{
-                    "name": container, "image": "lakehouse-spark:test",
-                    "securityContext": security or {
-                        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-                }],
-            },
-        }
+            self._waiting.pop((namespace, name), None)
+        body = self._pod_body(namespace, name, container, pod_security, security)
         pod = self.core.create_namespaced_pod(namespace, body)
         pod.status = client.V1PodStatus(
             phase="Running",
@@ -352,6 +388,73 @@ class FakeKubelet:
         )
         self.core.replace_namespaced_pod_status(name, namespace, pod)
         return str(pod.metadata.uid)
+
+    def start_waiting_pod(self, namespace: str, name: str, reason: str, message: str, *,
+                          container: str = "spark-kubernetes-driver",
+                          pod_security: dict[str, Any] | None = None,
+                          security: dict[str, Any] | None = None) -> str:
+        """A pod bound to this node whose container cannot start: phase Pending, the container
+        waiting with ``reason`` (ErrImagePull, CreateContainerConfigError...), as the kubelet
+        reports it; its log answers 400 "is waiting to start". Returns its uid."""
+        uid = self.start_pod(namespace, name, container=container, pod_security=pod_security,
+                             security=security)
+        self.set_waiting(namespace, name, reason, message)
+        return uid
+
+    def set_waiting(self, namespace: str, pod: str, reason: str, message: str) -> None:
+        """The container is (still) waiting, now with ``reason`` (e.g. ErrImagePull ->
+        ImagePullBackOff, the kubelet's back-off between pulls)."""
+        p = self.core.read_namespaced_pod(pod, namespace)
+        container = p.spec.containers[0].name
+        p.status = client.V1PodStatus(
+            phase="Pending",
+            conditions=[client.V1PodCondition(type="PodScheduled", status="True")],
+            container_statuses=[client.V1ContainerStatus(
+                name=container, image=p.spec.containers[0].image, image_id="", ready=False,
+                restart_count=0, state=client.V1ContainerState(
+                    waiting=client.V1ContainerStateWaiting(reason=reason, message=message)),
+            )],
+        )
+        self.core.replace_namespaced_pod_status(pod, namespace, p)
+        with self._cond:
+            self._waiting[(namespace, pod)] = reason
+
+    def set_running(self, namespace: str, pod: str) -> None:
+        """The waiting container started after all (e.g. the missing Secret was created)."""
+        p = self.core.read_namespaced_pod(pod, namespace)
+        container = p.spec.containers[0].name
+        p.status = client.V1PodStatus(
+            phase="Running",
+            container_statuses=[client.V1ContainerStatus(
+                name=container, image=p.spec.containers[0].image, image_id="", ready=True,
+                restart_count=0, state=client.V1ContainerState(
+                    running=client.V1ContainerStateRunning(started_at=dt.datetime.now(dt.UTC))),
+            )],
+        )
+        self.core.replace_namespaced_pod_status(pod, namespace, p)
+        with self._cond:
+            self._waiting.pop((namespace, pod), None)
+
+    def reject(self, namespace: str, pod: str, reason: str, message: str) -> None:
+        """The kubelet refuses the pod at admission (e.g. OutOfcpu): phase Failed with a pod
+        reason, no container ever ran, so no container status."""
+        p = self.core.read_namespaced_pod(pod, namespace)
+        p.status = client.V1PodStatus(phase="Failed", reason=reason, message=message)
+        self.core.replace_namespaced_pod_status(pod, namespace, p)
+        with self._cond:
+            self._logs.pop((namespace, pod), None)
+
+    def create_unschedulable_pod(self, namespace: str, name: str, message: str, *,
+                                 pod_security: dict[str, Any] | None = None,
+                                 security: dict[str, Any] | None = None) -> None:
+        """A pod on no node that the scheduler cannot place: PodScheduled False, Unschedulable
+        (the real apiserver answers its log with an empty 200)."""
+        body = self._pod_body(namespace, name, "spark-kubernetes-driver", pod_security, security)
+        del body["spec"]["nodeName"]
+        pod = self.core.create_namespaced_pod(namespace, body)
+        pod.status = client.V1PodStatus(phase="Pending", conditions=[client.V1PodCondition(
+            type="PodScheduled", status="False", reason="Unschedulable", message=message)])
+        self.core.replace_namespaced_pod_status(name, namespace, pod)
 
     def write(self, namespace: str, pod: str, *lines: str) -> None:
         with self._cond:
@@ -396,9 +499,13 @@ class FakeKubelet:
         _, ns, pod, container = parts
         with self._cond:
             log = self._logs.get((ns, pod))
-        if log is None:
-            body = (f'container "{container}" in pod "{pod}" is waiting to start: '
-                    "ContainerCreating").encode()
+            waiting = self._waiting.get((ns, pod))
+        if log is None or waiting is not None:
+            # The kubelet's own words (kubelet_pods.go, validateContainerLogStatus).
+            what = {"ErrImagePull": "image can't be pulled",
+                    "ImagePullBackOff": "trying and failing to pull image"}.get(
+                        waiting or "", waiting or "ContainerCreating")
+            body = f'container "{container}" in pod "{pod}" is waiting to start: {what}'.encode()
             h.send_response(400)
             h.send_header("Content-Type", "text/plain")
             h.send_header("Content-Length", str(len(body)))

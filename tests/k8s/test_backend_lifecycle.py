@@ -57,7 +57,16 @@ def test_submitted_running_completed(harness: Harness, operator: Operator) -> No
     report = harness.reports[0]
     assert (report.outcome, report.execution_attempts, report.submission_attempts) == (
         "succeeded", 1, 1)
-    assert report.spark_ui == "10.0.0.17:4040"
+    # Something to open from outside the cluster, not the UI Service's ClusterIP.
+    assert report.spark_ui == "http://127.0.0.1:4040"
+    assert report.spark_ui_port_forward == (
+        f"kubectl -n {operator.namespace} port-forward svc/{name}-ui-svc 4040:4040")
+    assert "10.0.0.17" not in report.markdown()
+    assert f"`kubectl -n {operator.namespace} port-forward svc/{name}-ui-svc 4040:4040`, then " \
+           "open http://127.0.0.1:4040" in report.markdown()
+    assert any(line.endswith(f"port-forward svc/{name}-ui-svc 4040:4040`, then open "
+                             "http://127.0.0.1:4040") and "Spark UI of" in line
+               for line in run.lines)
     assert report.driver_pods == [f"{name}-driver"]
     assert not report.reattached
     # A finished app is left for the operator's TTL, not deleted by the backend.
@@ -118,8 +127,10 @@ def test_failed_with_error_message(harness: Harness, operator: Operator) -> None
     operator.failed(name)
     error = run.wait_error()
     assert isinstance(error, SparkApplicationFailed) and isinstance(error, SparkJobError)
-    assert (error.state, error.attempts, error.exit_code) == ("FAILED", 1, None)
+    # No driver pod to read: the exit code comes from the operator's errorMessage.
+    assert (error.state, error.attempts, error.exit_code) == ("FAILED", 1, 1)
     assert error.error_message == "driver container failed with ExitCode: 1, Reason: Error"
+    assert "failed with exit code 1" in str(error)
     assert error.app == name
     assert f"SparkApplication {operator.namespace}/{name}" in str(error)
     # The failed app stays for inspection (the operator's TTL removes it).

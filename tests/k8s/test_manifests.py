@@ -74,6 +74,8 @@ def full_settings(namespace: str) -> Settings:
         spark_conf={"spark.eventLog.enabled": "false"},
         env_secret_refs={"AWS_ACCESS_KEY_ID": "s3-credentials:access-key",
                          "AWS_SECRET_ACCESS_KEY": "s3-credentials:secret-key"},
+        volumes=[{"name": "lake-data", "claim_name": "lake-data", "mount_path": "/data"}],
+        spark_ui_url="https://spark-ui.example.invalid/{namespace}/{app}/",
     )
 
 
@@ -106,16 +108,24 @@ def test_rendering_follows_the_spark_job_spec() -> None:
     assert spec["image"] == k.image and spec["imagePullSecrets"] == ["pull-secret"]
     assert spec["mainApplicationFile"] == "local:///opt/lakehouse/spark_jobs/gold.py"
     assert spec["arguments"] == ["--x"]
+    pvc = "persistentVolumeClaim.lake-data"
     expected_conf = {**default_conf(2 * 6), "spark.eventLog.enabled": "false",
-                     "spark.sql.shuffle.partitions": "7"}
+                     "spark.sql.shuffle.partitions": "7",
+                     **{f"spark.kubernetes.{role}.volumes.{pvc}.{key}": value
+                        for role in ("driver", "executor")
+                        for key, value in (("mount.path", "/data"), ("mount.readOnly", "false"),
+                                           ("options.claimName", "lake-data"))}}
     assert spec["sparkConf"] == expected_conf
     assert spec["hadoopConf"] == {"fs.s3a.endpoint": "http://minio.storage:9000"}
     assert spec["deps"] == {"jars": ["local:///opt/extra/x.jar"]}
     assert spec["dynamicAllocation"] == {"enabled": True, "initialExecutors": 1,
                                          "minExecutors": 1, "maxExecutors": 6,
                                          "shuffleTrackingEnabled": True}
+    # cores are Spark's task slots; the pods request the (small, default) coreRequest
     assert (spec["driver"]["cores"], spec["driver"]["memory"]) == (2, "4g")
     assert (spec["executor"]["cores"], spec["executor"]["memory"]) == (2, "8g")
+    for role in ("driver", "executor"):
+        assert (spec[role]["coreRequest"], spec[role]["memoryOverhead"]) == ("500m", "512m")
     assert "instances" not in spec["executor"]
     assert spec["restartPolicy"] == {"type": "Never"}
     assert spec["timeToLiveSeconds"] == 3600
@@ -299,6 +309,36 @@ def test_pods_of_a_rendered_app_meet_pod_security_restricted(
     message = json.loads(refused.value.body)["message"]
     assert 'violates PodSecurity "restricted:latest"' in message
     assert "allowPrivilegeEscalation != false" in message
+
+
+def test_pvc_volumes_are_admitted_by_pod_security_restricted_and_host_paths_are_not(
+    admin_api: client.ApiClient, namespace: str
+) -> None:
+    """Why kubernetes.volumes takes PVCs: a driver pod with the rendered spec plus the PVC that
+    Spark mounts from the rendered conf is admitted by "restricted"; a hostPath is refused."""
+    settings = full_settings(namespace)
+    spec = render_application(all_jobs(settings)[0], settings, name="pvc", run=RUN)["spec"]
+    (volume,) = settings.kubernetes.volumes
+    prefix = f"spark.kubernetes.driver.volumes.persistentVolumeClaim.{volume.name}"
+    conf = spec["sparkConf"]
+    core = client.CoreV1Api(admin_api)
+
+    def pod(name: str, source: dict[str, Any]) -> dict[str, Any]:
+        body = _pod_as_the_webhook_builds_it(spec, "driver", name)
+        body["spec"]["volumes"] = [*spec["volumes"], {"name": volume.name, **source}]
+        body["spec"]["containers"][0]["volumeMounts"] = [
+            *spec["driver"]["volumeMounts"],
+            {"name": volume.name, "mountPath": conf[f"{prefix}.mount.path"],
+             "readOnly": conf[f"{prefix}.mount.readOnly"] == "true"}]
+        return body
+
+    claim = {"persistentVolumeClaim": {"claimName": conf[f"{prefix}.options.claimName"]}}
+    core.create_namespaced_pod(namespace, pod("pvc-driver", claim), dry_run="All")
+    with pytest.raises(client.ApiException) as refused:
+        core.create_namespaced_pod(namespace, pod("host-driver", {"hostPath": {"path": "/srv"}}),
+                                   dry_run="All")
+    assert refused.value.status == 403
+    assert 'uses restricted volume type "hostPath"' in json.loads(refused.value.body)["message"]
 
 
 # --------------------------------------------------------------------------- operator values

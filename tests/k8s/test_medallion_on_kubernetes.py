@@ -163,7 +163,10 @@ def test_medallion_flow_runs_as_spark_applications(
         for artifact in artifacts:
             assert artifact.type == "markdown"
             assert "| final state | COMPLETED |" in artifact.data
-            assert "| Spark UI | 10.0.0.17:4040 |" in artifact.data
+            app_name = artifact.key.removeprefix("spark-app-")
+            assert (f"| Spark UI | `kubectl -n {NS} port-forward svc/{app_name}-ui-svc "
+                    "4040:4040`, then open http://127.0.0.1:4040 ") in artifact.data
+            assert "10.0.0.17" not in artifact.data
             assert "SUBMITTED" in artifact.data and "RUNNING" in artifact.data
             assert str(artifact.flow_run_id) == flow_run_id
 

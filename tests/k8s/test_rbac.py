@@ -13,8 +13,13 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from lakehouse.errors import is_contract_violation
 from lakehouse.k8s.client import SparkApplications
-from lakehouse.k8s.errors import SparkApplicationTimeout
+from lakehouse.k8s.errors import (
+    SparkApplicationFailed,
+    SparkApplicationTimeout,
+    SparkDriverStartFailed,
+)
 from lakehouse.k8s.render import GROUP, PLURAL, VERSION, render_spec
 from tests.fixtures.k8s import K8sCluster
 from tests.k8s.conftest import Harness, make_job
@@ -222,3 +227,46 @@ def test_backend_runs_a_job_with_only_the_worker_s_permissions(
     assert isinstance(run2.wait_error(), SparkApplicationTimeout)
     assert time.monotonic() - started < 15
     assert not operator.exists(h2.name(slow))
+
+
+def test_backend_reads_the_driver_pod_with_only_the_worker_s_permissions(
+    worker_api: client.ApiClient, admin_api: client.ApiClient, kubelet: FakeKubelet
+) -> None:
+    """The driver pod's exit code (a contract fail: 65) and a driver that cannot start (the
+    pod's waiting reason) are read as the worker: get on pods is enough, nothing more."""
+    operator = Operator(admin_api, JOBS_NS)
+    core = client.CoreV1Api(admin_api)
+    h = Harness(worker_api, JOBS_NS)
+    job = make_job(name="rbac-exit-code")
+    name = h.name(job)
+    pod = f"{name}-driver"
+    spec = render_spec(job, h.settings)["driver"]
+    security = {"pod_security": spec["podSecurityContext"], "security": spec["securityContext"]}
+    run = h.start(job)
+    operator.wait_for(name)
+    operator.submit(name)
+    kubelet.start_pod(JOBS_NS, pod, **security)
+    operator.running(name)
+    kubelet.finish(JOBS_NS, pod, exit_code=65)
+    # What the operator writes when the kubelet had not yet reported the container's exit:
+    # only the pod has the code.
+    operator._update(name, lambda app, st: st.update(applicationState={
+        "state": "FAILING", "errorMessage": "driver container status missing"}))
+    operator.failed(name)
+    error = run.wait_error()
+    assert isinstance(error, SparkApplicationFailed)
+    assert error.exit_code == 65 and is_contract_violation(error)
+    assert not any("could not read driver pod" in line for line in run.lines)
+
+    h2 = Harness(worker_api, JOBS_NS, driver_start_timeout_seconds=1.0)
+    stuck = make_job(name="rbac-no-start")
+    run2 = h2.start(stuck)
+    name2 = h2.name(stuck)
+    operator.wait_for(name2)
+    operator.submit(name2)
+    kubelet.start_waiting_pod(JOBS_NS, f"{name2}-driver", "ErrImagePull",
+                              "pull access denied", **security)
+    error2 = run2.wait_error()
+    assert isinstance(error2, SparkDriverStartFailed) and error2.reason == "ErrImagePull"
+    assert not operator.exists(name2)
+    core.delete_namespaced_pod(f"{name2}-driver", JOBS_NS, grace_period_seconds=0)
