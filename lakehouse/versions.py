@@ -36,3 +36,19 @@ SPARK_OPERATOR_MODULE_SUM = "h1:6nX2UhwSfnYi1mtwczgFfJTMeLSL/1ajTvkFe8R7Vdc="
 
 K8S_TOOLS_KEY = f"kubernetes-{KUBERNETES_VERSION}_etcd-{ETCD_VERSION}"
 """Cache key of the test-cluster binaries ($LAKEHOUSE_CACHE_DIR/k8s/<key>/bin)."""
+
+DEBIAN_SUITE = "bookworm"
+"""Debian release of the images (Dockerfile BASE_IMAGE): debootstrapped locally by
+scripts/images.sh when no registry is reachable, the official debian image otherwise."""
+
+COREDNS_VERSION = "1.15.0"
+"""CoreDNS of the test cluster (cluster DNS for the pods), built from its Go module by
+scripts/cluster-tools.sh; must equal the requirement in tools/coredns/go.mod."""
+
+HELM_VERSION = "3.18.5"
+"""helm, only to render the operator's own chart (`helm template`): the helm.sh/helm/v3 version
+the operator's go.mod requires, so both build from one module graph (tools/spark-operator)."""
+
+PAUSE_VERSION = "3.10.2"
+"""The pods' sandbox program, compiled from build/pause in the k8s.io/kubernetes module (the
+TAG its Makefile gives at KUBERNETES_VERSION)."""

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Tools of the test Kubernetes cluster (tests/fixtures/k8s.py), cached outside the repo:
-#   $LAKEHOUSE_CACHE_DIR/k8s/kubernetes-<K>_etcd-<E>/bin/{kube-apiserver,etcd}
+# Tools of the test Kubernetes cluster (tests/fixtures/k8s.py, scripts/cluster.sh), cached
+# outside the repo:
+#   $LAKEHOUSE_CACHE_DIR/k8s/kubernetes-<K>_etcd-<E>/bin/{etcd,kube-apiserver,
+#       kube-controller-manager,kube-scheduler,kubelet,kube-proxy,kubectl}
 #       built with `go build` from the pinned Go modules k8s.io/kubernetes and
-#       go.etcd.io/etcd/server/v3 (the build module, with its go.sum, is tools/k8s);
+#       go.etcd.io/etcd/server/v3 (the build module, with its go.sum, is tools/k8s); the
+#       Kubernetes commands are built by one `go build`, so the packages they share compile once;
 #   $LAKEHOUSE_CACHE_DIR/k8s/spark-operator-<S>/crds/*.yaml
 #       the SparkApplication and ScheduledSparkApplication CRDs, copied unchanged from the
 #       Go module github.com/kubeflow/spark-operator/v2 at the pinned release.
@@ -43,7 +46,8 @@ OPERATOR_MODULE="github.com/kubeflow/spark-operator/v2"
 CRD_FILES=(sparkoperator.k8s.io_sparkapplications.yaml sparkoperator.k8s.io_scheduledsparkapplications.yaml)
 
 # Bump when the build recipe below changes, so cached binaries are rebuilt.
-BUILD_RECIPE="cgo=0 trimpath no-dwarf ldflags=-s,-w,version-stamp r3"
+BUILD_RECIPE="cgo=0 trimpath no-dwarf ldflags=-s,-w,version-stamp one-build r4"
+KUBE_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 # The stamp ties the cached binaries to the exact build inputs (module graph + recipe);
 # comments in go.mod do not count.
 stamp_want() {
@@ -51,8 +55,9 @@ stamp_want() {
     | sha256sum | cut -c1-16
 }
 bins_ok() {
-  [ -x "$BIN_DIR/kube-apiserver" ] && [ -x "$BIN_DIR/etcd" ] \
-    && [ "$(cat "$BIN_DIR/.stamp" 2>/dev/null)" = "$(stamp_want)" ]
+  local c
+  for c in etcd "${KUBE_CMDS[@]}"; do [ -x "$BIN_DIR/$c" ] || return 1; done
+  [ "$(cat "$BIN_DIR/.stamp" 2>/dev/null)" = "$(stamp_want)" ]
 }
 crds_ok() {
   local f
@@ -113,16 +118,21 @@ build_bins() {
     ldflags+=" -X $pkg.gitVersion=$kv -X $pkg.gitMajor=$kmaj -X $pkg.gitMinor=$kmin"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.gitCommit= -X $pkg.buildDate=$build_date"
   done
-  say "modules ready in $((SECONDS - t0))s; building kube-apiserver $kv (several minutes on 2 cores)"
+  say "modules ready in $((SECONDS - t0))s; building ${KUBE_CMDS[*]} $kv (10-20 minutes on 2 cores, once per version)"
   t0=$SECONDS
-  (cd "$TOOLS_MOD" && "$go" build -ldflags="$ldflags" -o "$tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver) \
-    || die "building kube-apiserver failed"
-  say "kube-apiserver built in $((SECONDS - t0))s; building etcd v$ETCD_VERSION"
+  local pkgs=() c
+  for c in "${KUBE_CMDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  (cd "$TOOLS_MOD" && "$go" build -ldflags="$ldflags" -o "$tmp/" "${pkgs[@]}") \
+    || die "building the Kubernetes commands failed"
+  say "Kubernetes commands built in $((SECONDS - t0))s; building etcd v$ETCD_VERSION"
   t0=$SECONDS
   (cd "$TOOLS_MOD" && "$go" build -ldflags="-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3) \
     || die "building etcd failed"
   say "etcd built in $((SECONDS - t0))s"
-  "$tmp/kube-apiserver" --version >&2 || die "the built kube-apiserver does not run"
+  for c in "${KUBE_CMDS[@]}"; do
+    if [ "$c" = kubectl ]; then "$tmp/$c" version --client >&2; else "$tmp/$c" --version >&2; fi \
+      || die "the built $c does not run"
+  done
   "$tmp/etcd" --version >&2 || die "the built etcd does not run"
   stamp_want > "$tmp/.stamp"
   chmod 755 "$tmp"
