@@ -6,7 +6,7 @@ export PREFECT_HOME ?= $(CURDIR)/.lakehouse/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-fast lint bench bench-streaming bench-k8s kafka-up kafka-down k8s-tools blocks deploy ui clean
+.PHONY: help setup demo test test-fast lint bench bench-streaming bench-k8s kafka-up kafka-down k8s-tools cluster-tools images cluster-up cluster-down cluster-status blocks deploy ui clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -17,7 +17,7 @@ setup: ## create .venv from the lock file and resolve the pinned JVM jars (cache
 demo: setup ## set-up + generate 3 days + run the medallion flow + show tables and time travel
 	@$(PY) -m lakehouse.cli demo
 
-test: setup k8s-tools ## set-up + the whole test suite (all markers)
+test: setup k8s-tools cluster-tools ## set-up + the whole test suite (all markers; `cluster` starts a real cluster)
 	@scripts/kafka.sh install >/dev/null
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -25,8 +25,26 @@ k8s-tools: ## build kube-apiserver + etcd + kustomize from their Go modules and 
 	@scripts/k8s-tools.sh >/dev/null
 	@scripts/kustomize.sh >/dev/null
 
+cluster-tools: k8s-tools ## Debian packages, the operator/helm/CoreDNS/pause builds and the images of the test cluster (cached)
+	@scripts/cluster-setup.sh
+	@scripts/cluster-tools.sh >/dev/null
+	@scripts/images.sh pause spark operator
+
+images: setup ## build the spark and prefect images from the Dockerfile (buildah; LAKEHOUSE_IMAGE_BUILDER=docker for Docker)
+	@scripts/cluster-setup.sh
+	@scripts/images.sh spark prefect
+
+cluster-up: setup cluster-tools ## start the real single-node test cluster with the Spark operator (root; see README)
+	@scripts/cluster.sh up
+
+cluster-down: ## stop the test cluster and remove every trace of it
+	@scripts/cluster.sh down
+
+cluster-status: ## what of the test cluster runs
+	@scripts/cluster.sh status
+
 test-fast: setup ## unit tests only (no Spark, Kafka or Kubernetes)
-	@$(PY) -m pytest -m "not spark and not kafka and not k8s and not dbt and not e2e and not contracts" $(PYTEST_ARGS)
+	@$(PY) -m pytest -m "not spark and not kafka and not k8s and not cluster and not dbt and not e2e and not contracts" $(PYTEST_ARGS)
 
 lint: setup ## ruff + mypy
 	@.venv/bin/ruff check lakehouse spark_jobs flows tasks tests bench
@@ -38,7 +56,7 @@ bench: setup ## medallion benchmark (BENCH_EVENTS=10000000 by default) -> bench/
 bench-streaming: setup ## Kafka -> bronze Delta: ingest rate + latency p50/p99 -> bench/results/streaming.json
 	@scripts/kafka.sh install >/dev/null && $(PY) bench/streaming.py
 
-bench-k8s: setup k8s-tools ## SparkApplication COMPLETED -> task return latency -> bench/results/k8s.json
+bench-k8s: setup cluster-tools ## on the real test cluster: submit/complete latencies, SparkApplication vs spark-submit -> bench/results/k8s.json
 	@$(PY) bench/k8s.py
 
 kafka-up: ## start the local Kafka broker (KRaft) on 127.0.0.1:9092
