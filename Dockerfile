@@ -40,7 +40,9 @@ ARG DELTA_VERSION=4.1.0
 ARG SCALA_BINARY_VERSION=2.13
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 USER 0:0
-# man dirs: the JRE's postinst expects them, minimal images drop them
+# man dirs: the JRE's postinst expects them, minimal images drop them. Versions are those of
+# the Debian release (BASE_IMAGE), which moves only by security fixes: not pinned one by one.
+# hadolint ignore=DL3008
 RUN mkdir -p /usr/share/man/man1 \
     && apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -97,6 +99,7 @@ FROM ${BASE_IMAGE} AS prefect
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG UV_VERSION=0.13.9
 USER 0:0
+# hadolint ignore=DL3008
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
          python3 python3-pip ca-certificates tini \

@@ -28,7 +28,7 @@ k8s-tools: ## build kube-apiserver + etcd + kustomize from their Go modules and 
 cluster-tools: k8s-tools ## Debian packages, the operator/helm/CoreDNS/pause builds and the images of the test cluster (cached)
 	@scripts/cluster-setup.sh
 	@scripts/cluster-tools.sh >/dev/null
-	@scripts/images.sh pause spark operator
+	@scripts/images.sh pause spark operator prefect
 
 images: setup ## build the spark and prefect images from the Dockerfile (buildah; LAKEHOUSE_IMAGE_BUILDER=docker for Docker)
 	@scripts/cluster-setup.sh

@@ -519,6 +519,8 @@ up() {
   scripts/cluster-tools.sh >/dev/null
   tools
   scripts/images.sh pause spark operator
+  # unix sockets live below the cluster dir: their paths must stay under the kernel's 108 bytes
+  (( ${#RUN} + 40 < 108 )) || die "cluster dir path too long for unix sockets: set LAKEHOUSE_CLUSTER_DIR to a shorter one"
   mkdir -p "$RUN/pids" "$LOGS"
   exec 8>"$CLUSTER_DIR/.lock"; flock -n 8 || die "another scripts/cluster.sh runs on $CLUSTER_DIR"
   say "starting the test cluster in $CLUSTER_DIR (network namespace $NETNS)"

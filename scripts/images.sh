@@ -21,6 +21,8 @@
 #        scripts/images.sh --export NAME DIR    write image NAME as a docker-archive tar into DIR
 #                                               (cached by image id) and print its path
 #        scripts/images.sh --ref NAME           print the reference of image NAME
+#        scripts/images.sh --inspect NAME       the image's configuration (JSON)
+#        scripts/images.sh --run NAME CMD...    run CMD in a container of image NAME (buildah)
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
@@ -200,6 +202,13 @@ cleanup_store() {
 mkdir -p "$STORE"
 case "${1:-}" in
   --ref) ref "${2:?image name}"; exit 0 ;;
+  --inspect) bah inspect --type image "$(ref "${2:?image name}")"; exit 0 ;;
+  --run)
+    exec 9>"$STORE/.lock"; flock 9; trap cleanup_store EXIT
+    name=${2:?image name}; shift 2
+    ctr=$(bah from --pull=never --quiet "$(ref "$name")")
+    bah run --isolation chroot "$ctr" -- "$@"
+    exit $? ;;
   --export) exec 9>"$STORE/.lock"; flock 9; trap cleanup_store EXIT; export_image "${2:?image name}" "${3:?directory}"; exit 0 ;;
   -h|--help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
 esac

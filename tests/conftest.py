@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.k8s"]
+pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.k8s", "tests.fixtures.cluster"]
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("LAKEHOUSE_SPARK__DRIVER_MEMORY", "1g")
@@ -20,6 +20,12 @@ os.environ.setdefault("LAKEHOUSE_SPARK__DRIVER_MEMORY", "1g")
 os.environ.setdefault("LAKEHOUSE_PIPELINE__DBT_MARTS", "false")
 
 DEMO_START = dt.date(2026, 1, 1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the real cluster run last, together: the cluster (a session fixture) then comes
+    down right after them instead of idling beside the rest of the suite."""
+    items.sort(key=lambda item: item.get_closest_marker("cluster") is not None)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,171 @@
+"""Fixtures of the tests on the real single-node cluster (tests/fixtures/cluster.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lakehouse.backends.kubernetes import KubernetesBackend
+from lakehouse.jobs import SparkJob
+from lakehouse.k8s.report import AppReport
+from lakehouse.k8s.runinfo import RunInfo
+from lakehouse.settings import Settings, get_settings
+from tests.fixtures.cluster import RealCluster
+
+NS = "spark-jobs"
+BLOCK = "lakehouse-test-cluster"
+POD_ROOT = "/data"
+"""Where the pods mount the PVC spark-jobs/lake (the cluster's data dir on the host)."""
+
+
+def chown_for_pods(path: Path) -> None:
+    """Pods run as uid/gid 185 (Pod Security "restricted"): they own what they must write."""
+    for p in [path, *path.rglob("*")]:
+        os.chown(p, 185, 185)
+
+
+@pytest.fixture
+def cluster_settings(real_cluster: RealCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[RealCluster]:
+    """The process's settings point at the cluster, as `source .lakehouse/cluster/env` does:
+    backend kubernetes, the image built here, the data PVC, the worker's kubeconfig."""
+    for key, value in real_cluster.env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    yield real_cluster
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def worker_credentials_block(cluster_settings: RealCluster, prefect_harness: None,
+                             monkeypatch: pytest.MonkeyPatch) -> str:
+    """A prefect-kubernetes KubernetesCredentials block of the Prefect worker's ServiceAccount
+    (a token of prefect/prefect-worker: the project's own RBAC is what the flow may do)."""
+    from prefect_kubernetes.credentials import KubernetesClusterConfig, KubernetesCredentials
+
+    KubernetesCredentials(cluster_config=KubernetesClusterConfig.from_file(
+        cluster_settings.worker_kubeconfig, context_name="lakehouse-test")).save(BLOCK, overwrite=True)
+    monkeypatch.setenv("LAKEHOUSE_KUBERNETES__CREDENTIALS_BLOCK", BLOCK)
+    monkeypatch.delenv("KUBECONFIG", raising=False)  # the block, not a kubeconfig, is used
+    get_settings.cache_clear()
+    return BLOCK
+
+
+@dataclass
+class Apps:
+    """Admin view of the SparkApplications and their pods on the cluster."""
+
+    cluster: RealCluster
+
+    def get_json(self, *args: str) -> Any:
+        return json.loads(self.cluster.kubectl(*args, "-o", "json"))
+
+    def apps(self, selector: str | None = None) -> list[dict[str, Any]]:
+        args = ["-n", NS, "get", "sparkapplications"]
+        if selector:
+            args += ["-l", selector]
+        items: list[dict[str, Any]] = self.get_json(*args)["items"]
+        return items
+
+    def app(self, name: str) -> dict[str, Any] | None:
+        out = self.cluster.kubectl("-n", NS, "get", "sparkapplication", name, "-o", "json",
+                                   "--ignore-not-found")
+        return json.loads(out) if out.strip() else None
+
+    def objects_of(self, name: str) -> list[str]:
+        """Pods, Services and ConfigMaps the operator and Spark made for app ``name``."""
+        left = []
+        for kind in ("pods", "services", "configmaps"):
+            for item in self.get_json("-n", NS, "get", kind)["items"]:
+                meta = item["metadata"]
+                labels = meta.get("labels", {})
+                owners = [o.get("name") for o in meta.get("ownerReferences", [])]
+                if (labels.get("sparkoperator.k8s.io/app-name") == name or name in owners
+                        or meta["name"].startswith(name)):
+                    left.append(f"{kind}/{meta['name']}")
+        return left
+
+    def wait_gone(self, name: str, timeout: float = 120) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = ([f"sparkapplication/{name}"] if self.app(name) else []) + self.objects_of(name)
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(2)
+
+
+@pytest.fixture
+def apps(real_cluster: RealCluster) -> Apps:
+    return Apps(real_cluster)
+
+
+class BackendRun:
+    """``KubernetesBackend.run(job)`` in a thread with a fixed run identity."""
+
+    def __init__(self, job: SparkJob, settings: Settings, run: RunInfo,
+                 wrap: Callable[[Callable[[], Any]], Any] | None = None) -> None:
+        self.job, self.run_info = job, run
+        self.lines: list[tuple[float, str]] = []
+        self.reports: list[AppReport] = []
+        self.backend = KubernetesBackend(settings, run_info=lambda: run, on_report=self.reports.append)
+        self.name = self.backend.app_name(job, run)
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+        def go() -> None:
+            try:
+                call = lambda: self.backend.run(job, log=lambda line: self.lines.append((time.time(), line)))  # noqa: E731
+                self.result = wrap(call) if wrap else call()
+            except BaseException as exc:
+                self.error = exc
+            finally:
+                self.done.set()
+
+        self.thread = threading.Thread(target=go, name=f"run-{job.name}", daemon=True)
+        self.thread.start()
+
+    def wait(self, timeout: float) -> None:
+        assert self.done.wait(timeout), f"run() still running after {timeout}s: {self.lines[-20:]}"
+
+
+def new_run(attempt: int = 1) -> RunInfo:
+    return RunInfo(flow_run_id=str(uuid.uuid4()), attempt=attempt, task_run_id=str(uuid.uuid4()),
+                   flow_run_name="cluster-test", task_run_name="cluster-test")
+
+
+def diagnostics(name: str = "diagnostics", *, sleep: float = 0, exit_code: int = 0,
+                timeout: float | None = None) -> SparkJob:
+    return SparkJob(name=name, entrypoint="spark_jobs.diagnostics",
+                    args=("--rows", "2000", "--sleep", str(sleep), "--exit-code", str(exit_code)),
+                    timeout_seconds=timeout)
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float, every: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f}s: {what}")
+        time.sleep(every)
+
+
+def fresh_lake(real_cluster: RealCluster, name: str) -> tuple[Path, str]:
+    """An empty lakehouse root on the data PVC: (host path, path in the pods)."""
+    host = real_cluster.data_dir / name
+    if host.exists():
+        shutil.rmtree(host)
+    host.mkdir(parents=True)
+    return host, f"{POD_ROOT}/{name}"
+
