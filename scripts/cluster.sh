@@ -194,6 +194,8 @@ state = "$RUN/containerd/state"
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        # runc's container state below the cluster dir, not in the machine's /run/containerd
+        Root = "$RUN/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$CLUSTER_DIR/etc/cni"
@@ -294,6 +296,11 @@ net_up() {
 
 # ------------------------------------------------------------------------------------ components
 start_containerd() {
+  # containerd's shims put their sockets in /run/containerd/s (fixed in containerd 1.6): note
+  # what is there before, so that `down` removes exactly the ones this cluster made
+  mkdir -p "$RUN"
+  [ -e "$RUN/shim-sockets-before" ] || { [ -d /run/containerd ] && echo yes || echo no; } > "$RUN/run-containerd-existed"
+  [ -e "$RUN/shim-sockets-before" ] || ls -1 /run/containerd/s 2>/dev/null | sort > "$RUN/shim-sockets-before" || true
   launch containerd containerd --config "$CLUSTER_DIR/etc/containerd.toml"
   wait_for "containerd" containerd ctr_ version
 }
@@ -564,6 +571,19 @@ down() {
         kill -KILL "$p" 2>/dev/null || true
       fi
     done
+    # the shims' sockets this cluster made in /run/containerd/s (and that directory, if it did not
+    # exist before the cluster)
+    if [ -f "$RUN/shim-sockets-before" ] && [ -d /run/containerd/s ]; then
+      local sock
+      for sock in $(ls -1 /run/containerd/s | sort | comm -13 "$RUN/shim-sockets-before" -); do
+        rm -f "/run/containerd/s/$sock"
+      done
+      if [ "$(cat "$RUN/run-containerd-existed" 2>/dev/null)" = no ]; then
+        rmdir /run/containerd/s 2>/dev/null || true
+        rm -rf /run/containerd/runc/k8s.io 2>/dev/null || true
+        rmdir /run/containerd/runc /run/containerd 2>/dev/null || true
+      fi
+    fi
     stop_proc apiserver
     stop_proc etcd
     # mounts below the cluster dir, deepest first
