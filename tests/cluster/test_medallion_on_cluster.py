@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +20,15 @@ import pytest
 from lakehouse.datagen import GenConfig, Manifest, generate
 from lakehouse.k8s.render import FLOW_RUN_LABEL, TASK_RUN_LABEL
 from lakehouse.settings import get_settings
-from tests import expected
 from tests.cluster.conftest import NS, Apps, chown_for_pods, fresh_lake
 from tests.fixtures.cluster import RealCluster
+from tests.medallion_tables import SOURCES, check_tables
 
 pytestmark = [pytest.mark.cluster, pytest.mark.spark, pytest.mark.timeout(1800)]
 
 START = dt.date(2026, 1, 1)
 DATES = [START, START + dt.timedelta(days=1)]
-SOURCES = ("orders", "users", "events")
-KEYS = {"orders": "order_id", "users": "user_id", "events": "event_id"}
 CFG = dict(events_per_day=400, orders_per_day=80, users_initial=60)
-
-
-def _table(spark: Any, root: Path, layer: str, name: str) -> Any:
-    return spark.read.format("delta").load(str(root / "warehouse" / layer / name))
 
 
 def _versions(root: Path) -> dict[str, int]:
@@ -88,33 +81,8 @@ def test_tables_match_the_manifest_and_independent_figures(
     summary = first["state"].result()
     root: Path = medallion_runs["root"]
     manifest: Manifest = medallion_runs["manifest"]
-    landing = root / "landing"
 
-    by_table = {f"{r['layer']}.{r['table']}": r for r in summary}
-    for s in SOURCES:
-        lines = manifest.total(s, "lines")
-        assert _table(spark, root, "bronze", s).count() == lines == by_table[f"bronze.{s}"]["rows_written"]
-        silver = _table(spark, root, "silver", s)
-        exp = expected.latest_rows(landing, s, DATES)
-        assert silver.count() == len(exp) == manifest.total(s, "new_keys")
-        assert silver.select(KEYS[s]).distinct().count() == len(exp)
-        q = {}
-        if (root / "warehouse" / "quarantine" / s).exists():  # made on the first rejected row
-            quarantine = _table(spark, root, "quarantine", s)
-            q = {r[0]: r[1] for r in quarantine.groupBy(quarantine.failed_rules[0]).count().collect()}
-        assert q == expected.rejected(landing, s, DATES)
-    orders = {r.order_id: (r.status, r.amount) for r in _table(spark, root, "silver", "orders").collect()}
-    exp_orders = expected.latest_rows(landing, "orders", DATES)
-    assert orders == {
-        k: (v["status"], Decimal(str(v["amount"])).quantize(Decimal("0.01"))) for k, v in exp_orders.items()
-    }
-    hourly = {(r.hour, r.event_type): (r.event_count, r.total_amount)
-              for r in _table(spark, root, "gold", "hourly_stats").collect()}
-    assert hourly == expected.hourly_stats(expected.latest_rows(landing, "events", DATES))
-    revenue = {r.date_day: (r.total_orders, r.unique_customers, r.total_revenue, r.avg_order_value)
-               for r in _table(spark, root, "gold", "daily_revenue").collect()}
-    assert revenue == expected.daily_revenue(exp_orders)
-
+    check_tables(spark, root, manifest, summary, DATES)
 
 def test_jobs_ran_as_spark_applications_with_driver_and_executor_pods(
     medallion_runs: dict[str, Any]

@@ -7,7 +7,6 @@ silver and gold from the landing files in plain Python.
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from lakehouse.datagen import GenConfig, Manifest, generate
-from tests import expected
+from tests.medallion_tables import check_tables
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
 
@@ -96,41 +95,10 @@ def first_run(
 def test_flow_end_to_end_matches_manifest_and_independent_figures(
     spark: SparkSession, first_run: dict[str, Any], landed: tuple[Path, Manifest]
 ) -> None:
-    landing, manifest = landed
+    manifest = landed[1]
     root, summary = first_run["root"], first_run["summary"]
 
-    by_table = {f"{r['layer']}.{r['table']}": r for r in summary}
-    for s in SOURCES:
-        lines = manifest.total(s, "lines")
-        assert _table(spark, root, "bronze", s).count() == lines == by_table[f"bronze.{s}"]["rows_written"]
-        silver = _table(spark, root, "silver", s)
-        exp = expected.latest_rows(landing, s, DATES)
-        assert silver.count() == len(exp) == manifest.total(s, "new_keys")
-        assert silver.select(KEYS[s]).distinct().count() == len(exp)
-        quarantine = _table(spark, root, "quarantine", s)
-        q = {r[0]: r[1] for r in quarantine.groupBy(quarantine.failed_rules[0]).count().collect()}
-        assert q == expected.rejected(landing, s, DATES)
-        assert sum(q.values()) == manifest.total(s, "null_keys") + manifest.total(s, "malformed")
-        assert by_table[f"silver.{s}"]["rows_read"] == lines
-    # silver holds the latest version of each order (status updates applied)
-    orders = {r.order_id: (r.status, r.amount) for r in _table(spark, root, "silver", "orders").collect()}
-    exp_orders = expected.latest_rows(landing, "orders", DATES)
-    assert orders == {
-        k: (v["status"], Decimal(str(v["amount"])).quantize(Decimal("0.01"))) for k, v in exp_orders.items()
-    }
-
-    hourly = {
-        (r.hour, r.event_type): (r.event_count, r.total_amount)
-        for r in _table(spark, root, "gold", "hourly_stats").collect()
-    }
-    assert hourly == expected.hourly_stats(expected.latest_rows(landing, "events", DATES))
-    revenue = {
-        r.date_day: (r.total_orders, r.unique_customers, r.total_revenue, r.avg_order_value)
-        for r in _table(spark, root, "gold", "daily_revenue").collect()
-    }
-    assert revenue == expected.daily_revenue(exp_orders)
-    by_country = _table(spark, root, "gold", "daily_revenue_by_country").groupBy("date_day").sum("total_orders")
-    assert {r[0]: r[1] for r in by_country.collect()} == {d: v[0] for d, v in revenue.items()}
+    check_tables(spark, root, manifest, summary, DATES)
 
     from prefect.client.orchestration import get_client
 
