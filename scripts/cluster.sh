@@ -40,6 +40,8 @@ cd "$REPO_ROOT"
 CLUSTER_DIR="${LAKEHOUSE_CLUSTER_DIR:-$REPO_ROOT/.lakehouse/cluster}"
 NETNS="${LAKEHOUSE_CLUSTER_NETNS:-lakehouse-k8s}"
 API_PORT="${LAKEHOUSE_CLUSTER_API_PORT:-16443}"
+# the longest unix socket below the cluster dir adds 50 characters; the kernel allows 107
+MAX_DIR_LEN=57
 NODE_IP=10.244.0.1
 POD_CIDR=10.244.0.0/24
 SERVICE_CIDR=10.0.0.0/24
@@ -526,8 +528,10 @@ up() {
   scripts/cluster-tools.sh >/dev/null
   tools
   scripts/images.sh pause spark operator
-  # unix sockets live below the cluster dir: their paths must stay under the kernel's 108 bytes
-  (( ${#RUN} + 40 < 108 )) || die "cluster dir path too long for unix sockets: set LAKEHOUSE_CLUSTER_DIR to a shorter one"
+  # unix sockets live below the cluster dir (containerd's, the kubelet's device-plugin socket
+  # state/kubelet/device-plugins/kubelet.sock): their paths must fit the kernel's 108 bytes
+  (( ${#CLUSTER_DIR} <= MAX_DIR_LEN )) \
+    || die "the cluster dir $CLUSTER_DIR is longer than $MAX_DIR_LEN characters, too long for the unix sockets below it: set LAKEHOUSE_CLUSTER_DIR to a shorter path"
   mkdir -p "$RUN/pids" "$LOGS"
   exec 8>"$CLUSTER_DIR/.lock"; flock -n 8 || die "another scripts/cluster.sh runs on $CLUSTER_DIR"
   say "starting the test cluster in $CLUSTER_DIR (network namespace $NETNS)"
