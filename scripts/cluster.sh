@@ -25,11 +25,14 @@
 #   * the kubelet runs in a mount namespace of its own where the kernel settings it would write
 #     (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops) are private files that already
 #     hold the values it wants; kube-proxy is told to leave the conntrack settings alone;
-#   * containerd's root, state and socket, the kubelet's root, pod logs, the CNI IPAM state and
-#     all certificates live under $LAKEHOUSE_CLUSTER_DIR (default .lakehouse/cluster);
+#   * containerd's root, state and socket, runc's state, the kubelet's root, pod logs, the CNI
+#     IPAM state and all certificates live under $LAKEHOUSE_CLUSTER_DIR (default
+#     .lakehouse/cluster); only the shims' sockets go where containerd 1.6 always puts them
+#     (/run/containerd/s);
 #   * `down` stops every process by the PID it recorded, then the containerd shims of this
-#     cluster's socket, unmounts everything below the cluster dir, deletes the namespaces the
-#     cluster made (its own and the pods'), removes the kubepods cgroups and the cluster dir.
+#     cluster's socket, removes the shim sockets the cluster made, unmounts everything below the
+#     cluster dir, deletes the namespaces the cluster made (its own and the pods'), removes the
+#     kubepods cgroups and the cluster dir.
 #
 # Data: $LAKEHOUSE_CLUSTER_DIR/data is a hostPath PersistentVolume bound to the PVC
 # spark-jobs/lake (Pod Security "restricted" refuses hostPath in pods, not behind a PVC); jobs
