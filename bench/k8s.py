@@ -53,7 +53,6 @@ import platform
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -81,6 +80,7 @@ from lakehouse.k8s.report import AppReport  # noqa: E402
 from lakehouse.k8s.runinfo import RunInfo  # noqa: E402
 from lakehouse.pipeline import LAYERS, medallion_jobs  # noqa: E402
 from lakehouse.settings import Settings  # noqa: E402
+from tests.fixtures.cluster import free_port, read_env  # noqa: E402
 
 SCRIPT = ROOT / "scripts" / "cluster.sh"
 CLUSTER_DIR = ROOT / ".lakehouse" / "bench-cluster"
@@ -130,23 +130,6 @@ class Cluster:
     def data_dir(self) -> Path:
         """The host directory behind the PVC ``lake`` (mounted in the pods, see the settings)."""
         return Path(self.env["LAKEHOUSE_CLUSTER_DATA_DIR"])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _read_env(path: Path) -> dict[str, str]:
-    """The ``export KEY=VALUE`` lines of the env file ``scripts/cluster.sh up`` writes."""
-    env: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("export "):
-            key, _, value = line[len("export "):].partition("=")
-            env[key] = shlex.split(value)[0] if value else ""
-    return env
 
 
 def _other_kubelets() -> list[str]:
@@ -201,7 +184,7 @@ def bench_cluster() -> Iterator[Cluster]:
         **os.environ,
         "LAKEHOUSE_CLUSTER_DIR": str(CLUSTER_DIR),
         "LAKEHOUSE_CLUSTER_NETNS": NETNS,
-        "LAKEHOUSE_CLUSTER_API_PORT": str(_free_port()),
+        "LAKEHOUSE_CLUSTER_API_PORT": str(free_port()),
     }
 
     def _interrupted(signum: int, frame: FrameType | None) -> None:
@@ -215,7 +198,7 @@ def bench_cluster() -> Iterator[Cluster]:
         if _script("up", script_env, UP_TIMEOUT_S) != 0:
             raise SystemExit(f"scripts/cluster.sh up failed{_log_tails()}")
         print(f"cluster up in {time.monotonic() - t0:.0f}s", flush=True)
-        env = _read_env(CLUSTER_DIR / "env")
+        env = read_env(CLUSTER_DIR / "env")
         api = config.new_client_from_config(  # type: ignore[no-untyped-call]
             str(env["LAKEHOUSE_CLUSTER_ADMIN_KUBECONFIG"]), client_configuration=client.Configuration())
         yield Cluster(env, api)
