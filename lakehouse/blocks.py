@@ -140,16 +140,18 @@ def base_job_template(kind: PoolKind, settings: Settings) -> dict[str, Any]:
     }
     for name, value in defaults.items():
         props[name]["default"] = value
-    container = t["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]["containers"][0]
-    for source in container.get("envFrom", []):
-        if "configMapRef" in source:
-            source["configMapRef"]["name"] = d.settings_configmap
+    pod = t["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
     keys = {s.env: s.k8s_key for s in secret_specs(settings)}
-    for var in container.get("env", []):
-        ref = var.get("valueFrom", {}).get("secretKeyRef")
-        if ref is not None:
-            ref["name"] = d.credentials_secret
-            ref["key"] = keys.get(var["name"], ref["key"])
+    # the flow run's container and the reaper sidecar (lakehouse.k8s.reaper) alike
+    for container in [*pod.get("initContainers", []), *pod["containers"]]:
+        for source in container.get("envFrom", []):
+            if "configMapRef" in source:
+                source["configMapRef"]["name"] = d.settings_configmap
+        for var in container.get("env", []):
+            ref = var.get("valueFrom", {}).get("secretKeyRef")
+            if ref is not None:
+                ref["name"] = d.credentials_secret
+                ref["key"] = keys.get(var["name"], ref["key"])
     return t
 
 

@@ -199,6 +199,13 @@ class KubernetesSettings(BaseModel):
         description="kubeconfig context used when neither a credentials block nor in-cluster "
         "config applies (default: the current context).",
     )
+    submitter_pod: str | None = Field(
+        default=None,
+        description="Name of the pod this process runs in, set by the Kubernetes work pool's job "
+        "template (downward API). Batch apps are labelled with it, and the flow-run pod's reaper "
+        "sidecar deletes the ones still running when the flow run's container ends in any way "
+        "(python -m lakehouse.k8s.reaper).",
+    )
     spark_version: str = Field(
         default=versions.SPARK_VERSION,
         description="spec.sparkVersion of every SparkApplication (must match the image).",

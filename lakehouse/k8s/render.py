@@ -41,6 +41,8 @@ KIND_LABEL = "lakehouse.io/kind"
 ATTEMPT_LABEL = "lakehouse.io/attempt"
 FLOW_RUN_LABEL = "prefect.io/flow-run-id"
 TASK_RUN_LABEL = "prefect.io/task-run-id"
+SUBMITTER_POD_LABEL = "lakehouse.io/submitter-pod"
+"""On batch apps submitted from a flow-run pod: that pod's name (kubernetes.submitter_pod)."""
 MANAGED_BY = {"app.kubernetes.io/managed-by": "lakehouse", "app.kubernetes.io/part-of": "lakehouse"}
 
 LOCAL_DIR_VOLUME = "spark-local-dir-1"
@@ -240,6 +242,9 @@ def render_application(
             annotations["prefect.io/flow-run-name"] = run.flow_run_name
         if run.task_run_name:
             annotations["prefect.io/task-run-name"] = run.task_run_name
+    if settings.kubernetes.submitter_pod and not job.streaming:
+        # the stream outlives every flow run by design: only batch apps are the pod's to reap
+        labels[SUBMITTER_POD_LABEL] = label_value(settings.kubernetes.submitter_pod)
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,

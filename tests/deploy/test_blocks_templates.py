@@ -44,9 +44,13 @@ def test_kubernetes_pool_takes_names_from_the_settings() -> None:
     assert [props[k]["default"] for k in ("image", "namespace", "service_account_name", "cpu_limit")] == [
         "lakehouse-prefect:1.2.3", "flows", "runner", "3"]
     assert not any("prefect.blocks.secret" in v for v in props["env"]["default"].values())
-    container = t["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]["containers"][0]
+    pod = t["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
     assert container["envFrom"] == [{"configMapRef": {"name": "cfg", "optional": True}}]
-    assert {e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]} == {"creds"}
+    assert {e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]
+            if "secretKeyRef" in e["valueFrom"]} == {"creds"}
+    # the reaper sidecar reads the same settings ConfigMap
+    assert [c["envFrom"] for c in pod["initContainers"]] == [container["envFrom"]]
 
 
 def test_result_storage_follows_the_storage_root() -> None:

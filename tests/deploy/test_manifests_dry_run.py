@@ -29,7 +29,8 @@ from tests.k8s.support import apply, load_kustomization
 
 pytestmark = [pytest.mark.e2e, pytest.mark.k8s, pytest.mark.timeout(600)]
 
-KUSTOMIZATIONS = ["k8s", "k8s/base", "k8s/overlays/dev", "k8s/overlays/prod", "spark-operator/dbt"]
+KUSTOMIZATIONS = ["k8s", "k8s/base", "k8s/overlays/dev", "k8s/overlays/prod", "k8s/overlays/local",
+                  "spark-operator/dbt"]
 SECRET = "kafka-pw-" + uuid.uuid4().hex
 
 
@@ -94,8 +95,12 @@ def test_overlays_add_the_worker_and_its_settings(kustomize_bin: Path) -> None:
         assert settings["LAKEHOUSE_BACKEND"] == "kubernetes"
         assert settings["LAKEHOUSE_STORAGE__ROOT"] == f"s3a://lakehouse-{env}"
         # only references to the credentials Secret, never values
-        refs = [e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e]
+        refs = [e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]
+                if "secretKeyRef" in e.get("valueFrom", {})]
         assert refs == ["lakehouse-credentials"]
+        # the observer watches the flow runs' namespace, the worker's own, not the cluster
+        observer = {e["name"]: e for e in container["env"]}["PREFECT_INTEGRATIONS_KUBERNETES_OBSERVER_NAMESPACES"]
+        assert observer["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
         assert "lakehouse-credentials" in settings["LAKEHOUSE_KUBERNETES__ENV_SECRET_REFS"]
 
 
@@ -145,6 +150,14 @@ def test_kubernetes_work_pool_job_passes_dry_run_with_pod_security(admin: Any) -
     assert env["LAKEHOUSE_KAFKA__SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "lakehouse-credentials"
     assert env["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"]["value"] == "local-file-system/lakehouse-results"
     assert env["LAKEHOUSE_NOTIFICATIONS__BLOCK"]["value"] == "custom-webhook/lakehouse-alerts"
+    pod_name = {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["LAKEHOUSE_KUBERNETES__SUBMITTER_POD"]["valueFrom"] == pod_name
+    # the reaper: a native sidecar from the same image, knowing the same pod name
+    [reaper] = pod["initContainers"]
+    assert reaper["restartPolicy"] == "Always" and reaper["image"] == container["image"]
+    assert reaper["args"] == ["python", "-m", "lakehouse.k8s.reaper"]
+    assert {e["name"]: e.get("valueFrom") for e in reaper["env"]} == {"LAKEHOUSE_KUBERNETES__SUBMITTER_POD": pod_name}
+    assert reaper["envFrom"] == container["envFrom"]
     job["metadata"]["name"] = job["metadata"].pop("generateName") + "dry-run"
     _dry_run(admin, job)
     # Pod Security "restricted" is enforced on pods: the Job's pod as the Job controller makes it

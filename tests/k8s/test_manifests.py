@@ -28,6 +28,7 @@ from lakehouse.k8s.render import (
     FLOW_RUN_LABEL,
     JOB_LABEL,
     SPEC_HASH,
+    SUBMITTER_POD_LABEL,
     TASK_RUN_LABEL,
     render_application,
     spec_hash,
@@ -173,6 +174,22 @@ def test_streaming_job_renders_restart_policy_always() -> None:
     assert spec["driver"]["javaOptions"].split()[-1] == "-XX:+UseParallelGC"
     assert spec["driver"]["javaOptions"].split()[0].startswith("-Dlog4j2.configurationFile=")
     assert spec["executor"]["javaOptions"] == "-XX:+UseParallelGC"
+
+
+def test_batch_apps_from_a_flow_run_pod_carry_its_name_for_the_reaper() -> None:
+    pod = "nimble-otter-8zlf2-h6pmp"
+    settings = make_settings("spark-jobs", submitter_pod=pod)
+    batch = render_application(SparkJob(name="medallion", entrypoint="spark_jobs.medallion"), settings,
+                               name="medallion-1", run=RUN)
+    assert batch["metadata"]["labels"][SUBMITTER_POD_LABEL] == pod
+    stream = SparkJob(name="events-stream", entrypoint="spark_jobs.bronze", streaming=True)
+    # the stream outlives its flow run by design: never the reaper's
+    assert SUBMITTER_POD_LABEL not in render_application(stream, settings, name="s", run=RUN)["metadata"]["labels"]
+    # outside a pod (a laptop, the tests' host process) there is no such label
+    plain = render_application(SparkJob(name="medallion", entrypoint="spark_jobs.medallion"),
+                               make_settings("spark-jobs"), name="medallion-1", run=RUN)
+    assert SUBMITTER_POD_LABEL not in plain["metadata"]["labels"]
+    assert batch["metadata"]["annotations"][SPEC_HASH] == plain["metadata"]["annotations"][SPEC_HASH]
 
 
 def test_spec_hash_ignores_the_run_identity() -> None:
