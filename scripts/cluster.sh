@@ -43,6 +43,7 @@ cd "$REPO_ROOT"
 CLUSTER_DIR="${LAKEHOUSE_CLUSTER_DIR:-$REPO_ROOT/.lakehouse/cluster}"
 NETNS="${LAKEHOUSE_CLUSTER_NETNS:-lakehouse-k8s}"
 API_PORT="${LAKEHOUSE_CLUSTER_API_PORT:-16443}"
+PREFECT_PORT="${LAKEHOUSE_CLUSTER_PREFECT_PORT:-14200}"
 # the longest unix socket below the cluster dir adds 50 characters; the kernel allows 107
 MAX_DIR_LEN=57
 NODE_IP=10.244.0.1
@@ -90,6 +91,24 @@ stop_proc() {  # NAME [grace seconds]
     kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$f"
+}
+
+forward() {  # NAME HOST_PORT NODE_PORT : 127.0.0.1:HOST_PORT on the host -> $NODE_IP:NODE_PORT in the namespace
+  mkdir -p "$RUN/pids" "$LOGS"
+  running "$1" && return 0
+  setsid socat "TCP-LISTEN:$2,bind=127.0.0.1,reuseaddr,fork" \
+    "EXEC:nsenter --net=/run/netns/$NETNS -- socat STDIO TCP\:$NODE_IP\:$3" \
+    >"$LOGS/$1.log" 2>&1 < /dev/null 8>&- &
+  echo $! > "$(pidfile "$1")"
+}
+
+stop_group() {  # NAME : a process started by launch and every process of its group
+  local f pid
+  f=$(pidfile "$1"); [ -f "$f" ] || return 0
+  pid=$(cat "$f")
+  kill -TERM -- "-$pid" 2>/dev/null || true
+  stop_proc "$1" 10
+  kill -KILL -- "-$pid" 2>/dev/null || true
 }
 
 wait_for() {  # WHAT LOGNAME CMD... : retry CMD until it succeeds or UP_TIMEOUT passes
@@ -313,7 +332,7 @@ start_containerd() {
 import_images() {
   local name tar t0=$SECONDS
   touch "$RUN/imported"
-  for name in pause spark operator; do
+  for name in pause spark operator prefect; do
     tar=$(scripts/images.sh --export "$name" "$LAKEHOUSE_CACHE_DIR/images")
     grep -qxF "$tar" "$RUN/imported" && continue
     ctr_ images import "$tar" >/dev/null || die "importing $tar into containerd failed"
@@ -338,13 +357,7 @@ start_control_plane() {
     --kubelet-preferred-address-types=InternalIP --profiling=false
   wait_for "the API server" apiserver kc get --raw /readyz
   # the host's door to the API server: 127.0.0.1:$API_PORT -> $NODE_IP:6443 in the namespace
-  mkdir -p "$RUN/pids"
-  if ! running api-forward; then
-    setsid socat "TCP-LISTEN:$API_PORT,bind=127.0.0.1,reuseaddr,fork" \
-      "EXEC:nsenter --net=/run/netns/$NETNS -- socat STDIO TCP\:$NODE_IP\:6443" \
-      >"$LOGS/api-forward.log" 2>&1 < /dev/null 8>&- &
-    echo $! > "$(pidfile api-forward)"
-  fi
+  forward api-forward "$API_PORT" 6443
   launch controller-manager "$K8S_BIN/kube-controller-manager" \
     --kubeconfig="$PKI/controller-manager.kubeconfig" \
     --authentication-kubeconfig="$PKI/controller-manager.kubeconfig" \
@@ -464,6 +477,71 @@ PY
   wait_for "the webhook to admit a SparkApplication" "" webhook_admits
 }
 
+# The Prefect server of the cluster's flow runs: a host process on the node (in the namespace,
+# on $NODE_IP:4200, its database under the cluster dir), the Service prefect/prefect-server in
+# front of it for the pods (PREFECT_API_URL of k8s/worker), 127.0.0.1:$PREFECT_PORT for the host.
+prefect_api() { echo "http://127.0.0.1:$PREFECT_PORT/api"; }
+
+prefect_healthy() {
+  python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/health", timeout=3)' "$(prefect_api)"
+}
+
+start_prefect() {
+  mkdir -p "$STATE/prefect"
+  # a clean environment: nothing of the caller's Prefect profile or test harness leaks in
+  launch prefect-server env -i PATH="$PATH" HOME="$STATE/prefect" LANG=C.UTF-8 \
+    PREFECT_HOME="$STATE/prefect" PREFECT_SERVER_ANALYTICS_ENABLED=false \
+    PREFECT_API_DATABASE_CONNECTION_URL="sqlite+aiosqlite:///$STATE/prefect/prefect.db" \
+    PREFECT_SERVER_API_HOST="$NODE_IP" PREFECT_SERVER_API_PORT=4200 \
+    PREFECT_UI_API_URL="$(prefect_api)" \
+    "$REPO_ROOT/.venv/bin/prefect" server start --host "$NODE_IP" --port 4200
+  forward prefect-forward "$PREFECT_PORT" 4200
+  wait_for "the Prefect server" prefect-server prefect_healthy
+}
+
+# The work pool, blocks and variable of the flow runs (`lakehouse blocks` with this cluster's
+# settings), then the Prefect worker Deployment of k8s/overlays/local, with the image tags built
+# here set in a copy of k8s/.
+install_prefect() {
+  local kustomize spark prefect
+  kustomize=$(scripts/kustomize.sh)
+  spark=$(scripts/images.sh --ref spark); prefect=$(scripts/images.sh --ref prefect)
+  env -i PATH="$PATH" HOME="$STATE/prefect" LANG=C.UTF-8 PREFECT_HOME="$STATE/prefect-client" \
+    PREFECT_API_URL="$(prefect_api)" PREFECT_SERVER_ANALYTICS_ENABLED=false \
+    LAKEHOUSE_BACKEND=kubernetes LAKEHOUSE_DEPLOY__WORK_POOL=lakehouse-kubernetes \
+    LAKEHOUSE_DEPLOY__PREFECT_IMAGE="$prefect" LAKEHOUSE_STORAGE__ROOT=/data/lake \
+    LAKEHOUSE_RESULTS_DIR=/tmp/prefect-results \
+    LAKEHOUSE_DEPLOY__FLOW_CPU_REQUEST=250m LAKEHOUSE_DEPLOY__FLOW_MEMORY_REQUEST=512Mi \
+    "$REPO_ROOT/.venv/bin/python" -m lakehouse.cli blocks > "$LOGS/blocks.log" 2>&1 \
+    || { tail -n 20 "$LOGS/blocks.log" >&2; die "lakehouse blocks against the cluster's Prefect server failed (log: $LOGS/blocks.log)"; }
+  rm -rf "$CLUSTER_DIR/etc/k8s"; cp -r k8s "$CLUSTER_DIR/etc/k8s"
+  (
+    cd "$CLUSTER_DIR/etc/k8s/overlays/local"
+    "$kustomize" edit set image "lakehouse-prefect=$prefect"
+    "$kustomize" edit set configmap lakehouse-settings --namespace prefect \
+      --from-literal "LAKEHOUSE_KUBERNETES__IMAGE=$spark"
+  ) || die "kustomize edit of the local overlay failed"
+  "$kustomize" build "$CLUSTER_DIR/etc/k8s/overlays/local" | kc apply -f - >/dev/null
+  kc apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Service
+metadata: {name: prefect-server, namespace: prefect, labels: {app.kubernetes.io/part-of: lakehouse}}
+spec: {ports: [{name: api, port: 4200, targetPort: 4200, protocol: TCP}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: prefect-server-node
+  namespace: prefect
+  labels: {kubernetes.io/service-name: prefect-server, endpointslice.kubernetes.io/managed-by: lakehouse}
+addressType: IPv4
+ports: [{name: api, port: 4200, protocol: TCP}]
+endpoints: [{addresses: ["$NODE_IP"], conditions: {ready: true}}]
+EOF
+  wait_for "the Prefect worker" kubelet \
+    kc -n prefect rollout status deployment/prefect-worker --timeout=5s
+}
+
 ref_name() { echo "${1%:*}"; }
 
 webhook_ca_ready() {
@@ -515,6 +593,9 @@ export LAKEHOUSE_KUBERNETES__IMAGE=$image
 export LAKEHOUSE_KUBERNETES__IMAGE_PULL_POLICY=IfNotPresent
 export LAKEHOUSE_KUBERNETES__VOLUMES='[{"name": "lake", "claim_name": "lake", "mount_path": "/data"}]'
 export LAKEHOUSE_STORAGE__ROOT=/data/lake
+# the Prefect server of the flow runs on the cluster (the worker pod polls it)
+export LAKEHOUSE_CLUSTER_PREFECT_API_URL=$(prefect_api)
+export LAKEHOUSE_CLUSTER_PREFECT_IMAGE=$(scripts/images.sh --ref prefect)
 EOF
 }
 
@@ -530,7 +611,7 @@ up() {
   scripts/k8s-tools.sh >/dev/null
   scripts/cluster-tools.sh >/dev/null
   tools
-  scripts/images.sh pause spark operator
+  scripts/images.sh pause spark operator prefect
   # unix sockets live below the cluster dir (containerd's, the kubelet's device-plugin socket
   # state/kubelet/device-plugins/kubelet.sock): their paths must fit the kernel's 108 bytes
   (( ${#CLUSTER_DIR} <= MAX_DIR_LEN )) \
@@ -547,6 +628,8 @@ up() {
   start_node
   install_project
   install_operator
+  start_prefect
+  install_prefect
   write_env
   say "cluster up in $((SECONDS - t0))s: source $CLUSTER_DIR/env (API on 127.0.0.1:$API_PORT)"
 }
@@ -563,6 +646,8 @@ down() {
       kc delete pods --all -A --grace-period=3 --wait=true --timeout=60s >/dev/null 2>&1 || true
     fi
     stop_proc api-forward
+    stop_proc prefect-forward
+    stop_group prefect-server
     local n
     for n in coredns kube-proxy kubelet scheduler controller-manager; do stop_proc "$n"; done
     if running containerd; then
@@ -618,7 +703,7 @@ down() {
 
 status() {
   local n
-  for n in containerd etcd apiserver api-forward controller-manager scheduler kubelet kube-proxy coredns; do
+  for n in containerd etcd apiserver api-forward controller-manager scheduler kubelet kube-proxy coredns prefect-server prefect-forward; do
     if running "$n"; then echo "$n: running (pid $(cat "$(pidfile "$n")"))"; else echo "$n: stopped"; fi
   done
   if running apiserver; then tools; kc get nodes,pods -A -o wide 2>&1 || true; fi

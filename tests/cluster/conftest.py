@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import subprocess
 import threading
 import time
 import uuid
@@ -20,9 +22,12 @@ from lakehouse.jobs import SparkJob
 from lakehouse.k8s.report import AppReport
 from lakehouse.k8s.runinfo import RunInfo
 from lakehouse.settings import Settings, get_settings
-from tests.fixtures.cluster import RealCluster
+from tests.fixtures.cluster import REPO_ROOT, RealCluster
 
 NS = "spark-jobs"
+FLOW_NS = "prefect"
+"""Namespace of the Prefect worker and the flow-run Jobs (k8s/worker)."""
+FLOW_RUN_POD_LABEL = "prefect.io/flow-run-id"
 BLOCK = "lakehouse-test-cluster"
 POD_ROOT = "/data"
 """Where the pods mount the PVC spark-jobs/lake (the cluster's data dir on the host)."""
@@ -169,3 +174,70 @@ def fresh_lake(real_cluster: RealCluster, name: str) -> tuple[Path, str]:
     host.mkdir(parents=True)
     return host, f"{POD_ROOT}/{name}"
 
+
+class ClusterPrefect:
+    """The cluster's Prefect server, seen from this process."""
+
+    def __init__(self, cluster: RealCluster) -> None:
+        self.cluster = cluster
+        self.api_url = cluster.env["LAKEHOUSE_CLUSTER_PREFECT_API_URL"]
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        return {**env, "PREFECT_API_URL": self.api_url, "PREFECT_HOME": str(self.cluster.directory / "prefect-cli")}
+
+    def cli(self, *args: str, timeout: float = 300) -> str:
+        proc = subprocess.run([str(REPO_ROOT / ".venv/bin/prefect"), "--no-prompt", *args], cwd=REPO_ROOT,
+                              env=self.env(), capture_output=True, text=True, timeout=timeout, check=False)
+        assert proc.returncode == 0, f"prefect {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        return proc.stdout
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[Any]:
+        """A sync client of the cluster's server (over the session's Prefect test harness)."""
+        from prefect.client.orchestration import get_client
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings(updates={PREFECT_API_URL: self.api_url}), get_client(sync_client=True) as c:
+            yield c
+
+    def deploy(self, name: str, full_name: str) -> None:
+        """``prefect deploy --name NAME`` from deployments/prefect.yaml, schedule cleared (a test
+        does not wait for the cron)."""
+        self.cli("deploy", "--prefect-file", "deployments/prefect.yaml", "--name", name)
+        self.cli("deployment", "schedule", "clear", full_name, "-y")
+
+    def run(self, deployment: str, **parameters: Any) -> str:
+        """``prefect deployment run`` as a user types it; returns the flow run id."""
+        args = ["deployment", "run", deployment]
+        for key, value in parameters.items():
+            args += ["--param", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+        out = self.cli(*args)
+        for line in out.splitlines():
+            if "UUID:" in line:
+                return line.split("UUID:")[1].strip()
+        raise AssertionError(f"no flow run id in: {out}")
+
+    def flow_run(self, flow_run_id: str) -> Any:
+        with self.client() as prefect:
+            return prefect.read_flow_run(uuid.UUID(flow_run_id))
+
+    def wait_final(self, flow_run_id: str, timeout: float) -> Any:
+        return wait_until(f"flow run {flow_run_id} in a final state",
+                          lambda: (fr := self.flow_run(flow_run_id)).state and fr.state.is_final() and fr,
+                          timeout, every=3)
+
+    def logs(self, flow_run_id: str) -> list[str]:
+        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+        with self.client() as prefect:
+            logs = prefect.read_logs(log_filter=LogFilter(
+                flow_run_id=LogFilterFlowRunId(any_=[uuid.UUID(flow_run_id)])))
+        return [log.message for log in logs]
+
+
+def flow_run_pods(cluster: RealCluster, flow_run_id: str) -> list[dict[str, Any]]:
+    out = json.loads(cluster.kubectl("-n", FLOW_NS, "get", "pods", "-l", f"{FLOW_RUN_POD_LABEL}={flow_run_id}",
+                                     "-o", "json"))
+    items: list[dict[str, Any]] = out["items"]
+    return items
