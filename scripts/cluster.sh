@@ -14,6 +14,10 @@
 #   CoreDNS as host processes, containerd + runc + the CNI bridge plugin from Debian's packages,
 #   the Spark operator controller and webhook as Deployments from the operator's own Helm chart
 #   rendered with spark-operator/values.yaml. Pods run the images scripts/images.sh builds.
+#   Around them, what a production cluster has around the jobs: a `prefect server` and a Kafka
+#   broker (KRaft, scripts/kafka.sh's jars) as processes on the node, behind the Services
+#   prefect/prefect-server and kafka/lakehouse-kafka-bootstrap; the work pool (lakehouse blocks)
+#   and the Prefect worker Deployment of k8s/overlays/local, from the prefect image.
 #
 # Isolation (the machine is shared; nothing machine-wide is changed):
 #   * every process runs in the network namespace $LAKEHOUSE_CLUSTER_NETNS (default
@@ -21,7 +25,8 @@
 #     the pods' network): no link to the host's network, no route out, so no traffic leaves the
 #     machine; kube-proxy's iptables rules and the pods' interfaces live there too;
 #   * the API server is reachable from the host only on 127.0.0.1:$LAKEHOUSE_CLUSTER_API_PORT
-#     (default 16443), through a socat forwarder into the namespace;
+#     (default 16443), through a socat forwarder into the namespace; likewise the Prefect API
+#     on $LAKEHOUSE_CLUSTER_PREFECT_PORT (14200) and Kafka on $LAKEHOUSE_CLUSTER_KAFKA_PORT (19092);
 #   * the kubelet runs in a mount namespace of its own where the kernel settings it would write
 #     (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops) are private files that already
 #     hold the values it wants; kube-proxy is told to leave the conntrack settings alone;
@@ -44,6 +49,7 @@ CLUSTER_DIR="${LAKEHOUSE_CLUSTER_DIR:-$REPO_ROOT/.lakehouse/cluster}"
 NETNS="${LAKEHOUSE_CLUSTER_NETNS:-lakehouse-k8s}"
 API_PORT="${LAKEHOUSE_CLUSTER_API_PORT:-16443}"
 PREFECT_PORT="${LAKEHOUSE_CLUSTER_PREFECT_PORT:-14200}"
+KAFKA_PORT="${LAKEHOUSE_CLUSTER_KAFKA_PORT:-19092}"
 # the longest unix socket below the cluster dir adds 50 characters; the kernel allows 107
 MAX_DIR_LEN=57
 NODE_IP=10.244.0.1
@@ -499,6 +505,47 @@ start_prefect() {
   wait_for "the Prefect server" prefect-server prefect_healthy
 }
 
+# The Kafka broker of the cluster (scripts/kafka.sh's jars, KRaft): on the node, in the
+# namespace. Listener PODS on $NODE_IP:9092 for the pods, behind the Service
+# kafka/lakehouse-kafka-bootstrap (the bootstrap of k8s/worker's settings); listener PLAINTEXT
+# on $NODE_IP:9094, advertised as 127.0.0.1:$KAFKA_PORT, the forwarder's port on the host.
+kafka_ready() {
+  "$REPO_ROOT/.venv/bin/python" -c 'import sys
+from confluent_kafka.admin import AdminClient
+AdminClient({"bootstrap.servers": sys.argv[1]}).list_topics(timeout=3)' "127.0.0.1:$KAFKA_PORT"
+}
+
+start_kafka() {
+  local cmd
+  mapfile -t cmd < <(scripts/kafka.sh prepare --port 9094 --controller-port 9093 \
+    --data-dir "$STATE/kafka" --listen "$NODE_IP" --advertise "127.0.0.1:$KAFKA_PORT" \
+    --pods "$NODE_IP:9092" --quiet)
+  [ "${#cmd[@]}" -gt 3 ] || die "scripts/kafka.sh prepare failed (run scripts/kafka.sh install)"
+  launch kafka "${cmd[@]}"
+  forward kafka-forward "$KAFKA_PORT" 9094
+  wait_for "the Kafka broker" kafka kafka_ready
+}
+
+node_service() {  # NAMESPACE NAME PORT : a Service whose one endpoint is $NODE_IP:PORT
+  kc get namespace "$1" >/dev/null 2>&1 || kc create namespace "$1" >/dev/null
+  kc apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Service
+metadata: {name: $2, namespace: $1, labels: {app.kubernetes.io/part-of: lakehouse}}
+spec: {ports: [{name: main, port: $3, targetPort: $3, protocol: TCP}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: $2-node
+  namespace: $1
+  labels: {kubernetes.io/service-name: $2, endpointslice.kubernetes.io/managed-by: lakehouse}
+addressType: IPv4
+ports: [{name: main, port: $3, protocol: TCP}]
+endpoints: [{addresses: ["$NODE_IP"], conditions: {ready: true}}]
+EOF
+}
+
 # The work pool, blocks and variable of the flow runs (`lakehouse blocks` with this cluster's
 # settings), then the Prefect worker Deployment of k8s/overlays/local, with the image tags built
 # here set in a copy of k8s/.
@@ -522,22 +569,8 @@ install_prefect() {
       --from-literal "LAKEHOUSE_KUBERNETES__IMAGE=$spark"
   ) || die "kustomize edit of the local overlay failed"
   "$kustomize" build "$CLUSTER_DIR/etc/k8s/overlays/local" | kc apply -f - >/dev/null
-  kc apply -f - >/dev/null <<EOF
-apiVersion: v1
-kind: Service
-metadata: {name: prefect-server, namespace: prefect, labels: {app.kubernetes.io/part-of: lakehouse}}
-spec: {ports: [{name: api, port: 4200, targetPort: 4200, protocol: TCP}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: prefect-server-node
-  namespace: prefect
-  labels: {kubernetes.io/service-name: prefect-server, endpointslice.kubernetes.io/managed-by: lakehouse}
-addressType: IPv4
-ports: [{name: api, port: 4200, protocol: TCP}]
-endpoints: [{addresses: ["$NODE_IP"], conditions: {ready: true}}]
-EOF
+  node_service prefect prefect-server 4200
+  node_service kafka lakehouse-kafka-bootstrap 9092
   wait_for "the Prefect worker" kubelet \
     kc -n prefect rollout status deployment/prefect-worker --timeout=5s
 }
@@ -596,6 +629,8 @@ export LAKEHOUSE_STORAGE__ROOT=/data/lake
 # the Prefect server of the flow runs on the cluster (the worker pod polls it)
 export LAKEHOUSE_CLUSTER_PREFECT_API_URL=$(prefect_api)
 export LAKEHOUSE_CLUSTER_PREFECT_IMAGE=$(scripts/images.sh --ref prefect)
+# the Kafka broker the pods read (kafka/lakehouse-kafka-bootstrap:9092), from the host
+export LAKEHOUSE_CLUSTER_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
 EOF
 }
 
@@ -610,6 +645,7 @@ up() {
   versions
   scripts/k8s-tools.sh >/dev/null
   scripts/cluster-tools.sh >/dev/null
+  scripts/kafka.sh install >/dev/null
   tools
   scripts/images.sh pause spark operator prefect
   # unix sockets live below the cluster dir (containerd's, the kubelet's device-plugin socket
@@ -629,6 +665,7 @@ up() {
   install_project
   install_operator
   start_prefect
+  start_kafka
   install_prefect
   write_env
   say "cluster up in $((SECONDS - t0))s: source $CLUSTER_DIR/env (API on 127.0.0.1:$API_PORT)"
@@ -648,6 +685,8 @@ down() {
     stop_proc api-forward
     stop_proc prefect-forward
     stop_group prefect-server
+    stop_proc kafka-forward
+    stop_proc kafka 20
     local n
     for n in coredns kube-proxy kubelet scheduler controller-manager; do stop_proc "$n"; done
     if running containerd; then
@@ -703,7 +742,7 @@ down() {
 
 status() {
   local n
-  for n in containerd etcd apiserver api-forward controller-manager scheduler kubelet kube-proxy coredns prefect-server prefect-forward; do
+  for n in containerd etcd apiserver api-forward controller-manager scheduler kubelet kube-proxy coredns prefect-server prefect-forward kafka kafka-forward; do
     if running "$n"; then echo "$n: running (pid $(cat "$(pidfile "$n")"))"; else echo "$n: stopped"; fi
   done
   if running apiserver; then tools; kc get nodes,pods -A -o wide 2>&1 || true; fi

@@ -235,6 +235,16 @@ class ClusterPrefect:
                 flow_run_id=LogFilterFlowRunId(any_=[uuid.UUID(flow_run_id)])))
         return [log.message for log in logs]
 
+    def wait_logs(self, flow_run_id: str, text: str, timeout: float = 60) -> list[str]:
+        """The run's log once a line containing ``text`` arrived (a pod ships its last lines a
+        moment after the run's final state); the log as it is after ``timeout`` otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            logs = self.logs(flow_run_id)
+            if any(text in m for m in logs) or time.monotonic() > deadline:
+                return logs
+            time.sleep(2)
+
 
 def flow_run_pods(cluster: RealCluster, flow_run_id: str) -> list[dict[str, Any]]:
     out = json.loads(cluster.kubectl("-n", FLOW_NS, "get", "pods", "-l", f"{FLOW_RUN_POD_LABEL}={flow_run_id}",
