@@ -103,11 +103,17 @@ def ensure_topic(
         ``created`` or ``exists``.
 
     Raises:
+        KafkaClientError: The cluster did not answer within ``timeout``.
         KafkaTopicError: The topic exists with fewer partitions than asked for, or could not be
             created in time.
     """
     admin = AdminClient(client_config(bootstrap_servers))  # must outlive its futures
-    md = admin.list_topics(timeout=timeout)
+    try:
+        md = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaClientError(
+            f"Kafka at {bootstrap_servers} did not answer within {timeout:g}s (check "
+            f"kafka.bootstrap_servers, LAKEHOUSE_KAFKA__BOOTSTRAP_SERVERS): {exc}") from exc
     replication = 1 if len(md.brokers) == 1 else -1
     new = NewTopic(
         topic,
