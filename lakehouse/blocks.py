@@ -40,6 +40,7 @@ TEMPLATES_DIR = REPO_ROOT / "deployments"
 WORK_POOL_VARIABLE = "lakehouse_work_pool"
 NO_CATCHUP_TAG = "no-catchup"
 MISSED_RUN_AUTOMATION = "lakehouse-missed-run-not-caught-up"
+IMAGE_PULL_AUTOMATION = "lakehouse-flow-run-image-cannot-be-pulled"
 WEBHOOK_BLOCK = "lakehouse-alerts"
 DEFAULT_CREDENTIALS_BLOCK = "lakehouse-kubernetes"
 PoolKind = Literal["process", "kubernetes"]
@@ -253,6 +254,35 @@ def missed_run_automation(settings: Settings) -> Any:
     )
 
 
+def image_pull_automation() -> Any:
+    """The automation that cancels a flow run whose pod cannot pull its image.
+
+    Such a pod stays Pending for ever (the kubelet keeps backing off) and the Kubernetes worker
+    only waits. Its observer replicates the pod's events with the diagnosis
+    ``kubernetes.diagnosis=ImagePullError`` and logs the cause (the image and the kubelet's
+    message) in the flow run's log; this automation then cancels the run, and the worker
+    deletes its Job. A pull that fails once and would have worked later cancels the run too:
+    the next scheduled run tries again.
+    """
+    from prefect.automations import Automation
+    from prefect.events.actions import CancelFlowRun
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    return Automation(
+        name=IMAGE_PULL_AUTOMATION,
+        description="A flow run whose Kubernetes pod cannot pull its image (ErrImagePull, "
+        "ImagePullBackOff) is cancelled instead of staying Pending; the cause is in its log.",
+        trigger=EventTrigger(
+            match={"prefect.resource.id": "prefect.kubernetes.pod.*",
+                   "kubernetes.diagnosis": "ImagePullError"},
+            expect={"prefect.kubernetes.pod.pending"},
+            posture=Posture.Reactive,
+            threshold=1,
+        ),
+        actions=[CancelFlowRun()],
+    )
+
+
 async def _upsert_automation(automation: Any) -> str:
     from prefect.automations import Automation
 
@@ -305,4 +335,6 @@ def ensure_workspace(settings: Settings, log: Callable[[str], None] = lambda _: 
     record(f"variable/{WORK_POOL_VARIABLE} = {d.work_pool}", "saved")
     outcome = run_coro_as_sync(_upsert_automation(missed_run_automation(settings)))
     record(f"automation/{MISSED_RUN_AUTOMATION}", str(outcome))
+    outcome = run_coro_as_sync(_upsert_automation(image_pull_automation()))
+    record(f"automation/{IMAGE_PULL_AUTOMATION}", str(outcome))
     return done
