@@ -53,7 +53,7 @@ def dbt_build(
     """
     logger = get_run_logger()
     settings, dbt = get_settings(), get_dbt_settings()
-    missing = missing_silver_tables(settings)
+    missing = missing_silver_tables(settings, dbt)
     if missing:
         raise ConfigError(
             f"dbt needs the silver tables {missing} under {settings.storage.warehouse}/silver; "

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -158,11 +159,18 @@ def metastore_dir(settings: Settings, dbt: DbtSettings) -> Path:
     return _local(settings.storage.root) / "metastore"
 
 
+def storage_is_here(settings: Settings, dbt: DbtSettings) -> bool:
+    """True when this process itself reads the storage root: the local target on a local root.
+    With the cluster target the SQL runs in the Spark Connect server, which mounts the storage;
+    the calling process (a flow-run pod) need not see it."""
+    return dbt.resolved_target(settings) == "local" and is_local_path(settings.storage.root)
+
+
 def artifacts_dir(settings: Settings, dbt: DbtSettings) -> Path:
     """Where dbt writes its target/ and logs/ directories for this lakehouse."""
     if dbt.artifacts_dir:
         return Path(dbt.artifacts_dir)
-    if is_local_path(settings.storage.root):
+    if storage_is_here(settings, dbt):
         return _local(settings.storage.root) / "dbt"
     return dbt.project_dir
 
@@ -215,7 +223,8 @@ def dbt_env(settings: Settings, dbt: DbtSettings) -> dict[str, str]:
         f"{ENV_PREFIX}THREADS": str(dbt.threads),
         f"{ENV_PREFIX}WAREHOUSE": settings.storage.warehouse.rstrip("/"),
     }
-    tables = delta_tables(settings)
+    # listed where this process sees the storage; the cluster target's server finds them itself
+    tables = delta_tables(settings) if storage_is_here(settings, dbt) else None
     if tables is not None:
         env[f"{ENV_PREFIX}DELTA_TABLES"] = json.dumps(tables)
     if target == "local":
@@ -259,10 +268,10 @@ def delta_tables(settings: Settings) -> list[str] | None:
     )
 
 
-def missing_silver_tables(settings: Settings) -> list[str]:
-    """Silver tables the dbt sources need that do not exist yet (local roots only; a remote
-    root is not checked here and reports [])."""
-    if not is_local_path(settings.storage.root):
+def missing_silver_tables(settings: Settings, dbt: DbtSettings | None = None) -> list[str]:
+    """Silver tables the dbt sources need that do not exist yet (checked where this process sees
+    the storage, see ``storage_is_here``; elsewhere [])."""
+    if not storage_is_here(settings, dbt or get_dbt_settings()):
         return []
     return [
         name for name in SILVER_TABLES
@@ -350,6 +359,11 @@ def dbt_environment(
     os.environ.update(process_env)
     local = env[f"{ENV_PREFIX}TARGET"] == "local"
     conf = json.loads(env[f"{ENV_PREFIX}SPARK_CONF"]) if local else None
+    if not local:
+        # dbt-spark's session asks for Hive support on every connection; over Spark Connect that
+        # static setting belongs to the server (which has it) and pyspark warns each time
+        warnings.filterwarnings("ignore", message=r"Failed to set spark\.sql\.catalogImplementation",
+                                category=UserWarning)
     try:
         with spark_session_scope(conf):
             yield env

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from lakehouse.settings import Settings
+from lakehouse.settings import REPO_ROOT, Settings
 
 
 def _rows(model: type[BaseModel], env: str, rows: list[tuple[str, str, str]]) -> None:
@@ -20,13 +20,19 @@ def _rows(model: type[BaseModel], env: str, rows: list[tuple[str, str, str]]) ->
         default = field.get_default(call_default_factory=True)
         if name == "root":
             default = "<repo>/.lakehouse"
+        elif isinstance(default, Path) and default.is_relative_to(REPO_ROOT):
+            default = f"<repo>/{default.relative_to(REPO_ROOT)}"
         rows.append((var, f"`{default}`", field.description or ""))
 
 
 def render() -> str:
-    """Markdown table of every setting: environment variable, default, description."""
+    """Markdown table of every setting: environment variable, default, description (the
+    lakehouse settings, then the dbt settings of ``lakehouse.dbt``)."""
+    from lakehouse.dbt import DbtSettings
+
     rows: list[tuple[str, str, str]] = []
     _rows(Settings, "LAKEHOUSE_", rows)
+    _rows(DbtSettings, "LAKEHOUSE_DBT__", rows)
     lines = ["| variable | default | description |", "| --- | --- | --- |"]
     lines += [f"| `{v}` | {d} | {desc} |" for v, d, desc in rows]
     return "\n".join(lines)

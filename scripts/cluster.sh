@@ -427,6 +427,7 @@ install_project() {
   "$kustomize" build k8s | kc apply -f - >/dev/null
   # the data PersistentVolume (hostPath behind a PVC, which Pod Security "restricted" allows)
   chown 185:185 "$CLUSTER_DIR/data"
+  mkdir -p "$CLUSTER_DIR/metastore"; chown 185:185 "$CLUSTER_DIR/metastore"
   kc apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: PersistentVolume
@@ -446,6 +447,19 @@ spec:
   storageClassName: lakehouse-local
   volumeName: lakehouse-data
   resources: {requests: {storage: 20Gi}}
+---
+# the Derby metastore of dbt's Spark Connect server (spark-operator/dbt: its PVC
+# spark-jobs/lakehouse-metastore binds here), when that server is applied
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: lakehouse-metastore}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  claimRef: {namespace: spark-jobs, name: lakehouse-metastore}
+  hostPath: {path: "$CLUSTER_DIR/metastore", type: Directory}
 EOF
 }
 

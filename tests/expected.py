@@ -112,3 +112,17 @@ def daily_revenue(orders: dict[str, dict[str, Any]]) -> dict[dt.date, tuple[int,
         avg = (total / len(rows)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
         out[day] = (len(rows), len({o["user_id"] for o in rows}), total, avg)
     return out
+
+
+def dim_users(landing: Path, dates: list[dt.date]) -> dict[str, tuple[str, str, int, Decimal]]:
+    """The dbt mart dim_users: per user (latest row) email, country, non-cancelled orders and
+    their revenue."""
+    users = latest_rows(landing, "users", dates)
+    orders = latest_rows(landing, "orders", dates)
+    stats: dict[str, list[Any]] = defaultdict(lambda: [0, Decimal("0.00")])
+    for o in orders.values():
+        if o["status"] != "cancelled":
+            stats[o["user_id"]][0] += 1
+            stats[o["user_id"]][1] += Decimal(str(o["amount"])).quantize(Decimal("0.01"))
+    return {uid: (u["email"], u["country"], stats[uid][0], stats[uid][1])
+            for uid, u in users.items()}

@@ -68,7 +68,8 @@ def test_the_endpoint_reaches_the_server_driver_only() -> None:
     assert svc["spec"]["selector"] == driver_labels
     assert policy["spec"]["podSelector"]["matchLabels"] == driver_labels
     port = app["spec"]["sparkConf"]["spark.connect.grpc.binding.port"]
-    assert [p["containerPort"] for p in app["spec"]["driver"]["ports"]] == [int(port)]
+    assert svc["spec"]["ports"][0]["targetPort"] == int(port)
+    assert "ports" not in app["spec"]["driver"]  # Spark declares it; a second one is refused
     assert app["spec"]["sparkConf"]["spark.plugins"] == (
         "org.apache.spark.sql.connect.SparkConnectPlugin")
     assert app["spec"]["restartPolicy"]["type"] == "Always"

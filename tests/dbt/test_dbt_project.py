@@ -62,6 +62,22 @@ def test_remote_root_needs_a_local_metastore_or_the_cluster_target() -> None:
     assert env["DBT_LAKEHOUSE_TARGET"] == "cluster"
 
 
+def test_cluster_target_does_not_look_at_the_storage_from_the_calling_process(tmp_path: Path) -> None:
+    """A flow-run pod does not mount the lake (/data/lake of the Spark pods): the server checks
+    the sources, the client neither lists tables nor writes its artifacts there."""
+    root = tmp_path / "lake"  # nothing here: as the pod sees a PVC path of the Spark pods
+    remote = "sc://lakehouse-spark-connect.spark-jobs.svc:15002"
+    settings, cluster = _settings(str(root)), DbtSettings(target="cluster", spark_remote=remote)
+    env = lhdbt.dbt_env(settings, cluster)
+    assert "DBT_LAKEHOUSE_DELTA_TABLES" not in env
+    assert env["DBT_LAKEHOUSE_WAREHOUSE"] == f"{root}/warehouse"
+    assert lhdbt.missing_silver_tables(settings, cluster) == []
+    assert lhdbt.artifacts_dir(settings, cluster) == cluster.project_dir
+    # the local target still checks its own view of the storage
+    assert lhdbt.missing_silver_tables(settings, DbtSettings()) == ["orders", "users", "events"]
+    assert lhdbt.artifacts_dir(settings, DbtSettings()) == root / "dbt"
+
+
 def test_command_line_and_vars(tmp_path: Path) -> None:
     settings = _settings(str(tmp_path))
     args = lhdbt.command_args(["build", "--select", "fct_daily_revenue"], settings,

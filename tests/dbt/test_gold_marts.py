@@ -105,20 +105,6 @@ def _dim_users(spark: Any) -> dict[str, tuple[str, str, int, Decimal]]:
     return {r.user_id: (r.email, r.country, r.total_orders, r.lifetime_revenue) for r in rows}
 
 
-def _expected_dim_users(
-    landing: Path, dates: list[dt.date]
-) -> dict[str, tuple[str, str, int, Decimal]]:
-    users = expected.latest_rows(landing, "users", dates)
-    orders = expected.latest_rows(landing, "orders", dates)
-    stats: dict[str, list[Any]] = defaultdict(lambda: [0, Decimal("0.00")])
-    for o in orders.values():
-        if o["status"] != "cancelled":
-            stats[o["user_id"]][0] += 1
-            stats[o["user_id"]][1] += Decimal(str(o["amount"])).quantize(Decimal("0.01"))
-    return {uid: (u["email"], u["country"], stats[uid][0], stats[uid][1])
-            for uid, u in users.items()}
-
-
 def _snapshot(landing: Path, dates: list[dt.date]) -> dict[str, Any]:
     spark = _spark()
     return {
@@ -127,7 +113,7 @@ def _snapshot(landing: Path, dates: list[dt.date]) -> dict[str, Any]:
         "want": {
             "daily": expected.daily_revenue(expected.latest_rows(landing, "orders", dates)),
             "hourly": expected.hourly_stats(expected.latest_rows(landing, "events", dates)),
-            "users": _expected_dim_users(landing, dates),
+            "users": expected.dim_users(landing, dates),
         },
     }
 
