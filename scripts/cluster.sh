@@ -8,6 +8,7 @@
 #   scripts/cluster.sh status   what runs
 #   scripts/cluster.sh env      the environment a client needs (KUBECONFIG, LAKEHOUSE_* settings)
 #   scripts/cluster.sh kubectl ARGS...   kubectl as the cluster admin
+#   scripts/cluster.sh webhook-admits   exit 0 when the operator's webhook admits a SparkApplication
 #
 # What runs (all upstream programs, nothing faked; versions in lakehouse/versions.py):
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy (iptables),
@@ -768,6 +769,7 @@ case "${1:-}" in
   status) status ;;
   env) cat "$CLUSTER_DIR/env" ;;
   kubectl) shift; tools; kc "$@" ;;
+  webhook-admits) tools; webhook_admits >/dev/null ;;
   _kubelet) versions; tools; kubelet_inner ;;
   -h|--help|"") sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
   *) die "unknown command '$1' (try --help)" ;;
