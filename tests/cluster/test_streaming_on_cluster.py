@@ -60,7 +60,7 @@ class Stream:
             try:
                 return [r[0] for r in read_table(self.spark, self.host, which, col)]
             except Exception as exc:  # not created yet
-                if "is not a Delta table" in str(exc) or "PATH_NOT_FOUND" in str(exc):
+                if any(t in str(exc) for t in ("is not a Delta table", "PATH_NOT_FOUND", "DELTA_TABLE_NOT_FOUND")):
                     return []
                 raise
         return rows("bronze", "event_id"), rows("dead_letter", "_kafka_key")
