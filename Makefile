@@ -56,7 +56,7 @@ bench: setup ## medallion benchmark (BENCH_EVENTS=10000000 by default) -> bench/
 bench-streaming: setup ## Kafka -> bronze Delta: ingest rate + latency p50/p99 -> bench/results/streaming.json
 	@scripts/kafka.sh install >/dev/null && $(PY) bench/streaming.py
 
-bench-k8s: setup cluster-tools ## on the real test cluster: submit/complete latencies, SparkApplication vs spark-submit -> bench/results/k8s.json
+bench-k8s: setup cluster-tools ## on the real test cluster: SparkApplication vs spark-submit, streaming ingest vs local, flow-run pod start -> bench/results/k8s.json (BENCH_PARTS=batch,streaming,flow-run)
 	@$(PY) bench/k8s.py
 
 kafka-up: ## start the local Kafka broker (KRaft) on 127.0.0.1:9092

@@ -31,6 +31,13 @@ resolution, the backend's own are microseconds):
   (for B too: to spark-submit exiting);
 * wall time A / B (goal <= 1.05): ``run()`` call to return, spark-submit start to exit.
 
+Two more parts measure what runs around the jobs on the cluster (bench/k8s_native.py): the
+streaming job's ingest rate as a SparkApplication vs the same job with the local backend over the
+same Kafka backlog (``streaming_ingest`` in k8s.json), and a flow-run pod's start to its first
+SparkApplication, through the cluster's Prefect server and worker (``flow_run_pod_start``).
+``--parts`` picks what to measure (default: all three); figures of the parts not measured stay
+as they are in the results file.
+
 The bench starts its own cluster (``scripts/cluster.sh down`` then ``up`` in
 .lakehouse/bench-cluster, network namespace lakehouse-bench, a free API port) and always runs
 ``down`` at the end. It needs root, as the cluster does, and refuses to start while another
@@ -38,6 +45,7 @@ cluster of scripts/cluster.sh runs on the machine (the clusters would share its 
 cgroups and its cores). Results: bench/results/k8s.json.
 
     sudo .venv/bin/python bench/k8s.py              # or: make bench-k8s
+    sudo .venv/bin/python bench/k8s.py --parts streaming,flow-run
     sudo BENCH_RUNS=5 .venv/bin/python bench/k8s.py
     .venv/bin/python bench/k8s.py --show-command    # the spark-submit of B; no cluster
 """
@@ -679,56 +687,35 @@ def show_command() -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    def non_negative(value: str) -> int:
-        n = int(value)
-        if n < 0:
-            raise argparse.ArgumentTypeError("must be >= 0")
-        return n
+PARTS = ("batch", "streaming", "flow-run")
+"""batch: SparkApplication vs spark-submit (above); streaming and flow-run: bench/k8s_native.py."""
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", type=non_negative, default=int(os.environ.get("BENCH_RUNS", "3")),
-                   help="measured runs of each side, ABAB (default: BENCH_RUNS or 3)")
-    p.add_argument("--warmup", type=non_negative, default=int(os.environ.get("BENCH_WARMUP", "1")),
-                   help="unmeasured A+B pairs first (default: BENCH_WARMUP or 1)")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "k8s.json")
-    p.add_argument("--show-command", action="store_true",
-                   help="print side B's spark-submit and pod templates under the current settings and exit "
-                        "(no cluster)")
-    args = p.parse_args(argv)
-    if args.show_command:
-        return show_command()
-    if args.runs < 1:
-        p.error("--runs must be at least 1")
-    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    load_before = [round(x, 2) for x in os.getloadavg()]
+
+def batch_part(cluster: Cluster, runs: int, warmups: int) -> dict[str, Any]:
+    """The medallion job, SparkApplication vs spark-submit, ABAB; the top-level keys of k8s.json."""
+    access = SubmitAccess.from_kubeconfig(cluster.admin_kubeconfig)
+    sides: dict[str, Callable[[Workload], dict[str, Any]]] = {
+        SPARK_APP: lambda w: run_sparkapplication(cluster, w),
+        SPARK_SUBMIT: lambda w: run_spark_submit(cluster, w, access),
+    }
     measured: list[dict[str, Any]] = []
     warmup: list[dict[str, Any]] = []
-    with bench_cluster() as cluster:
-        desc = machine(cluster)
-        desc["load_average_before_cluster_up"] = load_before
-        access = SubmitAccess.from_kubeconfig(cluster.admin_kubeconfig)
-        sides: dict[str, Callable[[Workload], dict[str, Any]]] = {
-            SPARK_APP: lambda w: run_sparkapplication(cluster, w),
-            SPARK_SUBMIT: lambda w: run_spark_submit(cluster, w, access),
-        }
-        workload: Workload | None = None
-        for i in range(args.warmup + args.runs):
-            is_warmup = i < args.warmup
-            n, of = (i + 1, args.warmup) if is_warmup else (i + 1 - args.warmup, args.runs)
-            for side, run_side in sides.items():  # A then B: ABAB...
-                label = f"{'w' if is_warmup else 'r'}{n}-{'a' if side == SPARK_APP else 'b'}"
-                workload = _workload(cluster, label)
-                print(f"{'warm-up' if is_warmup else 'run'} {n}/{of} {side} ...", flush=True)
-                one = run_side(workload)
-                one["landing_lines"] = workload.landing_lines
-                (warmup if is_warmup else measured).append(one)
-                print(f"    wall {one['wall_s']} s" + (
-                    f", submit->RUNNING {one['submit_to_running_s']} s, COMPLETED->return "
-                    f"{one['completed_to_return_s']} s" if side == SPARK_APP else ""), flush=True)
-        assert workload is not None
-        last = workload
-        desc["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    workload: Workload | None = None
+    for i in range(warmups + runs):
+        is_warmup = i < warmups
+        n, of = (i + 1, warmups) if is_warmup else (i + 1 - warmups, runs)
+        for side, run_side in sides.items():  # A then B: ABAB...
+            label = f"{'w' if is_warmup else 'r'}{n}-{'a' if side == SPARK_APP else 'b'}"
+            workload = _workload(cluster, label)
+            print(f"{'warm-up' if is_warmup else 'run'} {n}/{of} {side} ...", flush=True)
+            one = run_side(workload)
+            one["landing_lines"] = workload.landing_lines
+            (warmup if is_warmup else measured).append(one)
+            print(f"    wall {one['wall_s']} s" + (
+                f", submit->RUNNING {one['submit_to_running_s']} s, COMPLETED->return "
+                f"{one['completed_to_return_s']} s" if side == SPARK_APP else ""), flush=True)
+    assert workload is not None
+    last = workload
 
     tables = {json.dumps(sorted(r["tables"])) for r in warmup + measured}
     if len(tables) != 1 or not measured[0]["tables"]:
@@ -756,10 +743,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     job = last.job
     spec = KubernetesBackend(last.settings, run_info=lambda: last.run).render(job, last.run)["spec"]
-    result = {
-        "benchmark": "k8s: the Kubernetes backend on the real single-node cluster",
-        "started_at": started_at,
-        "machine": desc,
+    _print_summary(results)
+    return {
         "method": __doc__.split("\n\n")[1].strip().replace("\n", " ") if __doc__ else "",
         "workload": {
             "job": job.name,
@@ -778,9 +763,83 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "notes": NOTES,
     }
+
+
+def _timed(what: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A part's figures with when it ran and the load around it (the host is shared)."""
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    load = [round(x, 2) for x in os.getloadavg()]
+    out = what()
+    return {"started_at": started_at, "load_average_at_start": load,
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()], **out}
+
+
+def main(argv: list[str] | None = None) -> int:
+    def non_negative(value: str) -> int:
+        n = int(value)
+        if n < 0:
+            raise argparse.ArgumentTypeError("must be >= 0")
+        return n
+
+    def parts(value: str) -> list[str]:
+        got = [v.strip() for v in value.split(",") if v.strip()]
+        unknown = sorted(set(got) - set(PARTS))
+        if unknown or not got:
+            raise argparse.ArgumentTypeError(f"unknown part(s) {unknown}; parts: {', '.join(PARTS)}")
+        return got
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--parts", type=parts, default=None,
+                   help=f"what to measure, comma-separated (default: BENCH_PARTS or all of {','.join(PARTS)}); "
+                        "the other parts' figures already in --out are kept")
+    p.add_argument("--runs", type=non_negative, default=int(os.environ.get("BENCH_RUNS", "3")),
+                   help="batch: measured runs of each side, ABAB (default: BENCH_RUNS or 3)")
+    p.add_argument("--warmup", type=non_negative, default=int(os.environ.get("BENCH_WARMUP", "1")),
+                   help="batch: unmeasured A+B pairs first (default: BENCH_WARMUP or 1)")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "k8s.json")
+    p.add_argument("--show-command", action="store_true",
+                   help="print side B's spark-submit and pod templates under the current settings and exit "
+                        "(no cluster)")
+    args = p.parse_args(argv)
+    if args.parts is None:
+        try:
+            args.parts = parts(os.environ.get("BENCH_PARTS", ",".join(PARTS)))
+        except argparse.ArgumentTypeError as exc:
+            p.error(f"BENCH_PARTS: {exc}")
+    if args.show_command:
+        return show_command()
+    if args.runs < 1:
+        p.error("--runs must be at least 1")
+    from bench import k8s_native
+
+    result: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
+    result["benchmark"] = "k8s: the Kubernetes backend on the real single-node cluster"
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    with bench_cluster() as cluster:
+        desc = machine(cluster)
+        desc["load_average_before_cluster_up"] = load_before
+        if "streaming" in args.parts:
+            mount = _mount_path(_settings(cluster, "/"))
+            result["streaming_ingest"] = {
+                "method": k8s_native.method("streaming"), "machine": desc,
+                **_timed(lambda: k8s_native.streaming_ingest(cluster.env, cluster.api, mount)),
+            }
+            print(f"streaming ingest rate SparkApplication / local: "
+                  f"{result['streaming_ingest']['results']['ingest_rate_msgs_per_s']}", flush=True)
+        if "flow-run" in args.parts:
+            script_env = {**os.environ, "LAKEHOUSE_CLUSTER_DIR": str(CLUSTER_DIR), "LAKEHOUSE_CLUSTER_NETNS": NETNS}
+            result["flow_run_pod_start"] = {
+                "method": k8s_native.method("flow-run"), "machine": desc,
+                **_timed(lambda: k8s_native.flow_run_start(CLUSTER_DIR, cluster.env, script_env, cluster.api)),
+            }
+            got = result["flow_run_pod_start"]["results"]["pod_start_to_first_app_s"]
+            print(f"flow-run pod start -> first SparkApplication: median {got['median']} s", flush=True)
+        if "batch" in args.parts:  # the top-level figures and machine are the batch part's
+            result.update(started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), machine=desc,
+                          **batch_part(cluster, args.runs, args.warmup))
+        desc["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    _print_summary(results)
     print(f"machine: {desc['cores']} cores, {desc['memory_gib']} GiB, load {desc['load_average_at_start']} "
           f"-> {desc['load_average_at_end']}\nwrote {args.out}")
     return 0

@@ -47,6 +47,7 @@ from lakehouse.settings import (  # noqa: E402
     StreamingSettings,
 )
 from lakehouse.streaming import (  # noqa: E402
+    CheckpointProgress,
     bronze_checkpoint_dir,
     read_checkpoint,
     read_stream_status,
@@ -140,6 +141,31 @@ def ingest_rate(root: Path, servers: str, topic: str, max_offsets: int,
     )
     wall = time.monotonic() - started
     progress = read_checkpoint(bronze_checkpoint_dir(settings), topic, keep=10_000)
+    rates = checkpoint_rates(progress)
+    bronze = next(m for m in result.metrics if m["layer"] == "bronze")
+    assert rates["records"] == MESSAGES == bronze["rows_written"], (rates, bronze)
+    return {
+        "messages": MESSAGES,
+        "message_bytes_avg": round(sent.bytes / sent.sent, 1),
+        "producer_rate_msgs_per_s": round(sent.rate),
+        "trigger": "availableNow",
+        "max_offsets_per_trigger": max_offsets,
+        "micro_batches": len(progress.batches),
+        "ingest_seconds": rates["ingest_seconds"],
+        "ingest_rate_msgs_per_s": rates["ingest_rate_msgs_per_s"],
+        "sustained_rate_msgs_per_s": rates["sustained_rate_msgs_per_s"],
+        "ingest_mb_per_s": round(sent.bytes / rates["ingest_seconds"] / 1e6, 2),
+        "best_batch_rate_msgs_per_s": rates["best_batch_rate_msgs_per_s"],
+        "batches": rates["batches"],
+        "job_wall_seconds_incl_startup_and_gold": round(wall, 1),
+        "rows_in_bronze": bronze["rows_written"],
+    }
+
+
+def checkpoint_rates(progress: CheckpointProgress) -> dict[str, Any]:
+    """Ingest rates of one catch-up, from its checkpoint: records / (end of the last committed
+    micro-batch - start of the first); sustained: records after the first micro-batch / (end of
+    the last - end of the first); per micro-batch records and seconds."""
     first, last = progress.batches[0], progress.batches[-1]
     span = (last.committed_at - first.started_at).total_seconds()
     records = sum(last.end_offsets.values()) - sum(progress.start_offsets.values())
@@ -155,24 +181,14 @@ def ingest_rate(root: Path, servers: str, topic: str, max_offsets: int,
     best = max(batches, key=lambda x: x["records"] / x["seconds"] if x["seconds"] else 0.0)
     after_first = records - batches[0]["records"]
     sustained_span = (last.committed_at - first.committed_at).total_seconds()
-    bronze = next(m for m in result.metrics if m["layer"] == "bronze")
-    assert records == MESSAGES == bronze["rows_written"], (records, bronze)
     return {
-        "messages": MESSAGES,
-        "message_bytes_avg": round(sent.bytes / sent.sent, 1),
-        "producer_rate_msgs_per_s": round(sent.rate),
-        "trigger": "availableNow",
-        "max_offsets_per_trigger": max_offsets,
-        "micro_batches": len(progress.batches),
+        "records": records,
         "ingest_seconds": round(span, 2),
         "ingest_rate_msgs_per_s": round(records / span),
         "sustained_rate_msgs_per_s": (round(after_first / sustained_span)
                                       if len(batches) > 1 and sustained_span > 0 else None),
-        "ingest_mb_per_s": round(sent.bytes / span / 1e6, 2),
-        "best_batch_rate_msgs_per_s": round(best["records"] / best["seconds"]),
+        "best_batch_rate_msgs_per_s": round(best["records"] / best["seconds"]) if best["seconds"] else None,
         "batches": batches,
-        "job_wall_seconds_incl_startup_and_gold": round(wall, 1),
-        "rows_in_bronze": bronze["rows_written"],
     }
 
 
