@@ -19,8 +19,9 @@ from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 
+from lakehouse.errors import StreamUnhealthyError
 from lakehouse.settings import get_settings
-from lakehouse.streaming import StreamUnhealthyError, streaming_job
+from lakehouse.streaming import streaming_job
 from tasks.artifacts import publish_summary, summary_rows
 from tasks.kafka import (
     ensure_events_topic,

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from lakehouse.errors import LakehouseError
+from lakehouse.errors import ExitCode, LakehouseError, exit_code_of
 from lakehouse.settings import Settings, get_settings
 
 DEMO_START = dt.date(2026, 1, 1)
@@ -98,7 +98,7 @@ def cmd_contracts(args: argparse.Namespace, settings: Settings) -> int:
         contracts = load_contracts(Path(args.dir))
     except ContractError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return ExitCode.CONFIG
     for c in contracts.values():
         rules = sum(1 + len(f.constraints) + (f.allowed_values is not None) for f in c.fields) + len(c.quality)
         print(f"{c.name} v{c.version} ({c.owner}): {len(c.fields)} columns, key {c.primary_key}, "
@@ -111,7 +111,7 @@ def cmd_settings_doc(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.write:
         write_readme(Path(args.write))
-        print(f"updated the configuration reference in {args.write}")
+        print(f"updated the generated sections (settings, exit codes, rule names) of {args.write}")
     else:
         print(render())
     return 0
@@ -132,8 +132,15 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
     return render_command(args, settings)
 
 
+def exit_codes_help() -> str:
+    """The exit codes, one line each (``lakehouse --help``; the README has the same table)."""
+    lines = ["exit codes:"]
+    lines += [f"  {int(code):>3}  {code.meaning}" for code in ExitCode]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lakehouse", description=__doc__,
+    p = argparse.ArgumentParser(prog="lakehouse", description=__doc__, epilog=exit_codes_help(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="write N days of sample landing data")
@@ -179,12 +186,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lakehouse`` command."""
+    from pydantic import ValidationError
+
     args = build_parser().parse_args(argv)
     try:
-        return int(args.fn(args, get_settings()))
+        settings = get_settings()
+    except ValidationError as exc:
+        print(f"error: invalid settings (LAKEHOUSE_* environment or .env):\n{exc}", file=sys.stderr)
+        return ExitCode.CONFIG
+    try:
+        return int(args.fn(args, settings))
     except LakehouseError as exc:
+        code = exit_code_of(exc)
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        if code != ExitCode.JOB_FAILED:
+            print(f"exit code {int(code)}: {code.meaning}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Examples:
     lakehouse produce --rate 2000 --seconds 60                 # steady traffic for a minute
     lakehouse stream                                           # catch up (availableNow), then stop
     lakehouse stream --trigger processing-time --max-seconds 120
-    lakehouse stream-status                     # lag per partition; exit 1 if unhealthy
+    lakehouse stream-status                     # lag per partition; exit 3 if unhealthy
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import sys
 import time
 from typing import Any
 
+from lakehouse.errors import ExitCode
 from lakehouse.settings import Settings
 
 
@@ -114,7 +115,7 @@ def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_stream_status(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the stream's lag per partition; exit 1 when a threshold is passed."""
+    """Print the stream's lag per partition; exit 3 (STREAM_UNHEALTHY) when a threshold is passed."""
     from lakehouse.streaming import read_stream_status
 
     status = read_stream_status(settings)
@@ -125,7 +126,7 @@ def cmd_stream_status(args: argparse.Namespace, settings: Settings) -> int:
         print(" ".join(f"{'' if row[c] is None else row[c]!s:>20}" for c in cols))
     for problem in status.problems:
         print(f"UNHEALTHY: {problem}", file=sys.stderr)
-    return 0 if status.healthy else 1
+    return ExitCode.OK if status.healthy else ExitCode.STREAM_UNHEALTHY
 
 
 def add_commands(sub: Any) -> None:
@@ -153,7 +154,7 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--max-seconds", type=float, default=None,
                    help="duration of a processing-time run (default: streaming settings)")
     s.set_defaults(fn=cmd_stream)
-    m = sub.add_parser("stream-status", help="lag per partition of the stream; exit 1 if unhealthy")
+    m = sub.add_parser("stream-status", help="lag per partition of the stream; exit 3 if unhealthy")
     m.set_defaults(fn=cmd_stream_status)
 
 

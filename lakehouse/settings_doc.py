@@ -1,4 +1,4 @@
-"""Render the settings reference (Markdown) from the settings model, so docs cannot drift."""
+"""Render the README's reference tables (settings, exit codes, rule names) from the code, so docs cannot drift."""
 
 from __future__ import annotations
 
@@ -38,17 +38,45 @@ def render() -> str:
     return "\n".join(lines)
 
 
-BEGIN, END = "<!-- settings:begin -->", "<!-- settings:end -->"
+def render_exit_codes() -> str:
+    """Markdown table of the ``lakehouse`` command's exit codes (``lakehouse.errors.ExitCode``)."""
+    from lakehouse.errors import ExitCode
+
+    lines = ["| exit code | meaning |", "| --- | --- |"]
+    lines += [f"| {int(code)} | {code.meaning} |" for code in ExitCode]
+    return "\n".join(lines)
 
 
-def readme_section(text: str) -> str:
-    """The generated part of a README (between the settings markers)."""
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    return text[start:end].strip()
+def render_rule_names() -> str:
+    """Markdown table of the rule names a rejected row can carry (``spark_jobs.transforms.quality``)."""
+    from spark_jobs.transforms.quality import RULE_NAMES
+
+    lines = ["| rule | the row was rejected because |", "| --- | --- |"]
+    lines += [f"| `{name}` | {meaning} |" for name, meaning in RULE_NAMES.items()]
+    return "\n".join(lines)
+
+
+SECTIONS = {"settings": render, "exit-codes": render_exit_codes, "rules": render_rule_names}
+"""The generated parts of the README, each between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->``."""
+
+
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+
+def readme_section(text: str, name: str = "settings") -> str:
+    """The generated part ``name`` of a README (between its markers)."""
+    begin, end = _markers(name)
+    start, stop = text.index(begin) + len(begin), text.index(end)
+    return text[start:stop].strip()
 
 
 def write_readme(path: Path) -> None:
-    """Replace the settings section of ``path`` with the current reference."""
+    """Replace every generated section of ``path`` with the current text (see :data:`SECTIONS`)."""
     text = path.read_text()
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    path.write_text(text[:start] + "\n" + render() + "\n" + text[end:])
+    for name, render_section in SECTIONS.items():
+        begin, end = _markers(name)
+        start, stop = text.index(begin) + len(begin), text.index(end)
+        text = text[:start] + "\n" + render_section() + "\n" + text[stop:]
+    path.write_text(text)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from lakehouse.backends.base import LogSink
-from lakehouse.errors import ConfigError, LakehouseError
+from lakehouse.errors import ConfigError
 from lakehouse.jobs import SparkJob
 from lakehouse.settings import Settings
 
@@ -35,10 +35,6 @@ STOP_MARGIN_SECONDS = 300.0
 """A bounded local run's job timeout = its duration + this (start-up, last batch, shutdown)."""
 
 _BATCH_FILE = re.compile(r"^\d+$")
-
-
-class StreamUnhealthyError(LakehouseError):
-    """The stream lags or stalls past the thresholds in the settings."""
 
 
 # -- the job ------------------------------------------------------------------------------------

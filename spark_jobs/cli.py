@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from spark_jobs.contract import DEFAULT_CONTRACTS_DIR, ContractError, load_contracts
+
+CONFIG_ERROR_EXIT = 78
+"""Exit code of a driver that found its configuration invalid, e.g. a contract file (EX_CONFIG);
+equals lakehouse.errors.CONFIG_ERROR_EXIT (the driver image does not need the lakehouse package)."""
 
 DEFAULT_PARALLELISM = 3
 """Tables of a layer processed side by side: every source (or gold table) of a layer at once."""
@@ -70,8 +75,9 @@ def check_batch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ar
         parser.error(f"--start {args.start} is after --end {args.end}")
     try:
         contracts = load_contracts(args.contracts_dir)
-    except ContractError as exc:
-        parser.error(str(exc))
+    except ContractError as exc:  # a configuration error, not a usage one: exit 78, not 2
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(CONFIG_ERROR_EXIT)
     args.sources = args.sources or list(contracts)
     unknown = [s for s in args.sources if s not in contracts]
     if unknown:

@@ -54,6 +54,7 @@ from pyspark.util import inheritable_thread_target
 
 from spark_jobs import storage
 from spark_jobs import stream_io as sio
+from spark_jobs.cli import CONFIG_ERROR_EXIT
 from spark_jobs.contract import DEFAULT_CONTRACTS_DIR, Contract, ContractError, load_contract
 from spark_jobs.report import Report
 from spark_jobs.session import run_job
@@ -465,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             contract = load_contract(args.contracts_dir / f"{args.contract}.yaml")
         except ContractError as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
-            return 2
+            return CONFIG_ERROR_EXIT
     run_job(f"lakehouse-{args.query_name.replace('_', '-')}", lambda spark: run(spark, args, contract))
     return 0
 

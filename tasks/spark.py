@@ -16,9 +16,9 @@ from lakehouse.settings import get_settings
 
 
 def _retry_unless_config_error(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry Spark failures, not invalid specs, contract violations (exit code 65, locally and
-    on Kubernetes) or permanent start failures such as an invalid image name: they fail the
-    same way every time (``lakehouse.errors.is_retryable``)."""
+    """Retry Spark failures, not invalid specs or contract files (driver exit 78), contract
+    violations (exit 65; both locally and on Kubernetes) or permanent start failures such as an
+    invalid image name: they fail the same way every time (``lakehouse.errors.is_retryable``)."""
     try:
         state.result()
     except Exception as exc:

@@ -186,17 +186,28 @@ def test_bad_parameters_fail_before_any_spark_work(use_root: Any, tmp_path: Path
     assert not (tmp_path / "warehouse").exists()
 
 
-def test_contract_fail_rule_fails_the_flow_naming_the_rule(
-    spark: SparkSession, tmp_path: Path, use_root: Any, monkeypatch: pytest.MonkeyPatch
+def _latest_flow_run_task_runs(name: str) -> list[Any]:
+    """The task runs called ``name`` of the newest flow run in the test harness's API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        (latest,) = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)
+        return [r for r in client.read_task_runs() if r.flow_run_id == latest.id and r.name == name]
+
+
+def test_contract_fail_rule_fails_the_cli_with_exit_65_naming_the_rule(
+    spark: SparkSession, tmp_path: Path, use_root: Any, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """The driver's exit code 65 reaches the CLI: driver -> backend -> task -> flow -> CLI."""
     import json
     import shutil
 
     import yaml
     from prefect.client.orchestration import get_client
 
-    from flows.medallion import medallion
-    from lakehouse.errors import CONTRACT_VIOLATION_EXIT, SparkJobError
+    from lakehouse.cli import main
     from spark_jobs.contract import DEFAULT_CONTRACTS_DIR
 
     contracts = tmp_path / "contracts"
@@ -221,25 +232,59 @@ def test_contract_fail_rule_fails_the_flow_naming_the_rule(
     monkeypatch.setenv("LAKEHOUSE_CONTRACTS_DIR", str(contracts))
     use_root(root)
 
-    state = medallion(start_date=dt.date(2026, 2, 1), return_state=True)
-    assert state.is_failed()
-    with pytest.raises(SparkJobError) as err:
-        state.result()
-    assert err.value.exit_code == CONTRACT_VIOLATION_EXIT
-    assert "orders: amount.min" in str(err.value) and "contract violation" in str(err.value)
+    capsys.readouterr()
+    code = main(["medallion", "--start", "2026-02-01"])
+    err = capsys.readouterr().err
+    assert code == 65, err[-2000:]
+    assert "orders: amount.min" in err and "contract violation" in err
+    assert "exit code 65: a data-contract fail rule" in err
     assert not (root / "warehouse" / "gold").exists()
     assert (
         spark.read.format("delta").load(str(root / "warehouse/silver/orders")).count() == 0
         if (root / "warehouse/silver/orders").exists()
         else True
     )
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs()
-    spark_runs = [r for r in runs if r.flow_run_id == state.state_details.flow_run_id and r.name == "medallion"]
+    spark_runs = _latest_flow_run_task_runs("medallion")
     assert len(spark_runs) == 1 and spark_runs[0].run_count == 1  # a violation is not retried
     with get_client(sync_client=True) as client:
         keys = {a.key for a in client.read_latest_artifacts()}
     assert "data-quality" in keys
+
+
+def test_invalid_contract_file_fails_the_cli_with_exit_78_naming_file_and_key(
+    tmp_path: Path, use_root: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A contract file the driver cannot load is a configuration error: exit 78 from the driver,
+    kept to the CLI, and not retried (it would fail the same way)."""
+    import shutil
+
+    import yaml
+
+    from lakehouse.cli import main
+    from lakehouse.datagen import GenConfig, generate
+    from spark_jobs.contract import DEFAULT_CONTRACTS_DIR
+
+    contracts = tmp_path / "contracts"
+    shutil.copytree(DEFAULT_CONTRACTS_DIR, contracts)
+    doc = yaml.safe_load((contracts / "users.yaml").read_text())
+    next(f for f in doc["schema"] if f["name"] == "country")["type"] = "varchar"
+    (contracts / "users.yaml").write_text(yaml.safe_dump(doc))
+    root = tmp_path / "lake"
+    generate(root / "landing", GenConfig(start=dt.date(2026, 2, 1), days=1, events_per_day=20, orders_per_day=5,
+                                         users_initial=5))
+    monkeypatch.setenv("LAKEHOUSE_CONTRACTS_DIR", str(contracts))
+    use_root(root)
+
+    capsys.readouterr()
+    code = main(["medallion", "--start", "2026-02-01", "--no-dbt-marts"])
+    err = capsys.readouterr().err
+    assert code == 78, err[-2000:]
+    index = [f["name"] for f in doc["schema"]].index("country")
+    assert "users.yaml" in err and f"schema.{index}.type: unknown type 'varchar'" in err, err[-2000:]
+    assert "exit code 78: an invalid setting, contract file" in err
+    assert not (root / "warehouse").exists()  # nothing was written
+    spark_runs = _latest_flow_run_task_runs("medallion")
+    assert len(spark_runs) == 1 and spark_runs[0].run_count == 1  # not retried
 
 
 def test_dbt_marts_parameter_overrides_the_setting(tmp_path: Path, use_root) -> None:

@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.backends.local import LocalBackend
 from lakehouse.kafka import produce_events, spoil
+from lakehouse.settings import Settings
 from lakehouse.streaming import (
     bronze_checkpoint_dir,
     read_checkpoint,
@@ -57,11 +58,39 @@ def _kafka_ends(broker: KafkaBroker, topic: str, partitions: int) -> dict[int, i
         c.close()
 
 
+def _stream_status_cli(settings: Settings, monkeypatch: pytest.MonkeyPatch,
+                       capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``lakehouse stream-status`` with ``settings`` in the environment: exit code, out, err."""
+    from lakehouse.cli import main
+    from lakehouse.settings import get_settings
+
+    env = {
+        "LAKEHOUSE_STORAGE__ROOT": settings.storage.root,
+        "LAKEHOUSE_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "LAKEHOUSE_KAFKA__TOPIC": settings.kafka.topic,
+        "LAKEHOUSE_STREAMING__MAX_LAG": str(settings.streaming.max_lag),
+        "LAKEHOUSE_STREAMING__MAX_STALENESS_SECONDS": str(settings.streaming.max_staleness_seconds),
+    }
+    capsys.readouterr()
+    with monkeypatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        get_settings.cache_clear()
+        try:
+            code = main(["stream-status"])
+        finally:
+            get_settings.cache_clear()
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def test_stream_lands_exactly_what_was_produced_and_monitor_reports_lag(
     spark: SparkSession,
     kafka_broker: KafkaBroker,
     kafka_topic_factory: Callable[..., str],
     lake_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     topic = kafka_topic_factory("events", partitions=3)
     settings = settings_for(lake_root, kafka_broker.bootstrap_servers, topic,
@@ -82,6 +111,10 @@ def test_stream_lands_exactly_what_was_produced_and_monitor_reports_lag(
     before = read_stream_status(settings)
     assert before.total_lag == N and before.last_batch_id is None
     assert not before.healthy and any("never committed" in p for p in before.problems)
+    # the CLI says so with its own exit code (3, not the 1 of a failed job)
+    code, out, err = _stream_status_cli(settings, monkeypatch, capsys)
+    assert code == 3 and "UNHEALTHY" in err and "never committed" in err, (code, err)
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["0", "1", "2", "total"]
 
     lines: list[str] = []
     result = LocalBackend(settings).run(streaming_job(settings, trigger="available-now"),
@@ -146,6 +179,10 @@ def test_stream_lands_exactly_what_was_produced_and_monitor_reports_lag(
     assert [(p.partition, p.end_offset, p.committed_offset, p.lag)
             for p in caught_up.partitions] == [(p, ends[p], ends[p], 0) for p in range(3)]
     assert caught_up.healthy and caught_up.total_lag == 0
+    code, out, err = _stream_status_cli(settings, monkeypatch, capsys)
+    assert code == 0 and "UNHEALTHY" not in err, (code, err)
+    assert [line.split()[:4] for line in out.splitlines()[1:4]] == [
+        [str(p), str(ends[p]), str(ends[p]), "0"] for p in range(3)]
     assert caught_up.last_batch_id is not None and caught_up.rows_per_second
     assert caught_up.staleness_seconds is not None and caught_up.staleness_seconds < 600
 

@@ -80,6 +80,25 @@ def test_contract_rules_name_every_failed_rule(spark: SparkSession) -> None:
     assertDataFrameEqual(out, expected)
 
 
+def test_rule_names_are_the_catalogue_the_readme_lists(spark: SparkSession) -> None:
+    """Every rule name the shipped contracts compile to (plus schema drift and malformed lines)
+    is one entry of ``quality.RULE_NAMES``, the catalogue the README's table is rendered from,
+    and every entry is produced by some contract."""
+    import re
+
+    from tests.kafka.streaming_support import RULES as DEAD_LETTER_RULES
+
+    names = {r.name for c in CONTRACTS.values() for r in quality.row_rules(c)}
+    names |= {r.name for r in quality.row_rules(EVENTS, drifted_batches=["b"], new_columns=["coupon"])}
+    names |= {quality.MALFORMED} | {n for rules in DEAD_LETTER_RULES.values() for n in rules}
+    columns = {c for contract in CONTRACTS.values() for c in contract.columns}
+    patterns = {entry: re.compile("^" + re.escape(entry).replace(re.escape("<column>"), f"({'|'.join(columns)})") + "$")
+                for entry in quality.RULE_NAMES}
+    matched = {name: [e for e, p in patterns.items() if p.match(name)] for name in sorted(names)}
+    assert {n: m for n, m in matched.items() if len(m) != 1} == {}
+    assert {m[0] for m in matched.values()} == set(quality.RULE_NAMES)
+
+
 def test_silver_types_partition_and_latest_per_key(spark: SparkSession) -> None:
     def line(eid: str, t: str, amount: str = "null") -> str:
         return (f'{{"event_id": "{eid}", "user_id": "u1", "event_type": "purchase", '

@@ -90,8 +90,9 @@ def test_name_must_match_file(tmp_path: Path) -> None:
         load_contract(path)
 
 
-def test_exit_code_of_a_violation_is_shared_by_both_sides() -> None:
-    from lakehouse.errors import CONTRACT_VIOLATION_EXIT
-    from spark_jobs import silver
+def test_exit_codes_of_the_drivers_are_shared_by_both_sides() -> None:
+    from lakehouse.errors import CONFIG_ERROR_EXIT, CONTRACT_VIOLATION_EXIT
+    from spark_jobs import cli, silver
 
-    assert silver.CONTRACT_VIOLATION_EXIT == CONTRACT_VIOLATION_EXIT
+    assert silver.CONTRACT_VIOLATION_EXIT == CONTRACT_VIOLATION_EXIT == 65
+    assert cli.CONFIG_ERROR_EXIT == CONFIG_ERROR_EXIT == 78

@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from lakehouse.settings_doc import readme_section, render
+from lakehouse.settings_doc import SECTIONS, readme_section, render
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -15,6 +15,15 @@ def test_readme_configuration_reference_is_generated_from_the_settings_model() -
     assert readme_section((ROOT / "README.md").read_text()) == render().strip(), (
         "README's configuration reference is stale: run `.venv/bin/lakehouse settings-doc --write README.md`"
     )
+
+
+def test_readme_exit_codes_and_rule_names_are_generated_from_the_code() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name, render_section in SECTIONS.items():
+        assert readme_section(readme, name) == render_section().strip(), (
+            f"README's {name} section is stale: run `.venv/bin/lakehouse settings-doc --write README.md`"
+        )
+    assert "null_key" not in readme and "invalid_type" not in readme  # names the code never wrote
 
 
 def test_every_setting_has_a_description() -> None:
