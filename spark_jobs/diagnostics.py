@@ -2,6 +2,7 @@
 timeouts are honoured) without touching any table.
 
 Usage: spark-submit spark_jobs/diagnostics.py [--rows N] [--sleep SECONDS] [--exit-code CODE]
+       [--fail-attempts N --attempts-file PATH]
 """
 
 from __future__ import annotations
@@ -39,7 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--sleep", type=float, default=0.0)
     p.add_argument("--exit-code", type=int, default=0)
     p.add_argument("--tag", default="", help="Free text, e.g. to find the job's processes.")
+    p.add_argument("--fail-attempts", type=int, default=0,
+                   help="A transient failure: the first N attempts (counted in --attempts-file) exit 1.")
+    p.add_argument("--attempts-file", help="File the attempts are counted in (one line each).")
     args = p.parse_args(argv)
+    if args.fail_attempts and not args.attempts_file:
+        p.error("--fail-attempts needs --attempts-file")
     started = time.monotonic()
     with job_session("lakehouse-diagnostics") as spark:
         n = spark.range(args.rows).count()
@@ -53,6 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.sleep:
             print(f"diagnostics: sleeping {args.sleep:g}s", flush=True)
             time.sleep(args.sleep)
+    if args.attempts_file:
+        with open(args.attempts_file, "a+", encoding="utf-8") as attempts:
+            attempts.write(f"{time.time()}\n")
+            attempts.seek(0)
+            attempt = len(attempts.read().splitlines())
+        if attempt <= args.fail_attempts:
+            print(f"diagnostics: transient failure, attempt {attempt} of {args.fail_attempts} failing", flush=True)
+            return 1
     if args.exit_code:
         print(f"diagnostics: failing on purpose with exit code {args.exit_code}", flush=True)
     return int(args.exit_code)

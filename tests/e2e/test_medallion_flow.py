@@ -7,6 +7,7 @@ silver and gold from the landing files in plain Python.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,41 @@ def test_failing_job_fails_the_flow_naming_exit_code_and_log(tmp_path: Path, use
     assert "failing on purpose with exit code 7" in str(err.value)
 
 
+def test_transient_failure_is_retried_with_the_configured_backoff(tmp_path: Path) -> None:
+    """run_spark_job's own retry policy (retries=2, exponential backoff factor 10 s, jitter 0.2) on
+    a job whose first attempt fails: the run completes on attempt 2, after a delay inside the
+    jitter band, read from the task run's real states."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+
+    from lakehouse.jobs import SparkJob
+    from tasks.spark import run_spark_job
+
+    attempts = tmp_path / "attempts"
+    job = SparkJob(name="diag-flaky", entrypoint="spark_jobs.diagnostics",
+                   args=("--rows", "10", "--fail-attempts", "1", "--attempts-file", str(attempts)))
+
+    @flow
+    def flaky() -> int:
+        return run_spark_job(job).metrics[0]["rows_read"]
+
+    state = flaky(return_state=True)
+    assert state.is_completed(), state
+    assert state.result() == 10
+    assert len(attempts.read_text().splitlines()) == 2
+    with get_client(sync_client=True) as client:
+        (task_run,) = [r for r in client.read_task_runs() if r.flow_run_id == state.state_details.flow_run_id]
+        states = sorted(client.read_task_run_states(task_run.id), key=lambda s: s.timestamp)
+    assert task_run.run_count == 2
+    names = [s.name for s in states]
+    assert names[-4:] == ["Running", "AwaitingRetry", "Retrying", "Completed"], names
+    retry, rerun = states[-3], states[-2]
+    planned = (retry.state_details.scheduled_time - retry.timestamp).total_seconds()
+    assert 10 * 0.8 - 0.5 <= planned <= 10 * 1.2 + 0.5, planned  # first delay 10 s, jitter 0.2
+    waited = (rerun.timestamp - retry.timestamp).total_seconds()
+    assert planned - 0.5 <= waited <= planned + 10, (planned, waited)
+
+
 def test_bad_parameters_fail_before_any_spark_work(use_root: Any, tmp_path: Path) -> None:
     from prefect.exceptions import ParameterTypeError
 
@@ -249,6 +285,58 @@ def test_contract_fail_rule_fails_the_cli_with_exit_65_naming_the_rule(
     with get_client(sync_client=True) as client:
         keys = {a.key for a in client.read_latest_artifacts()}
     assert "data-quality" in keys
+
+
+def test_warn_rule_keeps_the_row_and_counts_it_in_metrics_and_artifact(
+    spark: SparkSession, tmp_path: Path, use_root: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ``warn`` rule lets the breaking row through to silver, untouched, and counts it: in
+    quality/metrics (action warn) and in the run's data-quality artifact; nothing is quarantined."""
+    import json
+    import shutil
+
+    import yaml
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    from flows.medallion import medallion
+    from spark_jobs.contract import DEFAULT_CONTRACTS_DIR
+
+    contracts = tmp_path / "contracts"
+    shutil.copytree(DEFAULT_CONTRACTS_DIR, contracts)
+    doc = yaml.safe_load((contracts / "orders.yaml").read_text())
+    next(f for f in doc["schema"] if f["name"] == "amount")["on_violation"] = "warn"
+    (contracts / "orders.yaml").write_text(yaml.safe_dump(doc))
+    root = tmp_path / "lake"
+    day = root / "landing" / "orders" / "date=2026-02-01"
+    day.mkdir(parents=True)
+    row = {"order_id": "o1", "user_id": "u1", "amount": 5, "status": "completed",
+           "created_at": "2026-02-01T10:00:00Z", "updated_at": "2026-02-01T10:00:00Z"}
+    lines = [row, {**row, "order_id": "o2", "amount": -3}, {**row, "order_id": "o3", "amount": 250000}]
+    (day / "part-00000.json").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    monkeypatch.setenv("LAKEHOUSE_CONTRACTS_DIR", str(contracts))
+    use_root(root)
+
+    state = medallion(start_date=dt.date(2026, 2, 1), layers=["bronze", "silver"], dbt_marts=False,
+                      return_state=True)
+    assert state.is_completed(), state
+    silver_rows = {r["order_id"]: r["amount"] for r in
+                   spark.read.format("delta").load(str(root / "warehouse/silver/orders")).collect()}
+    assert silver_rows == {"o1": Decimal("5.00"), "o2": Decimal("-3.00"), "o3": Decimal("250000.00")}
+    assert not (root / "warehouse/quarantine/orders").exists() or spark.read.format("delta").load(
+        str(root / "warehouse/quarantine/orders")).count() == 0
+    metrics = {(r["rule"], r["action"]): (r["evaluated"], r["failed"]) for r in
+               spark.read.format("delta").load(str(root / "warehouse/quality/metrics"))
+               .where("`table` = 'orders'").collect()}
+    assert metrics[("amount.min", "warn")] == (3, 1)
+    assert metrics[("amount.max", "warn")] == (3, 1)
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["data-quality"]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    shown = {(r["table"], r["rule"]): (r["action"], r["failed"]) for r in json.loads(artifact.data)}
+    assert shown[("orders", "amount.min")] == ("warn", 1)
+    assert shown[("orders", "amount.max")] == ("warn", 1)
 
 
 def test_invalid_contract_file_fails_the_cli_with_exit_78_naming_file_and_key(
