@@ -63,7 +63,8 @@ def cmd_show_tables(args: argparse.Namespace, settings: Settings) -> int:
     # After the demo's last run built the dbt marts in this process (dbt's local target), its
     # Spark is warm: the listing runs there instead of starting another JVM.
     run = backend.run_in_process if live_spark_session() is not None else backend.run
-    run(show_tables_job(settings), log=lambda line: print(line, flush=True))
+    job = show_tables_job(settings, table=getattr(args, "table", "silver/users"), as_of=getattr(args, "as_of", None))
+    run(job, log=lambda line: print(line, flush=True))
     return 0
 
 
@@ -159,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="build the dbt marts after gold (default: LAKEHOUSE_PIPELINE__DBT_MARTS)")
     m.set_defaults(fn=cmd_medallion)
     i = sub.add_parser("show-tables", help="print tables, row counts and a time-travel read")
+    i.add_argument("--table", default="silver/users", help="layer/table of the time-travel read")
+    i.add_argument("--as-of", help="the time-travel read's version number or timestamp (e.g. "
+                   "2026-01-02T10:00:00Z: the version committed at or before it); default version 0")
     i.set_defaults(fn=cmd_show_tables)
     d = sub.add_parser("demo", help="generate 3 days, run the flow, inspect the tables")
     d.add_argument("--keep", action="store_true", help="keep existing data under the root")

@@ -80,12 +80,16 @@ def medallion_jobs(
     })]
 
 
-def show_tables_job(settings: Settings) -> SparkJob:
-    """A job printing every table's path, row count and version, plus a time-travel read."""
+def show_tables_job(settings: Settings, *, table: str = "silver/users", as_of: str | None = None) -> SparkJob:
+    """A job printing every table's path, row count and version, plus a time-travel read of
+    ``table`` (layer/name) as of ``as_of`` (a version or a timestamp; default version 0)."""
+    args = ["--root", settings.storage.root, "--time-travel", table]
+    if as_of is not None:
+        args += ["--as-of", as_of]
     return SparkJob(
         name="lakehouse-show-tables",
         entrypoint="spark_jobs.show_tables",
-        args=("--root", settings.storage.root),
+        args=tuple(args),
         timeout_seconds=settings.spark.job_timeout_seconds,
     )
 

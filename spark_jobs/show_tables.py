@@ -1,6 +1,10 @@
 """Inspect job: every Delta table's path, row count and version, and a time-travel read.
 
-Usage: spark-submit spark_jobs/show_tables.py --root R [--time-travel silver/users]
+Usage: spark-submit spark_jobs/show_tables.py --root R [--time-travel silver/users] [--as-of V|TS]
+
+The time-travel read compares ``--time-travel`` as of ``--as-of`` (a version number, or a
+timestamp such as ``2026-01-02T10:00:00Z``: Delta's ``timestampAsOf``, the version committed at
+or before it) with its latest version; without ``--as-of``, with version 0.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from spark_jobs import storage as io
 from spark_jobs.session import job_session
@@ -31,7 +36,7 @@ def list_tables(spark: SparkSession, root: str) -> list[tuple[str, str]]:
     return sorted(out, key=lambda t: (LAYERS.index(t[0]), t[1]))
 
 
-def run(spark: SparkSession, root: str, time_travel: str) -> None:
+def run(spark: SparkSession, root: str, time_travel: str, as_of: str | None = None) -> None:
     """Print the table summary and the time-travel comparison."""
     print(f"{'table':32} {'rows':>10} {'version':>8}  path", flush=True)
     for layer, table in list_tables(spark, root):
@@ -43,24 +48,43 @@ def run(spark: SparkSession, root: str, time_travel: str) -> None:
         print(f"{layer + '.' + table:32} {count:>10} {version:>8}  {path}", flush=True)
     path = f"{root.rstrip('/')}/warehouse/{time_travel}"
     if io.is_delta(spark, path):
-        latest = io.last_commit(spark, path)["version"]
-        v0 = spark.read.format("delta").option("versionAsOf", 0).load(path)
-        now = io.read_delta(spark, path)
-        changed = now.exceptAll(v0).count()
-        print(
-            f"time travel {time_travel}: version 0 has {v0.count()} rows, version {latest} has "
-            f"{now.count()} rows; {changed} rows differ from version 0", flush=True,
-        )
+        print(time_travel_line(spark, path, time_travel, as_of), flush=True)
+
+
+def version_as_of(spark: SparkSession, path: str, timestamp: str) -> int | None:
+    """The version ``timestampAsOf`` reads: the last one committed at or before ``timestamp``."""
+    history = spark.sql(f"DESCRIBE HISTORY delta.`{path}`")
+    row = history.where(F.col("timestamp") <= F.lit(timestamp).cast("timestamp")).agg(F.max("version")).first()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def time_travel_line(spark: SparkSession, path: str, name: str, as_of: str | None) -> str:
+    """``name`` as of ``as_of`` (version or timestamp; default version 0) against its latest."""
+    latest = io.last_commit(spark, path)["version"]
+    reader = spark.read.format("delta")
+    if as_of is None or as_of.isdigit():
+        version = int(as_of or 0)
+        then = reader.option("versionAsOf", version).load(path)
+        label = f"version {version}"
+    else:
+        then = reader.option("timestampAsOf", as_of).load(path)
+        version = version_as_of(spark, path, as_of)
+        label = f"as of {as_of}: version {version}"
+    now = io.read_delta(spark, path)
+    changed = now.exceptAll(then).count()
+    return (f"time travel {name}: {label} has {then.count()} rows, version {latest} has "
+            f"{now.count()} rows; {changed} rows differ from version {version}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entrypoint."""
     p = argparse.ArgumentParser(prog="show_tables", description=__doc__)
     p.add_argument("--root", required=True)
-    p.add_argument("--time-travel", default="silver/users", help="layer/table to compare with v0")
+    p.add_argument("--time-travel", default="silver/users", help="layer/table of the time-travel read")
+    p.add_argument("--as-of", help="version number or timestamp of the time-travel read (default: version 0)")
     args = p.parse_args(argv)
     with job_session("lakehouse-show-tables") as spark:
-        run(spark, args.root, args.time_travel)
+        run(spark, args.root, args.time_travel, args.as_of)
     return 0
 
 

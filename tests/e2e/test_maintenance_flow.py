@@ -45,3 +45,42 @@ def test_maintenance_compacts_and_restore_returns_earlier_content(
 
     restore_table(table="silver/events", version=1)
     assert spark.read.format("delta").load(str(path)).count() == 20
+
+
+def test_time_travel_and_restore_by_timestamp(
+    spark: SparkSession, tmp_path: Path, use_root: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``lakehouse show-tables --as-of <timestamp>`` reads with timestampAsOf, and the
+    restore-table flow restores to a timestamp: both land on the version committed at or before
+    it, computed here from the commit timestamps in the table's own log files."""
+    import json
+    import time
+
+    from flows.maintenance import restore_table
+    from lakehouse.cli import main
+
+    path = tmp_path / "warehouse" / "silver" / "events"
+    for b in range(3):
+        part = [(f"e{b}-{i}", f"u{i}", "view", dt.date(2026, 1, 1)) for i in range(10)]
+        spark.createDataFrame(part, SCHEMA).write.format("delta").mode("append").save(str(path))
+        time.sleep(1.5)
+    commits = {}
+    for log in sorted((path / "_delta_log").glob("*.json")):
+        info = next(json.loads(line)["commitInfo"] for line in log.read_text().splitlines() if "commitInfo" in line)
+        commits[int(log.stem)] = info["timestamp"] / 1000
+    assert sorted(commits) == [0, 1, 2]
+    between = dt.datetime.fromtimestamp((commits[1] + commits[2]) / 2, dt.UTC)  # after v1, before v2
+    as_of = between.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    use_root(tmp_path)
+
+    capsys.readouterr()
+    assert main(["show-tables", "--table", "silver/events", "--as-of", as_of]) == 0
+    out = capsys.readouterr().out
+    assert (f"time travel silver/events: as of {as_of}: version 1 has 20 rows, version 2 has 30 rows; "
+            "10 rows differ from version 1") in out, out
+
+    restore_table(table="silver/events", timestamp=as_of)
+    restored = spark.read.format("delta").load(str(path))
+    assert sorted(r.event_id for r in restored.collect()) == sorted(f"e{b}-{i}" for b in range(2) for i in range(10))
+    last = spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").first()
+    assert last is not None and last["operation"] == "RESTORE" and last["version"] == 3
