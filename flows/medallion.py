@@ -23,7 +23,7 @@ from lakehouse.pipeline import LAYERS, Layer, medallion_jobs, ordered_layers
 from lakehouse.settings import get_settings
 from tasks.artifacts import publish_summary, summary_rows
 from tasks.notify import ALERT_HOOKS
-from tasks.quality import notify_sla_breaches, publish_quality, quality_rows
+from tasks.quality import publish_quality, quality_rows, track_sla
 from tasks.spark import run_spark_job
 
 
@@ -75,5 +75,5 @@ def medallion(
     )
     metrics = [m for r in results for m in r.metrics]
     publish_quality(quality_rows(metrics), f"Data-contract rule outcomes, run {run_id}")
-    notify_sla_breaches(metrics, run_id)
+    track_sla(metrics, run_id)
     return rows

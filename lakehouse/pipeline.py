@@ -94,6 +94,18 @@ def show_tables_job(settings: Settings, *, table: str = "silver/users", as_of: s
     )
 
 
+def freshness_job(settings: Settings, sources: Sequence[str] | None = None) -> SparkJob:
+    """The job checking every contract's freshness SLA from silver's own data (the ``freshness``
+    flow's; ``sources`` limits it)."""
+    args = ["--root", settings.storage.root]
+    if sources:
+        args += ["--sources", ",".join(sources)]
+    if settings.contracts_dir:
+        args += ["--contracts-dir", settings.contracts_dir]
+    return SparkJob(name="freshness", entrypoint="spark_jobs.freshness", args=tuple(args),
+                    timeout_seconds=settings.spark.job_timeout_seconds)
+
+
 BIG_TABLES = ("bronze/events", "silver/events", "silver/orders")
 """Tables maintenance compacts and Z-orders by default."""
 VACUUM_DEFAULT_HOURS = 168.0

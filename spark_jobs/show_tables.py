@@ -63,7 +63,7 @@ def time_travel_line(spark: SparkSession, path: str, name: str, as_of: str | Non
     latest = io.last_commit(spark, path)["version"]
     reader = spark.read.format("delta")
     if as_of is None or as_of.isdigit():
-        version = int(as_of or 0)
+        version: int | None = int(as_of or 0)
         then = reader.option("versionAsOf", version).load(path)
         label = f"version {version}"
     else:

@@ -140,6 +140,12 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
                 to_quarantine = to_quarantine.unionByName(dup_rows.drop("_dup"))
             extra = list(undeclared) if allow_new else []
             good: DataFrame = latest_per_key(typed(conforming.where(~F.col("_dup")), contract, extra), contract)
+            # the SLA as silver would stand after this batch, decided before anything commits
+            # (so that sla.action: fail stops the batch rather than reporting it afterwards)
+            fresh = _freshness(spark, contract, silver_path, good)
+            metrics += fresh
+            failures += [m["rule"] for m in fresh if m["action"] == "fail" and m["failed"]]
+        if not failures:
             with io.commit_metadata(spark, pending, run_id=args.run_id):
                 if args.full_refresh:
                     io.delete_where(spark, silver_path, in_range)
@@ -154,8 +160,6 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
             inserted = int(m.get("numTargetRowsInserted", m.get("numOutputRows", 0)))
             updated = int(m.get("numTargetRowsUpdated", 0))
             version = commit["version"]
-            metrics += _freshness(spark, contract, silver_path)
-            failures += [m["rule"] for m in metrics[-1:] if m["action"] == "fail" and m["failed"]]
     finally:
         evaluated.unpersist()
     _write_metrics(spark, args, name, pending, metrics)
@@ -171,18 +175,38 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
     return failures
 
 
-def _freshness(spark: SparkSession, contract: Contract, silver_path: str) -> list[dict[str, Any]]:
-    """The freshness SLA: newest ``sla.freshness_column`` in silver versus now."""
-    limit, col = contract.sla.freshness_seconds, contract.sla.freshness_column
-    if limit is None or col is None or not io.is_delta(spark, silver_path):
-        return []
-    newest = io.read_delta(spark, silver_path).agg(F.max(col)).first()[0]  # type: ignore[index]
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+def newest_value(spark: SparkSession, contract: Contract, silver_path: str,
+                 batch: DataFrame | None = None) -> dt.datetime | None:
+    """The newest ``sla.freshness_column`` value in silver (and in ``batch``, the rows about to
+    be merged); None when there is no row at all."""
+    col = contract.sla.freshness_column
+    assert col is not None
+    found = []
+    if io.is_delta(spark, silver_path):
+        found.append(io.read_delta(spark, silver_path).agg(F.max(col)).first()[0])  # type: ignore[index]
+    if batch is not None:
+        found.append(batch.agg(F.max(col)).first()[0])  # type: ignore[index]
+    values = [v for v in found if v is not None]
+    return max(values) if values else None
+
+
+def freshness_metric(contract: Contract, newest: dt.datetime | None,
+                     now: dt.datetime | None = None) -> dict[str, Any]:
+    """The ``sla.freshness`` metric: ``newest`` versus now (no row at all is a breach)."""
+    limit = contract.sla.freshness_seconds
+    now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     age = (now - newest).total_seconds() if newest else None
-    breached = age is None or age > limit
-    return [_metric("sla.freshness", contract.sla.action, 1, int(breached),
-                    newest=str(newest), age_seconds=round(age, 1) if age is not None else None,
-                    limit_seconds=limit)]
+    breached = age is None or (limit is not None and age > limit)
+    return _metric("sla.freshness", contract.sla.action, 1, int(breached),
+                   newest=str(newest), age_seconds=round(age, 1) if age is not None else None,
+                   limit_seconds=limit)
+
+
+def _freshness(spark: SparkSession, contract: Contract, silver_path: str, batch: DataFrame) -> list[dict[str, Any]]:
+    """The freshness SLA as silver will stand once ``batch`` is merged ([] without an SLA)."""
+    if contract.sla.freshness_seconds is None or contract.sla.freshness_column is None:
+        return []
+    return [freshness_metric(contract, newest_value(spark, contract, silver_path, batch))]
 
 
 def run(spark: SparkSession, args: argparse.Namespace) -> Report:

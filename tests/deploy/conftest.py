@@ -4,25 +4,22 @@ webhook receiver on 127.0.0.1, kustomize and hadolint (real tools, cached)."""
 from __future__ import annotations
 
 import contextlib
-import http.server
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.fixtures.k8s import cache_dir
+from tests.fixtures.webhook import WebhookReceiver
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -121,44 +118,6 @@ def prefect_server(workdir: Path, extra_env: dict[str, str] | None = None) -> It
         yield PrefectServer(api_url, home, service, client_env)
     finally:
         service.stop()
-
-
-class WebhookReceiver:
-    """An HTTP server on 127.0.0.1 that records every request body (JSON when it parses)."""
-
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                try:
-                    message = json.loads(body)
-                except ValueError:
-                    message = {"raw": body.decode(errors="replace")}
-                with receiver._lock:
-                    receiver.messages.append({"path": self.path, **message})
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
-        threading.Thread(target=self._server.serve_forever, name="webhook", daemon=True).start()
-
-    def snapshot(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self.messages)
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @pytest.fixture(scope="session")

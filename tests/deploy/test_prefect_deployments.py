@@ -49,7 +49,7 @@ DELIVERED_AS = {
     "LAKEHOUSE_DEPLOY__OBJECT_STORE_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
 }
 DEPLOYMENTS = {"medallion/daily", "medallion/backfill", "streaming/ensure", "streaming-monitor/monitor",
-               "maintenance/weekly"}
+               "maintenance/weekly", "freshness/hourly"}
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
@@ -185,6 +185,8 @@ def test_deploy_all_registers_the_deployments(workspace: Workspace) -> None:
     assert [s.schedule.interval for s in monitor.schedules] == [dt.timedelta(minutes=5)]
     weekly = deployments["maintenance/weekly"]
     assert [(s.schedule.cron, s.schedule.timezone) for s in weekly.schedules] == [("0 3 * * 0", "UTC")]
+    hourly = deployments["freshness/hourly"]
+    assert [(s.schedule.cron, s.schedule.timezone) for s in hourly.schedules] == [("15 * * * *", "UTC")]
 
 
 def _delta(spark: Any, root: Path, layer: str, name: str) -> Any:

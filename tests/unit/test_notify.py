@@ -56,13 +56,21 @@ def test_a_broken_channel_is_logged_not_raised(monkeypatch: pytest.MonkeyPatch,
     def broken(*_: Any, **__: Any) -> bool:
         raise ConnectionError("webhook unreachable")
 
+    from prefect.variables import Variable
+
+    store: dict[str, Any] = {}  # the SLA state variable, without a Prefect API in this tier
+    monkeypatch.setattr(Variable, "get", classmethod(lambda cls, name, default=None: store.get(name, default)))
+    monkeypatch.setattr(Variable, "set",
+                        classmethod(lambda cls, name, value, overwrite=False: store.update({name: value})))
     monkeypatch.setattr(notify_module, "notify", broken)
     monkeypatch.setattr(quality_module, "notify", broken)
     notify_module.notify_flow_failure(FLOW, _run(), Failed(message="boom"))
     metrics = [{"table": "events", "quality": [{"rule": "sla.freshness", "failed": 1, "newest": "x",
                                                  "age_seconds": 9, "limit_seconds": 1}]},
-               {"table": "orders", "quality": [{"rule": "sla.freshness", "failed": 0}]}]
-    assert quality_module.notify_sla_breaches(metrics, "run-1") == ["events"]
+               {"table": "orders", "quality": [{"rule": "sla.freshness", "failed": 0, "newest": "y",
+                                                 "age_seconds": 0, "limit_seconds": 1}]}]
+    assert quality_module.track_sla(metrics, "run-1") == [("breached", "events")]
+    assert store["lakehouse-sla-state"]["events"]["breached_since"] is not None
     logged = [r for r in caplog.records if r.exc_info and isinstance(r.exc_info[1], ConnectionError)]
     assert [r.getMessage() for r in logged] == [
         "could not send the notification for Flow run medallion/brave-otter failed",
