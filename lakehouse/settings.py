@@ -418,7 +418,8 @@ class StreamingSettings(BaseModel):
     watermark: str = Field(
         default="10 minutes",
         description="Watermark delay on event_time: a window is appended once it is this far "
-        "behind the latest event time seen; later events for it are dropped.",
+        "behind the latest event time seen; later events for it are not counted in gold (bronze "
+        "keeps them, the <gold>_late table lists the windows they missed).",
     )
     starting_offsets: Literal["earliest", "latest"] = Field(
         default="earliest",

@@ -51,12 +51,14 @@ def bronze_checkpoint_dir(settings: Settings) -> str:
 
 
 def table_paths(settings: Settings) -> dict[str, str]:
-    """Paths of the stream's tables: ``bronze``, ``dead_letter`` and ``gold``."""
+    """Paths of the stream's tables: ``bronze``, ``dead_letter``, ``gold`` and ``late`` (the
+    closed windows gold missed events of, ``<gold>_late``)."""
     st, s = settings.storage, settings.streaming
     return {
         "bronze": st.table("bronze", s.bronze_table),
         "dead_letter": st.table("quarantine", s.dead_letter_table),
         "gold": st.table("gold", s.gold_table),
+        "late": st.table("gold", f"{s.gold_table}_late"),
     }
 
 
@@ -86,6 +88,7 @@ def streaming_job(
         "--bronze", paths["bronze"],
         "--dead-letter", paths["dead_letter"],
         "--gold", paths["gold"],
+        "--late", paths["late"],
         "--checkpoint", checkpoint_dir(settings),
         "--query-name", s.query_name,
         "--interval", s.processing_time,

@@ -81,6 +81,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--bronze", required=True, help="Path of the bronze table (valid events).")
     p.add_argument("--dead-letter", required=True, help="Path of the dead-letter table.")
     p.add_argument("--gold", required=True, help="Path of the windowed aggregate table.")
+    p.add_argument("--late", default=None,
+                   help="Path of the late-events table (closed windows gold missed events of); "
+                        "default: <gold>_late.")
+    p.add_argument("--late-check-seconds", type=float, default=60.0,
+                   help="processing-time: how often the late events are reconciled.")
     p.add_argument("--checkpoint", required=True, help="Checkpoint root of this stream.")
     p.add_argument("--contracts-dir", type=Path, default=DEFAULT_CONTRACTS_DIR,
                    help="Directory of the data contracts; the events contract (--contract) applies.")
@@ -108,6 +113,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--kafka-option", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="Extra Kafka source option (repeatable), e.g. kafka.security.protocol=SSL.")
     args = p.parse_args(argv)
+    args.late = args.late or f"{args.gold.rstrip('/')}_late"
     if args.max_offsets_per_trigger < 0 or args.max_seconds < 0 or args.min_partitions < 0:
         p.error("--max-offsets-per-trigger, --min-partitions and --max-seconds must not be "
                 "negative")
@@ -332,6 +338,34 @@ def start_gold(spark: SparkSession, args: argparse.Namespace) -> StreamingQuery:
     return sio.with_trigger(stream, args.trigger, args.interval).start(args.gold)
 
 
+def gold_watermark(query: StreamingQuery) -> dt.datetime | None:
+    """The watermark of the gold query's last micro-batch (None before it made progress)."""
+    progress: dict[str, Any] = query.lastProgress or {}
+    value = (progress.get("eventTime") or {}).get("watermark")
+    if not value:
+        return None
+    at = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return None if at.timestamp() <= 0 else at.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+def reconcile_late(spark: SparkSession, args: argparse.Namespace, watermark: dt.datetime) -> tuple[int, int]:
+    """Rewrite the late-events table for ``watermark``: per closed window and event type, the
+    bronze events gold did not count. Returns (late events, windows missed)."""
+    bronze = spark.read.format("delta").load(args.bronze)
+    gold = spark.read.format("delta").load(args.gold)
+    late = tx.missed_windows(bronze, gold, watermark, window=args.window).cache()
+    try:
+        late.write.format("delta").mode("overwrite").save(args.late)
+        total = late.agg(F.sum("late_events")).first()[0] or 0  # type: ignore[index]
+        windows = late.count()
+    finally:
+        late.unpersist()
+    if total:
+        print(f"[streaming] {total} late event(s) in {windows} closed window(s) gold did not count "
+              f"(watermark {watermark:%Y-%m-%d %H:%M:%S}): kept in bronze, listed in {args.late}", flush=True)
+    return int(total), int(windows)
+
+
 def _stop_gracefully(queries: Sequence[StreamingQuery]) -> None:
     """Stop each query once its current batch is done (bounded wait), then raise its failure."""
     deadline = time.monotonic() + _STOP_WAIT_S
@@ -349,16 +383,22 @@ def run_continuous(
     queries: list[StreamingQuery],
     max_seconds: float,
     restart_bronze: Callable[[], StreamingQuery] | None = None,
+    every: tuple[float, Callable[[], None]] | None = None,
 ) -> None:
-    """Wait for the queries: until one fails, or for ``max_seconds`` (0: forever).
+    """Wait for the queries: until one fails, or for ``max_seconds`` (0: forever); call
+    ``every[1]`` every ``every[0]`` seconds meanwhile (the late-events reconciliation).
 
     The bronze query (``queries[0]``) is restarted in place, a few times at most, after the
     Kafka metrics failure of its recovered batch (see :func:`is_kafka_metrics_npe`).
     """
     deadline = time.monotonic() + max_seconds if max_seconds else None
     restarts = 0
+    next_tick = time.monotonic() + every[0] if every else None
     try:
         while True:
+            if every and next_tick is not None and time.monotonic() >= next_tick:
+                every[1]()
+                next_tick = time.monotonic() + every[0]
             for i, q in enumerate(queries):
                 if not q.isActive:
                     exc = q.exception()
@@ -408,6 +448,7 @@ def run(spark: SparkSession, args: argparse.Namespace, contract: Contract | None
         sio.ensure_table(spark, args.metrics, quality.METRICS_SCHEMA)
     writer = BronzeBatchWriter(args.bronze, args.dead_letter, contract, args.metrics,
                                table=args.bronze.rstrip("/").rsplit("/", 1)[-1])
+    late: tuple[int, int] | None = None
     print(f"[streaming] {args.topic} -> {args.bronze} (+ dead letters, gold) "
           f"trigger={args.trigger} interval={args.interval} "
           f"maxOffsetsPerTrigger={args.max_offsets_per_trigger or 'none'}", flush=True)
@@ -422,13 +463,30 @@ def run(spark: SparkSession, args: argparse.Namespace, contract: Contract | None
                 print("[streaming] restarting the bronze query after Spark's Kafka metrics "
                       "failure on its recovered batch (SPARK-55271)", flush=True)
         if not args.no_gold:
-            start_gold(spark, args).awaitTermination()
+            gold_query = start_gold(spark, args)
+            gold_query.awaitTermination()
+            watermark = gold_watermark(gold_query)
+            if watermark is not None:
+                late = reconcile_late(spark, args, watermark)
     else:
         queries = [start_bronze(spark, args, writer)]
         if not args.no_gold:
             queries.append(start_gold(spark, args))
+
+        def check_late() -> None:
+            nonlocal late
+            at = gold_watermark(queries[1]) if len(queries) > 1 else None
+            if at is None:
+                return
+            try:
+                late = reconcile_late(spark, args, at)
+            except Exception as exc:  # the ingest goes on; the next check tries again
+                print(f"[streaming] WARNING: could not reconcile the late events: {exc}", flush=True)
+
         run_continuous(queries, args.max_seconds,
-                       restart_bronze=lambda: start_bronze(spark, args, writer))
+                       restart_bronze=lambda: start_bronze(spark, args, writer),
+                       every=(args.late_check_seconds, check_late) if not args.no_gold else None)
+        check_late()
     seconds = time.monotonic() - started
     values: dict[str, Any] = {
         "batches": writer.batches,
@@ -451,7 +509,8 @@ def run(spark: SparkSession, args: argparse.Namespace, contract: Contract | None
     if not args.no_gold:
         version, rows = _delta_written(spark, args.gold, gold_before)
         report.table("gold", args.gold.rstrip("/").rsplit("/", 1)[-1], started,
-                     rows_read=None, rows_written=rows, version=version)
+                     rows_read=None, rows_written=rows, version=version,
+                     late_events=late[0] if late else 0, windows_missed=late[1] if late else 0)
     print(f"[streaming] done in {seconds:.1f}s: {writer.records} records in "
           f"{writer.batches} batches", flush=True)
     return report

@@ -21,6 +21,8 @@ failures are named as the contract names them: ``malformed_json``, ``<field>.req
 
 from __future__ import annotations
 
+import datetime as dt
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
@@ -313,5 +315,57 @@ def windowed_counts(
             "event_type",
             "event_count",
             F.col("amount_sum").cast("decimal(20,2)").alias("amount_sum"),
+        )
+    )
+
+
+LATE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("window_start", "timestamp"),
+    ("window_end", "timestamp"),
+    ("event_type", "string"),
+    ("late_events", "bigint"),
+    ("late_amount", "decimal(20,2)"),
+    ("window_emitted", "boolean"),
+    ("watermark", "timestamp"),
+    ("checked_at", "timestamp"),
+)
+"""Schema of the late-events table: per closed window and event type, the bronze events the
+windowed gold did not count because they arrived after the watermark had passed the window."""
+
+
+def missed_windows(bronze: DataFrame, gold: DataFrame, watermark: dt.datetime, *,
+                   window: str = "5 minutes") -> DataFrame:
+    """The closed windows (end <= ``watermark``) whose bronze events outnumber what gold counted.
+
+    Gold (append mode) writes a window once, when the watermark passes its end, and drops events
+    arriving for it later; bronze keeps every event. Per window and event type, bronze's count
+    minus gold's is the number of events that came too late for it (``window_emitted`` false:
+    all of them did, so gold has no row for it at all).
+
+    Returns:
+        Columns of :data:`LATE_COLUMNS`.
+    """
+    closed = F.lit(watermark).cast("timestamp")
+    kept = (
+        bronze.where(F.col("event_time").isNotNull())
+        .groupBy(F.window("event_time", window).alias("w"), "event_type")
+        .agg(F.count(F.lit(1)).alias("bronze_count"), F.sum("amount").alias("bronze_amount"))
+        .select(F.col("w.start").alias("window_start"), F.col("w.end").alias("window_end"), "event_type",
+                "bronze_count", "bronze_amount")
+        .where(F.col("window_end") <= closed)
+    )
+    counted = gold.select("window_start", "event_type", F.col("event_count").alias("gold_count"),
+                          F.col("amount_sum").alias("gold_amount"))
+    joined = kept.join(counted, ["window_start", "event_type"], "left")
+    return (
+        joined.where(F.col("bronze_count") > F.coalesce(F.col("gold_count"), F.lit(0)))
+        .select(
+            "window_start", "window_end", "event_type",
+            (F.col("bronze_count") - F.coalesce(F.col("gold_count"), F.lit(0))).cast("bigint").alias("late_events"),
+            (F.coalesce(F.col("bronze_amount"), F.lit(0)) - F.coalesce(F.col("gold_amount"), F.lit(0)))
+            .cast("decimal(20,2)").alias("late_amount"),
+            F.col("gold_count").isNotNull().alias("window_emitted"),
+            closed.alias("watermark"),
+            F.current_timestamp().alias("checked_at"),
         )
     )
