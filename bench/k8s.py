@@ -79,6 +79,7 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 from kubernetes import client, config  # noqa: E402
 
+from bench.k8s_native import k8s_time  # noqa: E402
 from lakehouse import jars, versions  # noqa: E402
 from lakehouse.backends.kubernetes import KubernetesBackend  # noqa: E402
 from lakehouse.datagen import GenConfig, generate  # noqa: E402
@@ -296,15 +297,6 @@ def _delta_tables(root: Path) -> dict[str, int]:
     return out
 
 
-def _k8s_time(value: Any) -> float | None:
-    """Epoch seconds of a Kubernetes timestamp (RFC 3339 string or datetime; 1 s resolution)."""
-    if not value:
-        return None
-    if isinstance(value, dt.datetime):
-        return value.timestamp()
-    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-
-
 def _driver_exit(cluster: Cluster, namespace: str, pod: str) -> tuple[int | None, float | None]:
     """Exit code and ``finishedAt`` of the driver container of ``pod``."""
     try:
@@ -316,7 +308,7 @@ def _driver_exit(cluster: Cluster, namespace: str, pod: str) -> tuple[int | None
     for status in (obj.status.container_statuses if obj.status else None) or []:
         if status.name == DRIVER_CONTAINER and status.state and status.state.terminated:
             term = status.state.terminated
-            return int(term.exit_code), _k8s_time(term.finished_at)
+            return int(term.exit_code), k8s_time(term.finished_at)
     return None, None
 
 
@@ -350,7 +342,7 @@ def run_sparkapplication(cluster: Cluster, w: Workload) -> dict[str, Any]:
                      None)
     pod = (status.get("driverInfo") or {}).get("podName")
     exit_code, finished = _driver_exit(cluster, namespace, pod) if pod else (None, None)
-    terminated = _k8s_time(status.get("terminationTime"))
+    terminated = k8s_time(status.get("terminationTime"))
     result = {
         "side": SPARK_APP,
         "label": w.label,

@@ -113,7 +113,8 @@ def _stats(values: list[float | None]) -> dict[str, Any]:
             "samples": values}
 
 
-def _k8s_time(value: Any) -> float | None:
+def k8s_time(value: Any) -> float | None:
+    """Epoch seconds of a Kubernetes timestamp (RFC 3339 string or datetime; 1 s resolution)."""
     if not value:
         return None
     if isinstance(value, dt.datetime):
@@ -283,12 +284,12 @@ def _one_flow_run(prefect: Any, cluster: Any, admin: client.ApiClient, namespace
     submitted = min((log.timestamp.timestamp() for log in logs
                      if log.message == f"SparkApplication {namespace}/{name} submitted"), default=None)
     pod = min(pods, key=lambda p: p["metadata"]["creationTimestamp"])
-    created = _k8s_time(pod["metadata"]["creationTimestamp"])
-    container_started = next((_k8s_time((c.get("state") or {}).get("running", {}).get("startedAt")
+    created = k8s_time(pod["metadata"]["creationTimestamp"])
+    container_started = next((k8s_time((c.get("state") or {}).get("running", {}).get("startedAt")
                                         or (c.get("state") or {}).get("terminated", {}).get("startedAt"))
                               for c in pod["status"].get("containerStatuses", []) if c["name"] == FLOW_CONTAINER),
                              None)
-    app_created = _k8s_time(app["metadata"]["creationTimestamp"])
+    app_created = k8s_time(app["metadata"]["creationTimestamp"])
 
     def span(a: float | None, b: float | None) -> float | None:
         return _r(b - a) if a is not None and b is not None else None

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
+from tests.e2e.support import ORDER, contracts_with, write_orders
 from tests.fixtures.webhook import WebhookReceiver
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
@@ -89,26 +90,12 @@ def test_sla_fail_stops_the_batch_before_anything_commits(
 ) -> None:
     """``sla.action: fail`` with a batch that leaves orders stale: the run fails (exit 65, naming
     sla.freshness) and silver/orders gets no commit at all."""
-    import json
-    import shutil
-
-    import yaml
-
     from flows.medallion import medallion
     from lakehouse.errors import CONTRACT_VIOLATION_EXIT, SparkJobError
-    from spark_jobs.contract import DEFAULT_CONTRACTS_DIR
 
-    contracts = tmp_path / "contracts"
-    shutil.copytree(DEFAULT_CONTRACTS_DIR, contracts)
-    doc = yaml.safe_load((contracts / "orders.yaml").read_text())
-    doc["sla"]["action"] = "fail"
-    (contracts / "orders.yaml").write_text(yaml.safe_dump(doc))
+    contracts = contracts_with(tmp_path / "contracts", "orders", lambda doc: doc["sla"].update(action="fail"))
     root = tmp_path / "lake"
-    day = root / "landing" / "orders" / "date=2026-02-01"
-    day.mkdir(parents=True)
-    row = {"order_id": "o1", "user_id": "u1", "amount": 5, "status": "completed",
-           "created_at": "2026-02-01T10:00:00Z", "updated_at": "2026-02-01T10:00:00Z"}  # months old
-    (day / "part-00000.json").write_text(json.dumps(row) + "\n")
+    write_orders(root, [ORDER])  # updated 2026-02-01: months old
     monkeypatch.setenv("LAKEHOUSE_CONTRACTS_DIR", str(contracts))
     use_root(root)
 

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pyspark.sql import SparkSession
 
 from lakehouse.datagen import GenConfig, Manifest, generate
+from tests.e2e.support import ORDER, contracts_with, field, write_orders
 from tests.medallion_tables import check_tables
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
@@ -237,34 +239,14 @@ def test_contract_fail_rule_fails_the_cli_with_exit_65_naming_the_rule(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The driver's exit code 65 reaches the CLI: driver -> backend -> task -> flow -> CLI."""
-    import json
-    import shutil
-
-    import yaml
     from prefect.client.orchestration import get_client
 
     from lakehouse.cli import main
-    from spark_jobs.contract import DEFAULT_CONTRACTS_DIR
 
-    contracts = tmp_path / "contracts"
-    shutil.copytree(DEFAULT_CONTRACTS_DIR, contracts)
-    doc = yaml.safe_load((contracts / "orders.yaml").read_text())
-    next(f for f in doc["schema"] if f["name"] == "amount")["on_violation"] = "fail"
-    (contracts / "orders.yaml").write_text(yaml.safe_dump(doc))
+    contracts = contracts_with(tmp_path / "contracts", "orders",
+                               lambda doc: field(doc, "amount").update(on_violation="fail"))
     root = tmp_path / "lake"
-    day = root / "landing" / "orders" / "date=2026-02-01"
-    day.mkdir(parents=True)
-    row = {
-        "order_id": "o1",
-        "user_id": "u1",
-        "amount": 5,
-        "status": "completed",
-        "created_at": "2026-02-01T10:00:00Z",
-        "updated_at": "2026-02-01T10:00:00Z",
-    }
-    (day / "part-00000.json").write_text(
-        json.dumps(row) + "\n" + json.dumps({**row, "order_id": "o2", "amount": -3}) + "\n"
-    )
+    write_orders(root, [ORDER, {**ORDER, "order_id": "o2", "amount": -3}])
     monkeypatch.setenv("LAKEHOUSE_CONTRACTS_DIR", str(contracts))
     use_root(root)
 
@@ -293,27 +275,17 @@ def test_warn_rule_keeps_the_row_and_counts_it_in_metrics_and_artifact(
     """A ``warn`` rule lets the breaking row through to silver, untouched, and counts it: in
     quality/metrics (action warn) and in the run's data-quality artifact; nothing is quarantined."""
     import json
-    import shutil
 
-    import yaml
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     from flows.medallion import medallion
-    from spark_jobs.contract import DEFAULT_CONTRACTS_DIR
 
-    contracts = tmp_path / "contracts"
-    shutil.copytree(DEFAULT_CONTRACTS_DIR, contracts)
-    doc = yaml.safe_load((contracts / "orders.yaml").read_text())
-    next(f for f in doc["schema"] if f["name"] == "amount")["on_violation"] = "warn"
-    (contracts / "orders.yaml").write_text(yaml.safe_dump(doc))
+    contracts = contracts_with(tmp_path / "contracts", "orders",
+                               lambda doc: field(doc, "amount").update(on_violation="warn"))
     root = tmp_path / "lake"
-    day = root / "landing" / "orders" / "date=2026-02-01"
-    day.mkdir(parents=True)
-    row = {"order_id": "o1", "user_id": "u1", "amount": 5, "status": "completed",
-           "created_at": "2026-02-01T10:00:00Z", "updated_at": "2026-02-01T10:00:00Z"}
-    lines = [row, {**row, "order_id": "o2", "amount": -3}, {**row, "order_id": "o3", "amount": 250000}]
-    (day / "part-00000.json").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    write_orders(root, [ORDER, {**ORDER, "order_id": "o2", "amount": -3},
+                        {**ORDER, "order_id": "o3", "amount": 250000}])
     monkeypatch.setenv("LAKEHOUSE_CONTRACTS_DIR", str(contracts))
     use_root(root)
 
@@ -344,19 +316,12 @@ def test_invalid_contract_file_fails_the_cli_with_exit_78_naming_file_and_key(
 ) -> None:
     """A contract file the driver cannot load is a configuration error: exit 78 from the driver,
     kept to the CLI, and not retried (it would fail the same way)."""
-    import shutil
-
-    import yaml
-
     from lakehouse.cli import main
     from lakehouse.datagen import GenConfig, generate
-    from spark_jobs.contract import DEFAULT_CONTRACTS_DIR
 
-    contracts = tmp_path / "contracts"
-    shutil.copytree(DEFAULT_CONTRACTS_DIR, contracts)
+    contracts = contracts_with(tmp_path / "contracts", "users",
+                               lambda doc: field(doc, "country").update(type="varchar"))
     doc = yaml.safe_load((contracts / "users.yaml").read_text())
-    next(f for f in doc["schema"] if f["name"] == "country")["type"] = "varchar"
-    (contracts / "users.yaml").write_text(yaml.safe_dump(doc))
     root = tmp_path / "lake"
     generate(root / "landing", GenConfig(start=dt.date(2026, 2, 1), days=1, events_per_day=20, orders_per_day=5,
                                          users_initial=5))

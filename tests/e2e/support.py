@@ -1,0 +1,40 @@
+"""Helpers of the flow tests: contracts with one change, a day of hand-written order lines."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spark_jobs.contract import DEFAULT_CONTRACTS_DIR
+
+ORDER = {"order_id": "o1", "user_id": "u1", "amount": 5, "status": "completed",
+         "created_at": "2026-02-01T10:00:00Z", "updated_at": "2026-02-01T10:00:00Z"}
+"""A valid order line of 2026-02-01; tests vary it."""
+
+
+def contracts_with(target: Path, source: str, change: Callable[[dict[str, Any]], None]) -> Path:
+    """A copy of the shipped contracts in ``target`` with ``change`` applied to the document of
+    ``<source>.yaml``."""
+    shutil.copytree(DEFAULT_CONTRACTS_DIR, target)
+    path = target / f"{source}.yaml"
+    doc = yaml.safe_load(path.read_text())
+    change(doc)
+    path.write_text(yaml.safe_dump(doc))
+    return target
+
+
+def field(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    """The schema entry of column ``name`` in a contract document."""
+    return next(f for f in doc["schema"] if f["name"] == name)
+
+
+def write_orders(root: Path, rows: list[dict[str, Any]], day: str = "2026-02-01") -> None:
+    """One landing file of ``rows`` (JSON lines) for ``day`` under ``root``."""
+    folder = root / "landing" / "orders" / f"date={day}"
+    folder.mkdir(parents=True)
+    (folder / "part-00000.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
