@@ -9,9 +9,10 @@ from typing import Any
 class ExitCode(IntEnum):
     """Exit codes of the ``lakehouse`` command and of the Spark drivers (the README's table).
 
-    A driver's code reaches the CLI unchanged: the local backend reads it from spark-submit, the
-    Kubernetes backend from the operator's errorMessage, both keep it in
-    :attr:`SparkJobError.exit_code`, and :func:`exit_code_of` maps it back.
+    The drivers' own codes 65 and 78 reach the CLI as they are: the local backend reads them
+    from spark-submit, the Kubernetes backend from the operator's errorMessage, both keep them in
+    :attr:`SparkJobError.exit_code`, and :func:`exit_code_of` maps them back (any other failed
+    job is 1; its own code is in the message).
     """
 
     OK = 0
