@@ -84,7 +84,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--late", default=None,
                    help="Path of the late-events table (closed windows gold missed events of); "
                         "default: <gold>_late.")
-    p.add_argument("--late-check-seconds", type=float, default=60.0,
+    p.add_argument("--late-check-seconds", type=float, default=300.0,
                    help="processing-time: how often the late events are reconciled.")
     p.add_argument("--checkpoint", required=True, help="Checkpoint root of this stream.")
     p.add_argument("--contracts-dir", type=Path, default=DEFAULT_CONTRACTS_DIR,
