@@ -69,7 +69,7 @@ def test_dry_run_refusal_is_readable(
 ) -> None:
     monkeypatch.setenv("LAKEHOUSE_KUBERNETES__TMP_SIZE_LIMIT", "two gigs")
     get_settings.cache_clear()
-    assert main(["render", "medallion", "--start", "2026-01-01", "--dry-run"]) == 1
+    assert main(["render", "medallion", "--start", "2026-01-01", "--dry-run"]) == 78  # a configuration error
     err = capsys.readouterr().err
     assert err.startswith("error: the API server refused SparkApplication")
     assert "spec.volumes[1].emptyDir.sizeLimit" in err
@@ -79,5 +79,5 @@ def test_bad_spec_file_is_a_config_error(env: str, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "job.json"
     spec.write_text(json.dumps({"name": "x"}) + "{")
-    assert main(["render", "--spec", str(spec)]) == 1
+    assert main(["render", "--spec", str(spec)]) == 78
     assert "cannot read the SparkJob spec" in capsys.readouterr().err
