@@ -48,8 +48,8 @@ def render_exit_codes() -> str:
 
 
 def render_rule_names() -> str:
-    """Markdown table of the rule names a rejected row can carry (``spark_jobs.transforms.quality``)."""
-    from spark_jobs.transforms.quality import RULE_NAMES
+    """Markdown table of the rule names a rejected row can carry (``spark_jobs.contract.RULE_NAMES``)."""
+    from spark_jobs.contract import RULE_NAMES
 
     lines = ["| rule | the row was rejected because |", "| --- | --- |"]
     lines += [f"| `{name}` | {meaning} |" for name, meaning in RULE_NAMES.items()]

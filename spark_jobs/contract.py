@@ -27,6 +27,23 @@ _SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 60480
 DEFAULT_CONTRACTS_DIR = Path(__file__).resolve().parents[1] / "contracts"
 
 
+MALFORMED = "malformed_json"
+NEW_COLUMNS = "schema.new_columns"
+
+RULE_NAMES: dict[str, str] = {
+    MALFORMED: "the line (or Kafka value) is not a JSON object; reported alone",
+    "<column>.required": "a required column (the key, `required: true`, a `null_check`) is missing or empty",
+    "<column>.type": "the value cannot be read as the declared type",
+    "<column>.min": "below the `min` constraint",
+    "<column>.max": "above the `max` constraint",
+    "<column>.pattern": "does not match the `pattern` constraint",
+    "<column>.allowed_values": "not one of `allowed_values`",
+    NEW_COLUMNS: "the batch carries columns the contract does not declare (`evolution.new_columns: quarantine`)",
+}
+"""Every rule name a rejected row can carry (``failed_rules`` of ``quarantine/<source>``, the
+dead letters' rules, the ``rule`` of ``quality/metrics``); ``<column>`` is a contract column."""
+
+
 class ContractError(ValueError):
     """A contract file is invalid; the message names the file, the field and the valid values."""
 

@@ -14,27 +14,13 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from spark_jobs.contract import ACTIONS, SEVERITY, Contract, FieldSpec
+from spark_jobs.contract import ACTIONS, NEW_COLUMNS, SEVERITY, Contract, FieldSpec
+from spark_jobs.contract import MALFORMED as MALFORMED  # re-exported: the name the callers use
 
 METRICS_SCHEMA = ("run_id string, table string, rule string, action string, evaluated long, "
                   "passed long, failed long, batches array<string>, evaluated_at timestamp")
 """Schema of the ``quality/metrics`` table (one row per run or micro-batch, table and rule)."""
 
-MALFORMED = "malformed_json"
-NEW_COLUMNS = "schema.new_columns"
-
-RULE_NAMES: dict[str, str] = {
-    MALFORMED: "the line (or Kafka value) is not a JSON object; reported alone",
-    "<column>.required": "a required column (the key, `required: true`, a `null_check`) is missing or empty",
-    "<column>.type": "the value cannot be read as the declared type",
-    "<column>.min": "below the `min` constraint",
-    "<column>.max": "above the `max` constraint",
-    "<column>.pattern": "does not match the `pattern` constraint",
-    "<column>.allowed_values": "not one of `allowed_values`",
-    NEW_COLUMNS: "the batch carries columns the contract does not declare (`evolution.new_columns: quarantine`)",
-}
-"""Every rule name a rejected row can carry (``failed_rules`` of ``quarantine/<source>``, the
-dead letters' rules, the ``rule`` of ``quality/metrics``); ``<column>`` is a contract column."""
 
 
 @dataclass(frozen=True)

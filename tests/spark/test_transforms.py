@@ -9,7 +9,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.testing import assertDataFrameEqual
 
-from spark_jobs.contract import load_contracts
+from spark_jobs.contract import RULE_NAMES, load_contracts
 from spark_jobs.transforms import bronze, gold, quality, silver
 
 pytestmark = pytest.mark.spark
@@ -82,7 +82,7 @@ def test_contract_rules_name_every_failed_rule(spark: SparkSession) -> None:
 
 def test_rule_names_are_the_catalogue_the_readme_lists(spark: SparkSession) -> None:
     """Every rule name the shipped contracts compile to (plus schema drift and malformed lines)
-    is one entry of ``quality.RULE_NAMES``, the catalogue the README's table is rendered from,
+    is one entry of ``RULE_NAMES``, the catalogue the README's table is rendered from,
     and every entry is produced by some contract."""
     import re
 
@@ -93,10 +93,10 @@ def test_rule_names_are_the_catalogue_the_readme_lists(spark: SparkSession) -> N
     names |= {quality.MALFORMED} | {n for rules in DEAD_LETTER_RULES.values() for n in rules}
     columns = {c for contract in CONTRACTS.values() for c in contract.columns}
     patterns = {entry: re.compile("^" + re.escape(entry).replace(re.escape("<column>"), f"({'|'.join(columns)})") + "$")
-                for entry in quality.RULE_NAMES}
+                for entry in RULE_NAMES}
     matched = {name: [e for e, p in patterns.items() if p.match(name)] for name in sorted(names)}
     assert {n: m for n, m in matched.items() if len(m) != 1} == {}
-    assert {m[0] for m in matched.values()} == set(quality.RULE_NAMES)
+    assert {m[0] for m in matched.values()} == set(RULE_NAMES)
 
 
 def test_silver_types_partition_and_latest_per_key(spark: SparkSession) -> None:
