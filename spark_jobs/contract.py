@@ -176,6 +176,18 @@ class Sla(_Strict):
         return duration_seconds(self.freshness) if self.freshness else None
 
 
+class History(_Strict):
+    """SCD type 2 beside the SCD1 table: every version of a key with its validity interval.
+
+    ``silver/<table>`` (default ``<name>_history``) holds the contract's declared columns plus
+    ``valid_from`` (the version's ``order_by`` value), ``valid_to`` (the next version's
+    ``valid_from``; null for the open version) and ``is_current``, written by Delta MERGE in the
+    same silver run as the SCD1 table.
+    """
+
+    table: str | None = None
+
+
 class QualityRule(_Strict):
     """A dataset-level rule."""
 
@@ -216,6 +228,7 @@ class Contract(_Strict):
     evolution: Evolution = Evolution()
     sla: Sla = Sla()
     quality: tuple[QualityRule, ...] = ()
+    history: History | None = None
 
     @model_validator(mode="after")
     def _columns_exist(self) -> Contract:
@@ -235,7 +248,22 @@ class Contract(_Strict):
                                  f"declared columns: {names}")
         if self.partition and self.partition.column in names:
             raise ValueError(f"partition.column {self.partition.column!r} must be a new (derived) column")
+        taken = {"valid_from", "valid_to", "is_current"} & set(names)
+        if self.history and taken:
+            raise ValueError(f"history adds columns {sorted(taken)}, which the schema already declares")
+        if self.history and not self.field(self.order_by).required:
+            raise ValueError(f"history needs order_by column {self.order_by!r} to be required: "
+                             "it is each version's valid_from")
+        if self.history and self.history_table == self.name:
+            raise ValueError(f"history.table must differ from the SCD1 table {self.name!r}")
         return self
+
+    @property
+    def history_table(self) -> str | None:
+        """The SCD2 table's name in silver (None without ``history``)."""
+        if self.history is None:
+            return None
+        return self.history.table or f"{self.name}_history"
 
     @property
     def columns(self) -> list[str]:

@@ -7,7 +7,8 @@ overwritten whole. Each write records the batches it applied, so a rerun commits
 ``--full-refresh`` recomputes every date touched by the landing dates in range.
 
 SCD1 note: ``daily_revenue_by_country`` attributes orders to the user's current country at the
-time their date is (re)computed; a later country change does not rewrite older dates.
+time their date is (re)computed; a later country change does not rewrite older dates. The dbt
+mart ``fct_daily_revenue_by_country`` gives the country at order time (silver/users_history).
 
 Usage: spark-submit spark_jobs/gold.py --root R --start D --end D [--run-id ID]
 """

@@ -11,7 +11,9 @@ yet are checked against the source's data contract (contracts/<source>.yaml):
 - every rule's outcome (evaluated, passed, failed) is appended to ``quality/metrics``.
 
 Rows that pass are cast to the contract's types, reduced to the latest version per key, and
-MERGEd into silver (SCD type 1). A ``fail`` outcome promotes nothing of that source's batches,
+MERGEd into silver (SCD type 1). A contract with ``history`` also keeps every version in
+``silver/<name>_history`` (SCD type 2: ``valid_from``, ``valid_to``, ``is_current``), merged in
+the same run and recorded with the same batches. A ``fail`` outcome promotes nothing of that source's batches,
 records the metrics, lets the other sources finish, then exits with code 65 naming the rules,
 so the gold layer never runs on that data.
 
@@ -41,7 +43,7 @@ from spark_jobs.contract import Contract
 from spark_jobs.report import Report
 from spark_jobs.session import for_each_table, run_job
 from spark_jobs.transforms import quality
-from spark_jobs.transforms.silver import duplicate_copies, latest_per_key, quarantine_rows, typed
+from spark_jobs.transforms.silver import duplicate_copies, history_of, latest_per_key, quarantine_rows, typed
 
 CONTRACT_VIOLATION_EXIT = 65  # equals lakehouse.errors.CONTRACT_VIOLATION_EXIT
 """Exit code of a batch stopped by a ``fail`` rule (EX_DATAERR): not worth a retry."""
@@ -83,9 +85,13 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
     if not io.is_delta(spark, bronze_path):
         report.table("silver", name, started, rows_read=0, rows_written=0, note="no bronze table")
         return []
+    history_path = table_path(args.root, "silver", contract.history_table) if contract.history_table else None
     bronze = io.read_delta(spark, bronze_path, in_range)
     batches = io.distinct_values(bronze, "_batch_id")
-    pending = batches if args.full_refresh else sorted(set(batches) - io.applied_batches(spark, silver_path))
+    applied = io.applied_batches(spark, silver_path)
+    if history_path:  # a batch is done once both tables have it (merging it again changes nothing)
+        applied &= io.applied_batches(spark, history_path)
+    pending = batches if args.full_refresh else sorted(set(batches) - applied)
     if not pending:
         report.table("silver", name, started, rows_read=0, rows_written=0, batches=0,
                      version=io.last_commit(spark, silver_path)["version"])
@@ -128,6 +134,7 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
         quarantined = by_action.get("quarantine", 0) + (dups if dup_action == "quarantine" else 0)
         dropped = by_action.get("drop", 0) + (dups if dup_action in ("drop", "warn") else 0)
         inserted = updated = 0
+        history: dict[str, Any] = {}
         version = io.last_commit(spark, silver_path)["version"]
         if not failures:
             to_quarantine = evaluated.where(F.col("_action") == "quarantine")
@@ -139,7 +146,8 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
                     F.col(contract.primary_key), F.lit(contract.order_by), F.col(contract.order_by)))
                 to_quarantine = to_quarantine.unionByName(dup_rows.drop("_dup"))
             extra = list(undeclared) if allow_new else []
-            good: DataFrame = latest_per_key(typed(conforming.where(~F.col("_dup")), contract, extra), contract)
+            versions = typed(conforming.where(~F.col("_dup")), contract, extra)
+            good: DataFrame = latest_per_key(versions, contract)
             # the SLA as silver would stand after this batch, decided before anything commits
             # (so that sla.action: fail stops the batch rather than reporting it afterwards)
             fresh = _freshness(spark, contract, silver_path, good)
@@ -155,6 +163,16 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
                 io.merge_latest(spark, good, silver_path, key=contract.primary_key, order_by=contract.order_by,
                                 partition_by=contract.partition.column if contract.partition else None,
                                 evolve_schema=bool(extra))
+                if history_path:
+                    existing = io.read_delta(spark, history_path) if io.is_delta(spark, history_path) else None
+                    io.merge_history(spark, history_of(versions, existing, contract), history_path,
+                                     key=contract.primary_key)
+            if history_path:
+                h = io.last_commit(spark, history_path)
+                history = {"history_inserted": int(h["metrics"].get("numTargetRowsInserted",
+                                                                    h["metrics"].get("numOutputRows", 0))),
+                           "history_updated": int(h["metrics"].get("numTargetRowsUpdated", 0)),
+                           "history_version": h["version"]}
             commit = io.last_commit(spark, silver_path)
             m = commit["metrics"]
             inserted = int(m.get("numTargetRowsInserted", m.get("numOutputRows", 0)))
@@ -170,7 +188,7 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
         rows_written=inserted + updated, inserted=inserted, updated=updated,
         batches=len(pending), version=version, failed_rules=failures,
         undeclared_columns=sorted(undeclared), missing_columns=sorted(missing),
-        quality=metrics,
+        quality=metrics, **history,
     )
     return failures
 

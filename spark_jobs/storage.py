@@ -183,6 +183,31 @@ def merge_latest(
     )
 
 
+def merge_history(spark: SparkSession, history: DataFrame, path: str, *, key: str) -> None:
+    """Merge the full recomputed history of some keys (SCD type 2) into the table at ``path``.
+
+    ``history`` holds every version of each key it names, existing ones included, with
+    ``valid_from``/``valid_to``/``is_current`` recomputed. A version is matched on
+    (``key``, ``valid_from``): new ones are inserted, an existing one changes only when its
+    interval closed or moved (an out-of-order version arrived after it); nothing is deleted.
+    Merging the same history again changes nothing.
+    """
+    if not is_delta(spark, path):
+        append(history, path)
+        return
+    if history.isEmpty():
+        mark_applied(spark, path)
+        return
+    (
+        DeltaTable.forPath(spark, path).alias("t")
+        .merge(history.alias("s"), f"t.{key} = s.{key} AND t.valid_from = s.valid_from")
+        .whenMatchedUpdate(condition="NOT (t.valid_to <=> s.valid_to)",
+                           set={"valid_to": "s.valid_to", "is_current": "s.is_current"})
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
 def last_commit(spark: SparkSession, path: str) -> dict[str, Any]:
     """Version, operation and operation metrics of the table's latest commit."""
     if not is_delta(spark, path):

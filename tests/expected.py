@@ -126,3 +126,37 @@ def dim_users(landing: Path, dates: list[dt.date]) -> dict[str, tuple[str, str, 
             stats[o["user_id"]][1] += Decimal(str(o["amount"])).quantize(Decimal("0.01"))
     return {uid: (u["email"], u["country"], stats[uid][0], stats[uid][1])
             for uid, u in users.items()}
+
+
+def user_versions(landing: Path, dates: list[dt.date]) -> dict[str, list[tuple[dt.datetime, dict[str, Any]]]]:
+    """silver/users_history as expected: per user every valid version (by ``updated_at``; of
+    two copies of one version the first landed wins), oldest first."""
+    seen: dict[str, dict[dt.datetime, dict[str, Any]]] = defaultdict(dict)
+    for _, line in landing_lines(landing, "users", dates):
+        reason, row = classify("users", line)
+        if reason is None and row is not None:
+            seen[row["user_id"]].setdefault(_ts(row["updated_at"]), row)
+    return {uid: sorted(v.items(), key=lambda kv: kv[0]) for uid, v in seen.items()}
+
+
+def country_at(history: list[tuple[dt.datetime, dict[str, Any]]], at: dt.datetime) -> str:
+    """The country of the version valid at ``at`` (before the first: the first; none: unknown)."""
+    valid = [row for since, row in history if since <= at] or [row for _, row in history[:1]]
+    return str(valid[-1]["country"]) if valid else "unknown"
+
+
+def revenue_by_country_at_order_time(
+    landing: Path, dates: list[dt.date]
+) -> dict[tuple[dt.date, str], tuple[int, Decimal]]:
+    """The dbt mart fct_daily_revenue_by_country: orders not cancelled, per day and the country of
+    the user's version valid when ordered (before the first version: the first; no user: unknown)."""
+    versions = user_versions(landing, dates)
+    out: dict[tuple[dt.date, str], list[Any]] = defaultdict(lambda: [0, Decimal("0.00")])
+    for o in latest_rows(landing, "orders", dates).values():
+        if o["status"] == "cancelled":
+            continue
+        at = _ts(o["created_at"])
+        cell = out[(at.date(), country_at(versions.get(o["user_id"], []), at))]
+        cell[0] += 1
+        cell[1] += _money(o["amount"])
+    return {k: (n, total) for k, (n, total) in out.items()}

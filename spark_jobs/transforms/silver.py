@@ -46,6 +46,33 @@ def latest_per_key(df: DataFrame, contract: Contract) -> DataFrame:
     return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
 
+HISTORY_COLUMNS = ("valid_from", "valid_to", "is_current")
+
+
+def history_of(versions: DataFrame, existing: DataFrame | None, contract: Contract) -> DataFrame:
+    """The whole SCD2 history of the keys in ``versions``: their existing rows (``existing``,
+    the history table) plus the new versions, one row per (key, ``order_by``), with
+    ``valid_from`` = the version's ``order_by``, ``valid_to`` = the next version's and
+    ``is_current`` for the open one.
+
+    A version already in history wins over a new copy of it (as SCD1 replaces a row only by a
+    strictly newer one), so a rerun or an overlapping backfill leaves history as it was; an
+    out-of-order version (older than the current one) slots in between its neighbours.
+    Every version is kept, also one that repeats its predecessor's values.
+    """
+    key, order = contract.primary_key, contract.order_by
+    rows = versions.where(F.col(order).isNotNull()).select(*contract.columns).withColumn("_known", F.lit(False))
+    if existing is not None:
+        keys = rows.select(key).distinct()
+        known = existing.join(keys, key, "left_semi").select(*contract.columns).withColumn("_known", F.lit(True))
+        rows = known.unionByName(rows)
+    first = Window.partitionBy(key, order).orderBy(F.col("_known").desc())
+    rows = rows.withColumn("_rn", F.row_number().over(first)).where("_rn = 1").drop("_rn", "_known")
+    nxt = F.lead(order).over(Window.partitionBy(key).orderBy(order))
+    return (rows.withColumn("valid_from", F.col(order)).withColumn("valid_to", nxt)
+            .withColumn("is_current", F.col("valid_to").isNull()))
+
+
 def quarantine_rows(rejected: DataFrame, contract: Contract, run_id: str) -> DataFrame:
     """Shape rejected rows for ``quarantine/<table>``: failed rule names, readable reason, raw
     line, lineage, run id and time."""

@@ -34,7 +34,8 @@ START = dt.date(2026, 1, 1)
 DATES = [START + dt.timedelta(days=i) for i in range(2)]
 CFG = dict(events_per_day=240, orders_per_day=60, users_initial=40, users_new_per_day=5)
 SERVER = "lakehouse-spark-connect"
-MODELS = {"stg_orders", "stg_users", "stg_events", "fct_daily_revenue", "dim_users", "fct_hourly_events"}
+MODELS = {"stg_orders", "stg_users", "stg_events", "fct_daily_revenue", "dim_users", "fct_hourly_events",
+          "fct_daily_revenue_by_country"}
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +116,9 @@ def test_dbt_build_runs_on_the_connect_server_and_the_marts_are_right(spark: Any
     users: dict[str, tuple[str, str, int, Decimal]] = {
         r.user_id: (r.email, r.country, r.total_orders, r.lifetime_revenue) for r in _mart(spark, root, "dim_users")}
     assert users == expected.dim_users(landing, DATES)
+    by_country = {(r.date_day, r.country): (r.total_orders, r.total_revenue)
+                  for r in _mart(spark, root, "fct_daily_revenue_by_country")}
+    assert by_country == expected.revenue_by_country_at_order_time(landing, DATES)
 
 
 def test_every_model_is_a_prefect_task(marts_run: dict[str, Any]) -> None:

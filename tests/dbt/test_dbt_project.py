@@ -140,7 +140,7 @@ def test_the_project_parses_with_one_yml_per_model(tmp_path: Path) -> None:
     manifest = res.result
     models = {n.name: n for n in manifest.nodes.values() if n.resource_type == "model"}
     assert set(models) == {"stg_orders", "stg_users", "stg_events", "fct_daily_revenue",
-                           "dim_users", "fct_hourly_events"}
+                           "dim_users", "fct_hourly_events", "fct_daily_revenue_by_country"}
     revenue = models["fct_daily_revenue"].config
     assert (revenue.materialized, revenue.incremental_strategy, revenue.get("file_format"),
             revenue.unique_key) == ("incremental", "merge", "delta", "date_day")
@@ -153,7 +153,9 @@ def test_the_project_parses_with_one_yml_per_model(tmp_path: Path) -> None:
         "fct_daily_revenue_counts_sums_and_rounds_half_up",
         "fct_daily_revenue_incremental_run_recomputes_only_changed_days"}
     sources = {s.name: s for s in manifest.sources.values()}
-    assert set(sources) == {"orders", "users", "events"}
+    assert set(sources) == {"orders", "users", "events", "users_history"}
+    history = sources.pop("users_history")  # SCD2 of users: no load time of its own
+    assert history.freshness is None or history.freshness.error_after.count is None, history.freshness
     for s in sources.values():
         assert s.loaded_at_field == "_ingested_at"
         assert s.freshness is not None and s.freshness.error_after.count == 50

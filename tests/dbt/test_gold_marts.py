@@ -105,15 +105,22 @@ def _dim_users(spark: Any) -> dict[str, tuple[str, str, int, Decimal]]:
     return {r.user_id: (r.email, r.country, r.total_orders, r.lifetime_revenue) for r in rows}
 
 
+def _by_country(spark: Any) -> dict[tuple[dt.date, str], tuple[int, Decimal]]:
+    rows = spark.sql("select date_day, country, total_orders, total_revenue "
+                     "from gold.fct_daily_revenue_by_country").collect()
+    return {(r.date_day, r.country): (r.total_orders, r.total_revenue) for r in rows}
+
+
 def _snapshot(landing: Path, dates: list[dt.date]) -> dict[str, Any]:
     spark = _spark()
     return {
         "got": {"daily": _daily_revenue(spark), "hourly": _hourly_events(spark),
-                "users": _dim_users(spark)},
+                "users": _dim_users(spark), "by_country": _by_country(spark)},
         "want": {
             "daily": expected.daily_revenue(expected.latest_rows(landing, "orders", dates)),
             "hourly": expected.hourly_stats(expected.latest_rows(landing, "events", dates)),
             "users": expected.dim_users(landing, dates),
+            "by_country": expected.revenue_by_country_at_order_time(landing, dates),
         },
     }
 
@@ -150,7 +157,7 @@ def first_build(lake: Path) -> dict[str, Any]:
     assert state.is_completed(), state.message
     flow_run_id = state.state_details.flow_run_id
     return {"state": state, "rows": state.result(), "tasks": set(_task_run_states(flow_run_id)),
-            **_snapshot(lake / "landing", INITIAL)}
+            "landing": lake / "landing", **_snapshot(lake / "landing", INITIAL)}
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +180,15 @@ def test_build_marts_equal_independent_figures(first_build: dict[str, Any]) -> N
     assert got["daily"] == want["daily"]
     assert got["hourly"] == want["hourly"]
     assert got["users"] == want["users"]
+    assert got["by_country"] == want["by_country"]
+    # the data holds users who moved after ordering, so this differs from the current country
+    landing = first_build["landing"]
+    versions = expected.user_versions(landing, INITIAL)
+    users = expected.latest_rows(landing, "users", INITIAL)
+    moved = [o for o in expected.latest_rows(landing, "orders", INITIAL).values()
+             if o["status"] != "cancelled" and users[o["user_id"]]["country"] != expected.country_at(
+                 versions[o["user_id"]], expected._ts(o["created_at"]))]
+    assert moved, "no order of a user who moved afterwards: the test data no longer tells SCD2 from SCD1"
 
 
 def test_build_runs_every_node_as_its_own_prefect_task(first_build: dict[str, Any]) -> None:
@@ -182,7 +198,7 @@ def test_build_runs_every_node_as_its_own_prefect_task(first_build: dict[str, An
         assert r["status"] in {"success", "pass", "warn"}, r
         by_type[r["resource_type"]].add(r["name"])
     models = {"stg_orders", "stg_users", "stg_events", "fct_daily_revenue", "dim_users",
-              "fct_hourly_events"}
+              "fct_hourly_events", "fct_daily_revenue_by_country"}
     assert by_type["model"] == models
     assert {"fct_daily_revenue_counts_sums_and_rounds_half_up",
             "fct_daily_revenue_incremental_run_recomputes_only_changed_days",
@@ -203,6 +219,7 @@ def test_incremental_run_touches_only_the_new_day(lake: Path, fourth_day: dict[s
     assert got["daily"] == want["daily"]
     assert got["hourly"] == want["hourly"]
     assert got["users"] == want["users"]
+    assert got["by_country"] == want["by_country"]
     assert sorted(got["daily"]) == [*INITIAL, FOURTH]
 
     last = fourth_day["commits"][-1]

@@ -39,7 +39,7 @@ def _snapshot(spark: SparkSession, root: Path, drop_lineage: bool = False) -> di
     out = {}
     for layer, names in (
         ("bronze", SOURCES),
-        ("silver", SOURCES),
+        ("silver", (*SOURCES, "users_history")),
         ("quarantine", SOURCES),
         ("gold", ("hourly_stats", "daily_revenue", "daily_revenue_by_country")),
     ):

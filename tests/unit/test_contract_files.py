@@ -28,6 +28,7 @@ def test_shipped_contracts_are_valid() -> None:
     contracts = load_contracts()
     assert set(contracts) == {"orders", "users", "events"}
     assert contracts["orders"].field("amount").spark_type == "decimal(10,2)"
+    assert (contracts["users"].history_table, contracts["orders"].history_table) == ("users_history", None)
 
 
 @pytest.mark.parametrize(
@@ -59,6 +60,11 @@ def test_shipped_contracts_are_valid() -> None:
             ["row_count action must be warn or fail"],
         ),
         (_with_field("amount", constraints=[{"pattern": "("}]), ["not a valid regular expression"]),
+        ({**_with_field("updated_at", required=False), "history": {}},
+         ["history needs order_by column 'updated_at' to be required"]),
+        ({**BASE, "history": {}, "schema": [*BASE["schema"], {"name": "valid_to", "type": "timestamp"}]},
+         ["history adds columns ['valid_to'], which the schema already declares"]),
+        ({**BASE, "history": {"table": "orders"}}, ["history.table must differ from the SCD1 table 'orders'"]),
     ],
     ids=[
         "unknown-type",
@@ -71,6 +77,9 @@ def test_shipped_contracts_are_valid() -> None:
         "bad-duration",
         "row-count-action",
         "bad-pattern",
+        "history-without-required-order",
+        "history-column-taken",
+        "history-on-itself",
     ],
 )
 def test_invalid_contracts_name_file_field_and_valid_values(tmp_path: Path, doc: dict, expected: list[str]) -> None:
