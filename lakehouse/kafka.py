@@ -92,7 +92,7 @@ def ensure_topic(
     *,
     partitions: int,
     retention_ms: int,
-    timeout: float = 30.0,
+    timeout: float = 15.0,
 ) -> Literal["created", "exists"]:
     """Create ``topic`` with ``partitions`` and ``retention.ms`` unless it exists.
 
