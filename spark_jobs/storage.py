@@ -43,11 +43,16 @@ def list_files(spark: SparkSession, directory: str, suffix: str = ".json") -> li
 
 
 def read_lines(spark: SparkSession, files: Sequence[LandingFile]) -> DataFrame:
-    """Read landing files as lines: ``value``, ``_source_file`` (base name) and
-    ``_landing_date`` (from the ``date=YYYY-MM-DD`` directory the file sits in)."""
+    """Read landing files as lines: ``value``, ``_source_file`` (base name, as the lister names
+    it) and ``_landing_date`` (from the ``date=YYYY-MM-DD`` directory the file sits in).
+
+    Spark reports ``file_name`` percent-encoded (a space as ``%20``, non-ASCII as UTF-8 bytes);
+    it is decoded here, a literal ``+`` kept, so bronze's record of ingested files matches the
+    listing and such a file is not ingested again on every run."""
+    name = F.url_decode(F.replace(F.col("_metadata.file_name"), F.lit("+"), F.lit("%2B")))
     return spark.read.text([f.path for f in files]).select(
         "value",
-        F.col("_metadata.file_name").alias("_source_file"),
+        name.alias("_source_file"),
         F.to_date(
             F.regexp_extract(F.col("_metadata.file_path"), r"date=(\d{4}-\d{2}-\d{2})/", 1)
         ).alias("_landing_date"),

@@ -245,6 +245,23 @@ def test_bad_input(spark: SparkSession, tmp_path: Path, case: Case) -> None:
         assert metrics["schema.new_column:order_amount"].failed == 1
 
 
+def test_file_names_with_spaces_and_non_ascii_are_ingested_once(spark: SparkSession, tmp_path: Path) -> None:
+    root = tmp_path / "lake"
+    folder = root / "landing" / "orders" / f"date={DAY.isoformat()}"
+    folder.mkdir(parents=True)
+    names = ["orders march.json", "bestellungen-für-märz.json", "a+b%20c.json"]
+    for i, name in enumerate(names):
+        (folder / name).write_text(json.dumps(order(f"f{i}")) + "\n")
+    contracts = _contracts(tmp_path, {})
+    first = _run(spark, root, contracts)[0].tables[0]
+    assert (first["files_new"], first["rows_written"]) == (3, 3)
+    bronze = spark.read.format("delta").load(str(root / "warehouse/bronze/orders"))
+    assert sorted(r._source_file for r in bronze.collect()) == sorted(names)
+    again = _run(spark, root, contracts, run_id="run-2")[0].tables[0]
+    assert (again["files_landed"], again["files_new"], again["rows_written"]) == (3, 0, 0)
+    assert spark.read.format("delta").load(str(root / "warehouse/bronze/orders")).count() == 3
+
+
 def test_new_column_is_merged_when_the_contract_allows_it(spark: SparkSession, tmp_path: Path) -> None:
     root = tmp_path / "lake"
     _land(root, [*GOOD, json.dumps({**order("c1"), "coupon": "SPRING"})])
