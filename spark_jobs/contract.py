@@ -10,6 +10,7 @@ action: ``warn`` (keep and count), ``drop`` (leave out and count), ``quarantine`
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +39,7 @@ RULE_NAMES: dict[str, str] = {
     "<column>.max": "above the `max` constraint",
     "<column>.pattern": "does not match the `pattern` constraint",
     "<column>.allowed_values": "not one of `allowed_values`",
+    "<column>.plausible": "a timestamp or date outside the contract's `timestamps` window (`not_before`, `max_future`)",
     NEW_COLUMNS: "the batch carries columns the contract does not declare (`evolution.new_columns: quarantine`)",
 }
 """Every rule name a rejected row can carry (``failed_rules`` of ``quarantine/<source>``, the
@@ -176,6 +178,27 @@ class Sla(_Strict):
         return duration_seconds(self.freshness) if self.freshness else None
 
 
+class Timestamps(_Strict):
+    """The plausible window of every ``timestamp`` and ``date`` column: a value before
+    ``not_before`` or more than ``max_future`` after the time of the check breaks
+    ``<column>.plausible`` (the column's ``on_violation``). Unset bounds check nothing."""
+
+    not_before: dt.date | None = None
+    max_future: str | None = None
+
+    @field_validator("max_future")
+    @classmethod
+    def _max_future(cls, v: str | None) -> str | None:
+        if v is not None:
+            duration_seconds(v)
+        return v
+
+    @property
+    def max_future_seconds(self) -> float | None:
+        """``max_future`` in seconds."""
+        return duration_seconds(self.max_future) if self.max_future else None
+
+
 class History(_Strict):
     """SCD type 2 beside the SCD1 table: every version of a key with its validity interval.
 
@@ -229,6 +252,7 @@ class Contract(_Strict):
     sla: Sla = Sla()
     quality: tuple[QualityRule, ...] = ()
     history: History | None = None
+    timestamps: Timestamps = Timestamps()
 
     @model_validator(mode="after")
     def _columns_exist(self) -> Contract:

@@ -8,13 +8,14 @@ line reports ``malformed_json`` only.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from spark_jobs.contract import ACTIONS, NEW_COLUMNS, SEVERITY, Contract, FieldSpec
+from spark_jobs.contract import ACTIONS, NEW_COLUMNS, SEVERITY, Contract, FieldSpec, Timestamps
 from spark_jobs.contract import MALFORMED as MALFORMED  # re-exported: the name the callers use
 
 METRICS_SCHEMA = ("run_id string, table string, rule string, action string, evaluated long, "
@@ -43,8 +44,31 @@ def _show(col: Column) -> Column:
     return F.when(col.isNull(), F.lit("null")).otherwise(as_json)
 
 
+def _plausible(f: FieldSpec, raw: Column, typed: Column, window: Timestamps) -> list[RowRule]:
+    """``<column>.plausible`` for a timestamp or date column under a ``timestamps`` window."""
+    if f.type not in ("timestamp", "date") or (window.not_before is None and window.max_future is None):
+        return []
+    at = typed.cast("timestamp")
+    ok = F.lit(True)
+    shown = []
+    if window.not_before is not None:
+        ok = ok & (at >= F.lit(dt.datetime.combine(window.not_before, dt.time())))
+        shown.append(window.not_before.isoformat())
+    else:
+        shown.append("")
+    if window.max_future_seconds is not None:
+        ok = ok & (at <= F.current_timestamp() + F.expr(f"INTERVAL {int(window.max_future_seconds)} SECONDS"))
+        shown.append(f"now + {window.max_future}")
+    else:
+        shown.append("")
+    text = f"outside the plausible window [{shown[0]}, {shown[1]}]"
+    return [RowRule(f"{f.name}.plausible", f.on_violation, typed.isNull() | ok,
+                    F.format_string("%s=%s is %s", F.lit(f.name), raw, F.lit(text)))]
+
+
 def _field_rules(
-    f: FieldSpec, required_action: str | None, typed_col: Column | None = None
+    f: FieldSpec, required_action: str | None, typed_col: Column | None = None,
+    window: Timestamps | None = None,
 ) -> list[RowRule]:
     raw = F.col(f.name)
     typed = typed_col if typed_col is not None else raw.try_cast(f.spark_type)
@@ -88,6 +112,8 @@ def _field_rules(
                     F.format_string("%s=%s does not match %s", F.lit(f.name), _show(raw), F.lit(c.pattern)),
                 )
             )
+    if window is not None:
+        rules += _plausible(f, raw, typed, window)
     if f.allowed_values is not None:
         allowed = list(f.allowed_values)
         rules.append(
@@ -126,7 +152,7 @@ def row_rules(
             required = f.on_violation
         if f.name in null_checked:
             required = max(required or "warn", null_checked[f.name], key=SEVERITY.__getitem__)
-        rules += _field_rules(f, required, (typed or {}).get(f.name))
+        rules += _field_rules(f, required, (typed or {}).get(f.name), contract.timestamps)
     if drifted_batches and contract.evolution.new_columns == "quarantine":
         rules.append(
             RowRule(

@@ -116,6 +116,19 @@ CASES = [
         },
     ),
     Case(
+        "implausible_timestamps",
+        [json.dumps(order("t1", created_at="1900-01-01T00:00:00Z")),
+         json.dumps(order("t2", updated_at="9999-12-31T23:59:59Z")),
+         json.dumps(order("t3", created_at="1999-12-31T23:59:59Z", updated_at="1999-12-31T23:59:59Z"))],
+        good=5,
+        quarantined={
+            "t1": (["created_at.plausible"],
+                   "created_at=1900-01-01T00:00:00Z is outside the plausible window [2000-01-01, now + 1 day]"),
+            "t2": (["updated_at.plausible"], "updated_at=9999-12-31T23:59:59Z is outside the plausible window"),
+            "t3": (["created_at.plausible", "updated_at.plausible"], "created_at=1999-12-31T23:59:59Z is outside"),
+        },
+    ),
+    Case(
         "new_column",
         [json.dumps({**order("c1"), "coupon": "X"})],
         good=0,

@@ -65,6 +65,8 @@ def test_shipped_contracts_are_valid() -> None:
         ({**BASE, "history": {}, "schema": [*BASE["schema"], {"name": "valid_to", "type": "timestamp"}]},
          ["history adds columns ['valid_to'], which the schema already declares"]),
         ({**BASE, "history": {"table": "orders"}}, ["history.table must differ from the SCD1 table 'orders'"]),
+        ({**BASE, "timestamps": {"max_future": "soon"}}, ["timestamps.max_future", "must look like '1 hour'"]),
+        ({**BASE, "timestamps": {"not_before": "long ago"}}, ["timestamps.not_before"]),
     ],
     ids=[
         "unknown-type",
@@ -80,6 +82,8 @@ def test_shipped_contracts_are_valid() -> None:
         "history-without-required-order",
         "history-column-taken",
         "history-on-itself",
+        "bad-max-future",
+        "bad-not-before",
     ],
 )
 def test_invalid_contracts_name_file_field_and_valid_values(tmp_path: Path, doc: dict, expected: list[str]) -> None:
