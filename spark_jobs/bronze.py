@@ -41,9 +41,14 @@ def ingest(spark: SparkSession, args: argparse.Namespace, name: str, report: Rep
     started = time.monotonic()
     contract = args.contracts[name]
     path = table_path(args.root, "bronze", name)
-    landed = [
-        (d.isoformat(), f) for d in args.dates for f in io.list_files(spark, landing_dir(args.root, name, d))
-    ]
+    landed, ignored = [], []
+    for d in args.dates:
+        files, others = io.list_landing(spark, landing_dir(args.root, name, d))
+        landed += [(d.isoformat(), f) for f in files]
+        ignored += [f"date={d.isoformat()}/{n}" for n in others]
+    if ignored:
+        print(f"[bronze] {name}: not read, not JSON lines ({', '.join(io.LANDING_SUFFIXES)}): "
+              + ", ".join(ignored), flush=True)
     if args.full_refresh or not io.is_delta(spark, path):
         seen: set[tuple[str, str]] = set()
     else:
@@ -76,7 +81,7 @@ def ingest(spark: SparkSession, args: argparse.Namespace, name: str, report: Rep
     )
     report.table(
         "bronze", name, started,
-        files_landed=len(landed), files_new=len(new), rows_read=written,
+        files_landed=len(landed), files_new=len(new), files_ignored=ignored, rows_read=written,
         rows_written=written, malformed=malformed, version=commit["version"],
     )
 

@@ -26,20 +26,37 @@ class LandingFile:
     size: int
 
 
-def list_files(spark: SparkSession, directory: str, suffix: str = ".json") -> list[LandingFile]:
-    """List the files ending in ``suffix`` directly under ``directory`` ([] if it is absent)."""
+LANDING_SUFFIXES = (".json", ".json.gz")
+"""Landing files bronze reads (JSON lines; gzip-compressed ones are decompressed by Spark)."""
+
+
+def list_files(spark: SparkSession, directory: str,
+               suffixes: tuple[str, ...] = LANDING_SUFFIXES) -> list[LandingFile]:
+    """List the files ending in one of ``suffixes`` directly under ``directory`` ([] if it is
+    absent); hidden (``.``) and ``_`` files are left out."""
+    return list_landing(spark, directory, suffixes)[0]
+
+
+def list_landing(spark: SparkSession, directory: str, suffixes: tuple[str, ...] = LANDING_SUFFIXES
+                 ) -> tuple[list[LandingFile], list[str]]:
+    """The files of ``directory`` bronze reads, and the names of the other visible files in it
+    (reported, so a file of another format is never skipped unnoticed)."""
     jvm = spark.sparkContext._jvm
     assert jvm is not None
     path = jvm.org.apache.hadoop.fs.Path(directory)
     fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     if not fs.exists(path):
-        return []
-    out = []
+        return [], []
+    out, other = [], []
     for status in fs.listStatus(path):
         name = status.getPath().getName()
-        if status.isFile() and name.endswith(suffix) and not name.startswith((".", "_")):
+        if not status.isFile() or name.startswith((".", "_")):
+            continue
+        if name.endswith(suffixes):
             out.append(LandingFile(status.getPath().toString(), name, int(status.getLen())))
-    return sorted(out, key=lambda f: f.name)
+        else:
+            other.append(name)
+    return sorted(out, key=lambda f: f.name), sorted(other)
 
 
 def read_lines(spark: SparkSession, files: Sequence[LandingFile]) -> DataFrame:

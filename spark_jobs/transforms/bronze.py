@@ -19,10 +19,13 @@ METADATA_COLUMNS = ("_raw", "_malformed", "_ingested_at", "_source_file", "_batc
 
 
 def _is_malformed(parsed: Column, value: Column) -> Column:
+    """Not a JSON object, or not UTF-8 text (a Latin-1 file, say, whose values would otherwise
+    reach silver garbled)."""
     return (
         parsed.isNull()
         | parsed.getField(CORRUPT_COLUMN).isNotNull()
         | ~F.trim(value).startswith("{")
+        | ~F.is_valid_utf8(value)
     )
 
 

@@ -184,12 +184,14 @@ class Verdict:
     skip building the three columns above for the (usual) conforming row."""
 
 
-def verdict(rules: Sequence[RowRule], malformed: Column) -> Verdict:
+def verdict(rules: Sequence[RowRule], malformed: Column, malformed_reason: Column | None = None) -> Verdict:
     """Compile ``rules`` into the :class:`Verdict` columns of a row; ``malformed`` is true for a
-    row that is not a JSON object (it then reports ``malformed_json`` only)."""
+    row that is not a JSON object (it then reports ``malformed_json`` only, with
+    ``malformed_reason``, by default "line is not a JSON object")."""
     fails = [(r, ~malformed & ~F.coalesce(r.passes, F.lit(False))) for r in rules]
     names = [F.when(malformed, F.lit(MALFORMED))] + [F.when(fail, F.lit(r.name)) for r, fail in fails]
-    reasons = [F.when(malformed, F.lit("line is not a JSON object"))] + [F.when(fail, r.reason) for r, fail in fails]
+    why = malformed_reason if malformed_reason is not None else F.lit("line is not a JSON object")
+    reasons = [F.when(malformed, why)] + [F.when(fail, r.reason) for r, fail in fails]
     severity = [F.when(malformed, F.lit(SEVERITY["quarantine"])), F.lit(None)] + [
         F.when(fail, F.lit(SEVERITY[r.action])) for r, fail in fails
     ]
@@ -207,7 +209,9 @@ def verdict(rules: Sequence[RowRule], malformed: Column) -> Verdict:
 
 def evaluate(df: DataFrame, rules: Sequence[RowRule]) -> DataFrame:
     """Add ``_failed_rules`` (array), ``_reason`` (string) and ``_action`` (most severe, or null)."""
-    v = verdict(rules, F.col("_malformed"))
+    why = (F.when(~F.is_valid_utf8("_raw"), F.lit("line is not valid UTF-8 text"))
+           .otherwise(F.lit("line is not a JSON object")))
+    v = verdict(rules, F.col("_malformed"), why)
     return (
         df.withColumn("_failed_rules", v.failed_rules)
         .withColumn("_reason", v.reason)
