@@ -102,7 +102,7 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
     undeclared = quality.undeclared_columns(rows, contract)
     allow_new = contract.evolution.new_columns == "allow"
     drifted = sorted({b for bs, _ in undeclared.values() for b in bs}) if not allow_new else []
-    rules = quality.row_rules(contract, drifted, list(undeclared))
+    rules = quality.row_rules(contract, drifted, list(undeclared)) + quality.shape_rules(contract)
 
     evaluated = quality.evaluate(rows, rules).persist(StorageLevel.MEMORY_AND_DISK)
     try:

@@ -169,6 +169,22 @@ def row_rules(
     return rules
 
 
+def shape_rules(contract: Contract) -> list[RowRule]:
+    """``<column>.type`` for each string column given a JSON array or object: its text would
+    reach silver as if it were the value. For rows that carry their line as text in ``_raw``
+    (the batch path): the value must start with ``[``/``{`` and the line must give that key an
+    array or object, so a string that merely starts with a bracket passes."""
+    rules = []
+    for f in contract.fields:
+        if f.type != "string":
+            continue
+        raw = F.col(f.name)
+        nested = raw.rlike(r"^\s*[\[{]") & F.col("_raw").rlike(f'"{f.name}"\\s*:\\s*[\\[{{]')
+        rules.append(RowRule(f"{f.name}.type", f.on_violation, raw.isNull() | ~nested,
+                             F.format_string("%s=%s is not a string (a JSON array or object)", F.lit(f.name), raw)))
+    return rules
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The rule outcome of a row as column expressions (see :func:`verdict`)."""

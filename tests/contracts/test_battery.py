@@ -300,7 +300,8 @@ def test_hostile_landing_files_every_line_accounted_for(spark: SparkSession, tmp
             line("n3", amount=1e308), line("n4", amount=-0.0), line("n5", amount="12.50")]).encode() + b"\n",
         "nested.json": "\n".join([
             line("x1", amount={"value": 5}), json.dumps(["not", "an", "object"]), "null", '"a string"', "42",
-            line("x2", status=None)]).encode() + b"\n",
+            line("x2", status=None), line("x3", user_id=["u1"]), line("x4", user_id={"id": "u1"}),
+            line("x5", user_id="[vip] u1")]).encode() + b"\n",
         "duplicate-keys.json": line("d1").replace('"order_id": "d1"', '"order_id": "d1", "order_id": "d2"').encode()
         + b"\n",
         "timestamps.json": "\n".join([
@@ -318,7 +319,7 @@ def test_hostile_landing_files_every_line_accounted_for(spark: SparkSession, tmp
     bronze, silver = (r.tables[0] for r in _run(spark, root, _contracts(tmp_path, {})))
     assert bronze["files_landed"] == 12 and bronze["files_ignored"] == [f"date={DAY.isoformat()}/notes.txt"]
     good = {"bom1", "bom2", "crlf1", "crlf2", "cr1", "cr2", "big1", "n4", "n5", "d2", "t1", "t2", "t3", "t4",
-            "b1", "gz1", "gz2"}
+            "b1", "gz1", "gz2", "x5"}
     quarantined_keys = {
         "lat1": (["malformed_json"], "line is not valid UTF-8 text"),
         "n1": (["amount.type"], 'amount="NaN" is not a valid decimal(10,2)'),
@@ -326,6 +327,8 @@ def test_hostile_landing_files_every_line_accounted_for(spark: SparkSession, tmp
         "n3": (["amount.type"], "amount=1.0E308 is not a valid decimal(10,2)"),
         "x1": (["amount.type"], 'amount={"value":5} is not a valid decimal(10,2)'),
         "x2": (["status.required"], "status is missing"),
+        "x3": (["user_id.type"], 'user_id=["u1"] is not a string (a JSON array or object)'),
+        "x4": (["user_id.type"], 'user_id={"id":"u1"} is not a string (a JSON array or object)'),
         "t5": (["created_at.type"], "created_at=1772359200 is not a valid timestamp"),
         "t6": (["created_at.type"], "created_at=03/01/2026 is not a valid timestamp"),
     }
