@@ -74,6 +74,15 @@ def _write_metrics(spark: SparkSession, args: argparse.Namespace, table: str, ba
     io.append(df, table_path(args.root, "quality", "metrics"), txn_app_id=f"lakehouse-quality-{key}", txn_version=0)
 
 
+def _merged(spark: SparkSession, path: str) -> tuple[int, int, int | None]:
+    """(rows inserted, rows updated, version) of the table's last commit (a MERGE or the append
+    that created it)."""
+    commit = io.last_commit(spark, path)
+    m = commit["metrics"]
+    return (int(m.get("numTargetRowsInserted", m.get("numOutputRows", 0))),
+            int(m.get("numTargetRowsUpdated", 0)), commit["version"])
+
+
 def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, report: Report) -> list[str]:
     """Promote one source's pending bronze batches; return the ``fail`` rules that stopped it."""
     started = time.monotonic()
@@ -168,16 +177,10 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
                     io.merge_history(spark, history_of(versions, existing, contract), history_path,
                                      key=contract.primary_key)
             if history_path:
-                h = io.last_commit(spark, history_path)
-                history = {"history_inserted": int(h["metrics"].get("numTargetRowsInserted",
-                                                                    h["metrics"].get("numOutputRows", 0))),
-                           "history_updated": int(h["metrics"].get("numTargetRowsUpdated", 0)),
-                           "history_version": h["version"]}
-            commit = io.last_commit(spark, silver_path)
-            m = commit["metrics"]
-            inserted = int(m.get("numTargetRowsInserted", m.get("numOutputRows", 0)))
-            updated = int(m.get("numTargetRowsUpdated", 0))
-            version = commit["version"]
+                h_inserted, h_updated, h_version = _merged(spark, history_path)
+                history = {"history_inserted": h_inserted, "history_updated": h_updated,
+                           "history_version": h_version}
+            inserted, updated, version = _merged(spark, silver_path)
     finally:
         evaluated.unpersist()
     _write_metrics(spark, args, name, pending, metrics)

@@ -30,13 +30,6 @@ LANDING_SUFFIXES = (".json", ".json.gz")
 """Landing files bronze reads (JSON lines; gzip-compressed ones are decompressed by Spark)."""
 
 
-def list_files(spark: SparkSession, directory: str,
-               suffixes: tuple[str, ...] = LANDING_SUFFIXES) -> list[LandingFile]:
-    """List the files ending in one of ``suffixes`` directly under ``directory`` ([] if it is
-    absent); hidden (``.``) and ``_`` files are left out."""
-    return list_landing(spark, directory, suffixes)[0]
-
-
 def list_landing(spark: SparkSession, directory: str, suffixes: tuple[str, ...] = LANDING_SUFFIXES
                  ) -> tuple[list[LandingFile], list[str]]:
     """The files of ``directory`` bronze reads, and the names of the other visible files in it

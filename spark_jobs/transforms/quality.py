@@ -50,18 +50,14 @@ def _plausible(f: FieldSpec, raw: Column, typed: Column, window: Timestamps) -> 
         return []
     at = typed.cast("timestamp")
     ok = F.lit(True)
-    shown = []
+    lo = hi = ""
     if window.not_before is not None:
         ok = ok & (at >= F.lit(dt.datetime.combine(window.not_before, dt.time())))
-        shown.append(window.not_before.isoformat())
-    else:
-        shown.append("")
+        lo = window.not_before.isoformat()
     if window.max_future_seconds is not None:
         ok = ok & (at <= F.current_timestamp() + F.expr(f"INTERVAL {int(window.max_future_seconds)} SECONDS"))
-        shown.append(f"now + {window.max_future}")
-    else:
-        shown.append("")
-    text = f"outside the plausible window [{shown[0]}, {shown[1]}]"
+        hi = f"now + {window.max_future}"
+    text = f"outside the plausible window [{lo}, {hi}]"
     return [RowRule(f"{f.name}.plausible", f.on_violation, typed.isNull() | ok,
                     F.format_string("%s=%s is %s", F.lit(f.name), raw, F.lit(text)))]
 
