@@ -44,10 +44,12 @@ MALFORMED_KINDS = (
     "bad-timestamp",
     "unknown-type",
     "negative-amount",
+    "nested-user",
 )
 """How :func:`produce_events` spoils a message: cut JSON, plain text, a JSON array, a required
 field missing, a non-numeric amount, an unreadable event_time (structural failures), an
-event_type outside the contract's allowed values, a negative amount (contract rules)."""
+event_type outside the contract's allowed values, a negative amount, a user_id given as a JSON
+array instead of a string (contract rules)."""
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,
@@ -227,6 +229,8 @@ def spoil(event: dict[str, Any], kind: str) -> bytes:
         return json.dumps({**event, "event_type": "teleport"}).encode()
     if kind == "negative-amount":
         return json.dumps({**event, "event_type": "purchase", "amount": -5.0}).encode()
+    if kind == "nested-user":
+        return json.dumps({**event, "user_id": ["u0000001", "u0000002"]}).encode()
     raise ConfigError(f"unknown malformed kind {kind!r}; valid kinds: {', '.join(MALFORMED_KINDS)}")
 
 

@@ -295,7 +295,7 @@ def _rule_actions(contract: Contract | None) -> dict[str, str]:
     out.update({f"{f}.required": "quarantine" for f in tx.REQUIRED_FIELDS})
     out.update({f"{n}.type": "quarantine" for n, kind in tx.EVENT_FIELDS if kind != "string"})
     if contract is not None:
-        out.update({r.name: r.action for r in quality.row_rules(contract, ())})
+        out.update({r.name: r.action for r in tx.contract_rules(contract)})
     return out
 
 

@@ -165,17 +165,19 @@ def row_rules(
     return rules
 
 
-def shape_rules(contract: Contract) -> list[RowRule]:
+def shape_rules(contract: Contract, line: Column | None = None) -> list[RowRule]:
     """``<column>.type`` for each string column given a JSON array or object: its text would
-    reach silver as if it were the value. For rows that carry their line as text in ``_raw``
-    (the batch path): the value must start with ``[``/``{`` and the line must give that key an
-    array or object, so a string that merely starts with a bracket passes."""
+    reach silver (or bronze) as if it were the value. ``line`` is the row's JSON text (default
+    the batch path's ``_raw``; the stream passes the Kafka value): the value must start with
+    ``[``/``{`` and the line must give that key an array or object, so a string that merely
+    starts with a bracket passes."""
+    text = line if line is not None else F.col("_raw")
     rules = []
     for f in contract.fields:
         if f.type != "string":
             continue
         raw = F.col(f.name)
-        nested = raw.rlike(r"^\s*[\[{]") & F.col("_raw").rlike(f'"{f.name}"\\s*:\\s*[\\[{{]')
+        nested = raw.rlike(r"^\s*[\[{]") & text.rlike(f'"{f.name}"\\s*:\\s*[\\[{{]')
         rules.append(RowRule(f"{f.name}.type", f.on_violation, raw.isNull() | ~nested,
                              F.format_string("%s=%s is not a string (a JSON array or object)", F.lit(f.name), raw)))
     return rules

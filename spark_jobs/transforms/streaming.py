@@ -168,6 +168,20 @@ def _error(raw: Column, value: Column) -> Column:
     )
 
 
+def contract_rules(contract: Contract, value: Column | None = None,
+                   typed: dict[str, Column] | None = None) -> list[quality.RowRule]:
+    """The per-row rules of ``contract`` a record is judged by: the batch path's rules, and a
+    string column given a JSON array or object breaks ``<column>.type`` as it does there.
+
+    Args:
+        contract: The events data contract.
+        value: The record's value as text (default the ``value`` column).
+        typed: Column name -> the value already cast to its declared type (reused by the rules).
+    """
+    line = value if value is not None else F.col("value")
+    return quality.row_rules(contract, (), typed=typed) + quality.shape_rules(contract, line)
+
+
 def parse_kafka_events(records: DataFrame, contract: Contract | None = None) -> DataFrame:
     """Parse Kafka records into typed event columns, coordinates and the verdict columns.
 
@@ -232,7 +246,7 @@ def parse_kafka_events(records: DataFrame, contract: Contract | None = None) -> 
         kinds = dict(EVENT_FIELDS)
         typed_cols = {f.name: F.col(f"_typed_{f.name}") for f in contract.fields
                       if kinds.get(f.name) == f.spark_type and f.spark_type != "string"}
-        v = quality.verdict(quality.row_rules(contract, (), typed=typed_cols), F.col("_malformed"))
+        v = quality.verdict(contract_rules(contract, value_col, typed_cols), F.col("_malformed"))
         clean = clean & v.passes
         failed_rules, action, reason = v.failed_rules, v.action, v.reason
     dead = structural.isNotNull() | action.isin(*DEAD_ACTIONS)

@@ -32,8 +32,9 @@ ERRORS = {
     "bad-timestamp": "event_time: cannot read 'yesterday at noon' as timestamp",
     "unknown-type": 'event_type="teleport" is not one of [page_view, add_to_cart, checkout, purchase]',
     "negative-amount": "amount=-5.0 is below the minimum 0",
+    "nested-user": 'user_id=["u0000001","u0000002"] is not a string (a JSON array or object)',
 }
-"""The error the stream must record for each kind of malformed message (the last two break rules
+"""The error the stream must record for each kind of malformed message (the last three break rules
 of contracts/events.yaml, whose texts the contract compiler writes)."""
 
 RULES = {
@@ -45,6 +46,7 @@ RULES = {
     "bad-timestamp": ["event_time.type"],
     "unknown-type": ["event_type.allowed_values"],
     "negative-amount": ["amount.min"],
+    "nested-user": ["user_id.type"],
 }
 """The rule names the dead letter of each kind of malformed message carries."""
 

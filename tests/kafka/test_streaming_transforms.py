@@ -41,9 +41,11 @@ def test_parse_splits_valid_events_and_dead_letters_with_exact_errors(spark: Spa
     no_amount = {"event_id": "e2", "user_id": "u2", "event_type": "page_view", "amount": None,
                  "event_time": "2026-01-01T00:04:59.999Z"}
     base = make_event("x", rng, T0)
+    bracket = {**no_amount, "event_id": "e3", "user_id": "[u3]"}  # a string that starts with "["
     values: list[tuple[str, bytes | None]] = [
         ("e1", json.dumps(good).encode()),
         ("e2", json.dumps(no_amount).encode()),
+        ("e3", json.dumps(bracket).encode()),
     ]
     values += [(f"bad-{kind}", spoil({**base, "event_id": f"bad-{kind}"}, kind))
                for kind in MALFORMED_KINDS]
@@ -64,12 +66,14 @@ def test_parse_splits_valid_events_and_dead_letters_with_exact_errors(spark: Spa
          "e1", "events", 0, 0, 7),
         ("e2", "u2", "page_view", None, "2026-01-01T00:04:59.999Z",
          "e2", "events", 1, 1, 7),
+        ("e3", "[u3]", "page_view", None, "2026-01-01T00:04:59.999Z",
+         "e3", "events", 2, 2, 7),
     ]
 
     # a conforming event carries no error, no broken rule and no action
     verdicts = {r["_kafka_key"]: (r["error"], r["rules"], r["action"])
-                for r in parsed.where(F.col("_kafka_key").isin("e1", "e2")).collect()}
-    assert verdicts == {"e1": (None, [], None), "e2": (None, [], None)}
+                for r in parsed.where(F.col("_kafka_key").isin("e1", "e2", "e3")).collect()}
+    assert verdicts == {"e1": (None, [], None), "e2": (None, [], None), "e3": (None, [], None)}
 
     dead = tx.dead_letters(parsed, batch_id=7, ingested_at=F.lit(T0))
     assert [n for n, _ in dead.dtypes] == [n for n, _ in tx.DEAD_LETTER_COLUMNS]
@@ -95,6 +99,8 @@ def test_parse_splits_valid_events_and_dead_letters_with_exact_errors(spark: Spa
                              ["event_type.allowed_values"], "quarantine"),
         "bad-negative-amount": ("amount=-5.0 is below the minimum 0", raw["bad-negative-amount"],
                                 ["amount.min"], "quarantine"),
+        "bad-nested-user": ('user_id=["u0000001","u0000002"] is not a string (a JSON array or '
+                            'object)', raw["bad-nested-user"], ["user_id.type"], "quarantine"),
         "null-value": ("not a JSON object", None, ["malformed_json"], "quarantine"),
         "null-id": ("missing required field(s): event_id", raw["null-id"],
                     ["event_id.required"], "quarantine"),
