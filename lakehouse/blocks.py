@@ -28,13 +28,12 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import SecretStr
 
-from lakehouse.settings import REPO_ROOT, Settings
+from lakehouse.settings import REPO_ROOT, Credential, Settings, credentials
 
 TEMPLATES_DIR = REPO_ROOT / "deployments"
 WORK_POOL_VARIABLE = "lakehouse_work_pool"
@@ -46,27 +45,9 @@ DEFAULT_CREDENTIALS_BLOCK = "lakehouse-kubernetes"
 PoolKind = Literal["process", "kubernetes"]
 
 
-@dataclass(frozen=True)
-class SecretSpec:
-    """One credential: its Secret block, the env var flow runs see, its key in the k8s Secret."""
-
-    block: str
-    env: str
-    k8s_key: str
-    value: SecretStr | None
-
-
-def secret_specs(settings: Settings) -> list[SecretSpec]:
-    """Every credential the project knows, configured or not."""
-    d = settings.deploy
-    return [
-        SecretSpec("lakehouse-kafka-sasl-password", "LAKEHOUSE_KAFKA__SASL_PASSWORD",
-                   "kafka-sasl-password", settings.kafka.sasl_password),
-        SecretSpec("lakehouse-object-store-access-key-id", "AWS_ACCESS_KEY_ID",
-                   "object-store-access-key-id", d.object_store_access_key_id),
-        SecretSpec("lakehouse-object-store-secret-access-key", "AWS_SECRET_ACCESS_KEY",
-                   "object-store-secret-access-key", d.object_store_secret_access_key),
-    ]
+SecretSpec = Credential
+"""One credential: its Secret block, the env var flow runs see, its key in the k8s Secret."""
+secret_specs = credentials
 
 
 def results_url(settings: Settings) -> str | None:

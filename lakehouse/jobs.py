@@ -98,6 +98,10 @@ class SparkJob(BaseModel):
             the backend's own (logging, class-data archive), e.g. the garbage collector.
         streaming: A long-running stream (restartPolicy Always on a cluster).
         timeout_seconds: Stop the job after this long; None uses the backend default.
+        secret_env: Environment variables of credentials the job reads (names from
+            :func:`lakehouse.settings.credentials`, e.g. ``LAKEHOUSE_KAFKA__SASL_PASSWORD``):
+            the local backend sets them from the settings in the driver's environment, the
+            Kubernetes backend makes them ``secretKeyRef``s; a value is never in the spec.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -111,6 +115,7 @@ class SparkJob(BaseModel):
     java_options: tuple[str, ...] = ()
     streaming: bool = False
     timeout_seconds: float | None = Field(default=None, gt=0)
+    secret_env: tuple[str, ...] = ()
 
     @field_validator("name")
     @classmethod

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -75,21 +76,111 @@ class KafkaTopicError(KafkaClientError):
     """The topic does not exist or does not have the expected shape."""
 
 
-def client_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
-    """A confluent-kafka configuration for ``bootstrap_servers`` with ``overrides``."""
-    return {"bootstrap.servers": bootstrap_servers, **overrides}
+Cluster = str | KafkaSettings
+"""Where a client connects: the bootstrap servers of a PLAINTEXT cluster, or the Kafka settings
+(servers, security protocol, SASL credentials and CA file)."""
+
+
+def security_config(settings: KafkaSettings) -> dict[str, Any]:
+    """The librdkafka security properties of ``settings`` (protocol, SASL, trusted CA).
+
+    Raises:
+        ConfigError: ``ssl_ca_location`` names no readable file.
+    """
+    conf: dict[str, Any] = {"security.protocol": settings.security_protocol}
+    if settings.uses_sasl:
+        assert settings.sasl_password is not None  # the settings validate it
+        conf.update({"sasl.mechanism": settings.sasl_mechanism, "sasl.username": settings.sasl_username,
+                     "sasl.password": settings.sasl_password.get_secret_value()})
+    if settings.uses_tls and settings.ssl_ca_location:
+        if not Path(settings.ssl_ca_location).is_file():
+            raise ConfigError(f"kafka.ssl_ca_location {settings.ssl_ca_location} is not a file "
+                              "(LAKEHOUSE_KAFKA__SSL_CA_LOCATION: the PEM file of the brokers' CA)")
+        conf["ssl.ca.location"] = settings.ssl_ca_location
+    return conf
+
+
+def client_config(cluster: Cluster, **overrides: Any) -> dict[str, Any]:
+    """A confluent-kafka configuration for ``cluster`` with ``overrides``."""
+    if isinstance(cluster, str):
+        return {"bootstrap.servers": cluster, **overrides}
+    return {"bootstrap.servers": cluster.bootstrap_servers, **security_config(cluster), **overrides}
 
 
 def settings_config(settings: KafkaSettings) -> dict[str, Any]:
     """The client configuration of the configured cluster."""
-    return client_config(settings.bootstrap_servers)
+    return client_config(settings)
+
+
+def _servers(cluster: Cluster) -> str:
+    return cluster if isinstance(cluster, str) else cluster.bootstrap_servers
+
+
+class _Errors:
+    """What librdkafka reports in the background, as ``error_cb`` and as ``logger`` (instead of
+    its own lines on standard error): an admin request that times out because the credentials,
+    the certificate or the protocol were refused says why only there."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int | None, str]] = []
+
+    def __call__(self, err: KafkaError) -> None:
+        if len(self.seen) < 50:
+            self.seen.append((err.code(), err.str()))
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:
+        """The ``logger`` interface: keep the line."""
+        if len(self.seen) < 50:
+            self.seen.append((None, fmt % args if args else fmt))
+
+    def diagnose(self, cluster: Cluster) -> str | None:
+        """What to fix, naming the setting, when a refusal was seen; None otherwise."""
+        servers = _servers(cluster)
+        for code, text in self.seen:
+            if code == KafkaError._AUTHENTICATION or "SASL authentication" in text:
+                who = ("" if isinstance(cluster, str)
+                       else f" of user {cluster.sasl_username!r} ({cluster.sasl_mechanism})")
+                return (f"Kafka at {servers} refused the SASL credentials{who}: check "
+                        f"LAKEHOUSE_KAFKA__SASL_USERNAME and LAKEHOUSE_KAFKA__SASL_PASSWORD ({text})")
+        for code, text in self.seen:
+            if code == KafkaError._SSL or "certificate verify failed" in text:
+                ca = ("the system trust store" if isinstance(cluster, str) or not cluster.ssl_ca_location
+                      else cluster.ssl_ca_location)
+                return (f"the TLS certificate of Kafka at {servers} is not trusted by {ca}, or the "
+                        f"TLS handshake failed: check LAKEHOUSE_KAFKA__SSL_CA_LOCATION and "
+                        f"LAKEHOUSE_KAFKA__SECURITY_PROTOCOL ({text})")
+        for _, text in self.seen:
+            if "APIVERSION_QUERY" in text:  # closed at the first request: another protocol
+                protocol = "PLAINTEXT" if isinstance(cluster, str) else cluster.security_protocol
+                return (f"Kafka at {servers} closed the connection at the first request: the "
+                        f"listener may expect another security protocol than {protocol} (check "
+                        f"LAKEHOUSE_KAFKA__SECURITY_PROTOCOL and LAKEHOUSE_KAFKA__BOOTSTRAP_SERVERS; "
+                        f"{text})")
+        return None
+
+
+def _admin(cluster: Cluster) -> tuple[AdminClient, _Errors]:
+    errors = _Errors()
+    return AdminClient(client_config(cluster, error_cb=errors, logger=errors)), errors
+
+
+def _no_answer(cluster: Cluster, admin: AdminClient, errors: _Errors, timeout: float,
+               exc: Exception) -> KafkaClientError:
+    admin.poll(0)  # serves the error callbacks queued meanwhile
+    why = errors.diagnose(cluster)
+    if why is not None:
+        return KafkaClientError(why)
+    servers = _servers(cluster)
+    return KafkaClientError(
+        f"Kafka at {servers} did not answer within {timeout:g}s (check "
+        f"kafka.bootstrap_servers, LAKEHOUSE_KAFKA__BOOTSTRAP_SERVERS): {exc}")
 
 
 # -- admin -------------------------------------------------------------------------------------
 
 
 def ensure_topic(
-    bootstrap_servers: str,
+    cluster: Cluster,
     topic: str,
     *,
     partitions: int,
@@ -101,21 +192,27 @@ def ensure_topic(
     Replication factor 1 on a single broker; the cluster's default (-1) elsewhere. Waits until
     every partition has a leader.
 
+    Args:
+        cluster: The bootstrap servers of a PLAINTEXT cluster, or the Kafka settings.
+        topic: The topic.
+        partitions: Partitions it must have at least.
+        retention_ms: Its ``retention.ms`` when created.
+        timeout: Seconds each request may take.
+
     Returns:
         ``created`` or ``exists``.
 
     Raises:
-        KafkaClientError: The cluster did not answer within ``timeout``.
+        KafkaClientError: The cluster did not answer within ``timeout``, or refused the
+            credentials or the TLS handshake (the message names the setting to fix).
         KafkaTopicError: The topic exists with fewer partitions than asked for, or could not be
             created in time.
     """
-    admin = AdminClient(client_config(bootstrap_servers))  # must outlive its futures
+    admin, errors = _admin(cluster)  # the admin must outlive its futures
     try:
         md = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise KafkaClientError(
-            f"Kafka at {bootstrap_servers} did not answer within {timeout:g}s (check "
-            f"kafka.bootstrap_servers, LAKEHOUSE_KAFKA__BOOTSTRAP_SERVERS): {exc}") from exc
+        raise _no_answer(cluster, admin, errors, timeout, exc) from exc
     replication = 1 if len(md.brokers) == 1 else -1
     new = NewTopic(
         topic,
@@ -152,21 +249,22 @@ def ensure_topic(
         time.sleep(0.1)
 
 
-def end_offsets(bootstrap_servers: str, topic: str, *, timeout: float = 15.0) -> dict[int, int]:
+def end_offsets(cluster: Cluster, topic: str, *, timeout: float = 15.0) -> dict[int, int]:
     """Each partition's end offset (the offset the next message will get).
 
     Raises:
         KafkaTopicError: The topic does not exist.
-        KafkaClientError: The broker did not answer in time.
+        KafkaClientError: The broker did not answer in time, or refused the credentials or
+            the TLS handshake.
     """
-    admin = AdminClient(client_config(bootstrap_servers))
+    admin, errors = _admin(cluster)
     try:
         t = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
     except KafkaException as exc:
-        raise KafkaClientError(f"Kafka at {bootstrap_servers} did not answer: {exc}") from exc
+        raise _no_answer(cluster, admin, errors, timeout, exc) from exc
     if t is None or t.error is not None or not t.partitions:
         raise KafkaTopicError(
-            f"topic {topic!r} does not exist at {bootstrap_servers}"
+            f"topic {topic!r} does not exist at {_servers(cluster)}"
             + (f" ({t.error})" if t is not None and t.error is not None else "")
         )
     latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
@@ -276,7 +374,7 @@ ProgressFn = Callable[[ProduceStats], None]
 
 
 def produce_events(
-    bootstrap_servers: str,
+    cluster: Cluster,
     topic: str,
     *,
     count: int | None = None,
@@ -299,7 +397,7 @@ def produce_events(
     first (at least one of them is required). Then waits until every message is acknowledged.
 
     Args:
-        bootstrap_servers: Kafka bootstrap servers.
+        cluster: The bootstrap servers of a PLAINTEXT cluster, or the Kafka settings.
         topic: Destination topic (must exist).
         count: Messages to send.
         rate: Target messages per second (None: as fast as possible).
@@ -335,7 +433,9 @@ def produce_events(
     rng = random.Random(seed)
     prefix = id_prefix or uuid.uuid4().hex[:8]
     stats = ProduceStats(target=count, messages=[] if record else None)
-    conf = client_config(bootstrap_servers, **{**PRODUCER_DEFAULTS, **(config or {})})
+    errors = _Errors()
+    conf = client_config(cluster, **{**PRODUCER_DEFAULTS, "error_cb": errors, "logger": errors,
+                                     **(config or {})})
     lock = threading.Lock()
 
     def on_delivery(err: KafkaError | None, _msg: Message) -> None:
@@ -394,13 +494,15 @@ def produce_events(
         stats.seconds = time.monotonic() - started
     if on_progress is not None:
         on_progress(stats)
+    why = errors.diagnose(cluster)
     if left:
         raise KafkaClientError(
             f"{left} message(s) to {topic!r} not acknowledged after {flush_timeout:.0f} s"
+            + (f": {why}" if why else "")
         )
     if stats.failed:
         raise KafkaClientError(
-            f"{stats.failed} of {stats.sent} message(s) to {topic!r} failed: {stats.first_error}"
+            f"{stats.failed} of {stats.sent} message(s) to {topic!r} failed: {why or stats.first_error}"
         )
     return stats
 

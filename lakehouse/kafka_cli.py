@@ -82,18 +82,19 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     from lakehouse.kafka import ensure_topic, produce_events
 
     servers = args.bootstrap_servers or settings.kafka.bootstrap_servers
+    cluster = settings.kafka.model_copy(update={"bootstrap_servers": servers})  # its security too
     topic = args.topic or settings.kafka.topic
     if args.count is None and args.seconds is None:
         print("error: give --count or --seconds (or both)", file=sys.stderr)
         return 2
     if not args.no_create_topic:
-        outcome = ensure_topic(servers, topic, partitions=args.partitions,
+        outcome = ensure_topic(cluster, topic, partitions=args.partitions,
                                retention_ms=args.retention_ms)
         print(f"topic {topic} at {servers}: {outcome}", file=sys.stderr)
     progress = _Progress(args.count, args.seconds)
     try:
         stats = produce_events(
-            servers, topic, count=args.count, rate=args.rate, seconds=args.seconds,
+            cluster, topic, count=args.count, rate=args.rate, seconds=args.seconds,
             malformed_share=args.malformed, seed=args.seed, id_prefix=args.id_prefix,
             on_progress=progress,
         )

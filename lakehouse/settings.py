@@ -9,6 +9,7 @@ server. `python -m lakehouse.cli settings-doc` prints this reference as Markdown
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -386,13 +387,60 @@ class KubernetesSettings(BaseModel):
 
 
 class KafkaSettings(BaseModel):
-    """Kafka for the streaming ingest."""
+    """Kafka for the streaming ingest, and how every client reaches it (admin, producer,
+    monitor and the Spark Kafka source alike)."""
 
     bootstrap_servers: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers.")
     topic: str = Field(default="events", description="Topic the events stream is read from.")
-    sasl_password: SecretStr | None = Field(
-        default=None, description="SASL password, if the cluster needs one (never logged)."
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="How clients talk to the brokers: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or "
+        "SASL_SSL (authenticated, over TLS).",
     )
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        default="SCRAM-SHA-512",
+        description="SASL mechanism of the SASL_* protocols: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN.",
+    )
+    sasl_username: str | None = Field(
+        default=None, description="SASL user name (required by the SASL_* protocols)."
+    )
+    sasl_password: SecretStr | None = Field(
+        default=None,
+        description="SASL password (required by the SASL_* protocols; never logged). Flow runs "
+        "get it from the Secret block lakehouse-kafka-sasl-password (`make blocks`) or, on "
+        "Kubernetes, from the Secret key kafka-sasl-password; Spark drivers as a secretKeyRef.",
+    )
+    ssl_ca_location: str | None = Field(
+        default=None,
+        description="PEM file of the CA(s) that signed the brokers' certificates (SSL and SASL_SSL); "
+        "unset: the system's trust store. On Kubernetes the path must exist in the Spark pods.",
+    )
+
+    @property
+    def uses_sasl(self) -> bool:
+        """True for SASL_PLAINTEXT and SASL_SSL."""
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        """True for SSL and SASL_SSL."""
+        return self.security_protocol.endswith("SSL")
+
+    @model_validator(mode="after")
+    def _credentials(self) -> KafkaSettings:
+        if self.uses_sasl and not self.sasl_username:
+            raise ValueError(
+                f"kafka.security_protocol {self.security_protocol} needs a user name: set "
+                "LAKEHOUSE_KAFKA__SASL_USERNAME")
+        if self.uses_sasl and (self.sasl_password is None or not self.sasl_password.get_secret_value()):
+            raise ValueError(
+                f"kafka.security_protocol {self.security_protocol} needs a password: set "
+                "LAKEHOUSE_KAFKA__SASL_PASSWORD")
+        if self.ssl_ca_location is not None and not self.uses_tls:
+            raise ValueError(
+                f"kafka.ssl_ca_location is set but kafka.security_protocol {self.security_protocol} "
+                "uses no TLS: choose SSL or SASL_SSL (LAKEHOUSE_KAFKA__SECURITY_PROTOCOL)")
+        return self
 
 
 class StreamingSettings(BaseModel):
@@ -638,3 +686,28 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """Return the process-wide settings (read once from the environment)."""
     return Settings()
+
+
+@dataclass(frozen=True)
+class Credential:
+    """One credential: its Prefect Secret block, the environment variable processes read it
+    from, its key in the Kubernetes Secret ``deploy.credentials_secret``, and its value here."""
+
+    block: str
+    env: str
+    k8s_key: str
+    value: SecretStr | None
+
+
+def credentials(settings: Settings) -> list[Credential]:
+    """Every credential the project knows, configured or not (blocks, backends and manifests
+    all take them from here)."""
+    d = settings.deploy
+    return [
+        Credential("lakehouse-kafka-sasl-password", "LAKEHOUSE_KAFKA__SASL_PASSWORD",
+                   "kafka-sasl-password", settings.kafka.sasl_password),
+        Credential("lakehouse-object-store-access-key-id", "AWS_ACCESS_KEY_ID",
+                   "object-store-access-key-id", d.object_store_access_key_id),
+        Credential("lakehouse-object-store-secret-access-key", "AWS_SECRET_ACCESS_KEY",
+                   "object-store-secret-access-key", d.object_store_secret_access_key),
+    ]

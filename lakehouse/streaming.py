@@ -62,6 +62,21 @@ def table_paths(settings: Settings) -> dict[str, str]:
     }
 
 
+def kafka_security_args(settings: Settings) -> list[str]:
+    """The stream driver's Kafka security arguments (none for PLAINTEXT). The SASL password is
+    not among them: the driver reads it from ``LAKEHOUSE_KAFKA__SASL_PASSWORD`` (the job's
+    ``secret_env``)."""
+    k = settings.kafka
+    if k.security_protocol == "PLAINTEXT":
+        return []
+    args = ["--kafka-security-protocol", k.security_protocol]
+    if k.uses_sasl:
+        args += ["--kafka-sasl-mechanism", k.sasl_mechanism, "--kafka-sasl-username", str(k.sasl_username)]
+    if k.ssl_ca_location:
+        args += ["--kafka-ssl-ca-location", k.ssl_ca_location]
+    return args
+
+
 def streaming_job(
     settings: Settings,
     *,
@@ -99,6 +114,8 @@ def streaming_job(
         "--watermark", s.watermark,
         "--metrics", settings.storage.table("quality", "metrics"),
     ]
+    args += kafka_security_args(settings)
+    secret_env = ("LAKEHOUSE_KAFKA__SASL_PASSWORD",) if settings.kafka.uses_sasl else ()
     if settings.contracts_dir:
         args += ["--contracts-dir", settings.contracts_dir]
     if not with_gold:
@@ -108,7 +125,7 @@ def streaming_job(
         return SparkJob(
             name=name, entrypoint="spark_jobs.streaming", conf=dict(s.spark_conf),
             java_options=tuple(s.java_options), args=(*args, "--trigger", "processing-time"),
-            streaming=True,
+            streaming=True, secret_env=secret_env,
         )
     chosen = trigger or s.local_trigger
     if chosen not in ("available-now", "processing-time"):
@@ -128,7 +145,7 @@ def streaming_job(
         timeout = settings.spark.job_timeout_seconds
     return SparkJob(
         name=name, entrypoint="spark_jobs.streaming", conf=dict(s.spark_conf), args=tuple(args),
-        java_options=tuple(s.java_options), timeout_seconds=timeout,
+        java_options=tuple(s.java_options), timeout_seconds=timeout, secret_env=secret_env,
     )
 
 
@@ -468,7 +485,8 @@ def read_stream_status(
         from lakehouse.kafka import end_offsets as kafka_end_offsets
 
         def end_offsets_fn(servers: str, topic: str) -> dict[int, int]:
-            return kafka_end_offsets(servers, topic)
+            # the configured cluster's security settings too (SASL, TLS)
+            return kafka_end_offsets(settings.kafka.model_copy(update={"bootstrap_servers": servers}), topic)
 
     s = settings.streaming
     ends = end_offsets_fn(settings.kafka.bootstrap_servers, settings.kafka.topic)

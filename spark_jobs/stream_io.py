@@ -61,6 +61,52 @@ def read_kafka(
     return reader.load()
 
 
+LOGIN_MODULES = {
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+}
+"""The Kafka client's JAAS login module of each SASL mechanism."""
+
+
+def _jaas_quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def security_options(
+    protocol: str,
+    *,
+    mechanism: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    ca_location: str | None = None,
+) -> dict[str, str]:
+    """The Kafka source options (``kafka.*``) of a security protocol: SASL login (JAAS) and the
+    trusted CA as a PEM trust store. Kafka's client hides ``sasl.jaas.config`` in its logs and
+    Spark redacts it in plans; the caller must not print the result.
+
+    Raises:
+        ValueError: A SASL protocol without mechanism, user name or password, or an unknown
+            mechanism or protocol.
+    """
+    if protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+        raise ValueError(f"unknown Kafka security protocol {protocol!r}; valid: PLAINTEXT, SSL, "
+                         "SASL_PLAINTEXT, SASL_SSL")
+    out = {"kafka.security.protocol": protocol}
+    if protocol.startswith("SASL_"):
+        if mechanism not in LOGIN_MODULES:
+            raise ValueError(f"unknown SASL mechanism {mechanism!r}; valid: {', '.join(LOGIN_MODULES)}")
+        if not username or not password:
+            raise ValueError(f"{protocol} needs a user name and a password")
+        out["kafka.sasl.mechanism"] = mechanism
+        out["kafka.sasl.jaas.config"] = (f"{LOGIN_MODULES[mechanism]} required "
+                                         f"username={_jaas_quote(username)} password={_jaas_quote(password)};")
+    if protocol.endswith("SSL") and ca_location:
+        out["kafka.ssl.truststore.type"] = "PEM"
+        out["kafka.ssl.truststore.location"] = ca_location
+    return out
+
+
 def read_delta_stream(spark: SparkSession, path: str) -> DataFrame:
     """A streaming DataFrame of the rows appended to the Delta table at ``path``."""
     return spark.readStream.format("delta").load(path)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 import threading
 import time
@@ -110,8 +111,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--window", default="5 minutes", help="Window of the aggregate.")
     p.add_argument("--watermark", default="10 minutes", help="Watermark delay on event_time.")
     p.add_argument("--no-gold", action="store_true", help="Run only the bronze query.")
+    p.add_argument("--kafka-security-protocol", default="PLAINTEXT",
+                   choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+                   help="How the Kafka source talks to the brokers.")
+    p.add_argument("--kafka-sasl-mechanism", default="SCRAM-SHA-512", choices=tuple(sio.LOGIN_MODULES),
+                   help="SASL mechanism of the SASL_* protocols.")
+    p.add_argument("--kafka-sasl-username", default=None, help="SASL user name.")
+    p.add_argument("--kafka-ssl-ca-location", default=None,
+                   help="PEM file of the CA(s) that signed the brokers' certificates.")
     p.add_argument("--kafka-option", type=_kv, action="append", default=[], metavar="KEY=VALUE",
-                   help="Extra Kafka source option (repeatable), e.g. kafka.security.protocol=SSL.")
+                   help="Extra Kafka source option (repeatable), e.g. kafka.ssl.endpoint.identification.algorithm=.")
     args = p.parse_args(argv)
     args.late = args.late or f"{args.gold.rstrip('/')}_late"
     if args.max_offsets_per_trigger < 0 or args.max_seconds < 0 or args.min_partitions < 0:
@@ -119,6 +128,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                 "negative")
     return args
 
+
+PASSWORD_ENV = "LAKEHOUSE_KAFKA__SASL_PASSWORD"
+"""Where the driver reads the SASL password from."""
 
 _KAFKA_METRICS_NPE = 'because the return value of "scala.Option.get()" is null'
 MAX_RECOVERY_RESTARTS = 3
@@ -310,7 +322,7 @@ def start_bronze(
         starting_offsets=args.starting_offsets,
         max_offsets_per_trigger=args.max_offsets_per_trigger or None,
         min_partitions=args.min_partitions or spark.sparkContext.defaultParallelism,
-        options=dict(args.kafka_option),
+        options={**args.kafka_security, **dict(args.kafka_option)},
     )
     stream = (
         source.writeStream.queryName(f"{args.query_name}_bronze")
@@ -526,6 +538,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ContractError as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
             return CONFIG_ERROR_EXIT
+    try:  # the SASL password comes from the environment (a secretKeyRef on a cluster), never argv
+        args.kafka_security = sio.security_options(
+            args.kafka_security_protocol, mechanism=args.kafka_sasl_mechanism,
+            username=args.kafka_sasl_username, password=os.environ.get(PASSWORD_ENV),
+            ca_location=args.kafka_ssl_ca_location)
+    except ValueError as exc:
+        print(f"error: Kafka security: {exc} (the password is read from {PASSWORD_ENV})",
+              file=sys.stderr, flush=True)
+        return CONFIG_ERROR_EXIT
+    if args.kafka_ssl_ca_location and not os.path.isfile(args.kafka_ssl_ca_location):
+        print(f"error: the Kafka CA file {args.kafka_ssl_ca_location} does not exist "
+              "(LAKEHOUSE_KAFKA__SSL_CA_LOCATION)", file=sys.stderr, flush=True)
+        return CONFIG_ERROR_EXIT
     run_job(f"lakehouse-{args.query_name.replace('_', '-')}", lambda spark: run(spark, args, contract))
     return 0
 

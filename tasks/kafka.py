@@ -24,7 +24,7 @@ def ensure_events_topic() -> str:
     return ``created`` or ``exists``."""
     settings = get_settings()
     outcome = ensure_topic(
-        settings.kafka.bootstrap_servers,
+        settings.kafka,
         settings.kafka.topic,
         partitions=settings.streaming.topic_partitions,
         retention_ms=settings.streaming.topic_retention_ms,

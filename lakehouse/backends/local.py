@@ -28,9 +28,9 @@ from typing import Any
 
 from lakehouse import cds, jars
 from lakehouse.backends.base import JobResult, LogSink, parse_metrics
-from lakehouse.errors import SparkJobError, SparkJobTimeout
+from lakehouse.errors import ConfigError, SparkJobError, SparkJobTimeout
 from lakehouse.jobs import SparkJob
-from lakehouse.settings import REPO_ROOT, Settings
+from lakehouse.settings import REPO_ROOT, Settings, credentials
 from spark_jobs.conf import default_conf
 
 _PR_SET_PDEATHSIG = 1
@@ -126,9 +126,21 @@ class LocalBackend:
         cmd += list(job.args)
         return cmd
 
-    def environment(self) -> dict[str, str]:
-        """Environment of the launcher: this interpreter runs the Python driver and workers."""
+    def environment(self, job: SparkJob | None = None) -> dict[str, str]:
+        """Environment of the launcher: this interpreter runs the Python driver and workers;
+        the credentials ``job`` reads (``secret_env``) from the settings, never its arguments.
+
+        Raises:
+            ConfigError: ``job`` needs a credential the settings do not have.
+        """
         env = dict(os.environ)
+        if job is not None and job.secret_env:
+            known = {c.env: c.value for c in credentials(self.settings)}
+            for name in job.secret_env:
+                value = known.get(name)
+                if value is None:
+                    raise ConfigError(f"job {job.name} needs the credential {name}, which is not set")
+                env[name] = value.get_secret_value()
         env["SPARK_HOME"] = str(jars.spark_home())
         env["PYSPARK_PYTHON"] = sys.executable
         env["PYSPARK_DRIVER_PYTHON"] = sys.executable
@@ -152,7 +164,7 @@ class LocalBackend:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=self.environment(),
+            env=self.environment(job),
             cwd=self.project_root,
             start_new_session=True,
             preexec_fn=_die_with_parent,

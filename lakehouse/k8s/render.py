@@ -22,10 +22,11 @@ from typing import Any
 
 import yaml
 
+from lakehouse.errors import ConfigError
 from lakehouse.jobs import SparkJob
 from lakehouse.k8s.naming import label_value
 from lakehouse.k8s.runinfo import RunInfo
-from lakehouse.settings import Settings
+from lakehouse.settings import Settings, credentials
 from spark_jobs.conf import default_conf
 
 GROUP = "sparkoperator.k8s.io"
@@ -79,6 +80,24 @@ def _security(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
     return pod, container
 
 
+def secret_refs(job: SparkJob, settings: Settings) -> dict[str, str]:
+    """``ENV: 'secret:key'`` of the driver and executors: ``kubernetes.env_secret_refs``, plus
+    each credential the job reads (``secret_env``) from its key in ``deploy.credentials_secret``
+    unless the setting maps it elsewhere. Only references: a value never reaches a manifest.
+
+    Raises:
+        ConfigError: The job reads an environment variable that is no known credential.
+    """
+    refs = dict(settings.kubernetes.env_secret_refs)
+    keys = {c.env: c.k8s_key for c in credentials(settings)}
+    for env in job.secret_env:
+        if env not in keys:
+            raise ConfigError(f"job {job.name} reads {env}, which is no known credential "
+                              f"({', '.join(sorted(keys))})")
+        refs.setdefault(env, f"{settings.deploy.credentials_secret}:{keys[env]}")
+    return refs
+
+
 def _pod_spec(
     job: SparkJob,
     settings: Settings,
@@ -105,10 +124,11 @@ def _pod_spec(
             "LAKEHOUSE_SPARK_LOG_LEVEL": settings.spark.log_level,
         },
     }
-    if k.env_secret_refs:
+    refs = secret_refs(job, settings)
+    if refs:
         spec["envSecretKeyRefs"] = {
             env: {"name": ref.split(":", 1)[0], "key": ref.split(":", 1)[1]}
-            for env, ref in sorted(k.env_secret_refs.items())
+            for env, ref in sorted(refs.items())
         }
     if overhead is not None:
         spec["memoryOverhead"] = overhead

@@ -27,7 +27,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -93,6 +94,9 @@ class KafkaBroker:
         script: Path of ``scripts/kafka.sh`` (default: the one in this repository).
         jvm_performance_opts: JIT and GC options of the JVM (default: ``KAFKA_JVM_PERFORMANCE_OPTS``
             from the environment, else :data:`TEST_JVM_PERFORMANCE_OPTS`).
+        sasl_ssl: Also open a SASL_SSL listener on a free loopback port (:attr:`sasl_ssl_servers`)
+            with this keystore; SCRAM users are added with :meth:`add_scram_user`, PLAIN users
+            are listed in it. The PLAINTEXT listener stays (for set-up, and between brokers).
 
     The JVM also gets ``KAFKA_HEAP_OPTS`` (default ``-Xms128m -Xmx512m``) and ``KAFKA_JVM_OPTS``
     from the environment. Where ``setpriv`` exists, the JVM also gets SIGTERM if the thread that
@@ -110,7 +114,10 @@ class KafkaBroker:
         keep_data: bool = False,
         script: str | os.PathLike[str] | None = None,
         jvm_performance_opts: str | None = None,
+        sasl_ssl: SaslSslListener | None = None,
     ) -> None:
+        self.sasl_ssl = sasl_ssl
+        self._sasl_ssl_port = 0
         self._want_port = port
         self._want_controller_port = controller_port
         self._data_dir_arg = Path(data_dir) if data_dir is not None else None
@@ -140,6 +147,13 @@ class KafkaBroker:
         if self._proc is None:
             raise KafkaBrokerError("the Kafka broker is not started")
         return f"127.0.0.1:{self._port}"
+
+    @property
+    def sasl_ssl_servers(self) -> str:
+        """``127.0.0.1:<port>`` of the SASL_SSL listener."""
+        if self._proc is None or self.sasl_ssl is None:
+            raise KafkaBrokerError("the Kafka broker runs no SASL_SSL listener")
+        return f"127.0.0.1:{self._sasl_ssl_port}"
 
     @property
     def port(self) -> int:
@@ -201,7 +215,8 @@ class KafkaBroker:
         return self
 
     def _start_once(self) -> None:
-        free = _free_ports(2)
+        free = _free_ports(3)
+        self._sasl_ssl_port = free[2]
         self._port = self._want_port or free[0]
         self._controller_port = self._want_controller_port or free[1]
         if self._controller_port == self._port:
@@ -239,6 +254,11 @@ class KafkaBroker:
             "--data-dir",
             str(d),
         ]
+        if self.sasl_ssl is not None:
+            extra = d / "sasl-ssl.properties"
+            extra.write_text(self.sasl_ssl.properties())
+            extra.chmod(0o600)
+            cmd += ["--sasl-ssl", f"127.0.0.1:{self._sasl_ssl_port}", "--extra-config", str(extra)]
         env = {**os.environ, "KAFKA_JVM_PERFORMANCE_OPTS": self.jvm_performance_opts}
         try:
             done = subprocess.run(
@@ -360,6 +380,22 @@ class KafkaBroker:
         conf = {"reconnect.backoff.ms": 100, "reconnect.backoff.max.ms": 1000, **overrides}
         return AdminClient(self.client_config(**conf))
 
+    def add_scram_user(self, name: str, password: str, mechanism: str = "SCRAM-SHA-512",
+                       *, timeout: float = 30.0) -> None:
+        """Create (or reset) the SCRAM credentials of ``name`` through the PLAINTEXT listener."""
+        from confluent_kafka.admin import (  # type: ignore[attr-defined]
+            ScramCredentialInfo,
+            ScramMechanism,
+            UserScramCredentialUpsertion,
+        )
+
+        kind = {"SCRAM-SHA-256": ScramMechanism.SCRAM_SHA_256,
+                "SCRAM-SHA-512": ScramMechanism.SCRAM_SHA_512}[mechanism]
+        admin = self.admin()  # must outlive the futures
+        upsert = UserScramCredentialUpsertion(name, ScramCredentialInfo(kind, 4096), password.encode())
+        for future in admin.alter_user_scram_credentials([upsert], request_timeout=timeout).values():
+            future.result(timeout=timeout)
+
     def create_topic(
         self,
         name: str,
@@ -393,6 +429,37 @@ class KafkaBroker:
         admin = self.admin()  # must outlive the future: destroying it fails pending requests
         futures = admin.delete_topics([name], operation_timeout=timeout, request_timeout=timeout)
         futures[name].result(timeout=timeout)
+
+
+@dataclass(frozen=True)
+class SaslSslListener:
+    """A SASL_SSL listener of the test broker: TLS with ``keystore`` (PKCS#12), SCRAM-SHA-256/512
+    (users added at run time) and PLAIN with the ``plain_users`` given here."""
+
+    keystore: Path
+    keystore_password: str
+    plain_users: Mapping[str, str] = field(default_factory=dict)
+
+    def properties(self) -> str:
+        """The server.properties lines of the listener (``listener.name.sasl_ssl.*``)."""
+        if any(c in text for item in self.plain_users.items() for text in item for c in '"\\ '):
+            raise KafkaBrokerError("PLAIN user names and passwords of the test broker must not "
+                                   "hold quotes, backslashes or spaces")
+        plain = " ".join(f'user_{u}="{p}"' for u, p in sorted(self.plain_users.items()))
+        prefix = "listener.name.sasl_ssl."
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        lines = [
+            "sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN",
+            f"{prefix}ssl.keystore.type=PKCS12",
+            f"{prefix}ssl.keystore.location={self.keystore}",
+            f"{prefix}ssl.keystore.password={self.keystore_password}",
+            f"{prefix}ssl.key.password={self.keystore_password}",
+            f"{prefix}scram-sha-512.sasl.jaas.config={scram}",
+            f"{prefix}scram-sha-256.sasl.jaas.config={scram}",
+            f"{prefix}plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule "
+            f"required {plain};",
+        ]
+        return "\n".join(lines) + "\n"
 
 
 @contextlib.contextmanager

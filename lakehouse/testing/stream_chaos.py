@@ -57,7 +57,7 @@ class StreamProcess:
         self.proc = subprocess.Popen(
             self.backend.command(self.job),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=self.backend.environment(), cwd=self.backend.project_root,
+            env=self.backend.environment(self.job), cwd=self.backend.project_root,
             start_new_session=True, text=True, errors="replace", bufsize=1,
         )
         self._reader = threading.Thread(target=self._pump, daemon=True, name="stream-output")

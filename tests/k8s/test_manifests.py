@@ -254,6 +254,47 @@ def test_medallion_flow_jobs_render_for_kubernetes_with_no_job_change(
         assert dry["spec"]["arguments"][:2] == ["--root", "s3a://lake"]
 
 
+def test_a_sasl_stream_reads_its_password_from_a_secret_ref_never_inline(
+    admin_api: client.ApiClient, namespace: str
+) -> None:
+    """Kafka SASL_SSL on the cluster: the driver and the executors get the password as a
+    secretKeyRef to the credentials Secret; the SparkApplication the API server stores holds
+    the user name and the CA path, and nowhere the password."""
+    from pydantic import SecretStr
+
+    from lakehouse.settings import DeploySettings, KafkaSettings
+    from lakehouse.streaming import streaming_job
+
+    password = "pw-" + uuid.uuid4().hex
+    base = make_settings(namespace)
+    settings = base.model_copy(update={
+        "kafka": KafkaSettings(bootstrap_servers="kafka:9093", security_protocol="SASL_SSL",
+                               sasl_username="ingest", sasl_password=SecretStr(password),
+                               ssl_ca_location="/etc/kafka-ca/ca.pem"),
+        "deploy": DeploySettings(credentials_secret="team-credentials"),
+    })
+    job = streaming_job(settings, continuous=True)
+    backend = KubernetesBackend(settings, api_client=admin_api, run_info=lambda: RUN)
+    stored = SparkApplications(admin_api, namespace).create(copy.deepcopy(backend.render(job)))
+    ref = {"name": "team-credentials", "key": "kafka-sasl-password"}
+    for role in ("driver", "executor"):
+        assert stored["spec"][role]["envSecretKeyRefs"]["LAKEHOUSE_KAFKA__SASL_PASSWORD"] == ref
+    args = stored["spec"]["arguments"]
+    assert args[args.index("--kafka-sasl-username") + 1] == "ingest"
+    assert args[args.index("--kafka-ssl-ca-location") + 1] == "/etc/kafka-ca/ca.pem"
+    assert password not in json.dumps(stored)
+    # a setting that maps the credential elsewhere wins over the default Secret
+    mapped = settings.model_copy(update={"kubernetes": settings.kubernetes.model_copy(update={
+        "env_secret_refs": {"LAKEHOUSE_KAFKA__SASL_PASSWORD": "kafka-users:ingest"}})})
+    spec = render_application(job, mapped, name="s", run=RUN)["spec"]
+    assert spec["driver"]["envSecretKeyRefs"]["LAKEHOUSE_KAFKA__SASL_PASSWORD"] == {
+        "name": "kafka-users", "key": "ingest"}
+    # a PLAINTEXT stream reads no credential
+    plain = streaming_job(base, continuous=True)
+    assert plain.secret_env == ()
+    assert "envSecretKeyRefs" not in render_application(plain, base, name="s", run=RUN)["spec"]["driver"]
+
+
 def test_malformed_spec_is_refused_with_the_servers_causes(
     admin_api: client.ApiClient, namespace: str
 ) -> None:
