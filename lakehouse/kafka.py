@@ -133,8 +133,11 @@ class _Errors:
         if len(self.seen) < 50:
             self.seen.append((None, fmt % args if args else fmt))
 
-    def diagnose(self, cluster: Cluster) -> str | None:
-        """What to fix, naming the setting, when a refusal was seen; None otherwise."""
+    def diagnose(self, cluster: Cluster, *, refusals_only: bool = False) -> str | None:
+        """What to fix, naming the setting, when a refusal was seen; None otherwise.
+
+        A refused login or certificate is final; a connection closed at the first request
+        (another protocol?) is a guess, made only when ``refusals_only`` is false."""
         servers = _servers(cluster)
         for code, text in self.seen:
             if code == KafkaError._AUTHENTICATION or "SASL authentication" in text:
@@ -149,6 +152,8 @@ class _Errors:
                 return (f"the TLS certificate of Kafka at {servers} is not trusted by {ca}, or the "
                         f"TLS handshake failed: check LAKEHOUSE_KAFKA__SSL_CA_LOCATION and "
                         f"LAKEHOUSE_KAFKA__SECURITY_PROTOCOL ({text})")
+        if refusals_only:
+            return None
         for _, text in self.seen:
             if "APIVERSION_QUERY" in text:  # closed at the first request: another protocol
                 protocol = "PLAINTEXT" if isinstance(cluster, str) else cluster.security_protocol
@@ -164,16 +169,24 @@ def _admin(cluster: Cluster) -> tuple[AdminClient, _Errors]:
     return AdminClient(client_config(cluster, error_cb=errors, logger=errors)), errors
 
 
-def _no_answer(cluster: Cluster, admin: AdminClient, errors: _Errors, timeout: float,
-               exc: Exception) -> KafkaClientError:
-    admin.poll(0)  # serves the error callbacks queued meanwhile
-    why = errors.diagnose(cluster)
-    if why is not None:
-        return KafkaClientError(why)
-    servers = _servers(cluster)
-    return KafkaClientError(
-        f"Kafka at {servers} did not answer within {timeout:g}s (check "
-        f"kafka.bootstrap_servers, LAKEHOUSE_KAFKA__BOOTSTRAP_SERVERS): {exc}")
+def _metadata(cluster: Cluster, admin: AdminClient, errors: _Errors, timeout: float,
+              topic: str | None = None) -> Any:
+    """``admin.list_topics`` within ``timeout``, in short requests so that a refused login or
+    certificate ends it at once (it would only time out), naming the setting to fix."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return admin.list_topics(topic=topic, timeout=max(min(left, 1.0), 0.1))
+        except KafkaException as exc:
+            admin.poll(0)  # serves the error and log callbacks queued meanwhile
+            why = errors.diagnose(cluster, refusals_only=left > 1.0)
+            if why is not None:
+                raise KafkaClientError(why) from exc
+            if left <= 1.0:
+                raise KafkaClientError(
+                    f"Kafka at {_servers(cluster)} did not answer within {timeout:g}s (check "
+                    f"kafka.bootstrap_servers, LAKEHOUSE_KAFKA__BOOTSTRAP_SERVERS): {exc}") from exc
 
 
 # -- admin -------------------------------------------------------------------------------------
@@ -209,10 +222,7 @@ def ensure_topic(
             created in time.
     """
     admin, errors = _admin(cluster)  # the admin must outlive its futures
-    try:
-        md = admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise _no_answer(cluster, admin, errors, timeout, exc) from exc
+    md = _metadata(cluster, admin, errors, timeout)
     replication = 1 if len(md.brokers) == 1 else -1
     new = NewTopic(
         topic,
@@ -258,10 +268,7 @@ def end_offsets(cluster: Cluster, topic: str, *, timeout: float = 15.0) -> dict[
             the TLS handshake.
     """
     admin, errors = _admin(cluster)
-    try:
-        t = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
-    except KafkaException as exc:
-        raise _no_answer(cluster, admin, errors, timeout, exc) from exc
+    t = _metadata(cluster, admin, errors, timeout, topic).topics.get(topic)
     if t is None or t.error is not None or not t.partitions:
         raise KafkaTopicError(
             f"topic {topic!r} does not exist at {_servers(cluster)}"
