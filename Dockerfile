@@ -12,8 +12,9 @@
 #              requirements.lock (hash-checked) under /opt/lakehouse/pylib, on the Python's
 #              path through a .pth file (a job's own PYTHONPATH does not hide them); SPARK_HOME
 #              is that pyspark, so spark-submit, the Spark jars and Python are the pinned ones
-#            + the pinned Delta Lake and Kafka-connector jars (named build context `jars`:
-#              scripts/setup.sh resolves them with Maven into $LAKEHOUSE_CACHE_DIR/jars)
+#            + the pinned Delta Lake, Kafka-connector and S3A (hadoop-aws + AWS SDK) jars
+#              (named build context `jars`: scripts/setup.sh resolves them with Maven into
+#              $LAKEHOUSE_CACHE_DIR/jars, scripts/images.sh links both sets into one context)
 #            + spark_jobs/ and contracts/ under /opt/lakehouse
 #            + /opt/entrypoint.sh: Spark's Kubernetes container contract (driver / executor);
 #            user spark (uid 185), never root.

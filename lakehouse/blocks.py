@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
+from lakehouse import objectstore
 from lakehouse.settings import REPO_ROOT, Credential, Settings, credentials
 
 TEMPLATES_DIR = REPO_ROOT / "deployments"
@@ -148,11 +149,8 @@ def _result_block(settings: Settings) -> Any:
     if url := results_url(settings):
         from prefect.filesystems import RemoteFileSystem
 
-        options: dict[str, Any] = {}
-        if settings.deploy.object_store_endpoint:
-            options["client_kwargs"] = {"endpoint_url": settings.deploy.object_store_endpoint}
         # credentials come from the environment (AWS_* of the flow run), never from the block
-        return RemoteFileSystem(basepath=url, settings=options)
+        return RemoteFileSystem(basepath=url, settings=objectstore.fsspec_options(settings, with_keys=False))
     from prefect.filesystems import LocalFileSystem
 
     path = Path(settings.resolved_results_dir())

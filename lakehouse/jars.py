@@ -1,6 +1,8 @@
-"""Resolve the pinned JVM jars (Delta Lake, Spark Kafka connector) once and cache them.
+"""Resolve the pinned JVM jars (Delta Lake, Spark Kafka connector; the S3A connector) once and
+cache them.
 
-`python -m lakehouse.jars ensure` runs Maven against `jvm/spark-jars.pom.xml` with the versions
+`python -m lakehouse.jars ensure` runs Maven against `jvm/spark-jars.pom.xml` and
+`jvm/s3-jars.pom.xml` with the versions
 from :mod:`lakehouse.versions`, drops any jar whose artifact the pyspark wheel already ships (one
 copy per library on the classpath), and moves the result atomically into the cache directory
 keyed by version. Jobs then get the jar paths explicitly (``spark.jars``); nothing is fetched at
@@ -17,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from lakehouse import versions
@@ -40,20 +43,48 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LAKEHOUSE_CACHE_DIR", default))
 
 
-def jars_dir() -> Path:
-    """Return the version-keyed directory holding the resolved jars."""
-    return cache_dir() / "jars" / versions.JARS_KEY
+@dataclass(frozen=True)
+class JarSet:
+    """One pinned jar set: its Maven pom under ``jvm/``, its cache key and the ``-D`` properties."""
+
+    name: str
+    pom: str
+    key: str
+    properties: dict[str, str]
 
 
-def resolved_jars() -> list[Path]:
-    """Return the cached jar paths, failing clearly when set-up has not resolved them yet."""
-    d = jars_dir()
+SPARK = JarSet("spark", "spark-jars.pom.xml", versions.JARS_KEY, {
+    "spark.version": versions.SPARK_VERSION, "delta.version": versions.DELTA_VERSION,
+    "scala.binary.version": versions.SCALA_BINARY_VERSION})
+"""Delta Lake and the Spark Kafka connector: every job."""
+
+S3 = JarSet("s3", "s3-jars.pom.xml", versions.S3_JARS_KEY, {
+    "hadoop.version": versions.HADOOP_VERSION, "aws.sdk.version": versions.AWS_SDK_VERSION})
+"""The S3A connector (hadoop-aws and the AWS SDK modules it calls): jobs on s3a:// storage."""
+
+JAR_SETS = (SPARK, S3)
+
+
+def jars_dir(jar_set: JarSet = SPARK) -> Path:
+    """Return the version-keyed directory holding the resolved jars of ``jar_set``."""
+    return cache_dir() / "jars" / jar_set.key
+
+
+def resolved_jars(jar_set: JarSet = SPARK) -> list[Path]:
+    """Return the cached jar paths of ``jar_set``, failing clearly when set-up has not resolved
+    them yet."""
+    d = jars_dir(jar_set)
     if not (d / _COMPLETE).exists():
         raise SetupError(
-            f"Spark jars for {versions.JARS_KEY} are not resolved at {d}; run `make setup` "
+            f"{jar_set.name} jars for {jar_set.key} are not resolved at {d}; run `make setup` "
             "(needs Maven and access to Maven Central once)."
         )
     return sorted(d.glob("*.jar"))
+
+
+def job_jars(storage_root: str) -> list[Path]:
+    """The jars of a job on ``storage_root``: the Spark set, and the S3A set for s3a://."""
+    return resolved_jars(SPARK) + (resolved_jars(S3) if storage_root.startswith("s3a://") else [])
 
 
 def _artifact(jar: str) -> str:
@@ -61,9 +92,9 @@ def _artifact(jar: str) -> str:
     return m.group("name") if m else jar
 
 
-def ensure(repo_root: Path) -> Path:
-    """Resolve the jars into the cache unless they are already there; return the directory."""
-    target = jars_dir()
+def ensure(repo_root: Path, jar_set: JarSet = SPARK) -> Path:
+    """Resolve ``jar_set`` into the cache unless it is already there; return the directory."""
+    target = jars_dir(jar_set)
     if (target / _COMPLETE).exists():
         return target
     central = os.environ.get("LAKEHOUSE_MAVEN_CENTRAL")
@@ -76,26 +107,23 @@ def ensure(repo_root: Path) -> Path:
         cmd = [
             "mvn", "-q", "-B",
             "-s", str(repo_root / "jvm" / "maven-settings.xml"),
-            "-f", str(repo_root / "jvm" / "spark-jars.pom.xml"),
+            "-f", str(repo_root / "jvm" / jar_set.pom),
             "dependency:copy-dependencies",
             "-DincludeScope=runtime",
-            f"-Dspark.version={versions.SPARK_VERSION}",
-            f"-Ddelta.version={versions.DELTA_VERSION}",
-            f"-Dscala.binary.version={versions.SCALA_BINARY_VERSION}",
+            *[f"-D{k}={v}" for k, v in jar_set.properties.items()],
             f"-DoutputDirectory={out}",
         ]
-        print(f"==> resolving Delta {versions.DELTA_VERSION} + Spark Kafka connector "
-              f"{versions.SPARK_VERSION} jars with Maven", file=sys.stderr)
+        print(f"==> resolving the {jar_set.name} jars ({jar_set.key}) with Maven", file=sys.stderr)
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
-            raise SetupError(f"Maven could not resolve the Spark jars:\n{tail}")
+            raise SetupError(f"Maven could not resolve the {jar_set.name} jars:\n{tail}")
         stage = Path(tmp) / "stage"
         stage.mkdir()
         for jar in sorted(out.glob("*.jar")):
             if _artifact(jar.name) not in shipped:
                 shutil.copy2(jar, stage / jar.name)
-        (stage / _COMPLETE).write_text(versions.JARS_KEY + "\n")
+        (stage / _COMPLETE).write_text(jar_set.key + "\n")
         if target.exists():
             shutil.rmtree(target)
         stage.rename(target)
@@ -108,12 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["ensure", "list"])
     args = parser.parse_args(argv)
     try:
-        if args.command == "ensure":
-            d = ensure(Path(__file__).resolve().parents[1])
-            print(f"==> Spark jars ready: {d} ({len(resolved_jars())} jars)", file=sys.stderr)
-        else:
-            for jar in resolved_jars():
-                print(jar)
+        for jar_set in JAR_SETS:
+            if args.command == "ensure":
+                d = ensure(Path(__file__).resolve().parents[1], jar_set)
+                print(f"==> {jar_set.name} jars ready: {d} ({len(resolved_jars(jar_set))} jars)",
+                      file=sys.stderr)
+            else:
+                for jar in resolved_jars(jar_set):
+                    print(jar)
     except SetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

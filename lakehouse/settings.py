@@ -603,7 +603,16 @@ class DeploySettings(BaseModel):
     )
     object_store_endpoint: str | None = Field(
         default=None,
-        description="Endpoint URL of an S3-compatible object store (MinIO, Ceph...); unset: AWS.",
+        description="Endpoint URL of an S3-compatible object store (SeaweedFS, MinIO, Ceph...), "
+        "e.g. http://127.0.0.1:8333; unset: AWS. Used by Spark (s3a:// storage) and results.",
+    )
+    object_store_region: str = Field(
+        default="us-east-1", description="Region of the object store (S3A's endpoint.region)."
+    )
+    object_store_path_style: bool | None = Field(
+        default=None,
+        description="Path-style requests (http://host/bucket/key), which most S3-compatible "
+        "servers need; unset: on when object_store_endpoint is set, else virtual-host style.",
     )
     object_store_access_key_id: SecretStr | None = Field(
         default=None,

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from lakehouse import objectstore
 from lakehouse.backends.base import LogSink
 from lakehouse.errors import ConfigError
 from lakehouse.jobs import SparkJob
@@ -208,12 +209,12 @@ class _RemoteDir:
     """A checkpoint on an object store, read through fsspec (``s3a://`` is read as ``s3://``;
     the protocol's fsspec implementation, e.g. s3fs, must be installed)."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, options: dict[str, Any] | None = None) -> None:
         import fsspec
 
         url = re.sub(r"^s3a://", "s3://", root)
         try:
-            self.fs, self.root = fsspec.core.url_to_fs(url)
+            self.fs, self.root = fsspec.core.url_to_fs(url, **(options or {}))
         except (ImportError, ValueError) as exc:
             raise ConfigError(f"cannot read the checkpoint at {root}: {exc}") from exc
 
@@ -234,9 +235,9 @@ class _RemoteDir:
         return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
-def _open(root: str) -> _Dir:
+def _open(root: str, options: dict[str, Any] | None = None) -> _Dir:
     if "://" in root and not root.startswith("file:"):
-        return _RemoteDir(root)
+        return _RemoteDir(root, options)
     return _LocalDir(root)
 
 
@@ -292,7 +293,8 @@ def _offset_lines(text: str, topic: str) -> tuple[dict[str, Any], dict[int, int]
     return meta, offsets
 
 
-def read_checkpoint(checkpoint: str, topic: str, *, keep: int = 100) -> CheckpointProgress:
+def read_checkpoint(checkpoint: str, topic: str, *, keep: int = 100,
+                    storage_options: dict[str, Any] | None = None) -> CheckpointProgress:
     """Read the committed batches of the Kafka query checkpointed at ``checkpoint``.
 
     Only batches with a commit file count (a batch with offsets but no commit is in flight or was
@@ -303,8 +305,10 @@ def read_checkpoint(checkpoint: str, topic: str, *, keep: int = 100) -> Checkpoi
         checkpoint: The query's checkpoint directory (local path, ``file:`` or object-store URI).
         topic: The Kafka topic the query reads.
         keep: Read at most this many latest committed batches.
+        storage_options: fsspec options of an object-store checkpoint (endpoint, keys):
+            :func:`lakehouse.objectstore.fsspec_options`.
     """
-    d = _open(checkpoint)
+    d = _open(checkpoint, storage_options)
     committed = sorted(int(n) for n in d.names("commits") if _BATCH_FILE.match(n))
     planned = {int(n) for n in d.names("offsets") if _BATCH_FILE.match(n)}
     batches = []
@@ -491,7 +495,8 @@ def read_stream_status(
     s = settings.streaming
     ends = end_offsets_fn(settings.kafka.bootstrap_servers, settings.kafka.topic)
     progress = read_checkpoint(bronze_checkpoint_dir(settings), settings.kafka.topic,
-                               keep=max(s.rate_batches + 1, 2))
+                               keep=max(s.rate_batches + 1, 2),
+                               storage_options=objectstore.fsspec_options(settings))
     return stream_status(settings.kafka.topic, ends, progress, max_lag=s.max_lag,
                          max_staleness_seconds=s.max_staleness_seconds,
                          rate_batches=s.rate_batches, now=now)

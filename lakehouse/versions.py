@@ -16,8 +16,25 @@ DELTA_VERSION = "4.1.0"
 KAFKA_VERSION = "4.1.1"
 """Apache Kafka broker (KRaft) used for development and tests."""
 
+SEAWEEDFS_VERSION = "0.0.0-20261109003541-7506e5f91cd6"
+"""SeaweedFS, the S3-compatible object store of the tests (lakehouse.testing.s3_server), built
+from its Go module github.com/seaweedfs/seaweedfs by scripts/seaweedfs.sh. The project tags no
+module versions, so this is a pseudo-version (commit 7506e5f91cd6); must equal the requirement in
+tools/seaweedfs/go.mod."""
+
 JARS_KEY = f"spark-{SPARK_VERSION}_delta-{DELTA_VERSION}_scala-{SCALA_BINARY_VERSION}"
 """Cache key of the Spark-side jar set (Delta + Kafka connector)."""
+
+HADOOP_VERSION = "3.4.2"
+"""Hadoop of the pinned pyspark wheel (its hadoop-client-api jar): hadoop-aws must equal it."""
+
+AWS_SDK_VERSION = "2.29.52"
+"""AWS SDK v2 that hadoop-aws HADOOP_VERSION is built against: its S3, S3 transfer manager and
+STS modules stand in for the 600 MB SDK bundle hadoop-aws declares."""
+
+S3_JARS_KEY = f"hadoop-aws-{HADOOP_VERSION}_awssdk-{AWS_SDK_VERSION}"
+"""Cache key of the S3A jar set (hadoop-aws + AWS SDK modules): added to jobs whose storage is
+s3a:// and to the images."""
 
 KUBERNETES_VERSION = "1.37.2"
 """kube-apiserver of the test cluster, built from the k8s.io/kubernetes Go module by

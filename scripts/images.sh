@@ -30,8 +30,8 @@ require_python
 eval "$(python3 - <<'PY'
 import runpy, shlex
 v = runpy.run_path("lakehouse/versions.py")
-for k in ("DEBIAN_SUITE", "SPARK_OPERATOR_VERSION", "PAUSE_VERSION", "JARS_KEY", "SPARK_VERSION", "DELTA_VERSION",
-          "SCALA_BINARY_VERSION"):
+for k in ("DEBIAN_SUITE", "SPARK_OPERATOR_VERSION", "PAUSE_VERSION", "JARS_KEY", "S3_JARS_KEY", "SPARK_VERSION",
+          "DELTA_VERSION", "SCALA_BINARY_VERSION"):
     print(f"{k}={shlex.quote(v[k])}")
 PY
 )"
@@ -42,7 +42,21 @@ STORE="$LAKEHOUSE_CACHE_DIR/containers"
 BASE_REF="localhost/lakehouse-debian:$DEBIAN_SUITE"
 # Bump when the base recipe below changes: the base image is rebuilt.
 BASE_RECIPE="debootstrap-minbase-r1"
-JARS_DIR="$LAKEHOUSE_CACHE_DIR/jars/$JARS_KEY"
+# The image carries both pinned jar sets (lakehouse/jars.py): Delta + Kafka connector, and the
+# S3A connector for s3a:// storage. One build context of hard links to both, kept by key.
+JARS_DIR="$LAKEHOUSE_CACHE_DIR/jars/image-$JARS_KEY+$S3_JARS_KEY"
+image_jars() {
+  [ -f "$JARS_DIR/.complete" ] && return 0
+  local set
+  for set in "$JARS_KEY" "$S3_JARS_KEY"; do
+    [ -f "$LAKEHOUSE_CACHE_DIR/jars/$set/.complete" ] \
+      || die "the pinned jars are not in $LAKEHOUSE_CACHE_DIR/jars/$set: run scripts/setup.sh first"
+  done
+  rm -rf "$JARS_DIR.tmp" && mkdir -p "$JARS_DIR.tmp"
+  ln "$LAKEHOUSE_CACHE_DIR/jars/$JARS_KEY"/*.jar "$LAKEHOUSE_CACHE_DIR/jars/$S3_JARS_KEY"/*.jar "$JARS_DIR.tmp/"
+  touch "$JARS_DIR.tmp/.complete"
+  rm -rf "$JARS_DIR" && mv "$JARS_DIR.tmp" "$JARS_DIR"
+}
 
 ref() {
   case "$1" in
@@ -129,7 +143,7 @@ build_target() {  # spark | prefect
   local target=$1 t0=$SECONDS args=()
   case "$BUILT" in *" $target "*) return 0 ;; esac
   BUILT+="$target "
-  [ -d "$JARS_DIR" ] || die "the pinned jars are not in $JARS_DIR: run scripts/setup.sh first"
+  image_jars
   args=(--target "$target" -t "$(ref "$target")" -f Dockerfile
         --build-context "jars=$JARS_DIR"
         --build-arg "SPARK_VERSION=$SPARK_VERSION" --build-arg "DELTA_VERSION=$DELTA_VERSION"

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lakehouse import cds, jars
+from lakehouse import cds, jars, objectstore
 from lakehouse.backends.base import JobResult, LogSink, parse_metrics
 from lakehouse.errors import ConfigError, SparkJobError, SparkJobTimeout
 from lakehouse.jobs import SparkJob
@@ -109,8 +109,9 @@ class LocalBackend:
                 *self.java_options, *job.java_options,
             ]),
         }
-        conf = {**default_conf(s.cores), **local, **s.conf, **job.conf}
-        all_jars = [str(p) for p in jars.resolved_jars()] + list(job.jars)
+        conf = {**default_conf(s.cores), **objectstore.job_conf(self.settings), **local, **s.conf,
+                **job.conf}
+        all_jars = [str(p) for p in jars.job_jars(self.settings.storage.root)] + list(job.jars)
         cmd = [
             str(submit),
             "--master", s.master,
@@ -128,15 +129,16 @@ class LocalBackend:
 
     def environment(self, job: SparkJob | None = None) -> dict[str, str]:
         """Environment of the launcher: this interpreter runs the Python driver and workers;
-        the credentials ``job`` reads (``secret_env``) from the settings, never its arguments.
+        the credentials ``job`` reads (``secret_env``, and the object store's keys on s3a://
+        storage) come from the settings, never its arguments.
 
         Raises:
             ConfigError: ``job`` needs a credential the settings do not have.
         """
         env = dict(os.environ)
-        if job is not None and job.secret_env:
+        if job is not None:
             known = {c.env: c.value for c in credentials(self.settings)}
-            for name in job.secret_env:
+            for name in (*job.secret_env, *objectstore.secret_env(self.settings)):
                 value = known.get(name)
                 if value is None:
                     raise ConfigError(f"job {job.name} needs the credential {name}, which is not set")

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from lakehouse import objectstore
 from lakehouse.errors import ConfigError
 from lakehouse.jobs import SparkJob
 from lakehouse.k8s.naming import label_value
@@ -167,7 +168,7 @@ def render_spec(job: SparkJob, settings: Settings) -> dict[str, Any]:
     executors = da.max_executors if da else res.executor_instances
     conf = {
         **default_conf(res.executor_cores * executors), **volume_conf(settings),
-        **k.spark_conf, **job.conf,
+        **objectstore.job_conf(settings), **k.spark_conf, **job.conf,
     }
     log4j = f"{k.app_dir.rstrip('/')}/spark_jobs/log4j2.properties"
     driver = _pod_spec(

@@ -75,7 +75,9 @@ def test_s3_result_storage_block_gets_an_s3_filesystem() -> None:
     assert block.basepath == "s3://b/results"
     fs = block.filesystem
     assert isinstance(fs, S3FileSystem)
-    assert fs.client_kwargs == {"endpoint_url": "http://127.0.0.1:9000"}
+    assert fs.client_kwargs == {"endpoint_url": "http://127.0.0.1:9000", "region_name": "us-east-1"}
+    assert fs.config_kwargs == {"s3": {"addressing_style": "path"}}  # an endpoint: path style
+    assert fs.key is None and fs.secret is None  # keys come from the flow run's environment
 
 
 def test_webhook_sets_the_notification_block() -> None:

@@ -51,6 +51,10 @@ def test_spark_image(built: None) -> None:
     assert (uid, version) == ("185", versions.SPARK_VERSION)
     assert f"delta-spark_{versions.SCALA_BINARY_VERSION}-{versions.DELTA_VERSION}.jar" in jars
     assert f"spark-sql-kafka-0-10_{versions.SCALA_BINARY_VERSION}-{versions.SPARK_VERSION}.jar" in jars
+    # s3a:// storage: hadoop-aws at the Hadoop of the wheel, with the AWS SDK's S3 module
+    assert f"hadoop-aws-{versions.HADOOP_VERSION}.jar" in jars
+    assert f"hadoop-client-api-{versions.HADOOP_VERSION}.jar" in jars
+    assert f"s3-{versions.AWS_SDK_VERSION}.jar" in jars
     java = _run("spark", "/opt/entrypoint.sh", "java", "-version")
     assert java == ""  # java -version writes to stderr; it ran (exit 0 checked)
 

@@ -65,6 +65,38 @@ def test_spark_submit_rendering(tmp_path: Path) -> None:
                               "--full-refresh"]
 
 
+def test_s3a_storage_adds_the_s3a_jars_and_conf_and_keys_only_in_the_environment() -> None:
+    from pydantic import SecretStr
+
+    from lakehouse import versions
+    from lakehouse.settings import DeploySettings
+
+    # hadoop-aws must be the Hadoop of the wheel
+    assert (jars.spark_home() / "jars" / f"hadoop-client-api-{versions.HADOOP_VERSION}.jar").is_file()
+    assert (jars.jars_dir(jars.S3) / f"hadoop-aws-{versions.HADOOP_VERSION}.jar").is_file()
+    secret = "sk-" + "7f3a9c"  # a fake key; it must not reach the command line
+    settings = Settings(storage={"root": "s3a://lake/root"}, deploy=DeploySettings(
+        object_store_endpoint="http://127.0.0.1:8333", object_store_region="eu-west-1",
+        object_store_access_key_id=SecretStr("AKID"), object_store_secret_access_key=SecretStr(secret)))
+    job = layer_job("bronze", settings, start=dt.date(2026, 1, 1), end=dt.date(2026, 1, 1), run_id="r")
+    backend = LocalBackend(settings)
+    cmd = backend.command(job)
+    assert set(cmd[cmd.index("--jars") + 1].split(",")) == {
+        str(p) for p in jars.resolved_jars() + jars.resolved_jars(jars.S3)}
+    confs = dict(c.split("=", 1) for c in cmd if c.startswith("spark.hadoop.fs.s3a."))
+    assert confs["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:8333"
+    assert confs["spark.hadoop.fs.s3a.endpoint.region"] == "eu-west-1"
+    assert confs["spark.hadoop.fs.s3a.path.style.access"] == "true"  # an endpoint: path style
+    assert confs["spark.hadoop.fs.s3a.aws.credentials.provider"].endswith("EnvironmentVariableCredentialsProvider")
+    assert secret not in " ".join(cmd) and "AKID" not in " ".join(cmd)
+    env = backend.environment(job)
+    assert env["AWS_ACCESS_KEY_ID"] == "AKID" and env["AWS_SECRET_ACCESS_KEY"] == secret
+    # a local root: neither the S3A jars nor its conf
+    local = LocalBackend(Settings()).command(job)
+    assert set(local[local.index("--jars") + 1].split(",")) == {str(p) for p in jars.resolved_jars()}
+    assert not [c for c in local if c.startswith("spark.hadoop.fs.s3a.")]
+
+
 def test_start_after_end_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="after end_date"):
         layer_job("bronze", Settings(), start=dt.date(2026, 1, 2), end=dt.date(2026, 1, 1), run_id="r")
