@@ -6,7 +6,7 @@ export PREFECT_HOME ?= $(CURDIR)/.lakehouse/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-fast lint bench bench-streaming bench-k8s kafka-up kafka-down k8s-tools cluster-tools images cluster-up cluster-down cluster-status blocks deploy ui clean
+.PHONY: help setup demo test test-fast lint bench bench-streaming bench-storage bench-k8s kafka-up kafka-down k8s-tools cluster-tools images cluster-up cluster-down cluster-status blocks deploy ui clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,6 +19,7 @@ demo: setup ## set-up + generate 3 days + run the medallion flow + show tables a
 
 test: setup k8s-tools cluster-tools ## set-up + the whole test suite (all markers; `cluster` starts a real cluster)
 	@scripts/kafka.sh install >/dev/null
+	@scripts/seaweedfs.sh install >/dev/null
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 k8s-tools: ## build kube-apiserver + etcd + kustomize from their Go modules and fetch the operator CRDs (cached)
@@ -44,7 +45,7 @@ cluster-status: ## what of the test cluster runs
 	@scripts/cluster.sh status
 
 test-fast: setup ## unit tests only (no Spark, Kafka or Kubernetes)
-	@$(PY) -m pytest -m "not spark and not kafka and not k8s and not cluster and not dbt and not e2e and not contracts" $(PYTEST_ARGS)
+	@$(PY) -m pytest -m "not spark and not kafka and not s3 and not k8s and not cluster and not dbt and not e2e and not contracts" $(PYTEST_ARGS)
 
 lint: setup ## ruff + mypy
 	@.venv/bin/ruff check lakehouse spark_jobs flows tasks tests bench
@@ -55,6 +56,9 @@ bench: setup ## medallion benchmark (BENCH_EVENTS=10000000 by default) -> bench/
 
 bench-streaming: setup ## Kafka -> bronze Delta: ingest rate + latency p50/p99 -> bench/results/streaming.json
 	@scripts/kafka.sh install >/dev/null && $(PY) bench/streaming.py
+
+bench-storage: setup ## medallion flow on local disk vs an S3 bucket (SeaweedFS on loopback), ABAB -> bench/results/storage.json
+	@scripts/seaweedfs.sh install >/dev/null && $(PY) bench/storage.py
 
 bench-k8s: setup cluster-tools ## on the real test cluster: SparkApplication vs spark-submit, streaming ingest vs local, flow-run pod start -> bench/results/k8s.json (BENCH_PARTS=batch,streaming,flow-run)
 	@$(PY) bench/k8s.py

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.k8s", "tests.fixtures.cluster"]
+pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.s3", "tests.fixtures.k8s",
+                  "tests.fixtures.cluster"]
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("LAKEHOUSE_SPARK__DRIVER_MEMORY", "1g")
@@ -37,7 +38,8 @@ def spark() -> Iterator[object]:
     session = build_session(
         "lakehouse-tests",
         {
-            "spark.jars": ",".join(str(p) for p in jars.resolved_jars()),
+            # the S3A jars too: tests read s3a:// tables (tests/storage) in this session
+            "spark.jars": ",".join(str(p) for p in jars.resolved_jars() + jars.resolved_jars(jars.S3)),
             "spark.driver.memory": "2g",
             "spark.driver.host": "127.0.0.1",
             "spark.driver.bindAddress": "127.0.0.1",
