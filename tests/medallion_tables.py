@@ -16,18 +16,26 @@ SOURCES = ("orders", "users", "events")
 KEYS = {"orders": "order_id", "users": "user_id", "events": "event_id"}
 
 
-def table(spark: Any, root: Path, layer: str, name: str, version: int | None = None) -> Any:
+def table_path(root: Path | str, layer: str, name: str) -> str:
+    """Where a table of the lakehouse at ``root`` (a local path or an s3a:// URI) lives."""
+    return "/".join([str(root).rstrip("/"), "warehouse", layer, name])
+
+
+def table(spark: Any, root: Path | str, layer: str, name: str, version: int | None = None) -> Any:
     reader = spark.read.format("delta")
     if version is not None:
         reader = reader.option("versionAsOf", version)
-    return reader.load(str(root / "warehouse" / layer / name))
+    return reader.load(table_path(root, layer, name))
 
 
-def check_tables(spark: Any, root: Path, manifest: Manifest, summary: list[dict[str, Any]],
-                 dates: list[dt.date]) -> None:
-    """Bronze, silver, quarantine and gold of ``root`` (landing files under ``root/landing``)
-    equal the independent figures; ``summary`` is the flow's result (one row per table)."""
-    landing = root / "landing"
+def check_tables(spark: Any, root: Path | str, manifest: Manifest, summary: list[dict[str, Any]],
+                 dates: list[dt.date], landing: Path | None = None) -> None:
+    """Bronze, silver, quarantine and gold of ``root`` equal the independent figures computed
+    from the landing files (``landing``, default ``root/landing``: a local copy when ``root``
+    is an object store); ``summary`` is the flow's result (one row per table)."""
+    from delta.tables import DeltaTable
+
+    landing = landing if landing is not None else Path(root) / "landing"
     by_table = {f"{r['layer']}.{r['table']}": r for r in summary}
     for s in SOURCES:
         lines = manifest.total(s, "lines")
@@ -37,7 +45,7 @@ def check_tables(spark: Any, root: Path, manifest: Manifest, summary: list[dict[
         assert silver.count() == len(exp) == manifest.total(s, "new_keys")
         assert silver.select(KEYS[s]).distinct().count() == len(exp)
         q: dict[str, int] = {}
-        if (root / "warehouse" / "quarantine" / s).exists():  # made at the first rejected row
+        if DeltaTable.isDeltaTable(spark, table_path(root, "quarantine", s)):  # made at the first rejected row
             quarantine = table(spark, root, "quarantine", s)
             q = {r[0]: r[1] for r in quarantine.groupBy(quarantine.failed_rules[0]).count().collect()}
         assert q == expected.rejected(landing, s, dates)
