@@ -73,6 +73,9 @@ class SparkJobError(LakehouseError):
         log_tail: The last lines of the driver log.
     """
 
+    permanent: bool = False
+    """True when a retry would fail the same way (e.g. a cause :mod:`lakehouse.diagnosis` knows)."""
+
     def __init__(
         self,
         job: str,

@@ -47,6 +47,7 @@ import urllib3
 from kubernetes import client
 
 from lakehouse.backends.base import JobResult, LogSink, parse_metrics
+from lakehouse.diagnosis import Diagnoser
 from lakehouse.errors import ConfigError
 from lakehouse.jobs import SparkJob
 from lakehouse.k8s import pods, states
@@ -367,6 +368,7 @@ class _Follower:
             maxlen=backend.settings.spark.log_tail_lines
         )
         self.metrics: list[dict[str, Any]] = []
+        self.diagnoser = Diagnoser(backend.settings)
         self._log_lock = threading.Lock()
         self._log = log
         self.core = client.CoreV1Api(api)
@@ -397,6 +399,7 @@ class _Follower:
             self.metrics.extend(found)
             return
         self.tail.append(line)
+        self.diagnoser.feed(line)
         self.log(line)
 
     def _observe(self, obj: dict[str, Any]) -> None:
@@ -486,12 +489,14 @@ class _Follower:
     def _failure(self, message: str, state: str, exit_code: int | None = None
                  ) -> SparkApplicationFailed:
         r = self.report
-        return SparkApplicationFailed(
-            self.job.name, message, app=r.name, namespace=r.namespace,
+        error = SparkApplicationFailed(
+            self.job.name, self.diagnoser.explain(message), app=r.name, namespace=r.namespace,
             error_message=r.error_message, state=state,
             attempts=max(1, r.execution_attempts), log_tail=list(self.tail),
             exit_code=exit_code, metrics=self.metrics,
         )
+        error.permanent = self.diagnoser.cause is not None and self.diagnoser.cause.permanent
+        return error
 
     def run(self, obj: dict[str, Any], start: float) -> JobResult:
         name = self.report.name

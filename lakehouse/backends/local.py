@@ -28,6 +28,7 @@ from typing import Any
 
 from lakehouse import cds, jars, objectstore
 from lakehouse.backends.base import JobResult, LogSink, parse_metrics
+from lakehouse.diagnosis import Diagnoser
 from lakehouse.errors import ConfigError, SparkJobError, SparkJobTimeout
 from lakehouse.jobs import SparkJob
 from lakehouse.settings import REPO_ROOT, Settings, credentials
@@ -175,6 +176,7 @@ class LocalBackend:
             bufsize=1,
         )
         lines: queue.Queue[str | None] = queue.Queue()
+        diagnoser = Diagnoser(self.settings)
 
         def pump() -> None:
             assert proc.stdout is not None
@@ -206,6 +208,7 @@ class LocalBackend:
                     metrics.extend(found)
                     continue
                 tail.append(line)
+                diagnoser.feed(line)
                 log(line)
             code = proc.wait(timeout=max(1.0, timeout - (time.monotonic() - start)))
         except BaseException:
@@ -216,10 +219,12 @@ class LocalBackend:
             reader.join(timeout=5)
         duration = time.monotonic() - start
         if code != 0:
-            raise SparkJobError(
-                job.name, f"failed with exit code {code}", exit_code=code, state="FAILED",
-                log_tail=list(tail), metrics=metrics,
+            error = SparkJobError(
+                job.name, diagnoser.explain(f"failed with exit code {code}"), exit_code=code,
+                state="FAILED", log_tail=list(tail), metrics=metrics,
             )
+            error.permanent = diagnoser.cause is not None and diagnoser.cause.permanent
+            raise error
         return JobResult(
             job=job.name, backend=self.name, state="COMPLETED", exit_code=code,
             duration_s=round(duration, 3), metrics=metrics, log_tail=list(tail),

@@ -152,3 +152,28 @@ def test_sasl_settings_need_their_credentials() -> None:
         KafkaSettings(security_protocol="SASL_SSL", sasl_username="u")
     with pytest.raises(ValidationError, match="LAKEHOUSE_KAFKA__SECURITY_PROTOCOL"):
         KafkaSettings(ssl_ca_location="/ca.pem")
+
+
+@pytest.mark.spark
+def test_the_stream_with_a_wrong_password_fails_naming_it(
+    secure_broker: KafkaBroker, tls: TlsFiles, password: str, lake_root: Path,
+) -> None:
+    """The Spark Kafka source itself (not only the admin before it): refused credentials end
+    the job soon, the error names the setting (read from the driver's exception), and a retry
+    is not attempted (it would be refused the same way)."""
+    from lakehouse.errors import SparkJobError, is_retryable
+
+    kafka = _secure(secure_broker, tls, password, topic="secure-events")
+    ensure_topic(kafka, kafka.topic, partitions=3, retention_ms=-1)
+    wrong = kafka.model_copy(update={"sasl_password": SecretStr("not-the-password")})
+    base = settings_for(lake_root, wrong.bootstrap_servers, wrong.topic)
+    settings = Settings(storage=base.storage, streaming=base.streaming, kafka=wrong)
+    lines: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(SparkJobError) as caught:
+        LocalBackend(settings).run(streaming_job(settings, trigger="available-now"), log=lines.append)
+    assert time.monotonic() - started < 180
+    message = str(caught.value)
+    assert "refused the SASL credentials" in message and "LAKEHOUSE_KAFKA__SASL_PASSWORD" in message, message
+    assert not is_retryable(caught.value)
+    assert not [line for line in lines if "not-the-password" in line or password in line]
