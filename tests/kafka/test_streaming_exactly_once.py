@@ -1,11 +1,11 @@
 """Exactly-once under failure: ``kill -9`` the streaming job's whole process group at random
-points, 5 times, while a producer keeps sending; restart each time; then catch up.
+points, 3 times, while a producer keeps sending; restart each time; then catch up.
 
 No key may be lost or duplicated in bronze or in the dead-letter table, and the gold windows
 must still equal the sums recomputed in plain Python. Kills land after the run's first
 micro-batch plus a random 0-4 s, so they hit batches mid-write, between the bronze and the
 dead-letter append, between batches and during commits. ``bench/soak_streaming.py`` does the
-same 20 times.
+same 20 times, and tests/storage/test_streaming_on_s3.py twice more with the checkpoint in a bucket.
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ from tests.kafka.streaming_support import (
 
 pytestmark = [pytest.mark.kafka, pytest.mark.spark, pytest.mark.timeout(900)]
 
-KILLS = 5
+KILLS = 3
 RATE = 150.0
 
 
-def test_kill_9_five_times_while_producing_loses_and_duplicates_nothing(
+def test_kill_9_three_times_while_producing_loses_and_duplicates_nothing(
     spark: SparkSession,
     kafka_broker: KafkaBroker,
     kafka_topic_factory: Callable[..., str],
@@ -82,7 +82,7 @@ def test_kill_9_five_times_while_producing_loses_and_duplicates_nothing(
     # Each restart resumed after what the previous runs committed (it made progress).
     assert [k.first_batch for k in kills] == sorted(k.first_batch for k in kills)
     sent = produced[0]
-    assert sent.messages is not None and sent.sent > 5_000 and sent.malformed > 100
+    assert sent.messages is not None and sent.sent > 3_000 and sent.malformed > 50
 
     # Catch up after the last crash with larger micro-batches: everything exactly once.
     catch_up = settings.model_copy(update={"streaming": settings.streaming.model_copy(
