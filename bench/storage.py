@@ -27,6 +27,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# the temporary API server starts once, outside the timed runs; give it time on a busy host
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from bench.machine import describe  # noqa: E402
 from bench.medallion import BENCH_SPARK, START, _flow, _prefect_api_up, _rates  # noqa: E402

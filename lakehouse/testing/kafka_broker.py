@@ -22,8 +22,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -40,6 +38,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # public, not
 )
 
 from lakehouse.errors import LakehouseError, SetupError
+from lakehouse.testing.processes import free_ports, port_answers, stop_group, tail
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KAFKA_SCRIPT = REPO_ROOT / "scripts" / "kafka.sh"
@@ -59,25 +58,6 @@ class KafkaBrokerError(LakehouseError):
 
 class KafkaNotInstalledError(KafkaBrokerError, SetupError):
     """The Kafka jars are not in the cache: run ``scripts/kafka.sh install``."""
-
-
-def _free_ports(count: int) -> list[int]:
-    """Return ``count`` distinct loopback ports that were free a moment ago."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            s.bind(("127.0.0.1", 0))
-            ports.append(int(s.getsockname()[1]))
-        return ports
-
-
-def _port_answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 class KafkaBroker:
@@ -215,7 +195,7 @@ class KafkaBroker:
         return self
 
     def _start_once(self) -> None:
-        free = _free_ports(3)
+        free = free_ports(3)
         self._sasl_ssl_port = free[2]
         self._port = self._want_port or free[0]
         self._controller_port = self._want_controller_port or free[1]
@@ -282,7 +262,7 @@ class KafkaBroker:
         # round trip through the client library, which is what the tests need.
         while True:
             self._check_alive()
-            if self._log_contains(_STARTED) and _port_answers(self._port):
+            if self._log_contains(_STARTED) and port_answers(self._port):
                 break
             if time.monotonic() > deadline:
                 raise self._failure(f"did not start within {self.startup_timeout:.0f} s")
@@ -316,8 +296,8 @@ class KafkaBroker:
     def log_tail(self, lines: int = 40) -> list[str]:
         """The last ``lines`` lines of ``broker.log``."""
         try:
-            return self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        except (OSError, KafkaBrokerError):
+            return tail(self.log_path, lines)
+        except KafkaBrokerError:  # no data dir yet
             return []
 
     def _failure(self, what: str) -> KafkaBrokerError:
@@ -342,18 +322,7 @@ class KafkaBroker:
     def _stop_process(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
-            # start_new_session made the JVM the leader of its own process group.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            # Anything else left in the group (there should be nothing) goes too.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            stop_group(proc, self.stop_timeout)  # the JVM leads its own process group
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -29,8 +29,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import stat
 import string
 import subprocess
@@ -42,6 +40,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from lakehouse.errors import LakehouseError, SetupError
+from lakehouse.testing.processes import free_ports, port_answers, stop_group, tail
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SEAWEEDFS_SCRIPT = REPO_ROOT / "scripts" / "seaweedfs.sh"
@@ -73,25 +72,6 @@ class S3ServerError(LakehouseError):
 
 class S3ServerNotInstalledError(S3ServerError, SetupError):
     """The ``weed`` binary is not in the cache: run ``scripts/seaweedfs.sh install``."""
-
-
-def _free_ports(count: int) -> list[int]:
-    """Return ``count`` distinct loopback ports that were free a moment ago."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            s.bind(("127.0.0.1", 0))
-            ports.append(int(s.getsockname()[1]))
-        return ports
-
-
-def _port_answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _random_key(length: int, alphabet: str) -> str:
@@ -262,7 +242,7 @@ class S3Server:
         return self
 
     def _start_once(self, weed: Path) -> None:
-        free = _free_ports(len(_PORT_NAMES))
+        free = free_ports(len(_PORT_NAMES))
         self._ports = dict(zip(_PORT_NAMES, free, strict=True))
         if self._want_port:
             if self._want_port in free:
@@ -358,7 +338,7 @@ class S3Server:
     def _wait_ready(self, deadline: float) -> None:
         # First the open port (cheap, silent), then a real signed round trip through botocore,
         # which is what the tests need: it proves the identities are loaded.
-        while not _port_answers(self.port):
+        while not port_answers(self.port):
             self._check_alive()
             if time.monotonic() > deadline:
                 raise self._failure(f"did not open its S3 port within {self.startup_timeout:.0f} s")
@@ -387,8 +367,8 @@ class S3Server:
     def log_tail(self, lines: int = 40) -> list[str]:
         """The last ``lines`` lines of ``weed.log``."""
         try:
-            return self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        except (OSError, S3ServerError):
+            return tail(self.log_path, lines)
+        except S3ServerError:  # no data dir yet
             return []
 
     def _failure(self, what: str) -> S3ServerError:
@@ -413,18 +393,7 @@ class S3Server:
     def _stop_process(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
-            # start_new_session made weed (or setpriv, which execs it) its group's leader.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            # Anything else left in the group (there should be nothing) goes too.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            stop_group(proc, self.stop_timeout)  # weed (or setpriv, which execs it) leads the group
             self._remove_grpc_sockets()
         if self._log is not None:
             self._log.close()

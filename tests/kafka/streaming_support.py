@@ -4,6 +4,8 @@ and the windowed aggregate recomputed in plain Python (independently of Spark)."
 from __future__ import annotations
 
 import datetime as dt
+import random
+import threading
 from collections import defaultdict
 from collections.abc import Iterable
 from decimal import Decimal
@@ -13,9 +15,11 @@ from typing import Any
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse.kafka import SentMessage
+from lakehouse.backends.local import LocalBackend
+from lakehouse.kafka import ProduceStats, SentMessage, produce_events
 from lakehouse.settings import KafkaSettings, Settings, StorageSettings, StreamingSettings
-from lakehouse.streaming import table_paths
+from lakehouse.streaming import streaming_job, table_paths
+from lakehouse.testing.stream_chaos import exactly_once_problems, kill_cycles
 
 ISO = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
 BASE = dt.datetime(2026, 1, 1, 0, 0, 0)
@@ -113,3 +117,57 @@ def gold_rows(spark: SparkSession, settings: Settings) -> list[tuple[Any, ...]]:
     """The gold table as sorted (window_start, window_end, event_type, count, sum) tuples."""
     return sorted(read_table(spark, settings, "gold", iso("window_start"), iso("window_end"),
                              "event_type", "event_count", "amount_sum"))
+
+
+def kill_9_while_producing(spark: SparkSession, settings: Settings, *, kills: int, seed: int,
+                           prefix: str, rate: float = 150.0) -> ProduceStats:
+    """``kill -9`` the stream ``kills`` times at random points while a producer keeps sending,
+    then catch up; assert that every message landed exactly once in bronze or the dead-letter
+    table and that gold equals the windows recomputed here. Returns what was sent.
+
+    The stream runs bronze only while crashing (the gold query would only slow each restart
+    down); the catch-up run builds gold from bronze and must match exactly.
+    """
+    topic = settings.kafka.topic
+    stop = threading.Event()
+    produced: list[ProduceStats] = []
+    failures: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            produced.append(produce_events(
+                settings.kafka, topic, rate=rate, stop=stop, seconds=600, malformed_share=0.03,
+                seed=seed, id_prefix=prefix, record=True,
+                event_time=lambda i: BASE + dt.timedelta(milliseconds=100 * i),
+            ))
+        except BaseException as exc:  # surfaced by the main thread
+            failures.append(exc)
+
+    producer = threading.Thread(target=produce, name=f"{prefix}-producer", daemon=True)
+    producer.start()
+    try:
+        done = kill_cycles(
+            LocalBackend(settings),
+            streaming_job(settings, trigger="processing-time", max_seconds=600, with_gold=False),
+            cycles=kills, rng=random.Random(seed), delay=(0.0, 4.0),
+        )
+    finally:
+        stop.set()
+        producer.join(timeout=180)
+    assert not failures, failures
+    assert len(done) == kills
+    # Each restart resumed after what the previous runs committed (it made progress).
+    assert [k.first_batch for k in done] == sorted(k.first_batch for k in done)
+    sent = produced[0]
+    assert sent.messages is not None and sent.malformed > 0
+
+    # Catch up after the last crash with larger micro-batches: everything exactly once.
+    catch_up = settings.model_copy(update={"streaming": settings.streaming.model_copy(
+        update={"max_offsets_per_trigger": 20_000})})
+    LocalBackend(catch_up).run(streaming_job(catch_up, trigger="available-now"), log=print)
+    bronze = [r[0] for r in read_table(spark, settings, "bronze", "event_id")]
+    dead = [r[0] for r in read_table(spark, settings, "dead_letter", "_kafka_key")]
+    assert exactly_once_problems(sent.messages, bronze, dead) == []
+    assert len(bronze) + len(dead) == sent.sent
+    assert gold_rows(spark, settings) == expected_windows(sent.messages)
+    return sent

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from pyspark.sql import SparkSession
 from lakehouse.datagen import GenConfig, Manifest, generate
 from lakehouse.settings import get_settings
 from lakehouse.testing.s3_server import S3Server
+from tests.fixtures.s3 import new_bucket
 from tests.medallion_tables import SOURCES, check_tables, table, table_path
 
 pytestmark = [pytest.mark.s3, pytest.mark.spark, pytest.mark.e2e, pytest.mark.timeout(1500),
@@ -51,8 +51,7 @@ def s3_lake(s3_server: S3Server, spark: SparkSession,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A fresh bucket with three generated landing days; the settings of a lakehouse rooted in
     it (as the environment of every flow run of the module); the in-process session can read it."""
-    bucket = f"lake-{uuid.uuid4().hex[:8]}"
-    s3_server.create_bucket(bucket)
+    bucket = new_bucket(s3_server, spark, "lake")
     local = tmp_path_factory.mktemp("s3-landing") / "landing"
     manifest = generate(local, GenConfig(start=START, days=len(DATES), **CFG))
     import s3fs
@@ -60,11 +59,6 @@ def s3_lake(s3_server: S3Server, spark: SparkSession,
     fs = s3fs.S3FileSystem(**s3_server.storage_options())
     root = f"s3a://{bucket}/lake"
     fs.put(str(local) + "/", f"{bucket}/lake/landing/", recursive=True)
-    hadoop = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
-    for key, value in {"endpoint": s3_server.endpoint, "endpoint.region": s3_server.region,
-                       "path.style.access": "true", "access.key": s3_server.access_key,
-                       "secret.key": s3_server.secret_key}.items():
-        hadoop.set(f"fs.s3a.bucket.{bucket}.{key}", value)
     env = {
         "LAKEHOUSE_STORAGE__ROOT": root,
         "LAKEHOUSE_DEPLOY__OBJECT_STORE_ENDPOINT": s3_server.endpoint,

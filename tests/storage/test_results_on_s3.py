@@ -11,11 +11,11 @@ import json
 import uuid
 
 import pytest
-from pydantic import SecretStr
 
 from lakehouse.blocks import _result_block
-from lakehouse.settings import DeploySettings, Settings
+from lakehouse.settings import Settings
 from lakehouse.testing.s3_server import S3Server
+from tests.fixtures.s3 import object_store
 
 pytestmark = [pytest.mark.s3, pytest.mark.usefixtures("prefect_harness")]
 
@@ -29,10 +29,7 @@ def test_task_results_persist_in_the_bucket_and_read_back(
 
     bucket = f"results-{uuid.uuid4().hex[:8]}"
     s3_server.create_bucket(bucket)
-    settings = Settings(deploy=DeploySettings(
-        results_url=f"s3://{bucket}/prefect-results", object_store_endpoint=s3_server.endpoint,
-        object_store_region=s3_server.region, object_store_access_key_id=SecretStr(s3_server.access_key),
-        object_store_secret_access_key=SecretStr(s3_server.secret_key)))
+    settings = Settings(deploy=object_store(s3_server, results_url=f"s3://{bucket}/prefect-results"))
     block = _result_block(settings)
     name = f"s3-results-{uuid.uuid4().hex[:6]}"
     block.save(name, overwrite=True)

@@ -22,8 +22,9 @@ from lakehouse.backends.local import LocalBackend
 from lakehouse.datagen import GenConfig, generate
 from lakehouse.errors import SparkJobError, is_retryable
 from lakehouse.pipeline import layer_job
-from lakehouse.settings import DeploySettings, Settings
+from lakehouse.settings import Settings
 from lakehouse.testing.s3_server import S3Server
+from tests.fixtures.s3 import new_bucket, object_store
 from tests.medallion_tables import table
 
 pytestmark = [pytest.mark.s3, pytest.mark.spark, pytest.mark.timeout(600)]
@@ -31,10 +32,8 @@ pytestmark = [pytest.mark.s3, pytest.mark.spark, pytest.mark.timeout(600)]
 DAY = dt.date(2026, 1, 1)
 
 
-def _settings(root: str, endpoint: str, key: str, secret: str) -> Settings:
-    return Settings(storage={"root": root}, deploy=DeploySettings(
-        object_store_endpoint=endpoint, object_store_access_key_id=SecretStr(key),
-        object_store_secret_access_key=SecretStr(secret)))
+def _settings(s3: S3Server, root: str, **update: object) -> Settings:
+    return Settings(storage={"root": root}, deploy=object_store(s3, **update))
 
 
 def _closed_port() -> str:
@@ -54,23 +53,17 @@ def test_a_wrong_object_store_setting_fails_soon_naming_it_then_a_rerun_recovers
 ) -> None:
     import s3fs
 
-    bucket = f"bad-{uuid.uuid4().hex[:8]}"
-    s3_server.create_bucket(bucket)
+    bucket = new_bucket(s3_server, spark, "bad")
     manifest = generate(tmp_path / "landing", GenConfig(start=DAY, days=1, events_per_day=200,
                                                         orders_per_day=40, users_initial=20))
     s3fs.S3FileSystem(**s3_server.storage_options()).put(
         str(tmp_path / "landing") + "/", f"{bucket}/lake/landing/", recursive=True)
-    for key, value in {"endpoint": s3_server.endpoint, "path.style.access": "true",
-                       "access.key": s3_server.access_key, "secret.key": s3_server.secret_key}.items():
-        spark.sparkContext._jsc.hadoopConfiguration().set(  # type: ignore[attr-defined]
-            f"fs.s3a.bucket.{bucket}.{key}", value)
     root = f"s3a://{bucket}/lake"
     wrong_secret = "wrong-" + uuid.uuid4().hex
     bad = {
-        "wrong secret key": _settings(root, s3_server.endpoint, s3_server.access_key, wrong_secret),
-        "missing bucket": _settings(f"s3a://no-such-{bucket}/lake", s3_server.endpoint,
-                                    s3_server.access_key, s3_server.secret_key),
-        "unreachable endpoint": _settings(root, _closed_port(), s3_server.access_key, s3_server.secret_key),
+        "wrong secret key": _settings(s3_server, root, object_store_secret_access_key=SecretStr(wrong_secret)),
+        "missing bucket": _settings(s3_server, f"s3a://no-such-{bucket}/lake"),
+        "unreachable endpoint": _settings(s3_server, root, object_store_endpoint=_closed_port()),
     }[case]
     job = layer_job("bronze", bad, start=DAY, end=DAY, run_id="bad")
     lines: list[str] = []
@@ -88,7 +81,7 @@ def test_a_wrong_object_store_setting_fails_soon_naming_it_then_a_rerun_recovers
     if case != "wrong secret key":  # the recovery is the same for every case: shown once
         return
     # the setting fixed, the same job lands every line of the day exactly once
-    good = _settings(root, s3_server.endpoint, s3_server.access_key, s3_server.secret_key)
+    good = _settings(s3_server, root)
     LocalBackend(good).run(layer_job("bronze", good, start=DAY, end=DAY, run_id="good"), log=lambda _: None)
     for source in ("orders", "users", "events"):
         assert table(spark, root, "bronze", source).count() == manifest.total(source, "lines")
