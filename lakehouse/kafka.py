@@ -13,6 +13,7 @@ No pyspark, no prefect: flows, tasks, the CLI and tests call these.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 import random
@@ -122,16 +123,15 @@ class _Errors:
     the certificate or the protocol were refused says why only there."""
 
     def __init__(self) -> None:
-        self.seen: list[tuple[int | None, str]] = []
+        self.seen: collections.deque[tuple[int | None, str]] = collections.deque(maxlen=50)
+        """The latest reports: error code (None for a log line) and text."""
 
     def __call__(self, err: KafkaError) -> None:
-        if len(self.seen) < 50:
-            self.seen.append((err.code(), err.str()))
+        self.seen.append((err.code(), err.str()))
 
     def log(self, level: int, fmt: str, *args: Any) -> None:
         """The ``logger`` interface: keep the line."""
-        if len(self.seen) < 50:
-            self.seen.append((None, fmt % args if args else fmt))
+        self.seen.append((None, fmt % args if args else fmt))
 
     def diagnose(self, cluster: Cluster, *, refusals_only: bool = False) -> str | None:
         """What to fix, naming the setting, when a refusal was seen; None otherwise.
