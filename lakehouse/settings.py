@@ -229,8 +229,8 @@ class KubernetesSettings(BaseModel):
     )
     hadoop_conf: dict[str, str] = Field(
         default_factory=dict,
-        description="spec.hadoopConf of every SparkApplication (e.g. the s3a endpoint), as JSON. "
-        "No credentials here: use env_secret_refs.",
+        description="spec.hadoopConf of every SparkApplication, as JSON (the S3A settings of an "
+        "s3a:// root come from deploy.object_store_*). No credentials here: use env_secret_refs.",
     )
     env_secret_refs: dict[str, str] = Field(
         default_factory=dict,
