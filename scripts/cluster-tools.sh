@@ -65,9 +65,7 @@ case "${1:-}" in
   *) die "unknown option '$1' (try --help)" ;;
 esac
 
-go=$(command -v go 2>/dev/null || true)
-[ -n "$go" ] || { [ -x /usr/local/go/bin/go ] && go=/usr/local/go/bin/go; }
-[ -n "$go" ] || die "go not found: building the Spark operator, helm and CoreDNS needs Go 1.26 or newer on PATH."
+go=$(find_go "building the Spark operator, helm and CoreDNS")
 
 mod_version() { sed -E 's/^require[[:space:]]+//' "$1/go.mod" | awk -v m="$2" '$1 == m && $2 ~ /^v/ {print $2; exit}'; }
 check_mods() {

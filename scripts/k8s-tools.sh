@@ -70,14 +70,6 @@ case "$mode" in
   check) bins_ok && crds_ok && exit 0; exit 1 ;;
 esac
 
-find_go() {
-  local go
-  go=$(command -v go 2>/dev/null || true)
-  [ -n "$go" ] || { [ -x /usr/local/go/bin/go ] && go=/usr/local/go/bin/go; }
-  [ -n "$go" ] || die "go not found: building kube-apiserver and etcd needs Go 1.26 or newer on PATH."
-  echo "$go"
-}
-
 # versions.py and tools/k8s/go.mod must agree: the go.mod is what gets built.
 check_go_mod() {
   local kube etcd want_staging bad
@@ -94,7 +86,7 @@ check_go_mod() {
 
 build_bins() {
   local go tmp t0 ldflags kv kmaj kmin build_date
-  go=$(find_go)
+  go=$(find_go "building kube-apiserver and etcd")
   check_go_mod
   mkdir -p "$K8S_DIR"
   tmp=$(mktemp -d "$K8S_DIR/.build.XXXXXX")
@@ -146,7 +138,7 @@ build_bins() {
 
 copy_crds() {
   local go tmp json dir sum f src
-  go=$(find_go)
+  go=$(find_go "building kube-apiserver and etcd")
   mkdir -p "$K8S_DIR"
   tmp=$(mktemp -d "$K8S_DIR/.crds.XXXXXX")
   # shellcheck disable=SC2064  # expand $tmp now: it is local to this function

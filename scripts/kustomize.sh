@@ -22,9 +22,7 @@ flock 9
 if [ -x "$BIN" ] && [ "$(cat "$DIR/.stamp" 2>/dev/null)" = "$(stamp_want)" ]; then
   echo "$BIN"; exit 0
 fi
-go=$(command -v go 2>/dev/null || true)
-[ -n "$go" ] || { [ -x /usr/local/go/bin/go ] && go=/usr/local/go/bin/go; }
-[ -n "$go" ] || die "go not found: building kustomize $VERSION needs Go (see tools/kustomize/go.mod) on PATH."
+go=$(find_go "building kustomize $VERSION")
 say "building kustomize $VERSION from its Go module (about a minute)"
 tmp=$(mktemp -d "$LAKEHOUSE_CACHE_DIR/k8s/.kustomize.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT

@@ -10,6 +10,16 @@ UV_VERSION="0.13.9"
 say() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 
+# The Go toolchain (PATH, else the usual /usr/local/go): its path, or die saying what needs it.
+# Usage: go=$(find_go "building kustomize")
+find_go() {
+  local go
+  go=$(command -v go 2>/dev/null || true)
+  [ -n "$go" ] || { [ -x /usr/local/go/bin/go ] && go=/usr/local/go/bin/go; }
+  [ -n "$go" ] || die "go not found: $1 needs Go 1.26 or newer on PATH."
+  echo "$go"
+}
+
 require_python() {
   command -v python3 >/dev/null 2>&1 || die "python3 not found: install Python 3.11 or newer."
   python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \

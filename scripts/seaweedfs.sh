@@ -50,17 +50,9 @@ check_go_mod() {
     || die "tools/seaweedfs/go.mod requires $MODULE ${have:-(nothing)} but SEAWEEDFS_VERSION in lakehouse/versions.py is $SEAWEEDFS_VERSION: update both together ('go mod tidy' in tools/seaweedfs)."
 }
 
-find_go() {
-  local go
-  go=$(command -v go 2>/dev/null || true)
-  [ -n "$go" ] || { [ -x /usr/local/go/bin/go ] && go=/usr/local/go/bin/go; }
-  [ -n "$go" ] || die "go not found: building SeaweedFS (weed) needs Go 1.26.6 or newer on PATH."
-  echo "$go"
-}
-
 build() {
   local go tmp t0 commit
-  go=$(find_go)
+  go=$(find_go "building SeaweedFS (weed)")
   mkdir -p "$SW_DIR"
   tmp=$(mktemp -d "$SW_DIR/.build.XXXXXX")
   # shellcheck disable=SC2064  # expand $tmp now: it is local to this function
