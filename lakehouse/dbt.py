@@ -37,7 +37,7 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from lakehouse import cds, jars
+from lakehouse import cds, jars, objectstore
 from lakehouse.backends.local import live_spark_session
 from lakehouse.errors import ConfigError, LakehouseError
 from lakehouse.settings import REPO_ROOT, Settings, get_settings
@@ -166,6 +166,40 @@ def storage_is_here(settings: Settings, dbt: DbtSettings) -> bool:
     return dbt.resolved_target(settings) == "local" and is_local_path(settings.storage.root)
 
 
+def storage_is_listed(settings: Settings, dbt: DbtSettings) -> bool:
+    """True when this process lists the tables itself before dbt runs: the local target on a
+    local root or on an ``s3a://`` one (through s3fs with the object store settings)."""
+    return dbt.resolved_target(settings) == "local" and (
+        is_local_path(settings.storage.root) or objectstore.uses_s3(settings))
+
+
+def _table_logs(settings: Settings) -> list[tuple[str, str]]:
+    """``(layer, table)`` of every directory ``<warehouse>/<layer>/<table>/_delta_log``."""
+    if is_local_path(settings.storage.root):
+        warehouse = _local(settings.storage.warehouse)
+        return [(e.parent.parent.name, e.parent.name)
+                for e in warehouse.glob("*/*/_delta_log") if e.is_dir()]
+    import s3fs
+
+    options = objectstore.fsspec_options(settings)
+    # bounded like the jobs' S3A conf: a wrong endpoint fails in seconds, not after minutes
+    options.setdefault("config_kwargs", {}).update(
+        connect_timeout=5, read_timeout=20, retries={"max_attempts": 2, "mode": "standard"})
+    fs = s3fs.S3FileSystem(retries=1, **options)
+    base = settings.storage.warehouse.removeprefix("s3a://").rstrip("/")
+    try:
+        found = fs.glob(f"{base}/*/*/_delta_log")
+    except FileNotFoundError:  # no warehouse yet (a missing bucket is refused as below)
+        return []
+    except Exception as e:
+        raise ConfigError(
+            f"cannot list the tables under {settings.storage.warehouse} ({type(e).__name__}: "
+            f"{e}): check LAKEHOUSE_STORAGE__ROOT and the object store settings "
+            "(LAKEHOUSE_DEPLOY__OBJECT_STORE_ENDPOINT, _REGION, _ACCESS_KEY_ID, "
+            "_SECRET_ACCESS_KEY)") from e
+    return [(path.split("/")[-3], path.split("/")[-2]) for path in found]
+
+
 def artifacts_dir(settings: Settings, dbt: DbtSettings) -> Path:
     """Where dbt writes its target/ and logs/ directories for this lakehouse."""
     if dbt.artifacts_dir:
@@ -195,7 +229,7 @@ def local_spark_conf(settings: Settings, dbt: DbtSettings) -> dict[str, str]:
         "spark.master": dbt.spark_master or settings.spark.master,
         "spark.app.name": "lakehouse-dbt",
         "spark.driver.memory": dbt.driver_memory or settings.spark.driver_memory,
-        "spark.jars": ",".join(str(p) for p in jars.resolved_jars()),
+        "spark.jars": ",".join(str(p) for p in jars.job_jars(settings.storage.root)),
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.ui.enabled": "false",
@@ -204,6 +238,8 @@ def local_spark_conf(settings: Settings, dbt: DbtSettings) -> dict[str, str]:
             f"jdbc:derby:;databaseName={meta / 'metastore_db'};create=true"
         ),
         "spark.driver.extraJavaOptions": " ".join(java_opts),
+        # s3a://: the connector's endpoint, region, bounded retries (the keys: see dbt_environment)
+        **objectstore.job_conf(settings),
         **settings.spark.conf,
         **dbt.spark_conf,
     }
@@ -218,13 +254,15 @@ def dbt_env(settings: Settings, dbt: DbtSettings) -> dict[str, str]:
             place its metastore.
     """
     target = dbt.resolved_target(settings)
+    if target == "local":
+        metastore_dir(settings, dbt)  # a remote root without a local metastore: refused first
     env = {
         f"{ENV_PREFIX}TARGET": target,
         f"{ENV_PREFIX}THREADS": str(dbt.threads),
         f"{ENV_PREFIX}WAREHOUSE": settings.storage.warehouse.rstrip("/"),
     }
     # listed where this process sees the storage; the cluster target's server finds them itself
-    tables = delta_tables(settings) if storage_is_here(settings, dbt) else None
+    tables = delta_tables(settings) if storage_is_listed(settings, dbt) else None
     if tables is not None:
         env[f"{ENV_PREFIX}DELTA_TABLES"] = json.dumps(tables)
     if target == "local":
@@ -255,28 +293,21 @@ def dbt_vars(dbt: DbtSettings, extra: Mapping[str, Any] | None = None) -> dict[s
 
 
 def delta_tables(settings: Settings) -> list[str] | None:
-    """``<layer>/<table>`` of every Delta table under the warehouse of a local root (None for a
-    remote root: not listed). The catalog macro drops marts whose table is gone from it."""
-    if not is_local_path(settings.storage.root):
+    """``<layer>/<table>`` of every Delta table under the warehouse of a local or ``s3a://`` root
+    (None for another remote root: not listed). The catalog macro drops marts whose table is
+    gone from it."""
+    if not (is_local_path(settings.storage.root) or objectstore.uses_s3(settings)):
         return None
-    warehouse = _local(settings.storage.warehouse)
-    if not warehouse.is_dir():
-        return []
-    return sorted(
-        f"{entry.parent.parent.name}/{entry.parent.name}"
-        for entry in warehouse.glob("*/*/_delta_log") if entry.is_dir()
-    )
+    return sorted(f"{layer}/{name}" for layer, name in _table_logs(settings))
 
 
 def missing_silver_tables(settings: Settings, dbt: DbtSettings | None = None) -> list[str]:
-    """Silver tables the dbt sources need that do not exist yet (checked where this process sees
-    the storage, see ``storage_is_here``; elsewhere [])."""
-    if not storage_is_here(settings, dbt or get_dbt_settings()):
+    """Silver tables the dbt sources need that do not exist yet (checked where this process
+    lists the storage, see ``storage_is_listed``; elsewhere [])."""
+    if not storage_is_listed(settings, dbt or get_dbt_settings()):
         return []
-    return [
-        name for name in SILVER_TABLES
-        if not (_local(settings.storage.table("silver", name)) / "_delta_log").is_dir()
-    ]
+    present = {name for layer, name in _table_logs(settings) if layer == "silver"}
+    return [name for name in SILVER_TABLES if name not in present]
 
 
 def command_args(
@@ -355,6 +386,10 @@ def dbt_environment(
     env = dbt_env(settings, dbt)
     # the in-process Spark binds to loopback only (it would otherwise pick the host's address)
     process_env = {**env, "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")}
+    if env[f"{ENV_PREFIX}TARGET"] == "local":
+        # s3a:// with a key pair: S3A's credentials provider reads it from the environment the
+        # in-process JVM starts with (never from the conf, which dbt logs)
+        process_env.update(objectstore.credential_env(settings))
     saved = {k: os.environ.get(k) for k in process_env}
     os.environ.update(process_env)
     local = env[f"{ENV_PREFIX}TARGET"] == "local"

@@ -69,6 +69,17 @@ def secret_env(settings: Settings) -> tuple[str, ...]:
     return CREDENTIAL_ENV if uses_s3(settings) and has_credentials(settings) else ()
 
 
+def credential_env(settings: Settings) -> dict[str, str]:
+    """The values of :func:`secret_env` from the settings, for a process that starts the JVM
+    itself (the local dbt target's in-process Spark)."""
+    d = settings.deploy
+    if not secret_env(settings):
+        return {}
+    assert d.object_store_access_key_id is not None and d.object_store_secret_access_key is not None
+    return {"AWS_ACCESS_KEY_ID": d.object_store_access_key_id.get_secret_value(),
+            "AWS_SECRET_ACCESS_KEY": d.object_store_secret_access_key.get_secret_value()}
+
+
 def fsspec_options(settings: Settings, *, with_keys: bool = True) -> dict[str, Any]:
     """s3fs options for the configured object store: endpoint, region, addressing style, and
     (``with_keys``) the key pair from the settings; without keys s3fs takes them from the

@@ -683,12 +683,19 @@ class Settings(BaseSettings):
     results_dir: str | None = Field(
         default=None,
         description="Where Prefect persists task and flow results locally. Default: "
-        "<storage.root>/prefect-results.",
+        "<storage.root>/prefect-results on a local root; on an object store root, .lakehouse/"
+        "prefect-results of the project (results reach the bucket through the result storage "
+        "block, see deploy.results_url).",
     )
 
     def resolved_results_dir(self) -> str:
-        """Directory for Prefect result persistence."""
-        return self.results_dir or str(Path(self.storage.root) / "prefect-results")
+        """Local directory for Prefect result persistence (never a URI: Prefect's local storage
+        path would take ``s3a://b/x`` for the relative directory ``s3a:/b/x``)."""
+        if self.results_dir and "://" not in self.results_dir:
+            return self.results_dir
+        if "://" not in self.storage.root or self.storage.root.startswith("file://"):
+            return str(Path(self.storage.root.removeprefix("file://")) / "prefect-results")
+        return str(REPO_ROOT / ".lakehouse" / "prefect-results")
 
 
 @lru_cache(maxsize=1)

@@ -21,6 +21,24 @@ def table_path(root: Path | str, layer: str, name: str) -> str:
     return "/".join([str(root).rstrip("/"), "warehouse", layer, name])
 
 
+def delta_versions(root: Path | str, fs: Any = None) -> dict[str, int]:
+    """``<layer>.<table>``: latest committed Delta version of every table under ``root``, from
+    the names of its log's commit files (``fs``, an fsspec file system, for an s3a:// root)."""
+    out = {}
+    if fs is None:
+        for log in sorted(Path(root, "warehouse").glob("*/*/_delta_log")):
+            commits = [int(p.stem) for p in log.glob("*.json") if p.stem.isdigit()]
+            out[f"{log.parent.parent.name}.{log.parent.name}"] = max(commits)
+        return out
+    base = str(root).removeprefix("s3a://").rstrip("/") + "/warehouse"
+    for log in sorted(fs.glob(f"{base}/*/*/_delta_log")):
+        commits = [int(Path(p).stem) for p in fs.ls(log, refresh=True)
+                   if p.endswith(".json") and Path(p).stem.isdigit()]
+        layer, name = log.split("/")[-3:-1]
+        out[f"{layer}.{name}"] = max(commits)
+    return out
+
+
 def table(spark: Any, root: Path | str, layer: str, name: str, version: int | None = None) -> Any:
     reader = spark.read.format("delta")
     if version is not None:

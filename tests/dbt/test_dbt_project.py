@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -46,10 +47,11 @@ def test_local_target_environment(tmp_path: Path) -> None:
 def test_remote_root_needs_a_local_metastore_or_the_cluster_target() -> None:
     s3 = _settings("s3a://bucket/lake")
     with pytest.raises(ConfigError, match="LAKEHOUSE_DBT__METASTORE_DIR"):
-        lhdbt.dbt_env(s3, DbtSettings())
-    env = lhdbt.dbt_env(s3, DbtSettings(metastore_dir="/var/lib/metastore"))
-    assert env["DBT_LAKEHOUSE_WAREHOUSE"] == "s3a://bucket/lake/warehouse"
-    assert "DBT_LAKEHOUSE_DELTA_TABLES" not in env  # a remote root is not listed
+        lhdbt.dbt_env(s3, DbtSettings())  # refused before anything reaches the store
+    abfs = _settings("abfss://lake@account.dfs.core.windows.net/prod")
+    env = lhdbt.dbt_env(abfs, DbtSettings(metastore_dir="/var/lib/metastore"))
+    assert env["DBT_LAKEHOUSE_WAREHOUSE"] == "abfss://lake@account.dfs.core.windows.net/prod/warehouse"
+    assert "DBT_LAKEHOUSE_DELTA_TABLES" not in env  # only local and s3a:// roots are listed
     with pytest.raises(ConfigError, match="LAKEHOUSE_DBT__SPARK_REMOTE"):
         lhdbt.dbt_env(s3, DbtSettings(target="cluster"))
     remote = "sc://lakehouse-spark-connect.spark-jobs.svc:15002"
@@ -60,6 +62,26 @@ def test_remote_root_needs_a_local_metastore_or_the_cluster_target() -> None:
     on_k8s = Settings(backend="kubernetes", storage=StorageSettings(root="s3a://bucket/lake"))
     env = lhdbt.dbt_env(on_k8s, DbtSettings(spark_remote=remote))
     assert env["DBT_LAKEHOUSE_TARGET"] == "cluster"
+
+
+def test_an_unreachable_object_store_is_named_when_the_tables_are_listed() -> None:
+    """The local target lists an s3a:// root itself; an endpoint that does not answer (a closed
+    loopback port) fails within seconds with an error naming the settings to check."""
+    from pydantic import SecretStr
+
+    from lakehouse.settings import DeploySettings
+    from lakehouse.testing.processes import free_ports
+
+    settings = _settings("s3a://bucket/lake").model_copy(update={"deploy": DeploySettings(
+        object_store_endpoint=f"http://127.0.0.1:{free_ports(1)[0]}",
+        object_store_access_key_id=SecretStr("AKIDTEST"),
+        object_store_secret_access_key=SecretStr("not-a-real-secret"))})
+    began = time.monotonic()
+    with pytest.raises(ConfigError, match="LAKEHOUSE_DEPLOY__OBJECT_STORE_ENDPOINT") as refused:
+        lhdbt.dbt_env(settings, DbtSettings(metastore_dir="/var/lib/metastore"))
+    assert time.monotonic() - began < 60
+    assert "s3a://bucket/lake/warehouse" in str(refused.value)
+    assert "not-a-real-secret" not in str(refused.value)
 
 
 def test_cluster_target_does_not_look_at_the_storage_from_the_calling_process(tmp_path: Path) -> None:

@@ -16,14 +16,13 @@ import json
 import os
 from collections import defaultdict
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lakehouse.datagen import GenConfig, generate
-from tests import expected
+from tests import expected, marts
 
 # Each stage runs real spark-submit jobs and a real dbt build on a machine shared with other work:
 # generous, still finite, bounds per test (setup included).
@@ -85,44 +84,8 @@ def _commits(table: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _daily_revenue(spark: Any) -> dict[dt.date, tuple[int, int, Decimal, Decimal]]:
-    rows = spark.sql("select date_day, total_orders, unique_customers, total_revenue, "
-                     "avg_order_value from gold.fct_daily_revenue").collect()
-    return {r.date_day: (r.total_orders, r.unique_customers, r.total_revenue, r.avg_order_value)
-            for r in rows}
-
-
-def _hourly_events(spark: Any) -> dict[tuple[dt.datetime, str], tuple[int, Decimal]]:
-    rows = spark.sql("select date_format(event_hour, 'yyyy-MM-dd HH:mm:ss') as hour, event_type, "
-                     "event_count, total_amount from gold.fct_hourly_events").collect()
-    return {(dt.datetime.fromisoformat(r.hour), r.event_type): (r.event_count, r.total_amount)
-            for r in rows}
-
-
-def _dim_users(spark: Any) -> dict[str, tuple[str, str, int, Decimal]]:
-    rows = spark.sql("select user_id, email, country, total_orders, lifetime_revenue "
-                     "from gold.dim_users").collect()
-    return {r.user_id: (r.email, r.country, r.total_orders, r.lifetime_revenue) for r in rows}
-
-
-def _by_country(spark: Any) -> dict[tuple[dt.date, str], tuple[int, Decimal]]:
-    rows = spark.sql("select date_day, country, total_orders, total_revenue "
-                     "from gold.fct_daily_revenue_by_country").collect()
-    return {(r.date_day, r.country): (r.total_orders, r.total_revenue) for r in rows}
-
-
 def _snapshot(landing: Path, dates: list[dt.date]) -> dict[str, Any]:
-    spark = _spark()
-    return {
-        "got": {"daily": _daily_revenue(spark), "hourly": _hourly_events(spark),
-                "users": _dim_users(spark), "by_country": _by_country(spark)},
-        "want": {
-            "daily": expected.daily_revenue(expected.latest_rows(landing, "orders", dates)),
-            "hourly": expected.hourly_stats(expected.latest_rows(landing, "events", dates)),
-            "users": expected.dim_users(landing, dates),
-            "by_country": expected.revenue_by_country_at_order_time(landing, dates),
-        },
-    }
+    return marts.snapshot(_spark(), landing, dates)
 
 
 # -- stages (module-scoped: one lakehouse root, one dbt Spark session) ---------------------------
@@ -260,7 +223,7 @@ def test_late_cancellation_rewrites_only_its_own_day(
 
     dates = [*INITIAL, FOURTH, LATE]
     want = expected.daily_revenue(expected.latest_rows(landing, "orders", dates))
-    assert _daily_revenue(_spark()) == want
+    assert marts.daily_revenue(_spark()) == want
     assert want[START] != fourth_day["want"]["daily"][START]  # the cancellation did change day 1
     last = _commits(lake.joinpath(*MART_DIR, "fct_daily_revenue"))[-1]
     m = last["operationMetrics"]

@@ -59,6 +59,15 @@ def test_result_storage_follows_the_storage_root() -> None:
     assert results_url(cluster) == "s3://lake/prefect-results"
     assert result_storage_slug(cluster) == "remote-file-system/lakehouse-results"
     assert results_url(Settings(deploy=DeploySettings(results_url="s3://b/results"))) == "s3://b/results"
+    # Prefect's local result path is always a local directory: an s3a:// root's own results
+    # go through the block above, and a flow run without it writes into the project's
+    # .lakehouse/, never into a relative directory named "s3a:"
+    assert cluster.resolved_results_dir() == str(REPO_ROOT / ".lakehouse" / "prefect-results")
+    on_disk = Settings(storage=StorageSettings(root="/srv/lake"))
+    assert on_disk.resolved_results_dir() == "/srv/lake/prefect-results"
+    assert Settings(storage=StorageSettings(root="file:///srv/lake")).resolved_results_dir() == \
+        "/srv/lake/prefect-results"
+    assert Settings(results_dir="/tmp/r").resolved_results_dir() == "/tmp/r"
 
 
 def test_s3_result_storage_block_gets_an_s3_filesystem() -> None:

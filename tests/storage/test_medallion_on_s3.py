@@ -6,13 +6,17 @@ The landing files are uploaded to the bucket; the flow runs its real spark-submi
 S3A connector (the ``s3`` jar set) and the key pair from the settings, which reach the driver in
 its environment only. The tables are read back with the in-process session and compared with the
 figures of the generator's manifest and tests/expected.py, computed from a local copy of the
-same landing files.
+same landing files. dbt then builds the gold marts over the bucket's silver, in a process of its
+own as a flow run is.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +26,11 @@ import pytest
 from pyspark.sql import SparkSession
 
 from lakehouse.datagen import GenConfig, Manifest, generate
-from lakehouse.settings import get_settings
+from lakehouse.settings import REPO_ROOT, get_settings
 from lakehouse.testing.s3_server import S3Server
+from tests import marts
 from tests.fixtures.s3 import new_bucket
-from tests.medallion_tables import SOURCES, check_tables, table, table_path
+from tests.medallion_tables import SOURCES, check_tables, delta_versions, table, table_path
 
 pytestmark = [pytest.mark.s3, pytest.mark.spark, pytest.mark.e2e, pytest.mark.timeout(1500),
               pytest.mark.usefixtures("prefect_harness")]
@@ -33,17 +38,6 @@ pytestmark = [pytest.mark.s3, pytest.mark.spark, pytest.mark.e2e, pytest.mark.ti
 START = dt.date(2026, 1, 1)
 DATES = [START + dt.timedelta(days=i) for i in range(3)]
 CFG = dict(events_per_day=600, orders_per_day=120, users_initial=60)
-
-
-def _versions(fs: Any, root: str) -> dict[str, int]:
-    """Latest committed Delta version of every table under ``root``, from the log's object names."""
-    out = {}
-    base = root.removeprefix("s3a://") + "/warehouse"
-    for log in sorted(fs.glob(f"{base}/*/*/_delta_log")):
-        commits = [int(Path(p).stem) for p in fs.ls(log) if p.endswith(".json") and Path(p).stem.isdigit()]
-        layer, name = log.split("/")[-3:-1]
-        out[f"{layer}.{name}"] = max(commits)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +77,7 @@ def runs(s3_lake: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for run in ("first", "second"):
         summary = medallion(start_date=DATES[0], end_date=DATES[-1], dbt_marts=False)
-        out[run] = {"summary": summary, "versions": _versions(s3_lake["fs"], s3_lake["root"])}
+        out[run] = {"summary": summary, "versions": delta_versions(s3_lake["root"], s3_lake["fs"])}
     return out
 
 
@@ -141,3 +135,43 @@ def test_maintenance_time_travel_and_restore_on_s3(
     assert f"as of {as_of}: version 1 has 20 rows, version 2 has 30 rows" in out, out
     restore_table(table="gold/time_travel_probe", timestamp=as_of)
     assert sorted(r.id for r in spark.read.format("delta").load(path).collect()) == list(range(20))
+
+
+def test_dbt_marts_over_the_s3_tables(
+    spark: SparkSession, s3_lake: dict[str, Any], runs: dict[str, Any], tmp_path: Path,
+) -> None:
+    """The dbt-build flow with the local target, in a process of its own (as a flow run is): its
+    in-process Spark lists and reads the bucket's silver with the key pair from the settings,
+    keeps its catalog on local disk, and writes the marts into the bucket, where they equal the
+    figures recomputed from the landing files. The key pair appears in none of its output."""
+    from prefect.settings import PREFECT_API_URL
+
+    server: S3Server = s3_lake["server"]
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "LAKEHOUSE_DBT__METASTORE_DIR": str(tmp_path / "metastore"),
+        "LAKEHOUSE_DBT__ARTIFACTS_DIR": str(tmp_path / "dbt"),
+        "LAKEHOUSE_DBT__SPARK_MASTER": "local[2]",
+        "LAKEHOUSE_DBT__DRIVER_MEMORY": "1g",
+        "LAKEHOUSE_DBT__SPARK_CONF": json.dumps({"spark.sql.shuffle.partitions": "2",
+                                                 "spark.default.parallelism": "2"}),
+    }
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        env.pop(name, None)  # the keys come from the settings, not from this process
+    proc = subprocess.run(
+        [sys.executable, "-c", "from flows.dbt_build import dbt_build; dbt_build()"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1200, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    assert server.secret_key not in output and server.access_key not in output
+
+    root = s3_lake["root"]
+    snap = marts.snapshot(spark, s3_lake["landing"], DATES,
+                          lambda name: f"delta.`{table_path(root, 'gold', name)}`")
+    assert sorted(snap["got"]["daily"]) == DATES
+    assert snap["got"] == snap["want"]
+    # the catalog stayed on local disk; nothing of dbt's was written into the repository
+    assert (tmp_path / "metastore" / "metastore_db").is_dir()
+    assert (tmp_path / "dbt" / "target" / "run_results.json").is_file()
+    assert not (REPO_ROOT / "s3a:").exists()  # no URI taken for a local path (Prefect results)
