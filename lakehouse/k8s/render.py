@@ -83,7 +83,8 @@ def _security(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def secret_refs(job: SparkJob, settings: Settings) -> dict[str, str]:
     """``ENV: 'secret:key'`` of the driver and executors: ``kubernetes.env_secret_refs``, plus
-    each credential the job reads (``secret_env``) from its key in ``deploy.credentials_secret``
+    each credential the job reads (``secret_env``, and the object store's keys on s3a://
+    storage with a key pair set) from its key in ``deploy.credentials_secret``
     unless the setting maps it elsewhere. Only references: a value never reaches a manifest.
 
     Raises:
@@ -91,7 +92,8 @@ def secret_refs(job: SparkJob, settings: Settings) -> dict[str, str]:
     """
     refs = dict(settings.kubernetes.env_secret_refs)
     keys = {c.env: c.k8s_key for c in credentials(settings)}
-    for env in job.secret_env:
+    # the object store's key pair on s3a:// storage, as the local backend gives it
+    for env in (*job.secret_env, *objectstore.secret_env(settings)):
         if env not in keys:
             raise ConfigError(f"job {job.name} reads {env}, which is no known credential "
                               f"({', '.join(sorted(keys))})")

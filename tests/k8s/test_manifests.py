@@ -295,6 +295,43 @@ def test_a_sasl_stream_reads_its_password_from_a_secret_ref_never_inline(
     assert "envSecretKeyRefs" not in render_application(plain, base, name="s", run=RUN)["spec"]["driver"]
 
 
+def test_a_job_on_s3_reads_the_key_pair_from_secret_refs_never_inline(
+    admin_api: client.ApiClient, namespace: str
+) -> None:
+    """s3a:// storage with a key pair: the driver and the executors get AWS_ACCESS_KEY_ID /
+    AWS_SECRET_ACCESS_KEY as secretKeyRefs to the credentials Secret (S3A's environment
+    provider reads them there), the S3A conf names the endpoint, and no key value is stored."""
+    from pydantic import SecretStr
+
+    from lakehouse.settings import DeploySettings, StorageSettings
+
+    key_id, secret = "AKIA" + uuid.uuid4().hex[:16].upper(), "sk-" + uuid.uuid4().hex
+    base = make_settings(namespace)
+    settings = base.model_copy(update={
+        "storage": StorageSettings(root="s3a://lake/prod"),
+        "deploy": DeploySettings(credentials_secret="team-credentials",
+                                 object_store_endpoint="http://s3.storage.svc:8333",
+                                 object_store_access_key_id=SecretStr(key_id),
+                                 object_store_secret_access_key=SecretStr(secret)),
+    })
+    job = layer_job("bronze", settings, start=dt.date(2026, 1, 1), end=dt.date(2026, 1, 1), run_id="r1")
+    backend = KubernetesBackend(settings, api_client=admin_api, run_info=lambda: RUN)
+    stored = SparkApplications(admin_api, namespace).create(copy.deepcopy(backend.render(job)))
+    for role in ("driver", "executor"):
+        refs = stored["spec"][role]["envSecretKeyRefs"]
+        assert refs["AWS_ACCESS_KEY_ID"] == {"name": "team-credentials", "key": "object-store-access-key-id"}
+        assert refs["AWS_SECRET_ACCESS_KEY"] == {"name": "team-credentials",
+                                                 "key": "object-store-secret-access-key"}
+    conf = stored["spec"]["sparkConf"]
+    assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://s3.storage.svc:8333"
+    assert conf["spark.hadoop.fs.s3a.aws.credentials.provider"].endswith("EnvironmentVariableCredentialsProvider")
+    text = json.dumps(stored)
+    assert key_id not in text and secret not in text
+    # without a key pair (e.g. the pods' own cloud identity) no Secret is referenced
+    keyless = settings.model_copy(update={"deploy": DeploySettings(credentials_secret="team-credentials")})
+    assert "envSecretKeyRefs" not in render_application(job, keyless, name="s", run=RUN)["spec"]["driver"]
+
+
 def test_malformed_spec_is_refused_with_the_servers_causes(
     admin_api: client.ApiClient, namespace: str
 ) -> None:
