@@ -15,9 +15,10 @@
 #   CoreDNS as host processes, containerd + runc + the CNI bridge plugin from Debian's packages,
 #   the Spark operator controller and webhook as Deployments from the operator's own Helm chart
 #   rendered with spark-operator/values.yaml. Pods run the images scripts/images.sh builds.
-#   Around them, what a production cluster has around the jobs: a `prefect server` and a Kafka
-#   broker (KRaft, scripts/kafka.sh's jars) as processes on the node, behind the Services
-#   prefect/prefect-server and kafka/lakehouse-kafka-bootstrap; the work pool (lakehouse blocks)
+#   Around them, what a production cluster has around the jobs: a `prefect server`, a Kafka
+#   broker (KRaft, scripts/kafka.sh's jars) and an S3 object store (SeaweedFS, scripts/
+#   seaweedfs.sh) as processes on the node, behind the Services prefect/prefect-server,
+#   kafka/lakehouse-kafka-bootstrap and storage/lakehouse-s3; the work pool (lakehouse blocks)
 #   and the Prefect worker Deployment of k8s/overlays/local, from the prefect image.
 #
 # Isolation (the machine is shared; nothing machine-wide is changed):
@@ -27,7 +28,8 @@
 #     machine; kube-proxy's iptables rules and the pods' interfaces live there too;
 #   * the API server is reachable from the host only on 127.0.0.1:$LAKEHOUSE_CLUSTER_API_PORT
 #     (default 16443), through a socat forwarder into the namespace; likewise the Prefect API
-#     on $LAKEHOUSE_CLUSTER_PREFECT_PORT (14200) and Kafka on $LAKEHOUSE_CLUSTER_KAFKA_PORT (19092);
+#     on $LAKEHOUSE_CLUSTER_PREFECT_PORT (14200), Kafka on $LAKEHOUSE_CLUSTER_KAFKA_PORT (19092)
+#     and S3 on $LAKEHOUSE_CLUSTER_S3_PORT (18333);
 #   * the kubelet runs in a mount namespace of its own where the kernel settings it would write
 #     (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops) are private files that already
 #     hold the values it wants; kube-proxy is told to leave the conntrack settings alone;
@@ -51,6 +53,7 @@ NETNS="${LAKEHOUSE_CLUSTER_NETNS:-lakehouse-k8s}"
 API_PORT="${LAKEHOUSE_CLUSTER_API_PORT:-16443}"
 PREFECT_PORT="${LAKEHOUSE_CLUSTER_PREFECT_PORT:-14200}"
 KAFKA_PORT="${LAKEHOUSE_CLUSTER_KAFKA_PORT:-19092}"
+S3_PORT="${LAKEHOUSE_CLUSTER_S3_PORT:-18333}"
 # the longest unix socket below the cluster dir adds 50 characters; the kernel allows 107
 MAX_DIR_LEN=57
 NODE_IP=10.244.0.1
@@ -541,6 +544,44 @@ start_kafka() {
   wait_for "the Kafka broker" kafka kafka_ready
 }
 
+# The object store of the cluster: SeaweedFS (scripts/seaweedfs.sh's weed, authentication on)
+# on the node, in the namespace, its S3 gateway on $NODE_IP:8333 behind the Service
+# storage/lakehouse-s3 for the pods and 127.0.0.1:$S3_PORT for the host. Its one identity's
+# key pair is made at the first `up` ($PKI/s3-keys.json, mode 0600) and given to the pods as the
+# Secret spark-jobs/lakehouse-credentials (deploy.credentials_secret), never as a value.
+s3_ready() {
+  "$REPO_ROOT/.venv/bin/python" -m lakehouse.testing.s3_server ready \
+    --endpoint "http://127.0.0.1:$S3_PORT" --keys "$PKI/s3-keys.json"
+}
+
+start_s3() {
+  local cmd
+  mapfile -t cmd < <("$REPO_ROOT/.venv/bin/python" -m lakehouse.testing.s3_server prepare \
+    --ip "$NODE_IP" --port 8333 --data-dir "$STATE/s3" --keys "$PKI/s3-keys.json")
+  [ "${#cmd[@]}" -gt 3 ] || die "lakehouse.testing.s3_server prepare failed (run scripts/seaweedfs.sh install)"
+  # no WEED_* of the caller's environment, HOME in its state dir: nothing of the machine's
+  # SeaweedFS configuration reaches it
+  launch s3 env -i PATH="$PATH" HOME="$STATE/s3" LANG=C.UTF-8 "${cmd[@]}"
+  forward s3-forward "$S3_PORT" 8333
+  wait_for "the S3 gateway" s3 s3_ready
+}
+
+s3_secret() {  # the key pair as the Secret spark-jobs/lakehouse-credentials (values from files)
+  local d
+  d=$(mktemp -d); chmod 700 "$d"
+  python3 - "$PKI/s3-keys.json" "$d" <<'PY'
+import json, os, sys
+keys = json.load(open(sys.argv[1]))
+for name, key in (("object-store-access-key-id", "access_key"), ("object-store-secret-access-key", "secret_key")):
+    fd = os.open(os.path.join(sys.argv[2], name), os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, keys[key].encode()); os.close(fd)
+PY
+  kc -n spark-jobs create secret generic lakehouse-credentials \
+    --from-file="$d/object-store-access-key-id" --from-file="$d/object-store-secret-access-key" \
+    --dry-run=client -o yaml | kc apply -f - >/dev/null
+  rm -rf "$d"
+}
+
 node_service() {  # NAMESPACE NAME PORT : a Service whose one endpoint is $NODE_IP:PORT
   kc get namespace "$1" >/dev/null 2>&1 || kc create namespace "$1" >/dev/null
   kc apply -f - >/dev/null <<EOF
@@ -586,6 +627,8 @@ install_prefect() {
   "$kustomize" build "$CLUSTER_DIR/etc/k8s/overlays/local" | kc apply -f - >/dev/null
   node_service prefect prefect-server 4200
   node_service kafka lakehouse-kafka-bootstrap 9092
+  node_service storage lakehouse-s3 8333
+  s3_secret
   wait_for "the Prefect worker" kubelet \
     kc -n prefect rollout status deployment/prefect-worker --timeout=5s
 }
@@ -646,6 +689,10 @@ export LAKEHOUSE_CLUSTER_PREFECT_API_URL=$(prefect_api)
 export LAKEHOUSE_CLUSTER_PREFECT_IMAGE=$(scripts/images.sh --ref prefect)
 # the Kafka broker the pods read (kafka/lakehouse-kafka-bootstrap:9092), from the host
 export LAKEHOUSE_CLUSTER_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
+# the object store: the pods' endpoint, and the host's door to it with the key pair's file
+export LAKEHOUSE_CLUSTER_S3_POD_ENDPOINT=http://lakehouse-s3.storage.svc.cluster.local:8333
+export LAKEHOUSE_CLUSTER_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
+export LAKEHOUSE_CLUSTER_S3_KEYS=$PKI/s3-keys.json
 EOF
 }
 
@@ -661,6 +708,7 @@ up() {
   scripts/k8s-tools.sh >/dev/null
   scripts/cluster-tools.sh >/dev/null
   scripts/kafka.sh install >/dev/null
+  scripts/seaweedfs.sh install >/dev/null
   tools
   scripts/images.sh pause spark operator prefect
   # unix sockets live below the cluster dir (containerd's, the kubelet's device-plugin socket
@@ -681,6 +729,7 @@ up() {
   install_operator
   start_prefect
   start_kafka
+  start_s3
   install_prefect
   write_env
   say "cluster up in $((SECONDS - t0))s: source $CLUSTER_DIR/env (API on 127.0.0.1:$API_PORT)"
@@ -702,6 +751,8 @@ down() {
     stop_group prefect-server
     stop_proc kafka-forward
     stop_proc kafka 20
+    stop_proc s3-forward
+    stop_group s3
     local n
     for n in coredns kube-proxy kubelet scheduler controller-manager; do stop_proc "$n"; done
     if running containerd; then
@@ -757,7 +808,7 @@ down() {
 
 status() {
   local n
-  for n in containerd etcd apiserver api-forward controller-manager scheduler kubelet kube-proxy coredns prefect-server prefect-forward kafka kafka-forward; do
+  for n in containerd etcd apiserver api-forward controller-manager scheduler kubelet kube-proxy coredns prefect-server prefect-forward kafka kafka-forward s3 s3-forward; do
     if running "$n"; then echo "$n: running (pid $(cat "$(pidfile "$n")"))"; else echo "$n: stopped"; fi
   done
   if running apiserver; then tools; kc get nodes,pods -A -o wide 2>&1 || true; fi

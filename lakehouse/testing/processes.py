@@ -26,10 +26,10 @@ def free_ports(count: int) -> list[int]:
         return ports
 
 
-def port_answers(port: int) -> bool:
-    """True when something accepts connections on 127.0.0.1:``port``."""
+def port_answers(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something accepts connections on ``host``:``port``."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with socket.create_connection((host, port), timeout=0.5):
             return True
     except OSError:
         return False

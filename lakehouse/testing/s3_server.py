@@ -12,7 +12,8 @@ This class starts it in its own process group, so that it owns it and can always
 
 Authentication is on: the gateway knows exactly one identity, whose access key and secret are
 generated at random per instance (:attr:`S3Server.access_key`, :attr:`S3Server.secret_key`);
-anonymous and wrongly signed requests are refused. Every port is bound to 127.0.0.1, telemetry is
+anonymous and wrongly signed requests are refused. Every port is bound to 127.0.0.1 (or the given
+``ip``), telemetry is
 off, and master, volume and filer data live in a temporary directory removed by :meth:`stop`.
 
 A missing binary raises :class:`S3ServerNotInstalledError` (run ``scripts/seaweedfs.sh
@@ -34,7 +35,8 @@ import string
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -120,6 +122,8 @@ class S3Server:
         weed: Path of the ``weed`` binary (default: the one ``scripts/seaweedfs.sh install``
             built for SEAWEEDFS_VERSION).
         access_key, secret_key: The identity's key pair (default: random per instance).
+        ip: The address every port binds to (default loopback; the test cluster's script gives
+            its node address inside the cluster's network namespace, see :func:`main`).
 
     The process runs with ``HOME`` set to the data dir and without ``WEED_*`` and ``SENTRY_*``
     variables, so no configuration of the machine or the caller reaches it; its configuration
@@ -138,8 +142,10 @@ class S3Server:
         weed: str | os.PathLike[str] | None = None,
         access_key: str | None = None,
         secret_key: str | None = None,
+        ip: str = "127.0.0.1",
     ) -> None:
         self._want_port = port
+        self.ip = ip
         self._data_dir_arg = Path(data_dir) if data_dir is not None else None
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
@@ -183,10 +189,14 @@ class S3Server:
 
     @property
     def endpoint(self) -> str:
-        """``http://127.0.0.1:<port>`` of the running S3 gateway."""
+        """``http://<ip>:<port>`` of the running S3 gateway."""
         if self._proc is None:
             raise S3ServerError("the S3 server is not started")
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.ip}:{self.port}"
+
+    def access(self) -> S3Access:
+        """How a client reaches the running gateway: endpoint, region and key pair."""
+        return S3Access(self.endpoint, self._access_key, self._secret_key, self.region)
 
     @property
     def data_dir(self) -> Path:
@@ -241,7 +251,9 @@ class S3Server:
         self.startup_seconds = time.monotonic() - began
         return self
 
-    def _start_once(self, weed: Path) -> None:
+    def command(self, weed: Path, data_dir: Path) -> list[str]:
+        """Pick the ports, write the configuration under ``data_dir`` and return weed's command
+        line (without starting it: :meth:`start` does, or the test cluster's script)."""
         free = free_ports(len(_PORT_NAMES))
         self._ports = dict(zip(_PORT_NAMES, free, strict=True))
         if self._want_port:
@@ -250,9 +262,12 @@ class S3Server:
                 other = next(n for n, p in self._ports.items() if p == self._want_port)
                 self._ports[other] = self._ports["s3.port"]
             self._ports["s3.port"] = self._want_port
+        self.argv = [str(weed), *self._write_config(data_dir)]
+        return self.argv
+
+    def _start_once(self, weed: Path) -> None:
         d = self.data_dir
-        self.argv = [str(weed), *self._write_config(d)]
-        argv = self.argv
+        argv = self.command(weed, d)
         if shutil.which("setpriv"):
             argv = ["setpriv", "--pdeathsig", "SIGTERM", "--", *argv]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("WEED_", "SENTRY_"))}
@@ -309,8 +324,8 @@ class S3Server:
             f"-config_dir={config}",
             "mini",
             f"-dir={data}",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
+            f"-ip={self.ip}",
+            f"-ip.bind={self.ip}",
             f"-master.port={p['master.port']}",
             f"-master.port.grpc={p['master.port.grpc']}",
             "-master.telemetry=false",
@@ -338,7 +353,7 @@ class S3Server:
     def _wait_ready(self, deadline: float) -> None:
         # First the open port (cheap, silent), then a real signed round trip through botocore,
         # which is what the tests need: it proves the identities are loaded.
-        while not port_answers(self.port):
+        while not port_answers(self.port, self.ip):
             self._check_alive()
             if time.monotonic() > deadline:
                 raise self._failure(f"did not open its S3 port within {self.startup_timeout:.0f} s")
@@ -374,7 +389,7 @@ class S3Server:
     def _failure(self, what: str) -> S3ServerError:
         tail = "\n".join(f"    {line}" for line in self.log_tail())
         return S3ServerError(
-            f"the S3 server (SeaweedFS) on 127.0.0.1:{self.port} {what} (log: {self.log_path})"
+            f"the S3 server (SeaweedFS) on {self.ip}:{self.port} {what} (log: {self.log_path})"
             + (f"\n  last log lines:\n{tail}" if tail else "")
         )
 
@@ -422,7 +437,37 @@ class S3Server:
     # -- conveniences for tests ---------------------------------------------------------------
 
     def client(self, **config: Any) -> Any:
-        """A botocore S3 client for this server (path-style addressing, this identity).
+        """A botocore S3 client for this server (see :meth:`S3Access.client`)."""
+        return self.access().client(**config)
+
+    def storage_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``s3fs.S3FileSystem`` (see :meth:`S3Access.storage_options`)."""
+        return self.access().storage_options()
+
+    def create_bucket(self, name: str, *, exist_ok: bool = False) -> None:
+        """Create bucket ``name`` (``exist_ok``: an existing bucket of this identity is fine)."""
+        self.access().create_bucket(name, exist_ok=exist_ok)
+
+
+@dataclass(frozen=True)
+class S3Access:
+    """Where and as whom a client reaches an S3 gateway: a running :class:`S3Server`'s
+    (:meth:`S3Server.access`) or the test cluster's, through its forwarder on the host
+    (:meth:`from_keys_file`)."""
+
+    endpoint: str
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    region: str = REGION
+
+    @classmethod
+    def from_keys_file(cls, endpoint: str, path: str | os.PathLike[str]) -> S3Access:
+        """The identity written by ``python -m lakehouse.testing.s3_server prepare --keys``."""
+        keys = json.loads(Path(path).read_text())
+        return cls(endpoint, keys["access_key"], keys["secret_key"])
+
+    def client(self, **config: Any) -> Any:
+        """A botocore S3 client (path-style addressing, this identity).
 
         ``config`` goes to :class:`botocore.config.Config` (e.g. ``read_timeout=5``).
         """
@@ -434,16 +479,16 @@ class S3Server:
             "s3",
             region_name=self.region,
             endpoint_url=self.endpoint,
-            aws_access_key_id=self._access_key,
-            aws_secret_access_key=self._secret_key,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
             config=botocore.config.Config(s3={"addressing_style": "path"}, **config),
         )
 
     def storage_options(self) -> dict[str, Any]:
         """Keyword arguments of ``s3fs.S3FileSystem`` (and fsspec's ``storage_options``)."""
         return {
-            "key": self._access_key,
-            "secret": self._secret_key,
+            "key": self.access_key,
+            "secret": self.secret_key,
             "client_kwargs": {"endpoint_url": self.endpoint, "region_name": self.region},
             "config_kwargs": {"s3": {"addressing_style": "path"}},
         }
@@ -467,3 +512,53 @@ def running_s3_server(**kwargs: Any) -> Iterator[S3Server]:
         yield server
     finally:
         server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI of the test cluster's script (scripts/cluster.sh), which runs weed itself in the
+    cluster's network namespace: ``prepare`` writes the configuration under ``--data-dir``
+    and prints weed's command line, one argument per line; the identity's key pair comes from
+    ``--keys`` (a JSON file, made with fresh random keys and mode 0600 when missing).
+    ``ready`` exits 0 once an authenticated ListBuckets succeeds at ``--endpoint``."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m lakehouse.testing.s3_server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser("prepare", help="write weed's configuration, print its command line")
+    prep.add_argument("--ip", required=True, help="the address every port binds to")
+    prep.add_argument("--port", type=int, required=True, help="the S3 port")
+    prep.add_argument("--data-dir", type=Path, required=True)
+    prep.add_argument("--keys", type=Path, required=True, help="the identity's key pair (JSON)")
+    ready = sub.add_parser("ready", help="exit 0 once the gateway answers an authenticated call")
+    ready.add_argument("--endpoint", required=True)
+    ready.add_argument("--keys", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.command == "ready":
+        access = S3Access.from_keys_file(args.endpoint, args.keys)
+        try:
+            access.client(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1}).list_buckets()
+        except Exception as e:  # not ready yet: the caller retries
+            print(f"not ready: {e}", file=sys.stderr)
+            return 1
+        return 0
+    if not args.keys.exists():
+        args.keys.parent.mkdir(parents=True, exist_ok=True)
+        args.keys.touch(mode=0o600)
+        fresh = S3Server()
+        args.keys.write_text(json.dumps({"access_key": fresh.access_key,
+                                         "secret_key": fresh.secret_key}) + "\n")
+    keys = json.loads(args.keys.read_text())
+    server = S3Server(args.port, ip=args.ip, access_key=keys["access_key"], secret_key=keys["secret_key"])
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        weed = weed_binary()
+    except LakehouseError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print("\n".join(server.command(weed, args.data_dir.resolve())))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

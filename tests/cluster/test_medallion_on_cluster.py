@@ -3,16 +3,20 @@
 Prefect's test harness runs the flow in this process with ``backend=kubernetes`` and the
 credentials of a KubernetesCredentials block holding the Prefect worker's ServiceAccount token;
 the real Spark operator submits each job, the real scheduler and kubelet run the driver and
-executor pods from the image built from the Dockerfile, and the Delta tables land on the data
-PVC. The tables are checked with the same independent figures as the local end-to-end test
-(the generator's manifest and tests/expected.py, plain Python over the landing files).
+executor pods from the image built from the Dockerfile, and the Delta tables land in a bucket of
+the cluster's object store (SeaweedFS behind the Service storage/lakehouse-s3, authentication
+on): the pods read the landing files and write the tables through S3A, with the key pair from
+the Secret spark-jobs/lakehouse-credentials as secretKeyRefs. The tables are checked with the
+same independent figures as the local end-to-end test (the generator's manifest and
+tests/expected.py, plain Python over a local copy of the landing files), read back from the
+bucket through the store's door on the host.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,9 +24,10 @@ import pytest
 from lakehouse.datagen import GenConfig, Manifest, generate
 from lakehouse.k8s.render import FLOW_RUN_LABEL, TASK_RUN_LABEL
 from lakehouse.settings import get_settings
-from tests.cluster.conftest import NS, Apps, chown_for_pods, fresh_lake
+from tests.cluster.conftest import NS, Apps
 from tests.fixtures.cluster import RealCluster
-from tests.medallion_tables import SOURCES, check_tables
+from tests.fixtures.s3 import new_bucket
+from tests.medallion_tables import SOURCES, check_tables, delta_versions
 
 pytestmark = [pytest.mark.cluster, pytest.mark.spark, pytest.mark.timeout(1800)]
 
@@ -31,44 +36,43 @@ DATES = [START, START + dt.timedelta(days=1)]
 CFG = dict(events_per_day=400, orders_per_day=80, users_initial=60)
 
 
-def _versions(root: Path) -> dict[str, int]:
-    """Latest committed Delta version of every table under ``root`` (from its log files)."""
-    out = {}
-    for log in sorted((root / "warehouse").glob("*/*/_delta_log")):
-        commits = [int(p.stem) for p in log.glob("*.json") if p.stem.isdigit()]
-        out[f"{log.parent.parent.name}.{log.parent.name}"] = max(commits)
-    return out
-
-
 @pytest.fixture(scope="module")
-def medallion_runs(real_cluster: RealCluster, prefect_harness: None,
+def medallion_runs(real_cluster: RealCluster, prefect_harness: None, spark: Any,
                    tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Two runs of the flow over the same two days on the cluster: their states, the apps they
-    created, the Delta versions after each, the manifest of the landed data."""
+    """Two runs of the flow over the same two days on the cluster, on a fresh bucket: their
+    states, the apps they created, the Delta versions after each, the manifest of the landed
+    data."""
+    import s3fs
     from prefect_kubernetes.credentials import KubernetesClusterConfig, KubernetesCredentials
 
     from flows.medallion import medallion
 
-    host_root, pod_root = fresh_lake(real_cluster, "medallion")
-    manifest = generate(host_root / "landing", GenConfig(start=START, days=len(DATES), **CFG))
-    chown_for_pods(host_root)
+    store = real_cluster.s3()
+    bucket = new_bucket(store, spark, "cluster")
+    landing = tmp_path_factory.mktemp("cluster-landing") / "landing"
+    manifest = generate(landing, GenConfig(start=START, days=len(DATES), **CFG))
+    fs = s3fs.S3FileSystem(**store.storage_options())
+    fs.put(str(landing) + "/", f"{bucket}/lake/landing/", recursive=True)
+    root = f"s3a://{bucket}/lake"
     block = f"cluster-worker-{uuid.uuid4().hex[:6]}"
     KubernetesCredentials(cluster_config=KubernetesClusterConfig.from_file(
         real_cluster.worker_kubeconfig, context_name="lakehouse-test")).save(block, overwrite=True)
-    out: dict[str, Any] = {"root": host_root, "manifest": manifest}
+    out: dict[str, Any] = {"root": root, "landing": landing, "manifest": manifest,
+                           "keys": (store.access_key, store.secret_key)}
     with pytest.MonkeyPatch.context() as mp:
         for key, value in real_cluster.env.items():
             mp.setenv(key, value)
         mp.delenv("KUBECONFIG")  # the block's credentials, not a kubeconfig
         mp.setenv("LAKEHOUSE_KUBERNETES__CREDENTIALS_BLOCK", block)
-        mp.setenv("LAKEHOUSE_STORAGE__ROOT", pod_root)
+        for key, value in real_cluster.s3_settings(root).items():
+            mp.setenv(key, value)
         get_settings.cache_clear()
         for run in ("first", "second"):
             state = medallion(start_date=DATES[0], end_date=DATES[-1], dbt_marts=False, return_state=True)
             flow_run_id = str(state.state_details.flow_run_id)
             out[run] = {"state": state, "flow_run_id": flow_run_id,
                         "apps": Apps(real_cluster).apps(f"{FLOW_RUN_LABEL}={flow_run_id}"),
-                        "versions": _versions(host_root)}
+                        "versions": delta_versions(root, fs)}
     get_settings.cache_clear()
     return out
 
@@ -79,10 +83,10 @@ def test_tables_match_the_manifest_and_independent_figures(
     first = medallion_runs["first"]
     assert first["state"].is_completed(), first["state"]
     summary = first["state"].result()
-    root: Path = medallion_runs["root"]
     manifest: Manifest = medallion_runs["manifest"]
 
-    check_tables(spark, root, manifest, summary, DATES)
+    check_tables(spark, medallion_runs["root"], manifest, summary, DATES,
+                 landing=medallion_runs["landing"])
 
 def test_jobs_ran_as_spark_applications_with_driver_and_executor_pods(
     medallion_runs: dict[str, Any]
@@ -105,6 +109,12 @@ def test_jobs_ran_as_spark_applications_with_driver_and_executor_pods(
     with get_client(sync_client=True) as prefect:
         artifacts = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
     assert sorted(a.key for a in artifacts) == sorted(keys)
+    # the object store's key pair reached the pods as secretKeyRefs only
+    for app in first["apps"]:
+        assert set(app["spec"]["driver"]["envSecretKeyRefs"]) >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    stored = json.dumps(first["apps"]) + "".join(a.data for a in artifacts)
+    leaked = any(key in stored for key in medallion_runs["keys"])
+    assert not leaked, "a key of the object store is in a SparkApplication or an artifact"
     for artifact in artifacts:
         assert "| final state | COMPLETED |" in artifact.data
         # a UI link a person can open: the port-forward command, not a ClusterIP
