@@ -155,17 +155,26 @@ def test_sasl_settings_need_their_credentials() -> None:
 
 
 @pytest.mark.spark
-def test_the_stream_with_a_wrong_password_fails_naming_it(
-    secure_broker: KafkaBroker, tls: TlsFiles, password: str, lake_root: Path,
+@pytest.mark.parametrize("case", ["wrong password", "untrusted certificate"])
+def test_the_stream_with_a_wrong_setting_fails_naming_it(
+    secure_broker: KafkaBroker, tls: TlsFiles, password: str, lake_root: Path, tmp_path: Path,
+    case: str,
 ) -> None:
-    """The Spark Kafka source itself (not only the admin before it): refused credentials end
-    the job soon, the error names the setting (read from the driver's exception), and a retry
-    is not attempted (it would be refused the same way)."""
+    """The Spark Kafka source itself (not only the admin before it): refused credentials, or a
+    broker certificate that the configured CA did not sign, end the job soon; the error names
+    the setting (read from the driver's exception), and a retry is not attempted (it would be
+    refused the same way)."""
     from lakehouse.errors import SparkJobError, is_retryable
 
     kafka = _secure(secure_broker, tls, password, topic="secure-events")
     ensure_topic(kafka, kafka.topic, partitions=3, retention_ms=-1)
-    wrong = kafka.model_copy(update={"sasl_password": SecretStr("not-the-password")})
+    if case == "wrong password":
+        wrong = kafka.model_copy(update={"sasl_password": SecretStr("not-the-password")})
+        expected = ["refused the SASL credentials", "LAKEHOUSE_KAFKA__SASL_PASSWORD"]
+    else:  # a real CA, just not the broker's
+        other = make_tls(tmp_path / "other", ca_name="other-ca").ca_pem
+        wrong = kafka.model_copy(update={"ssl_ca_location": str(other)})
+        expected = ["is not trusted", "LAKEHOUSE_KAFKA__SSL_CA_LOCATION"]
     base = settings_for(lake_root, wrong.bootstrap_servers, wrong.topic)
     settings = Settings(storage=base.storage, streaming=base.streaming, kafka=wrong)
     lines: list[str] = []
@@ -174,6 +183,6 @@ def test_the_stream_with_a_wrong_password_fails_naming_it(
         LocalBackend(settings).run(streaming_job(settings, trigger="available-now"), log=lines.append)
     assert time.monotonic() - started < 180
     message = str(caught.value)
-    assert "refused the SASL credentials" in message and "LAKEHOUSE_KAFKA__SASL_PASSWORD" in message, message
+    assert all(e in message for e in expected), message
     assert not is_retryable(caught.value)
     assert not [line for line in lines if "not-the-password" in line or password in line]
