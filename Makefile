@@ -57,8 +57,8 @@ bench: setup ## medallion benchmark (BENCH_EVENTS=10000000 by default) -> bench/
 bench-streaming: setup ## Kafka -> bronze Delta: ingest rate + latency p50/p99 -> bench/results/streaming.json
 	@scripts/kafka.sh install >/dev/null && $(PY) bench/streaming.py
 
-bench-storage: setup ## medallion flow on local disk vs an S3 bucket (SeaweedFS on loopback), ABAB -> bench/results/storage.json
-	@scripts/seaweedfs.sh install >/dev/null && $(PY) bench/storage.py
+bench-storage: setup ## medallion flow and stream on local disk vs an S3 bucket (SeaweedFS on loopback), ABAB -> bench/results/storage.json
+	@scripts/kafka.sh install >/dev/null && scripts/seaweedfs.sh install >/dev/null && $(PY) bench/storage.py
 
 bench-k8s: setup cluster-tools ## on the real test cluster: SparkApplication vs spark-submit, streaming ingest vs local, flow-run pod start -> bench/results/k8s.json (BENCH_PARTS=batch,streaming,flow-run)
 	@$(PY) bench/k8s.py
