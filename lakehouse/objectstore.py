@@ -4,7 +4,9 @@ One place for both backends. Spark reads an ``s3a://`` root through hadoop-aws (
 set of :mod:`lakehouse.jars`, added to local jobs on such a root and baked into the images).
 Settings: ``deploy.object_store_endpoint`` / ``_region`` / ``_path_style`` (no secrets, so they
 go into Spark conf) and the key pair ``deploy.object_store_access_key_id`` /
-``_secret_access_key``, which reach the driver only as ``AWS_ACCESS_KEY_ID`` /
+``_secret_access_key`` (or, when those are unset, ``AWS_ACCESS_KEY_ID`` /
+``AWS_SECRET_ACCESS_KEY`` of the calling process, as a Kubernetes flow-run pod gets them from the
+credentials Secret), which reach the driver only as ``AWS_ACCESS_KEY_ID`` /
 ``AWS_SECRET_ACCESS_KEY`` in its environment (locally from the settings, on Kubernetes as
 ``secretKeyRef``s): S3A's environment-variable credentials provider reads them there.
 
@@ -14,6 +16,7 @@ with its defaults; the conf here bounds the connection time and the retries.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from lakehouse.settings import Settings
@@ -28,10 +31,21 @@ def uses_s3(settings: Settings) -> bool:
     return settings.storage.root.startswith("s3a://")
 
 
-def has_credentials(settings: Settings) -> bool:
-    """True when both keys of the object store are configured."""
+def key_pair(settings: Settings) -> tuple[str, str] | None:
+    """The object store's key pair: from the settings, else from ``AWS_ACCESS_KEY_ID`` /
+    ``AWS_SECRET_ACCESS_KEY`` of this process (a Kubernetes flow-run pod gets them that way, from
+    the credentials Secret); None when neither has both."""
     d = settings.deploy
-    return d.object_store_access_key_id is not None and d.object_store_secret_access_key is not None
+    if d.object_store_access_key_id is not None and d.object_store_secret_access_key is not None:
+        return (d.object_store_access_key_id.get_secret_value(),
+                d.object_store_secret_access_key.get_secret_value())
+    key_id, secret = (os.environ.get(name) for name in CREDENTIAL_ENV)
+    return (key_id, secret) if key_id and secret else None
+
+
+def has_credentials(settings: Settings) -> bool:
+    """True when both keys of the object store are known (see :func:`key_pair`)."""
+    return key_pair(settings) is not None
 
 
 def s3a_conf(settings: Settings) -> dict[str, str]:
@@ -72,12 +86,10 @@ def secret_env(settings: Settings) -> tuple[str, ...]:
 def credential_env(settings: Settings) -> dict[str, str]:
     """The values of :func:`secret_env` from the settings, for a process that starts the JVM
     itself (the local dbt target's in-process Spark)."""
-    d = settings.deploy
-    if not secret_env(settings):
+    pair = key_pair(settings)
+    if not uses_s3(settings) or pair is None:
         return {}
-    assert d.object_store_access_key_id is not None and d.object_store_secret_access_key is not None
-    return {"AWS_ACCESS_KEY_ID": d.object_store_access_key_id.get_secret_value(),
-            "AWS_SECRET_ACCESS_KEY": d.object_store_secret_access_key.get_secret_value()}
+    return dict(zip(CREDENTIAL_ENV, pair, strict=True))
 
 
 def fsspec_options(settings: Settings, *, with_keys: bool = True) -> dict[str, Any]:
@@ -94,8 +106,7 @@ def fsspec_options(settings: Settings, *, with_keys: bool = True) -> dict[str, A
     options: dict[str, Any] = {"client_kwargs": client}
     if path_style:
         options["config_kwargs"] = {"s3": {"addressing_style": "path"}}
-    if with_keys and has_credentials(settings):
-        assert d.object_store_access_key_id is not None and d.object_store_secret_access_key is not None
-        options["key"] = d.object_store_access_key_id.get_secret_value()
-        options["secret"] = d.object_store_secret_access_key.get_secret_value()
+    pair = key_pair(settings) if with_keys else None
+    if pair is not None:
+        options["key"], options["secret"] = pair
     return options

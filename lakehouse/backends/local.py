@@ -138,12 +138,13 @@ class LocalBackend:
         """
         env = dict(os.environ)
         if job is not None:
-            known = {c.env: c.value for c in credentials(self.settings)}
+            known = {c.env: c.value.get_secret_value() for c in credentials(self.settings) if c.value is not None}
+            known.update(objectstore.credential_env(self.settings))  # settings, or this environment
             for name in (*job.secret_env, *objectstore.secret_env(self.settings)):
                 value = known.get(name)
                 if value is None:
                     raise ConfigError(f"job {job.name} needs the credential {name}, which is not set")
-                env[name] = value.get_secret_value()
+                env[name] = value
         env["SPARK_HOME"] = str(jars.spark_home())
         env["PYSPARK_PYTHON"] = sys.executable
         env["PYSPARK_DRIVER_PYTHON"] = sys.executable

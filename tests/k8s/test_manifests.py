@@ -330,6 +330,13 @@ def test_a_job_on_s3_reads_the_key_pair_from_secret_refs_never_inline(
     # without a key pair (e.g. the pods' own cloud identity) no Secret is referenced
     keyless = settings.model_copy(update={"deploy": DeploySettings(credentials_secret="team-credentials")})
     assert "envSecretKeyRefs" not in render_application(job, keyless, name="s", run=RUN)["spec"]["driver"]
+    # a flow-run pod has the pair only as AWS_* (from the same Secret): the jobs get the refs too
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", key_id)
+        mp.setenv("AWS_SECRET_ACCESS_KEY", secret)
+        spec = render_application(job, keyless, name="s", run=RUN)["spec"]
+    assert set(spec["driver"]["envSecretKeyRefs"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert key_id not in json.dumps(spec) and secret not in json.dumps(spec)
 
 
 def test_malformed_spec_is_refused_with_the_servers_causes(
