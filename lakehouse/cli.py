@@ -145,17 +145,23 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="write N days of sample landing data")
-    g.add_argument("--start", type=_date, default=DEMO_START)
-    g.add_argument("--days", type=int, default=3)
-    g.add_argument("--seed", type=int, default=42)
-    g.add_argument("--events-per-day", type=int, default=2000)
-    g.add_argument("--orders-per-day", type=int, default=400)
+    g.add_argument("--start", type=_date, default=DEMO_START,
+                   help="first landing date, YYYY-MM-DD (default: %(default)s)")
+    g.add_argument("--days", type=int, default=3, help="number of days (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=42,
+                   help="random seed: the same seed writes the same files (default: %(default)s)")
+    g.add_argument("--events-per-day", type=int, default=2000,
+                   help="events per day (default: %(default)s)")
+    g.add_argument("--orders-per-day", type=int, default=400,
+                   help="orders per day (default: %(default)s)")
     g.set_defaults(fn=cmd_generate)
     m = sub.add_parser("medallion", help="run the medallion flow for a date or range")
-    m.add_argument("--start", type=_date, required=True)
-    m.add_argument("--end", type=_date)
-    m.add_argument("--layers", default="bronze,silver,gold")
-    m.add_argument("--full-refresh", action="store_true")
+    m.add_argument("--start", type=_date, required=True, help="first landing date, YYYY-MM-DD")
+    m.add_argument("--end", type=_date, help="last landing date, inclusive (default: --start)")
+    m.add_argument("--layers", default="bronze,silver,gold",
+                   help="comma-separated layers to run, in pipeline order (default: %(default)s)")
+    m.add_argument("--full-refresh", action="store_true",
+                   help="rebuild the date range from its inputs instead of applying only what is new")
     m.add_argument("--dbt-marts", action=argparse.BooleanOptionalAction, default=None,
                    help="build the dbt marts after gold (default: LAKEHOUSE_PIPELINE__DBT_MARTS)")
     m.set_defaults(fn=cmd_medallion)
@@ -168,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--keep", action="store_true", help="keep existing data under the root")
     d.set_defaults(fn=cmd_demo)
     c = sub.add_parser("contracts", help="validate the data contracts and summarise them")
-    c.add_argument("--dir", default=str(Path(__file__).resolve().parents[1] / "contracts"))
+    c.add_argument("--dir", default=str(Path(__file__).resolve().parents[1] / "contracts"),
+                   help="directory of the contract YAML files (default: the project's contracts/)")
     c.set_defaults(fn=cmd_contracts)
     s = sub.add_parser("settings-doc", help="print the settings reference (Markdown)")
     s.add_argument("--write", metavar="README", help="replace the reference section of this file")
