@@ -220,6 +220,9 @@ class _RemoteDir:
 
     def names(self, sub: str) -> list[str]:
         path = f"{self.root.rstrip('/')}/{sub}"
+        # fsspec reuses file system instances and s3fs keeps their listings: without this, a
+        # monitor reading the checkpoint again would see the batches of its first read forever
+        self.fs.invalidate_cache(path)
         if not self.fs.isdir(path):
             return []
         return [str(p).rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False)]
