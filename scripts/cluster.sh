@@ -548,7 +548,8 @@ start_kafka() {
 # on the node, in the namespace, its S3 gateway on $NODE_IP:8333 behind the Service
 # storage/lakehouse-s3 for the pods and 127.0.0.1:$S3_PORT for the host. Its one identity's
 # key pair is made at the first `up` ($PKI/s3-keys.json, mode 0600) and given to the pods as the
-# Secret spark-jobs/lakehouse-credentials (deploy.credentials_secret), never as a value.
+# Secret lakehouse-credentials (deploy.credentials_secret) of the namespaces spark-jobs (the
+# jobs) and prefect (the flow runs), never as a value.
 s3_ready() {
   "$REPO_ROOT/.venv/bin/python" -m lakehouse.testing.s3_server ready \
     --endpoint "http://127.0.0.1:$S3_PORT" --keys "$PKI/s3-keys.json"
@@ -566,7 +567,7 @@ start_s3() {
   wait_for "the S3 gateway" s3 s3_ready
 }
 
-s3_secret() {  # the key pair as the Secret spark-jobs/lakehouse-credentials (values from files)
+s3_secret() {  # the key pair as the Secret lakehouse-credentials of the jobs' and the flow runs' namespaces
   local d
   d=$(mktemp -d); chmod 700 "$d"
   python3 - "$PKI/s3-keys.json" "$d" <<'PY'
@@ -576,9 +577,12 @@ for name, key in (("object-store-access-key-id", "access_key"), ("object-store-s
     fd = os.open(os.path.join(sys.argv[2], name), os.O_WRONLY | os.O_CREAT, 0o600)
     os.write(fd, keys[key].encode()); os.close(fd)
 PY
-  kc -n spark-jobs create secret generic lakehouse-credentials \
-    --from-file="$d/object-store-access-key-id" --from-file="$d/object-store-secret-access-key" \
-    --dry-run=client -o yaml | kc apply -f - >/dev/null
+  local ns
+  for ns in spark-jobs prefect; do
+    kc -n "$ns" create secret generic lakehouse-credentials \
+      --from-file="$d/object-store-access-key-id" --from-file="$d/object-store-secret-access-key" \
+      --dry-run=client -o yaml | kc apply -f - >/dev/null
+  done
   rm -rf "$d"
 }
 

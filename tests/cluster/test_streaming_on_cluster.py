@@ -6,8 +6,11 @@ Service kafka/lakehouse-kafka-bootstrap (the bootstrap of k8s/worker's settings)
 through a forwarder on 127.0.0.1. ``streaming/ensure`` runs in a flow-run pod and creates the
 app (restartPolicy Always); events produced here must reach bronze and the dead-letter table
 exactly once: after the driver pod is deleted (the operator starts a new one), after a spec
-change (the app is replaced), after the app was stopped and the backlog grew. The monitor
-reports the lag from the app's own checkpoint on the data PVC.
+change (the app is replaced), after the app was stopped and the backlog grew. The stream's
+tables and checkpoint are in a bucket of the cluster's object store (every ``streaming/ensure``
+run gets its settings as job variables; the flow-run pod and the app's pods read the key pair
+from the Secret lakehouse-credentials); the monitor reports the lag from that checkpoint, read
+from the bucket by this process.
 """
 
 from __future__ import annotations
@@ -18,15 +21,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from lakehouse.backends.kubernetes import KubernetesBackend
 from lakehouse.k8s.render import KIND_LABEL
 from lakehouse.kafka import SentMessage, produce_events
-from lakehouse.settings import Settings
+from lakehouse.settings import DeploySettings, Settings
 from lakehouse.streaming import read_stream_status, streaming_job
 from lakehouse.testing.stream_chaos import exactly_once_problems
-from tests.cluster.conftest import NS, Apps, ClusterPrefect, chown_for_pods, wait_until
+from tests.cluster.conftest import NS, Apps, ClusterPrefect, wait_until
 from tests.fixtures.cluster import RealCluster
+from tests.fixtures.s3 import new_bucket
 from tests.kafka.streaming_support import BASE, read_table, settings_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.kafka, pytest.mark.spark, pytest.mark.timeout(2400)]
@@ -40,11 +45,19 @@ class Stream:
     def __init__(self, cluster: RealCluster, prefect: ClusterPrefect, spark: Any) -> None:
         self.cluster, self.prefect, self.spark = cluster, prefect, spark
         self.bootstrap = cluster.env["LAKEHOUSE_CLUSTER_KAFKA_BOOTSTRAP"]
-        root = cluster.data_dir / "lake"
-        root.mkdir(parents=True, exist_ok=True)
-        chown_for_pods(root)
-        # the same layout the pods use under /data/lake, seen through the host's data dir
-        self.host: Settings = settings_for(root, self.bootstrap, TOPIC)
+        store = cluster.s3()
+        root = f"s3a://{new_bucket(store, spark, 'stream')}/lake"
+        pods = cluster.s3_settings(root)
+        # what the flow-run pods get on top of k8s/worker's settings: the root and the store as
+        # the pods reach it (the keys come from the Secret, never as job variables)
+        self.pod_env = {k: pods[k] for k in ("LAKEHOUSE_STORAGE__ROOT", "LAKEHOUSE_DEPLOY__OBJECT_STORE_ENDPOINT",
+                                             "LAKEHOUSE_DEPLOY__OBJECT_STORE_REGION")}
+        # the same tables and checkpoint, seen from this process through the store's door here
+        base = settings_for(root, self.bootstrap, TOPIC)
+        self.host: Settings = base.model_copy(update={"deploy": DeploySettings(
+            object_store_endpoint=store.endpoint, object_store_region=store.region,
+            object_store_access_key_id=SecretStr(store.access_key),
+            object_store_secret_access_key=SecretStr(store.secret_key))})
         self.sent: list[SentMessage] = []
         self.apps = Apps(cluster)
 
@@ -90,9 +103,8 @@ class Stream:
     def ensure(self, outcome: str, **job_env: str) -> list[str]:
         """Run the ``streaming/ensure`` deployment (a flow-run pod) to Completed; its log lines,
         once they say ``streaming app ...: <outcome>``."""
-        args = ["deployment", "run", "streaming/ensure"]
-        if job_env:
-            args += ["--job-variable", "env=" + json.dumps(job_env)]
+        args = ["deployment", "run", "streaming/ensure",
+                "--job-variable", "env=" + json.dumps({**self.pod_env, **job_env})]
         out = self.prefect.cli(*args)
         flow_run_id = next(line.split("UUID:")[1].strip() for line in out.splitlines() if "UUID:" in line)
         final = self.prefect.wait_final(flow_run_id, 420)
@@ -109,7 +121,7 @@ def stream(real_cluster: RealCluster, spark: Any) -> Iterator[Stream]:
     s = Stream(real_cluster, prefect, spark)
     s.ensure("created")
     yield s
-    # the stream writes under the data dir until it is stopped
+    # the stream writes into the bucket until it is stopped
     real_cluster.kubectl("-n", NS, "delete", "sparkapplications", "-l", f"{KIND_LABEL}=streaming", "--wait=true",
                          "--timeout=120s")
 

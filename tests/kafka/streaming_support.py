@@ -55,7 +55,7 @@ RULES = {
 """The rule names the dead letter of each kind of malformed message carries."""
 
 
-def settings_for(root: Path, bootstrap_servers: str, topic: str, **streaming: Any) -> Settings:
+def settings_for(root: Path | str, bootstrap_servers: str, topic: str, **streaming: Any) -> Settings:
     """Settings pointing at a test root, the test broker and a test topic."""
     return Settings(
         storage=StorageSettings(root=str(root)),
