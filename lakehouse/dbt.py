@@ -185,7 +185,9 @@ def _table_logs(settings: Settings) -> list[tuple[str, str]]:
     # bounded like the jobs' S3A conf: a wrong endpoint fails in seconds, not after minutes
     options.setdefault("config_kwargs", {}).update(
         connect_timeout=5, read_timeout=20, retries={"max_attempts": 2, "mode": "standard"})
-    fs = s3fs.S3FileSystem(retries=1, **options)
+    # a fresh instance: fsspec's shared one keeps its listings, which miss the tables the jobs
+    # (other processes) wrote since
+    fs = s3fs.S3FileSystem(retries=1, skip_instance_cache=True, **options)
     base = settings.storage.warehouse.removeprefix("s3a://").rstrip("/")
     try:
         found = fs.glob(f"{base}/*/*/_delta_log")

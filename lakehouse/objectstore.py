@@ -84,8 +84,8 @@ def secret_env(settings: Settings) -> tuple[str, ...]:
 
 
 def credential_env(settings: Settings) -> dict[str, str]:
-    """The values of :func:`secret_env` from the settings, for a process that starts the JVM
-    itself (the local dbt target's in-process Spark)."""
+    """The values of :func:`secret_env` (see :func:`key_pair`), for a process that starts a
+    driver or the JVM itself (the local backend, the local dbt target's in-process Spark)."""
     pair = key_pair(settings)
     if not uses_s3(settings) or pair is None:
         return {}
