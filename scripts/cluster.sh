@@ -547,7 +547,7 @@ start_kafka() {
 # The object store of the cluster: SeaweedFS (scripts/seaweedfs.sh's weed, authentication on)
 # on the node, in the namespace, its S3 gateway on $NODE_IP:8333 behind the Service
 # storage/lakehouse-s3 for the pods and 127.0.0.1:$S3_PORT for the host. Its one identity's
-# key pair is made at the first `up` ($PKI/s3-keys.json, mode 0600) and given to the pods as the
+# key pair is made at `up` ($PKI/s3-keys.json, mode 0600; `down` removes it) and given to the pods as the
 # Secret lakehouse-credentials (deploy.credentials_secret) of the namespaces spark-jobs (the
 # jobs) and prefect (the flow runs), never as a value.
 s3_ready() {
