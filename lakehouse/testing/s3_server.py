@@ -12,9 +12,9 @@ This class starts it in its own process group, so that it owns it and can always
 
 Authentication is on: the gateway knows exactly one identity, whose access key and secret are
 generated at random per instance (:attr:`S3Server.access_key`, :attr:`S3Server.secret_key`);
-anonymous and wrongly signed requests are refused. Every port is bound to 127.0.0.1 (or the given
-``ip``), telemetry is
-off, and master, volume and filer data live in a temporary directory removed by :meth:`stop`.
+anonymous and wrongly signed requests are refused. Every port is bound to 127.0.0.1 (or the
+given ``ip``), telemetry is off, and master, volume and filer data live in a temporary directory
+removed by :meth:`stop`.
 
 A missing binary raises :class:`S3ServerNotInstalledError` (run ``scripts/seaweedfs.sh
 install``): tests that need the store fail loudly instead of skipping.
@@ -78,6 +78,12 @@ class S3ServerNotInstalledError(S3ServerError, SetupError):
 
 def _random_key(length: int, alphabet: str) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def new_key_pair() -> tuple[str, str]:
+    """A random access key and secret, shaped like AWS ones."""
+    return ("LKH" + _random_key(17, string.ascii_uppercase + string.digits),
+            _random_key(40, string.ascii_letters + string.digits))
 
 
 def weed_binary(script: str | os.PathLike[str] | None = None) -> Path:
@@ -151,8 +157,9 @@ class S3Server:
         self.stop_timeout = stop_timeout
         self.keep_data = keep_data
         self._weed_arg = Path(weed) if weed is not None else None
-        self._access_key = access_key or "LKH" + _random_key(17, string.ascii_uppercase + string.digits)
-        self._secret_key = secret_key or _random_key(40, string.ascii_letters + string.digits)
+        fresh = new_key_pair() if access_key is None or secret_key is None else ("", "")
+        self._access_key = access_key or fresh[0]
+        self._secret_key = secret_key or fresh[1]
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._data_dir: Path | None = None
@@ -545,9 +552,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.keys.exists():
         args.keys.parent.mkdir(parents=True, exist_ok=True)
         args.keys.touch(mode=0o600)
-        fresh = S3Server()
-        args.keys.write_text(json.dumps({"access_key": fresh.access_key,
-                                         "secret_key": fresh.secret_key}) + "\n")
+        access_key, secret_key = new_key_pair()
+        args.keys.write_text(json.dumps({"access_key": access_key, "secret_key": secret_key}) + "\n")
     keys = json.loads(args.keys.read_text())
     server = S3Server(args.port, ip=args.ip, access_key=keys["access_key"], secret_key=keys["secret_key"])
     args.data_dir.mkdir(parents=True, exist_ok=True)
