@@ -41,7 +41,7 @@ def freshness(sources: list[str] | None = None) -> list[dict[str, Any]]:
             for c in checks]
     create_table_artifact(key="freshness", table=rows,
                           description=f"Freshness SLAs, run {run_id}: "
-                                      f"{sum(r['breached'] for r in rows)} of {len(rows)} breached")
-    logger.info("freshness: %d of %d source(s) breached; reported: %s", sum(r["breached"] for r in rows),
+                                      f"{sum(c.breached for c in checks)} of {len(rows)} breached")
+    logger.info("freshness: %d of %d source(s) breached; reported: %s", sum(c.breached for c in checks),
                 len(rows), changes or "nothing new")
     return rows
