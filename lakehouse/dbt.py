@@ -187,7 +187,7 @@ def _table_logs(settings: Settings) -> list[tuple[str, str]]:
         connect_timeout=5, read_timeout=20, retries={"max_attempts": 2, "mode": "standard"})
     # a fresh instance: fsspec's shared one keeps its listings, which miss the tables the jobs
     # (other processes) wrote since
-    fs = s3fs.S3FileSystem(retries=1, skip_instance_cache=True, **options)
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
     base = settings.storage.warehouse.removeprefix("s3a://").rstrip("/")
     try:
         found = fs.glob(f"{base}/*/*/_delta_log")
