@@ -5,6 +5,7 @@ PY := .venv/bin/python
 export PREFECT_HOME ?= $(CURDIR)/.lakehouse/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 PYTEST_ARGS ?=
+UI_PORT ?= 4200
 
 .PHONY: help setup demo test test-fast lint bench bench-streaming bench-storage bench-k8s kafka-up kafka-down k8s-tools cluster-tools images cluster-up cluster-down cluster-status blocks deploy ui clean
 
@@ -75,8 +76,8 @@ blocks: setup ## create/update the Prefect blocks, work pools, variable and auto
 deploy: blocks ## register every deployment of deployments/prefect.yaml (prefect deploy --all)
 	@.venv/bin/prefect --no-prompt deploy --all --prefect-file deployments/prefect.yaml
 
-ui: ## the Prefect UI on the local runs' database (PREFECT_HOME=.lakehouse/prefect), http://127.0.0.1:4200
-	@.venv/bin/prefect server start --host 127.0.0.1 --port 4200
+ui: ## the Prefect UI on the local runs' database (PREFECT_HOME=.lakehouse/prefect), http://127.0.0.1:4200 (UI_PORT)
+	@.venv/bin/prefect server start --host 127.0.0.1 --port $(UI_PORT)
 
 clean: ## remove local data (.lakehouse/); caches under ~/.cache/lakehouse stay
 	rm -rf .lakehouse

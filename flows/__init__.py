@@ -1,5 +1,2 @@
-"""Prefect flows: thin wiring of tasks."""
-
-from lakehouse.prefect_env import apply as _apply_prefect_defaults
-
-_apply_prefect_defaults()
+"""Prefect flows: thin wiring of tasks. Prefect's defaults come from prefect.toml (repo root) or,
+for the `lakehouse` command, from lakehouse/prefect_env.py."""

@@ -55,7 +55,7 @@ def maintenance(
     return result.metrics
 
 
-@flow(name="restore-table", persist_result=True, **ALERT_HOOKS)
+@flow(name="restore-table", flow_run_name="restore-table {table}", persist_result=True, **ALERT_HOOKS)
 def restore_table(table: str, version: int | None = None, timestamp: str | None = None) -> list[dict[str, Any]]:
     """Restore ``table`` (layer/name) to a ``version`` or a ``timestamp`` (exactly one)."""
     from lakehouse.errors import ConfigError

@@ -27,7 +27,14 @@ from tasks.quality import publish_quality, quality_rows, track_sla
 from tasks.spark import run_spark_job
 
 
-@flow(name="medallion", persist_result=True, **ALERT_HOOKS)
+def run_name() -> str:
+    """``medallion <start>..<end>``: the dates a run covers, defaults resolved (its name in the UI)."""
+    params = flow_run.get_parameters()
+    start = params.get("start_date") or (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1))
+    return f"medallion {start}..{params.get('end_date') or start}"
+
+
+@flow(name="medallion", flow_run_name=run_name, persist_result=True, **ALERT_HOOKS)
 def medallion(
     start_date: dt.date | None = None,
     end_date: dt.date | None = None,

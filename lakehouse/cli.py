@@ -52,7 +52,18 @@ def cmd_medallion(args: argparse.Namespace, settings: Settings) -> int:
     for r in rows:
         print(f"{r['layer'] + '.' + r['table']:32} {r['rows_read'] if r['rows_read'] is not None else '':>9} "
               f"{r['rows_written']:>9} {r['version'] if r['version'] is not None else '':>8} {r['duration_s']:>8}")
+    print(_where_runs_are())
     return 0
+
+
+def _where_runs_are() -> str:
+    """Where this process's flow runs are recorded, and how to look at them."""
+    import os
+
+    if os.environ.get("PREFECT_API_URL"):
+        return f"flow run recorded on the Prefect server {os.environ['PREFECT_API_URL']}"
+    return (f"flow run recorded in {os.environ.get('PREFECT_HOME', '~/.prefect')}; "
+            "`make ui` shows it at http://127.0.0.1:4200")
 
 
 def cmd_show_tables(args: argparse.Namespace, settings: Settings) -> int:
@@ -205,6 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"error: invalid settings (LAKEHOUSE_* environment or .env):\n{exc}", file=sys.stderr)
         return ExitCode.CONFIG
+    # before Prefect loads: runs land in the project's Prefect home, the one `make ui` serves
+    from lakehouse.prefect_env import apply as apply_prefect_defaults
+
+    apply_prefect_defaults()
     try:
         return int(args.fn(args, settings))
     except LakehouseError as exc:

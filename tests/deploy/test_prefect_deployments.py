@@ -49,7 +49,7 @@ DELIVERED_AS = {
     "LAKEHOUSE_DEPLOY__OBJECT_STORE_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
 }
 DEPLOYMENTS = {"medallion/daily", "medallion/backfill", "streaming/ensure", "streaming-monitor/monitor",
-               "maintenance/weekly", "freshness/hourly"}
+               "maintenance/weekly", "freshness/hourly", "restore-table/on-demand", "dbt-build/on-demand"}
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
@@ -180,7 +180,13 @@ def test_deploy_all_registers_the_deployments(workspace: Workspace) -> None:
     assert "no-catchup" in daily.tags
     props = daily.parameter_openapi_schema["properties"]
     assert props["start_date"]["anyOf"][0] == {"format": "date", "type": "string"}
-    assert deployments["medallion/backfill"].schedules == []
+    backfill = deployments["medallion/backfill"]
+    assert backfill.schedules == []
+    assert {k: backfill.parameter_openapi_schema["properties"][k]["anyOf"][0]["format"]
+            for k in ("start_date", "end_date")} == {"start_date": "date", "end_date": "date"}
+    restore = deployments["restore-table/on-demand"]
+    assert restore.parameter_openapi_schema["required"] == ["table"]
+    assert restore.schedules == [] and deployments["dbt-build/on-demand"].schedules == []
     monitor = deployments["streaming-monitor/monitor"]
     assert [s.schedule.interval for s in monitor.schedules] == [dt.timedelta(minutes=5)]
     weekly = deployments["maintenance/weekly"]
@@ -197,6 +203,7 @@ def test_daily_run_completes_with_expected_rows_and_one_sla_message(workspace: W
     before = len(workspace.receiver.snapshot())
     run = workspace.wait(workspace.run("medallion/daily", f"start_date={DAY.isoformat()}"))
     assert run.state.type.value == "COMPLETED", f"{run.state}\n{workspace.worker.tail(80)}"
+    assert run.name == f"medallion {DAY}..{DAY}"  # the flow_run_name template
     root, landing, m = workspace.root, workspace.root / "landing", workspace.manifest
     for s in SOURCES:
         assert _delta(spark, root, "bronze", s).count() == m.total(s, "lines")
