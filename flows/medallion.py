@@ -19,7 +19,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from lakehouse.pipeline import LAYERS, Layer, medallion_jobs, ordered_layers
+from lakehouse.pipeline import LAYERS, Layer, Source, check_sources, medallion_jobs, ordered_layers
 from lakehouse.settings import get_settings
 from tasks.artifacts import publish_summary, summary_rows
 from tasks.notify import ALERT_HOOKS
@@ -41,6 +41,7 @@ def medallion(
     layers: list[Layer] = list(LAYERS),  # noqa: B006 - Prefect parameters need a literal default
     full_refresh: bool = False,
     dbt_marts: bool | None = None,
+    sources: list[Source] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the medallion pipeline for the landing dates ``start_date``..``end_date``.
 
@@ -51,6 +52,8 @@ def medallion(
         full_refresh: Rebuild the range from its inputs instead of applying what is new.
         dbt_marts: Build the dbt marts after the Spark gold tables (when gold runs); default:
             the ``pipeline.dbt_marts`` setting.
+        sources: Run bronze and silver for these sources only (any of orders, users, events;
+            default: all); gold rebuilds its tables for the range from silver either way.
 
     Returns:
         One summary row per layer and table (rows read/written, Delta version, duration).
@@ -62,9 +65,11 @@ def medallion(
     run_id = str(flow_run.get_id() or "local")
     plan = ordered_layers(layers)
     # built up front: a bad parameter fails before any Spark work
-    jobs = medallion_jobs(plan, settings, start=start, end=end, run_id=run_id, full_refresh=full_refresh)
-    logger.info("medallion %s..%s layers=%s full_refresh=%s backend=%s",
-                start, end, plan, full_refresh, settings.backend)
+    chosen = check_sources(sources)
+    jobs = medallion_jobs(plan, settings, start=start, end=end, run_id=run_id, full_refresh=full_refresh,
+                          sources=chosen)
+    logger.info("medallion %s..%s layers=%s sources=%s full_refresh=%s backend=%s",
+                start, end, plan, list(chosen), full_refresh, settings.backend)
     results = [run_spark_job(job) for job in jobs]
     rows = summary_rows(results)
     marts_on = settings.pipeline.dbt_marts if dbt_marts is None else dbt_marts

@@ -3,7 +3,11 @@
 Examples:
     lakehouse generate --days 3
     lakehouse medallion --start 2026-01-01 --end 2026-01-03
-    lakehouse show-tables
+    lakehouse medallion --start 2026-01-02 --sources events --layers bronze,silver
+    lakehouse tables
+    lakehouse history silver/events
+    lakehouse sql "select event_type, count(*) from silver.events group by 1"
+    lakehouse restore silver/events --version 3
     lakehouse demo
 """
 
@@ -15,6 +19,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from lakehouse.errors import ExitCode, LakehouseError, exit_code_of
 from lakehouse.settings import Settings, get_settings
@@ -27,6 +32,16 @@ def _date(value: str) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {value!r}") from None
+
+
+def _sources(value: str) -> list[str]:
+    from lakehouse.errors import ConfigError
+    from lakehouse.pipeline import check_sources
+
+    try:
+        return list(check_sources([v.strip() for v in value.split(",") if v.strip()]))
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
@@ -47,7 +62,8 @@ def cmd_medallion(args: argparse.Namespace, settings: Settings) -> int:
 
     rows = medallion(start_date=args.start, end_date=args.end or args.start,
                      layers=args.layers.split(","), full_refresh=args.full_refresh,
-                     dbt_marts=args.dbt_marts)
+                     dbt_marts=args.dbt_marts,
+                     sources=getattr(args, "sources", None))
     print(f"{'layer.table':32} {'read':>9} {'written':>9} {'version':>8} {'seconds':>8}")
     for r in rows:
         print(f"{r['layer'] + '.' + r['table']:32} {r['rows_read'] if r['rows_read'] is not None else '':>9} "
@@ -76,6 +92,45 @@ def cmd_show_tables(args: argparse.Namespace, settings: Settings) -> int:
     run = backend.run_in_process if live_spark_session() is not None else backend.run
     job = show_tables_job(settings, table=getattr(args, "table", "silver/users"), as_of=getattr(args, "as_of", None))
     run(job, log=lambda line: print(line, flush=True))
+    return 0
+
+
+def _inspect(settings: Settings, command: str, **kwargs: Any) -> int:
+    from lakehouse.backends.local import LocalBackend, live_spark_session
+    from lakehouse.pipeline import inspect_job
+
+    job = inspect_job(settings, command, **kwargs)  # bad arguments fail here, before Spark starts
+    backend = LocalBackend(settings)
+    if live_spark_session() is not None:
+        backend.run_in_process(job, log=lambda line: print(line, flush=True))
+    else:
+        print(f"starting a local Spark driver for {command} (about 15 s) ...", file=sys.stderr, flush=True)
+        backend.run(job, log=lambda line: print(line, flush=True))
+    return 0
+
+
+def cmd_tables(args: argparse.Namespace, settings: Settings) -> int:
+    return _inspect(settings, "tables")
+
+
+def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
+    return _inspect(settings, "history", table=args.table, limit=args.limit)
+
+
+def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+    return _inspect(settings, "sql", query=args.query, limit=args.limit)
+
+
+def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
+    from flows.maintenance import restore_table
+
+    target = f"version {args.version}" if args.version is not None else f"timestamp {args.timestamp}"
+    print(f"restoring {args.table} to {target} (a restore-table flow run) ...", file=sys.stderr, flush=True)
+    metrics = restore_table(table=args.table, version=args.version, timestamp=args.timestamp)
+    for m in metrics:
+        if m.get("operation") == "RESTORE":
+            print(f"{m['layer']}.{m['table']}: restored to {target}, version {m['version_before']} -> {m['version']}")
+    print(_where_runs_are())
     return 0
 
 
@@ -175,12 +230,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rebuild the date range from its inputs instead of applying only what is new")
     m.add_argument("--dbt-marts", action=argparse.BooleanOptionalAction, default=None,
                    help="build the dbt marts after gold (default: LAKEHOUSE_PIPELINE__DBT_MARTS)")
+    m.add_argument("--sources", type=_sources, help="comma-separated sources for bronze and silver, of orders, users, "
+                   "events (default: all); gold rebuilds its tables for the range either way")
     m.set_defaults(fn=cmd_medallion)
     i = sub.add_parser("show-tables", help="print tables, row counts and a time-travel read")
     i.add_argument("--table", default="silver/users", help="layer/table of the time-travel read")
     i.add_argument("--as-of", help="the time-travel read's version number or timestamp (e.g. "
                    "2026-01-02T10:00:00Z: the version committed at or before it); default version 0")
     i.set_defaults(fn=cmd_show_tables)
+    t = sub.add_parser("tables", help="every Delta table: rows, version, files, size and last commit")
+    t.set_defaults(fn=cmd_tables)
+    h = sub.add_parser("history", help="a table's commits: version, time, operation, metrics, the run")
+    h.add_argument("table", help="layer/name, e.g. silver/events")
+    h.add_argument("--limit", type=int, default=20, help="commits to show, newest first (default: %(default)s)")
+    h.set_defaults(fn=cmd_history)
+    q = sub.add_parser("sql", help="run a Spark SQL query over the tables (layer.table names them)")
+    q.add_argument("query", help="Spark SQL; silver.events is the table silver/events, e.g. "
+                   "\"select event_type, count(*) from silver.events group by 1\"")
+    q.add_argument("--limit", type=int, default=50, help="rows to print (default: %(default)s)")
+    q.set_defaults(fn=cmd_sql)
+    rs = sub.add_parser("restore", help="restore a table to a version or a timestamp (a restore-table flow run)")
+    rs.add_argument("table", help="layer/name, e.g. silver/events")
+    to = rs.add_mutually_exclusive_group(required=True)
+    to.add_argument("--version", type=int, help="the version to restore (see `lakehouse history TABLE`)")
+    to.add_argument("--timestamp", help="restore the version committed at or before this time, e.g. "
+                    "2026-01-02T10:00:00Z")
+    rs.set_defaults(fn=cmd_restore)
     d = sub.add_parser("demo", help="generate 3 days, run the flow, inspect the tables")
     d.add_argument("--keep", action="store_true", help="keep existing data under the root")
     d.set_defaults(fn=cmd_demo)

@@ -12,7 +12,8 @@ from lakehouse.settings import Settings
 
 Layer = Literal["bronze", "silver", "gold"]
 LAYERS: tuple[Layer, ...] = ("bronze", "silver", "gold")
-SOURCES = ("orders", "users", "events")
+Source = Literal["orders", "users", "events"]
+SOURCES: tuple[Source, ...] = ("orders", "users", "events")
 
 
 def ordered_layers(layers: Sequence[str]) -> list[Layer]:
@@ -21,6 +22,16 @@ def ordered_layers(layers: Sequence[str]) -> list[Layer]:
     if unknown or not layers:
         raise ConfigError(f"unknown layer(s) {unknown or list(layers)}; valid layers: {', '.join(LAYERS)}")
     return [layer for layer in LAYERS if layer in layers]
+
+
+def check_sources(sources: Sequence[str] | None) -> tuple[Source, ...]:
+    """Validate ``sources`` (default: every source) and return them in pipeline order."""
+    if sources is None:
+        return SOURCES
+    unknown = sorted(set(sources) - set(SOURCES))
+    if unknown or not sources:
+        raise ConfigError(f"unknown source(s) {unknown or list(sources)}; valid sources: {', '.join(SOURCES)}")
+    return tuple(s for s in SOURCES if s in sources)
 
 
 def layer_job(
@@ -65,14 +76,18 @@ def medallion_jobs(
     end: dt.date,
     run_id: str,
     full_refresh: bool = False,
+    sources: Sequence[str] | None = None,
 ) -> list[SparkJob]:
     """The jobs of one medallion run: one job running all ``layers`` in a single driver, or one
-    job per layer when ``settings.pipeline.job_per_layer`` is set."""
+    job per layer when ``settings.pipeline.job_per_layer`` is set. ``sources`` limits bronze and
+    silver to those sources (default: all); gold always rebuilds its tables for the range."""
     plan = ordered_layers(layers)
+    chosen = check_sources(sources)
     if settings.pipeline.job_per_layer:
         return [layer_job(layer, settings, start=start, end=end, run_id=run_id,
-                          full_refresh=full_refresh) for layer in plan]
-    job = layer_job("bronze", settings, start=start, end=end, run_id=run_id, full_refresh=full_refresh)
+                          full_refresh=full_refresh, sources=chosen) for layer in plan]
+    job = layer_job("bronze", settings, start=start, end=end, run_id=run_id, full_refresh=full_refresh,
+                    sources=chosen)
     return [job.model_copy(update={
         "name": "medallion",
         "entrypoint": "spark_jobs.medallion",
@@ -92,6 +107,29 @@ def show_tables_job(settings: Settings, *, table: str = "silver/users", as_of: s
         args=tuple(args),
         timeout_seconds=settings.spark.job_timeout_seconds,
     )
+
+
+def inspect_job(settings: Settings, command: str, *, table: str | None = None, query: str | None = None,
+                limit: int | None = None) -> SparkJob:
+    """A job looking at the tables (``spark_jobs.inspect_tables``): ``tables`` (rows, version,
+    files, size, last commit of each), ``history`` of ``table`` (layer/name), or ``sql`` ``query``."""
+    if command not in ("tables", "history", "sql"):
+        raise ConfigError(f"inspect command must be tables, history or sql; got {command!r}")
+    args = [command, "--root", settings.storage.root]
+    if command == "history":
+        if not table or table.replace(".", "/", 1).count("/") != 1:
+            raise ConfigError(f"a table is layer/name, e.g. silver/events; got {table!r}")
+        args += ["--table", table]
+    if command == "sql":
+        if not (query or "").strip():
+            raise ConfigError("the SQL query is empty")
+        args += ["--query", str(query)]
+    if limit is not None:
+        if limit < 1:
+            raise ConfigError(f"limit must be at least 1; got {limit}")
+        args += ["--limit", str(limit)]
+    return SparkJob(name=f"lakehouse-{command}", entrypoint="spark_jobs.inspect_tables", args=tuple(args),
+                    timeout_seconds=settings.spark.job_timeout_seconds)
 
 
 def freshness_job(settings: Settings, sources: Sequence[str] | None = None) -> SparkJob:
