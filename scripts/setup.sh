@@ -10,11 +10,11 @@ require_maven
 
 UV=$(uv_bin)
 stamp=.venv/.lakehouse-lock.sha
-want=$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+want=$(cat requirements-dev.lock pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  say "creating .venv from requirements.lock"
+  say "creating .venv from requirements-dev.lock (the runtime pins plus the dev tools)"
   [ -x .venv/bin/python ] || "$UV" venv --quiet --python python3 .venv
-  UV_CACHE_DIR="$LAKEHOUSE_CACHE_DIR/uv-cache" "$UV" pip sync --quiet --python .venv/bin/python --require-hashes requirements.lock
+  UV_CACHE_DIR="$LAKEHOUSE_CACHE_DIR/uv-cache" "$UV" pip sync --quiet --python .venv/bin/python --require-hashes requirements-dev.lock
   UV_CACHE_DIR="$LAKEHOUSE_CACHE_DIR/uv-cache" "$UV" pip install --quiet --python .venv/bin/python --no-deps --config-settings editable_mode=compat -e .
   echo "$want" > "$stamp"
 fi

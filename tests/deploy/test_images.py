@@ -6,6 +6,7 @@ tested by running jobs on the real cluster (tests/cluster)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from typing import Any
 
@@ -71,3 +72,22 @@ def test_prefect_image(built: None) -> None:
     assert uid == "10001"
     lock = (REPO / "requirements.lock").read_text()
     assert f"prefect=={version} " in lock or f"prefect=={version}\\" in lock
+    # exactly the runtime lock: no dev tools (pytest, ruff, mypy) in a production image
+    listed = {_name(n) for n in _run("prefect", "/opt/venv/bin/python", "-c",
+                                     "import importlib.metadata as m; "
+                                     "print(' '.join(d.metadata['Name'] for d in m.distributions()))").split()}
+    assert listed == _pinned("requirements.lock"), (sorted(listed - _pinned("requirements.lock")),
+                                                    sorted(_pinned("requirements.lock") - listed))
+    dev = {"pytest", "ruff", "mypy", "pytest-timeout"}
+    assert dev <= _pinned("requirements-dev.lock")  # the dev tools are locked, for .venv only
+    assert not dev & listed
+
+
+def _name(name: str) -> str:
+    """A distribution name normalised (PEP 503), as the lock files write them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pinned(lock: str) -> set[str]:
+    return {_name(line.split("==")[0]) for line in (REPO / lock).read_text().splitlines()
+            if "==" in line and not line.startswith((" ", "#"))}
