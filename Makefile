@@ -18,7 +18,7 @@ setup: ## create .venv from the lock file and resolve the pinned JVM jars (cache
 demo: setup ## set-up + generate 3 days + run the medallion flow + show tables and time travel
 	@$(PY) -m lakehouse.cli demo
 
-test: setup k8s-tools cluster-tools ## set-up + the whole test suite (all markers; `cluster` starts a real cluster)
+test: setup lint k8s-tools cluster-tools ## set-up + lint + the whole test suite (all markers; `cluster` starts a real cluster)
 	@scripts/kafka.sh install >/dev/null
 	@scripts/seaweedfs.sh install >/dev/null
 	@$(PY) -m pytest $(PYTEST_ARGS)
@@ -48,8 +48,9 @@ cluster-status: ## what of the test cluster runs
 test-fast: setup ## unit tests only (no Spark, Kafka or Kubernetes)
 	@$(PY) -m pytest -m "not spark and not kafka and not s3 and not k8s and not cluster and not dbt and not e2e and not contracts" $(PYTEST_ARGS)
 
-lint: setup ## ruff + mypy
+lint: setup ## ruff check + ruff format --check + mypy (strict); part of make test
 	@.venv/bin/ruff check lakehouse spark_jobs flows tasks tests bench
+	@.venv/bin/ruff format --check lakehouse spark_jobs flows tasks tests bench
 	@.venv/bin/mypy
 
 bench: setup ## medallion benchmark (BENCH_EVENTS=10000000 by default) -> bench/results/medallion.json

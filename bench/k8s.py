@@ -123,6 +123,7 @@ SPARK_SUBMIT = "spark-submit"
 
 # ------------------------------------------------------------------------------------ cluster
 
+
 @dataclass
 class Cluster:
     """The bench's running cluster: what ``scripts/cluster.sh env`` exports, and admin access."""
@@ -161,8 +162,9 @@ def _script(command: str, env: dict[str, str], timeout: float, *, detached: bool
     """``scripts/cluster.sh <command>``, its output passed through; the exit code. ``detached``:
     in a session of its own, so a Ctrl-C at the terminal does not reach it."""
     try:
-        return subprocess.run([str(SCRIPT), command], env=env, timeout=timeout, check=False,
-                              start_new_session=detached).returncode
+        return subprocess.run(
+            [str(SCRIPT), command], env=env, timeout=timeout, check=False, start_new_session=detached
+        ).returncode
     except subprocess.TimeoutExpired:
         print(f"scripts/cluster.sh {command} did not finish within {timeout:.0f}s", file=sys.stderr)
         return 124
@@ -181,14 +183,18 @@ def bench_cluster() -> Iterator[Cluster]:
     """``down`` (what an interrupted earlier bench left), ``up``, the cluster, then always ``down``
     (also on Ctrl-C and SIGTERM)."""
     if os.geteuid() != 0:
-        raise SystemExit("the bench starts a real cluster, which needs root (network and mount "
-                         "namespaces, cgroups): run it as root")
+        raise SystemExit(
+            "the bench starts a real cluster, which needs root (network and mount namespaces, cgroups): run it as root"
+        )
     others = _other_kubelets()
     if others:
-        raise SystemExit("another cluster of scripts/cluster.sh runs on this machine (kubelet "
-                         + ", ".join(others) + "); the clusters would share the kubepods cgroups "
-                         "and the cores: stop it first (scripts/cluster.sh down with its "
-                         "LAKEHOUSE_CLUSTER_DIR and LAKEHOUSE_CLUSTER_NETNS)")
+        raise SystemExit(
+            "another cluster of scripts/cluster.sh runs on this machine (kubelet "
+            + ", ".join(others)
+            + "); the clusters would share the kubepods cgroups "
+            "and the cores: stop it first (scripts/cluster.sh down with its "
+            "LAKEHOUSE_CLUSTER_DIR and LAKEHOUSE_CLUSTER_NETNS)"
+        )
     script_env = {
         **os.environ,
         "LAKEHOUSE_CLUSTER_DIR": str(CLUSTER_DIR),
@@ -209,7 +215,8 @@ def bench_cluster() -> Iterator[Cluster]:
         print(f"cluster up in {time.monotonic() - t0:.0f}s", flush=True)
         env = read_env(CLUSTER_DIR / "env")
         api = config.new_client_from_config(  # type: ignore[no-untyped-call]
-            str(env["LAKEHOUSE_CLUSTER_ADMIN_KUBECONFIG"]), client_configuration=client.Configuration())
+            str(env["LAKEHOUSE_CLUSTER_ADMIN_KUBECONFIG"]), client_configuration=client.Configuration()
+        )
         yield Cluster(env, api)
     finally:
         if api is not None:
@@ -222,8 +229,11 @@ def bench_cluster() -> Iterator[Cluster]:
         signal.signal(signal.SIGINT, previous_int)
         signal.signal(signal.SIGTERM, previous)
         if rc != 0:
-            print(f"WARNING: scripts/cluster.sh down exited {rc}: run it again with "
-                  f"LAKEHOUSE_CLUSTER_DIR={CLUSTER_DIR} LAKEHOUSE_CLUSTER_NETNS={NETNS}", file=sys.stderr)
+            print(
+                f"WARNING: scripts/cluster.sh down exited {rc}: run it again with "
+                f"LAKEHOUSE_CLUSTER_DIR={CLUSTER_DIR} LAKEHOUSE_CLUSTER_NETNS={NETNS}",
+                file=sys.stderr,
+            )
 
 
 def _wait_namespace_empty(cluster: Cluster, namespace: str) -> None:
@@ -232,12 +242,15 @@ def _wait_namespace_empty(cluster: Cluster, namespace: str) -> None:
     deadline = time.monotonic() + CLEAN_TIMEOUT_S
     while pods := core.list_namespaced_pod(namespace).items:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"pods still in {namespace} after {CLEAN_TIMEOUT_S}s: "
-                               + ", ".join(str(getattr(p.metadata, "name", "?")) for p in pods))
+            raise RuntimeError(
+                f"pods still in {namespace} after {CLEAN_TIMEOUT_S}s: "
+                + ", ".join(str(getattr(p.metadata, "name", "?")) for p in pods)
+            )
         time.sleep(1)
 
 
 # ------------------------------------------------------------------------------------ workload
+
 
 def _chown_for_pods(path: Path) -> None:
     for p in [path, *path.rglob("*")]:
@@ -318,6 +331,7 @@ def _r(x: float | None, digits: int = 3) -> float | None:
 
 # ------------------------------------------------------------------------------------ A: SparkApplication
 
+
 def run_sparkapplication(cluster: Cluster, w: Workload) -> dict[str, Any]:
     """A: the job through ``KubernetesBackend.run()``; its figures (see the module docstring)."""
     reports: list[AppReport] = []
@@ -338,8 +352,7 @@ def run_sparkapplication(cluster: Cluster, w: Workload) -> dict[str, Any]:
     status = app.get("status") or {}
     started = report.started_at.timestamp()
     seen = {c.state: c.at.timestamp() for c in reversed(report.timeline)}  # first sighting wins
-    submitted = next((t for t, line in lines if line == f"SparkApplication {namespace}/{report.name} submitted"),
-                     None)
+    submitted = next((t for t, line in lines if line == f"SparkApplication {namespace}/{report.name} submitted"), None)
     pod = (status.get("driverInfo") or {}).get("podName")
     exit_code, finished = _driver_exit(cluster, namespace, pod) if pod else (None, None)
     terminated = k8s_time(status.get("terminationTime"))
@@ -371,6 +384,7 @@ def run_sparkapplication(cluster: Cluster, w: Workload) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------ B: spark-submit
 
+
 @dataclass(frozen=True)
 class SubmitAccess:
     """How the host's spark-submit reaches the API server: the admin kubeconfig's server and
@@ -388,13 +402,20 @@ class SubmitAccess:
         ctx = next(c["context"] for c in kc["contexts"] if c["name"] == ctx_name)
         cluster = next(c["cluster"] for c in kc["clusters"] if c["name"] == ctx["cluster"])
         user = next(u["user"] for u in kc["users"] if u["name"] == ctx["user"])
-        return cls(master=f"k8s://{cluster['server']}", ca_cert=cluster["certificate-authority"],
-                   client_cert=user["client-certificate"], client_key=user["client-key"])
+        return cls(
+            master=f"k8s://{cluster['server']}",
+            ca_cert=cluster["certificate-authority"],
+            client_cert=user["client-certificate"],
+            client_key=user["client-key"],
+        )
 
     def conf(self) -> dict[str, str]:
         base = "spark.kubernetes.authenticate.submission"
-        return {f"{base}.caCertFile": self.ca_cert, f"{base}.clientCertFile": self.client_cert,
-                f"{base}.clientKeyFile": self.client_key}
+        return {
+            f"{base}.caCertFile": self.ca_cert,
+            f"{base}.clientCertFile": self.client_cert,
+            f"{base}.clientKeyFile": self.client_key,
+        }
 
 
 def _pod_template(spec: dict[str, Any], role: str, container: str) -> dict[str, Any]:
@@ -438,8 +459,9 @@ def _local_dir_conf(spec: dict[str, Any], role: str) -> dict[str, str]:
     return conf
 
 
-def spark_submit_command(manifest: dict[str, Any], spark_submit: Path, access: SubmitAccess,
-                         template_dir: Path) -> list[str]:
+def spark_submit_command(
+    manifest: dict[str, Any], spark_submit: Path, access: SubmitAccess, template_dir: Path
+) -> list[str]:
     """The plain spark-submit of a rendered SparkApplication, in the order the operator builds
     its own (submission.go, buildSparkSubmitArgs; a later --conf of a key wins), but waiting for
     the app, from the host, and with pod templates for what the webhook would add."""
@@ -447,8 +469,10 @@ def spark_submit_command(manifest: dict[str, Any], spark_submit: Path, access: S
     name, driver, executor = meta["name"], spec["driver"], spec["executor"]
     labels = {**meta.get("labels", {}), BENCH_LABEL: SPARK_SUBMIT}
     image = spec["image"]
-    conf: list[tuple[str, Any]] = [("spark.kubernetes.namespace", meta["namespace"]),
-                                   ("spark.kubernetes.container.image", image)]
+    conf: list[tuple[str, Any]] = [
+        ("spark.kubernetes.namespace", meta["namespace"]),
+        ("spark.kubernetes.container.image", image),
+    ]
     if spec.get("imagePullPolicy"):
         conf.append(("spark.kubernetes.container.image.pullPolicy", spec["imagePullPolicy"]))
     if spec.get("imagePullSecrets"):
@@ -462,27 +486,33 @@ def spark_submit_command(manifest: dict[str, Any], spark_submit: Path, access: S
     for role, (side, container) in templates.items():
         path = template_dir / f"{role}-pod-template.yaml"
         path.write_text(yaml.safe_dump(_pod_template(spec, role, container), sort_keys=False))
-        conf += [(f"spark.kubernetes.{role}.podTemplateFile", path),
-                 (f"spark.kubernetes.{role}.podTemplateContainerName", container)]
+        conf += [
+            (f"spark.kubernetes.{role}.podTemplateFile", path),
+            (f"spark.kubernetes.{role}.podTemplateContainerName", container),
+        ]
         if role == "driver":
             conf.append(("spark.kubernetes.driver.pod.name", f"{name}-driver"))
         conf += [(f"spark.kubernetes.{role}.label.{k}", v) for k, v in labels.items()]
         if role == "executor" and "instances" in side:
             conf.append(("spark.executor.instances", side["instances"]))
         conf.append((f"spark.kubernetes.{role}.container.image", side.get("image") or image))
-        for key, spark_key in (("cores", f"spark.{role}.cores"),
-                               ("coreRequest", f"spark.kubernetes.{role}.request.cores"),
-                               ("coreLimit", f"spark.kubernetes.{role}.limit.cores"),
-                               ("memory", f"spark.{role}.memory"),
-                               ("memoryOverhead", f"spark.{role}.memoryOverhead")):
+        for key, spark_key in (
+            ("cores", f"spark.{role}.cores"),
+            ("coreRequest", f"spark.kubernetes.{role}.request.cores"),
+            ("coreLimit", f"spark.kubernetes.{role}.limit.cores"),
+            ("memory", f"spark.{role}.memory"),
+            ("memoryOverhead", f"spark.{role}.memoryOverhead"),
+        ):
             if side.get(key) is not None:
                 conf.append((spark_key, side[key]))
         if role == "driver" and side.get("serviceAccount"):
             conf.append(("spark.kubernetes.authenticate.driver.serviceAccountName", side["serviceAccount"]))
         if side.get("javaOptions"):
             conf.append((f"spark.{role}.extraJavaOptions", side["javaOptions"]))
-        conf += [(f"spark.kubernetes.{role}.secretKeyRef.{env}", f"{ref['name']}:{ref['key']}")
-                 for env, ref in side.get("envSecretKeyRefs", {}).items()]
+        conf += [
+            (f"spark.kubernetes.{role}.secretKeyRef.{env}", f"{ref['name']}:{ref['key']}")
+            for env, ref in side.get("envSecretKeyRefs", {}).items()
+        ]
         env_prefix = "spark.kubernetes.driverEnv" if role == "driver" else "spark.executorEnv"
         conf += [(f"{env_prefix}.{k}", v) for k, v in side.get("envVars", {}).items()]
         conf += list(_local_dir_conf(spec, role).items())
@@ -492,11 +522,11 @@ def spark_submit_command(manifest: dict[str, Any], spark_submit: Path, access: S
         for key in ("initialExecutors", "minExecutors", "maxExecutors"):
             if da.get(key) is not None:
                 conf.append((f"spark.dynamicAllocation.{key}", da[key]))
-        conf.append(("spark.dynamicAllocation.shuffleTracking.enabled",
-                     str(da.get("shuffleTrackingEnabled", True)).lower()))
+        conf.append(
+            ("spark.dynamicAllocation.shuffleTracking.enabled", str(da.get("shuffleTrackingEnabled", True)).lower())
+        )
     conf += list(access.conf().items())
-    cmd = [str(spark_submit), "--master", access.master, "--deploy-mode", spec.get("mode", "cluster"),
-           "--name", name]
+    cmd = [str(spark_submit), "--master", access.master, "--deploy-mode", spec.get("mode", "cluster"), "--name", name]
     if (spec.get("deps") or {}).get("jars"):
         cmd += ["--jars", ",".join(spec["deps"]["jars"])]
     for key, value in conf:
@@ -530,8 +560,9 @@ def run_spark_submit(cluster: Cluster, w: Workload, access: SubmitAccess) -> dic
         env = _submit_env(cluster.admin_kubeconfig)
         p0 = time.perf_counter()
         try:
-            proc = subprocess.run(cmd, env=env, cwd=tmp, stdout=out, stderr=subprocess.STDOUT,
-                                  timeout=timeout, check=False)
+            proc = subprocess.run(
+                cmd, env=env, cwd=tmp, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False
+            )
         except BaseException:
             with contextlib.suppress(client.ApiException):
                 core.delete_namespaced_pod(pod, namespace, grace_period_seconds=0)
@@ -552,14 +583,16 @@ def run_spark_submit(cluster: Cluster, w: Workload, access: SubmitAccess) -> dic
     }
     if proc.returncode != 0 or exit_code != 0:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
-        raise RuntimeError(f"run {w.label}: spark-submit exited {proc.returncode}, driver exit "
-                           f"{exit_code} (log {log_path}):\n{tail}")
+        raise RuntimeError(
+            f"run {w.label}: spark-submit exited {proc.returncode}, driver exit {exit_code} (log {log_path}):\n{tail}"
+        )
     core.delete_namespaced_pod(pod, namespace)  # its ConfigMaps and Service go with it (owner)
     _wait_namespace_empty(cluster, namespace)
     return result
 
 
 # ------------------------------------------------------------------------------------ report
+
 
 def machine(cluster: Cluster | None = None) -> dict[str, Any]:
     """Cores, memory, CPU model, load, and the versions; the live cluster's when given."""
@@ -589,12 +622,14 @@ def machine(cluster: Cluster | None = None) -> dict[str, Any]:
             found["kube-apiserver (live)"] = client.VersionApi(cluster.api).get_code().git_version
         with contextlib.suppress(client.ApiException, OSError, AttributeError, IndexError):
             deploy = client.AppsV1Api(cluster.api).read_namespaced_deployment(
-                "spark-operator-controller", "spark-operator")
+                "spark-operator-controller", "spark-operator"
+            )
             pod_spec = deploy.spec.template.spec if deploy.spec else None
             found["spark-operator image (live)"] = pod_spec.containers[0].image if pod_spec else None
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            found["containerd"] = subprocess.run(["containerd", "--version"], capture_output=True,
-                                                 text=True, timeout=10, check=False).stdout.strip()
+            found["containerd"] = subprocess.run(
+                ["containerd", "--version"], capture_output=True, text=True, timeout=10, check=False
+            ).stdout.strip()
     return {
         "cores": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
@@ -603,8 +638,8 @@ def machine(cluster: Cluster | None = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "note": "one machine for everything: etcd, the control plane, kubelet, containerd, CoreDNS, "
-                "the operator (controller + webhook), the driver and executor pods, the backend and "
-                "the host's spark-submit share its cores (load averages: other work too)",
+        "the operator (controller + webhook), the driver and executor pods, the backend and "
+        "the host's spark-submit share its cores (load averages: other work too)",
         "versions": found,
     }
 
@@ -626,25 +661,25 @@ def _stats(samples: list[float | None], goal: float | None = None, below: bool =
 
 NOTES = {
     "submit_to_running_s": "A: create call (AppReport.started_at, just before it) to the backend seeing "
-                           "RUNNING (the report's timeline entry, taken when the watch event is handled). "
-                           "Includes the operator's pickup and its spark-submit JVM in the operator pod, "
-                           "the driver pod's scheduling and container start.",
+    "RUNNING (the report's timeline entry, taken when the watch event is handled). "
+    "Includes the operator's pickup and its spark-submit JVM in the operator pod, "
+    "the driver pod's scheduling and container start.",
     "completed_to_return_s": "A: the backend seeing COMPLETED (timeline entry, same clock) to run() "
-                             "returning: watch stop, the rest of the driver log, the report hook. Goal < 1 s.",
+    "returning: watch stop, the rest of the driver log, the report hook. Goal < 1 s.",
     "termination_time_to_return_s": "A: status.terminationTime to run() returning. The operator sets it when it "
-                                    "first sees the driver pod terminated (with SUCCEEDING), so this also holds "
-                                    "its SUCCEEDING -> COMPLETED step; 1 s resolution (truncated: reads up to 1 s "
-                                    "high).",
+    "first sees the driver pod terminated (with SUCCEEDING), so this also holds "
+    "its SUCCEEDING -> COMPLETED step; 1 s resolution (truncated: reads up to 1 s "
+    "high).",
     "driver_exit_to_return_s": "The driver container's finishedAt (1 s resolution, truncated) to run() "
-                               "returning (A) or spark-submit exiting (B): what the caller waits after the "
-                               "job itself is done.",
+    "returning (A) or spark-submit exiting (B): what the caller waits after the "
+    "job itself is done.",
     "wall_s": "A: run() call to return; B: spark-submit start to exit (waitAppCompletion=true). Same job, "
-              "image, conf, resources, volumes; a fresh lake root each run; ratio = median A / median B, "
-              "goal <= 1.05.",
+    "image, conf, resources, volumes; a fresh lake root each run; ratio = median A / median B, "
+    "goal <= 1.05.",
     "create_call_s": "A: AppReport.started_at to the backend logging 'submitted': its API client (the worker's "
-                     "kubeconfig) and the SparkApplication create request.",
+    "kubeconfig) and the SparkApplication create request.",
     "warmup_runs": "The first BENCH_WARMUP pairs, not in any figure: the first pods on the fresh node read the "
-                   "image from disk, the first JVMs start cold.",
+    "image from disk, the first JVMs start cold.",
 }
 
 
@@ -671,7 +706,7 @@ def show_command() -> int:
         lines, i = [shlex.quote(cmd[0])], 1
         while i < len(cmd):
             pair = cmd[i].startswith("--") and i + 1 < len(cmd) and not cmd[i + 1].startswith("--")
-            lines.append(shlex.join(cmd[i:i + 2] if pair else cmd[i:i + 1]))
+            lines.append(shlex.join(cmd[i : i + 2] if pair else cmd[i : i + 1]))
             i += 2 if pair else 1
         print(" \\\n  ".join(lines))
         for template in sorted(Path(tmp).glob("*.yaml")):
@@ -703,9 +738,16 @@ def batch_part(cluster: Cluster, runs: int, warmups: int) -> dict[str, Any]:
             one = run_side(workload)
             one["landing_lines"] = workload.landing_lines
             (warmup if is_warmup else measured).append(one)
-            print(f"    wall {one['wall_s']} s" + (
-                f", submit->RUNNING {one['submit_to_running_s']} s, COMPLETED->return "
-                f"{one['completed_to_return_s']} s" if side == SPARK_APP else ""), flush=True)
+            print(
+                f"    wall {one['wall_s']} s"
+                + (
+                    f", submit->RUNNING {one['submit_to_running_s']} s, COMPLETED->return "
+                    f"{one['completed_to_return_s']} s"
+                    if side == SPARK_APP
+                    else ""
+                ),
+                flush=True,
+            )
     assert workload is not None
     last = workload
 
@@ -721,8 +763,10 @@ def batch_part(cluster: Cluster, runs: int, warmups: int) -> dict[str, Any]:
         "submit_to_running_s": _stats([r["submit_to_running_s"] for r in a]),
         "completed_to_return_s": _stats([r["completed_to_return_s"] for r in a], GOAL_COMPLETED_TO_RETURN_S),
         "termination_time_to_return_s": _stats([r["termination_time_to_return_s"] for r in a]),
-        "driver_exit_to_return_s": {SPARK_APP: _stats([r["driver_exit_to_return_s"] for r in a]),
-                                    SPARK_SUBMIT: _stats([r["driver_exit_to_return_s"] for r in b])},
+        "driver_exit_to_return_s": {
+            SPARK_APP: _stats([r["driver_exit_to_return_s"] for r in a]),
+            SPARK_SUBMIT: _stats([r["driver_exit_to_return_s"] for r in b]),
+        },
         "create_call_s": _stats([r["create_call_s"] for r in a]),
         "wall_s": {
             SPARK_APP: wall_a,
@@ -746,8 +790,9 @@ def batch_part(cluster: Cluster, runs: int, warmups: int) -> dict[str, Any]:
             "landing_lines": measured[0]["landing_lines"],
             "tables": measured[0]["tables"],
             "driver": {k: spec["driver"].get(k) for k in ("cores", "coreRequest", "memory", "memoryOverhead")},
-            "executor": {k: spec["executor"].get(k)
-                         for k in ("instances", "cores", "coreRequest", "memory", "memoryOverhead")},
+            "executor": {
+                k: spec["executor"].get(k) for k in ("instances", "cores", "coreRequest", "memory", "memoryOverhead")
+            },
         },
         "order": [r["side"] for r in measured],
         "runs": measured,
@@ -762,8 +807,12 @@ def _timed(what: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load = [round(x, 2) for x in os.getloadavg()]
     out = what()
-    return {"started_at": started_at, "load_average_at_start": load,
-            "load_average_at_end": [round(x, 2) for x in os.getloadavg()], **out}
+    return {
+        "started_at": started_at,
+        "load_average_at_start": load,
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        **out,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -781,17 +830,31 @@ def main(argv: list[str] | None = None) -> int:
         return got
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parts", type=parts, default=None,
-                   help=f"what to measure, comma-separated (default: BENCH_PARTS or all of {','.join(PARTS)}); "
-                        "the other parts' figures already in --out are kept")
-    p.add_argument("--runs", type=non_negative, default=int(os.environ.get("BENCH_RUNS", "3")),
-                   help="batch: measured runs of each side, ABAB (default: BENCH_RUNS or 3)")
-    p.add_argument("--warmup", type=non_negative, default=int(os.environ.get("BENCH_WARMUP", "1")),
-                   help="batch: unmeasured A+B pairs first (default: BENCH_WARMUP or 1)")
+    p.add_argument(
+        "--parts",
+        type=parts,
+        default=None,
+        help=f"what to measure, comma-separated (default: BENCH_PARTS or all of {','.join(PARTS)}); "
+        "the other parts' figures already in --out are kept",
+    )
+    p.add_argument(
+        "--runs",
+        type=non_negative,
+        default=int(os.environ.get("BENCH_RUNS", "3")),
+        help="batch: measured runs of each side, ABAB (default: BENCH_RUNS or 3)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=non_negative,
+        default=int(os.environ.get("BENCH_WARMUP", "1")),
+        help="batch: unmeasured A+B pairs first (default: BENCH_WARMUP or 1)",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "k8s.json")
-    p.add_argument("--show-command", action="store_true",
-                   help="print side B's spark-submit and pod templates under the current settings and exit "
-                        "(no cluster)")
+    p.add_argument(
+        "--show-command",
+        action="store_true",
+        help="print side B's spark-submit and pod templates under the current settings and exit (no cluster)",
+    )
     args = p.parse_args(argv)
     if args.parts is None:
         try:
@@ -813,27 +876,37 @@ def main(argv: list[str] | None = None) -> int:
         if "streaming" in args.parts:
             mount = _mount_path(_settings(cluster, "/"))
             result["streaming_ingest"] = {
-                "method": k8s_native.method("streaming"), "machine": desc,
+                "method": k8s_native.method("streaming"),
+                "machine": desc,
                 **_timed(lambda: k8s_native.streaming_ingest(cluster.env, cluster.api, mount)),
             }
-            print(f"streaming ingest rate SparkApplication / local: "
-                  f"{result['streaming_ingest']['results']['ingest_rate_msgs_per_s']}", flush=True)
+            print(
+                f"streaming ingest rate SparkApplication / local: "
+                f"{result['streaming_ingest']['results']['ingest_rate_msgs_per_s']}",
+                flush=True,
+            )
         if "flow-run" in args.parts:
             script_env = {**os.environ, "LAKEHOUSE_CLUSTER_DIR": str(CLUSTER_DIR), "LAKEHOUSE_CLUSTER_NETNS": NETNS}
             result["flow_run_pod_start"] = {
-                "method": k8s_native.method("flow-run"), "machine": desc,
+                "method": k8s_native.method("flow-run"),
+                "machine": desc,
                 **_timed(lambda: k8s_native.flow_run_start(CLUSTER_DIR, cluster.env, script_env, cluster.api)),
             }
             got = result["flow_run_pod_start"]["results"]["pod_start_to_first_app_s"]
             print(f"flow-run pod start -> first SparkApplication: median {got['median']} s", flush=True)
         if "batch" in args.parts:  # the top-level figures and machine are the batch part's
-            result.update(started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), machine=desc,
-                          **batch_part(cluster, args.runs, args.warmup))
+            result.update(
+                started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                machine=desc,
+                **batch_part(cluster, args.runs, args.warmup),
+            )
         desc["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"machine: {desc['cores']} cores, {desc['memory_gib']} GiB, load {desc['load_average_at_start']} "
-          f"-> {desc['load_average_at_end']}\nwrote {args.out}")
+    print(
+        f"machine: {desc['cores']} cores, {desc['memory_gib']} GiB, load {desc['load_average_at_start']} "
+        f"-> {desc['load_average_at_end']}\nwrote {args.out}"
+    )
     return 0
 
 

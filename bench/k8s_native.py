@@ -91,7 +91,7 @@ def method(part: str) -> str:
     text = __doc__ or ""
     start = text.index(heads[part])
     ends = [i for i in (text.find(h, start + 1) for h in heads.values()) if i > start]
-    return " ".join(text[start:min(ends, default=len(text))].split())
+    return " ".join(text[start : min(ends, default=len(text))].split())
 
 
 def say(msg: str) -> None:
@@ -109,8 +109,12 @@ def _median(values: list[float | None]) -> float | None:
 
 def _stats(values: list[float | None]) -> dict[str, Any]:
     got = [v for v in values if v is not None]
-    return {"median": _median(values), "min": _r(min(got, default=None)), "max": _r(max(got, default=None)),
-            "samples": values}
+    return {
+        "median": _median(values),
+        "min": _r(min(got, default=None)),
+        "max": _r(max(got, default=None)),
+        "samples": values,
+    }
 
 
 def k8s_time(value: Any) -> float | None:
@@ -129,6 +133,7 @@ def _chown_tree(path: Path) -> None:
 
 # ------------------------------------------------------------------------------------ streaming
 
+
 def _stream_settings(root: str, servers: str) -> Settings:
     """The stream's settings over ``root`` and ``servers``; the rest (the cluster's image, PVC
     and identity) from the environment, as ``source <cluster dir>/env`` gives it."""
@@ -136,13 +141,13 @@ def _stream_settings(root: str, servers: str) -> Settings:
         storage=StorageSettings(root=root),
         kafka=KafkaSettings(bootstrap_servers=servers, topic=STREAM_TOPIC),
         spark=SparkSettings(driver_memory=LOCAL_DRIVER_MEMORY),
-        streaming=StreamingSettings(max_offsets_per_trigger=STREAM_MAX_OFFSETS,
-                                    topic_partitions=STREAM_PARTITIONS),
+        streaming=StreamingSettings(max_offsets_per_trigger=STREAM_MAX_OFFSETS, topic_partitions=STREAM_PARTITIONS),
     )
 
 
-def _one_stream(side: str, label: str, data_dir: Path, pod_mount: str, host_bootstrap: str,
-                admin: client.ApiClient) -> dict[str, Any]:
+def _one_stream(
+    side: str, label: str, data_dir: Path, pod_mount: str, host_bootstrap: str, admin: client.ApiClient
+) -> dict[str, Any]:
     """One catch-up over the whole backlog on a fresh root; its rates from the checkpoint."""
     host_root = data_dir / "bench" / label
     shutil.rmtree(host_root, ignore_errors=True)
@@ -154,7 +159,8 @@ def _one_stream(side: str, label: str, data_dir: Path, pod_mount: str, host_boot
         _chown_tree(host_root.parent)
         settings = _stream_settings(f"{pod_mount}/bench/{label}", POD_BOOTSTRAP)
         job: SparkJob = streaming_job(settings, trigger="available-now").model_copy(
-            update={"resources": STREAM_EXECUTOR})
+            update={"resources": STREAM_EXECUTOR}
+        )
         run = RunInfo(flow_run_id=f"bench-{uuid.uuid4()}", flow_run_name="bench-k8s", task_run_name=label)
         result = KubernetesBackend(settings, run_info=lambda: run).run(job, log=lines.append)
         apps = SparkApplications(admin, settings.kubernetes.namespace)
@@ -169,10 +175,18 @@ def _one_stream(side: str, label: str, data_dir: Path, pod_mount: str, host_boot
     rates = checkpoint_rates(progress)
     bronze = next(m for m in result.metrics if m["layer"] == "bronze")
     if not rates["records"] == STREAM_MESSAGES == bronze["rows_written"]:
-        raise RuntimeError(f"{label}: {rates['records']} records in the checkpoint, {bronze['rows_written']} "
-                           f"rows in bronze, {STREAM_MESSAGES} produced")
-    return {"side": side, "label": label, "micro_batches": len(progress.batches), **rates,
-            "rows_in_bronze": bronze["rows_written"], "job_wall_s_incl_startup_and_gold": _r(wall, 1)}
+        raise RuntimeError(
+            f"{label}: {rates['records']} records in the checkpoint, {bronze['rows_written']} "
+            f"rows in bronze, {STREAM_MESSAGES} produced"
+        )
+    return {
+        "side": side,
+        "label": label,
+        "micro_batches": len(progress.batches),
+        **rates,
+        "rows_in_bronze": bronze["rows_written"],
+        "job_wall_s_incl_startup_and_gold": _r(wall, 1),
+    }
 
 
 def streaming_ingest(env: dict[str, str], admin: client.ApiClient, pod_mount: str) -> dict[str, Any]:
@@ -181,16 +195,19 @@ def streaming_ingest(env: dict[str, str], admin: client.ApiClient, pod_mount: st
     data_dir = Path(env["LAKEHOUSE_CLUSTER_DATA_DIR"])
     ensure_topic(host_bootstrap, STREAM_TOPIC, partitions=STREAM_PARTITIONS, retention_ms=-1)
     say(f"producing {STREAM_MESSAGES:,} events to {STREAM_TOPIC} ({STREAM_PARTITIONS} partitions)")
-    sent = produce_events(host_bootstrap, STREAM_TOPIC, count=STREAM_MESSAGES, seed=1, id_prefix="ingest",
-                          on_progress=lambda s: None)
+    sent = produce_events(
+        host_bootstrap, STREAM_TOPIC, count=STREAM_MESSAGES, seed=1, id_prefix="ingest", on_progress=lambda s: None
+    )
     runs: list[dict[str, Any]] = []
     for i in range(STREAM_RUNS):
         for side in ("sparkapplication", "local"):
             label = f"stream-r{i + 1}-{'a' if side == 'sparkapplication' else 'b'}"
             say(f"stream run {i + 1}/{STREAM_RUNS} {side} ...")
             one = _one_stream(side, label, data_dir, pod_mount, host_bootstrap, admin)
-            say(f"    {one['ingest_rate_msgs_per_s']:,} msg/s over {one['micro_batches']} micro-batches, "
-                f"wall {one['job_wall_s_incl_startup_and_gold']} s")
+            say(
+                f"    {one['ingest_rate_msgs_per_s']:,} msg/s over {one['micro_batches']} micro-batches, "
+                f"wall {one['job_wall_s_incl_startup_and_gold']} s"
+            )
             runs.append(one)
             shutil.rmtree(data_dir / "bench" / label, ignore_errors=True)
     a = [r for r in runs if r["side"] == "sparkapplication"]
@@ -201,27 +218,42 @@ def streaming_ingest(env: dict[str, str], admin: client.ApiClient, pod_mount: st
     sus_b = _median([r["sustained_rate_msgs_per_s"] for r in b])
     return {
         "workload": {
-            "messages": STREAM_MESSAGES, "partitions": STREAM_PARTITIONS,
+            "messages": STREAM_MESSAGES,
+            "partitions": STREAM_PARTITIONS,
             "message_bytes_avg": round(sent.bytes / sent.sent, 1),
-            "producer_rate_msgs_per_s": round(sent.rate), "trigger": "availableNow",
+            "producer_rate_msgs_per_s": round(sent.rate),
+            "trigger": "availableNow",
             "max_offsets_per_trigger": STREAM_MAX_OFFSETS,
-            "sparkapplication": {"driver_cores": STREAM_EXECUTOR.driver_cores, "executor_instances": 1,
-                                 "executor_cores": STREAM_EXECUTOR.executor_cores,
-                                 "executor_memory": STREAM_EXECUTOR.executor_memory,
-                                 "bootstrap": POD_BOOTSTRAP + " (the node's pod listener)"},
-            "local": {"master": "local[*]", "driver_memory": LOCAL_DRIVER_MEMORY,
-                      "bootstrap": "the cluster's forwarder on 127.0.0.1 (socat to the node)"},
+            "sparkapplication": {
+                "driver_cores": STREAM_EXECUTOR.driver_cores,
+                "executor_instances": 1,
+                "executor_cores": STREAM_EXECUTOR.executor_cores,
+                "executor_memory": STREAM_EXECUTOR.executor_memory,
+                "bootstrap": POD_BOOTSTRAP + " (the node's pod listener)",
+            },
+            "local": {
+                "master": "local[*]",
+                "driver_memory": LOCAL_DRIVER_MEMORY,
+                "bootstrap": "the cluster's forwarder on 127.0.0.1 (socat to the node)",
+            },
         },
         "order": [r["side"] for r in runs],
         "runs": runs,
         "notes": STREAM_NOTES,
         "results": {
-            "ingest_rate_msgs_per_s": {"sparkapplication": rate_a, "local": rate_b,
-                                       "ratio": _r(rate_a / rate_b) if rate_a and rate_b else None,
-                                       "pair_ratios": [_r(x["ingest_rate_msgs_per_s"] / y["ingest_rate_msgs_per_s"])
-                                                       for x, y in zip(a, b, strict=True)]},
-            "sustained_rate_msgs_per_s": {"sparkapplication": sus_a, "local": sus_b,
-                                          "ratio": _r(sus_a / sus_b) if sus_a and sus_b else None},
+            "ingest_rate_msgs_per_s": {
+                "sparkapplication": rate_a,
+                "local": rate_b,
+                "ratio": _r(rate_a / rate_b) if rate_a and rate_b else None,
+                "pair_ratios": [
+                    _r(x["ingest_rate_msgs_per_s"] / y["ingest_rate_msgs_per_s"]) for x, y in zip(a, b, strict=True)
+                ],
+            },
+            "sustained_rate_msgs_per_s": {
+                "sparkapplication": sus_a,
+                "local": sus_b,
+                "ratio": _r(sus_a / sus_b) if sus_a and sus_b else None,
+            },
         },
     }
 
@@ -242,6 +274,7 @@ STREAM_NOTES = [
 
 
 # ------------------------------------------------------------------------------------ flow-run pod
+
 
 def _first_app(admin: client.ApiClient, namespace: str, flow_run_id: str) -> dict[str, Any] | None:
     apps, _ = SparkApplications(admin, namespace).list(label_selector=f"{FLOW_RUN_LABEL}={label_value(flow_run_id)}")
@@ -268,8 +301,11 @@ def _one_flow_run(prefect: Any, cluster: Any, admin: client.ApiClient, namespace
     generate(lake / "landing", GenConfig(start=FLOW_DAY, days=1, **FLOW_DATAGEN))
     _chown_tree(lake)
     flow_run_id = prefect.run("medallion/daily", start_date=str(FLOW_DAY), end_date=str(FLOW_DAY), dbt_marts=False)
-    app = _wait(f"the first SparkApplication of flow run {flow_run_id}",
-                lambda: _first_app(admin, namespace, flow_run_id), FIRST_APP_TIMEOUT_S)
+    app = _wait(
+        f"the first SparkApplication of flow run {flow_run_id}",
+        lambda: _first_app(admin, namespace, flow_run_id),
+        FIRST_APP_TIMEOUT_S,
+    )
     pods = flow_run_pods(cluster, flow_run_id)
     final = prefect.wait_final(flow_run_id, FLOW_TIMEOUT_S)
     if final.state.type.value != "COMPLETED":
@@ -281,14 +317,23 @@ def _one_flow_run(prefect: Any, cluster: Any, admin: client.ApiClient, namespace
     for s in sorted(states, key=lambda s: s.timestamp):
         first_of.setdefault(s.type.value, s.timestamp.timestamp())
     name = app["metadata"]["name"]
-    submitted = min((log.timestamp.timestamp() for log in logs
-                     if log.message == f"SparkApplication {namespace}/{name} submitted"), default=None)
+    submitted = min(
+        (log.timestamp.timestamp() for log in logs if log.message == f"SparkApplication {namespace}/{name} submitted"),
+        default=None,
+    )
     pod = min(pods, key=lambda p: p["metadata"]["creationTimestamp"])
     created = k8s_time(pod["metadata"]["creationTimestamp"])
-    container_started = next((k8s_time((c.get("state") or {}).get("running", {}).get("startedAt")
-                                        or (c.get("state") or {}).get("terminated", {}).get("startedAt"))
-                              for c in pod["status"].get("containerStatuses", []) if c["name"] == FLOW_CONTAINER),
-                             None)
+    container_started = next(
+        (
+            k8s_time(
+                (c.get("state") or {}).get("running", {}).get("startedAt")
+                or (c.get("state") or {}).get("terminated", {}).get("startedAt")
+            )
+            for c in pod["status"].get("containerStatuses", [])
+            if c["name"] == FLOW_CONTAINER
+        ),
+        None,
+    )
     app_created = k8s_time(app["metadata"]["creationTimestamp"])
 
     def span(a: float | None, b: float | None) -> float | None:
@@ -310,8 +355,9 @@ def _one_flow_run(prefect: Any, cluster: Any, admin: client.ApiClient, namespace
     }
 
 
-def flow_run_start(cluster_dir: Path, env: dict[str, str], script_env: dict[str, str],
-                   admin: client.ApiClient) -> dict[str, Any]:
+def flow_run_start(
+    cluster_dir: Path, env: dict[str, str], script_env: dict[str, str], admin: client.ApiClient
+) -> dict[str, Any]:
     """medallion/daily through the cluster's Prefect server and worker; the pod-start figures."""
     from tests.cluster.conftest import ClusterPrefect
     from tests.fixtures.cluster import RealCluster
@@ -326,33 +372,40 @@ def flow_run_start(cluster_dir: Path, env: dict[str, str], script_env: dict[str,
         is_warmup = i < FLOW_WARMUP
         say(f"flow run {'warm-up' if is_warmup else f'{i + 1 - FLOW_WARMUP}/{FLOW_RUNS}'} (medallion/daily) ...")
         one = _one_flow_run(prefect, cluster, admin, namespace)
-        say(f"    pod start -> first SparkApplication {one['pod_start_to_first_app_s']} s, "
-            f"pod created -> first app {one['pod_created_to_first_app_s']} s")
+        say(
+            f"    pod start -> first SparkApplication {one['pod_start_to_first_app_s']} s, "
+            f"pod created -> first app {one['pod_created_to_first_app_s']} s"
+        )
         (warmup if is_warmup else runs).append(one)
     keys = [k for k in runs[0] if k.endswith("_s")]
     return {
-        "workload": {"deployment": "medallion/daily", "days": 1, "datagen": FLOW_DATAGEN, "dbt_marts": False,
-                     "flow_container": FLOW_CONTAINER},
+        "workload": {
+            "deployment": "medallion/daily",
+            "days": 1,
+            "datagen": FLOW_DATAGEN,
+            "dbt_marts": False,
+            "flow_container": FLOW_CONTAINER,
+        },
         "runs": runs,
         "warmup_runs": warmup,
         "results": {k: _stats([r[k] for r in runs]) for k in keys},
         "notes": {
             "pod_start_to_first_app_s": "The flow container's startedAt (kubelet, 1 s resolution, truncated: "
-                                        "reads up to 1 s high) to the backend's 'SparkApplication ... submitted' "
-                                        "log line in the pod (microseconds): Python and Prefect start, the flow "
-                                        "engine, the flow's steps before its first job, rendering and the create "
-                                        "call.",
+            "reads up to 1 s high) to the backend's 'SparkApplication ... submitted' "
+            "log line in the pod (microseconds): Python and Prefect start, the flow "
+            "engine, the flow's steps before its first job, rendering and the create "
+            "call.",
             "pod_created_to_first_app_s": "The Job's pod creationTimestamp to the same log line: adds scheduling, "
-                                          "the sandbox, the reaper sidecar's start and the flow container's.",
+            "the sandbox, the reaper sidecar's start and the flow container's.",
             "container_started_to_running_s": "Container start to the flow run's Running state (Prefect): the "
-                                              "interpreter, imports and the engine up to the flow's first line.",
+            "interpreter, imports and the engine up to the flow's first line.",
             "running_to_first_app_s": "The flow run's Running state to the first submitted line (both "
-                                      "microseconds): the flow's own work before its first SparkApplication.",
+            "microseconds): the flow's own work before its first SparkApplication.",
             "scheduled_to_pending_s": "prefect deployment run to the worker taking the run (its poll interval).",
             "pending_to_pod_created_s": "The Pending state (microseconds) to the pod's creationTimestamp, which is "
-                                        "truncated to the second: it reads up to 1 s low, hence values below 0.",
+            "truncated to the second: it reads up to 1 s low, hence values below 0.",
             "submitted_to_app_created_s": "The submitted log line to the app's creationTimestamp (truncated to the "
-                                          "second, so up to 1 s low): a check that the two clocks agree.",
+            "second, so up to 1 s low): a check that the two clocks agree.",
             "flow_run_s": "Running to Completed: the whole medallion run (bronze, silver, gold apps).",
         },
     }

@@ -43,8 +43,9 @@ os.environ.setdefault("LAKEHOUSE_PIPELINE__DBT_MARTS", "false")
 # With the defaults (2g, 2x cores partitions) the silver events MERGE runs out of heap.
 BENCH_SPARK = {
     "LAKEHOUSE_SPARK__DRIVER_MEMORY": os.environ.get("LAKEHOUSE_SPARK__DRIVER_MEMORY", "8g"),
-    "LAKEHOUSE_SPARK__CONF": os.environ.get("LAKEHOUSE_SPARK__CONF", json.dumps(
-        {"spark.sql.shuffle.partitions": "64", "spark.default.parallelism": "64"})),
+    "LAKEHOUSE_SPARK__CONF": os.environ.get(
+        "LAKEHOUSE_SPARK__CONF", json.dumps({"spark.sql.shuffle.partitions": "64", "spark.default.parallelism": "64"})
+    ),
 }
 os.environ.update(BENCH_SPARK)
 
@@ -100,8 +101,14 @@ def _plain(root: Path, start: dt.date, end: dt.date) -> float:
     backend = LocalBackend(settings)
     (job,) = medallion_jobs(list(LAYERS), settings, start=start, end=end, run_id="plain")
     t0 = time.perf_counter()
-    subprocess.run(backend.command(job), env=backend.environment(), cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        backend.command(job),
+        env=backend.environment(),
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - t0
 
 
@@ -125,9 +132,16 @@ def main() -> int:
     events = int(os.environ.get("BENCH_EVENTS", "10000000"))
     days = int(os.environ.get("BENCH_DAYS", "30"))
     per_day = max(1, events // (days + 1))
-    cfg = GenConfig(start=START, days=days + 1, seed=7, events_per_day=per_day,
-                    orders_per_day=max(1, per_day // 5), users_initial=max(200, per_day // 50),
-                    users_new_per_day=max(20, per_day // 500), files_per_day=4)
+    cfg = GenConfig(
+        start=START,
+        days=days + 1,
+        seed=7,
+        events_per_day=per_day,
+        orders_per_day=max(1, per_day // 5),
+        users_initial=max(200, per_day // 50),
+        users_new_per_day=max(20, per_day // 500),
+        files_per_day=4,
+    )
     base = ROOT / ".lakehouse" / "bench"
     landing = base / f"landing-{events}-{days}"
     marker = landing / "_manifest.json"
@@ -150,7 +164,7 @@ def main() -> int:
     plain_runs: list[float] = []
     full_rows: list[dict[str, Any]] = []
     for i in range(pairs):
-        for side in (("flow", "plain") if i % 2 == 0 else ("plain", "flow")):
+        for side in ("flow", "plain") if i % 2 == 0 else ("plain", "flow"):
             how = "through the flow" if side == "flow" else "plain spark-submit"
             print(f"1-2/4 full rebuild {i + 1}/{pairs}, {how} ...", flush=True)
             if side == "flow":
@@ -166,8 +180,7 @@ def main() -> int:
     inc_root = _fresh(base, "incremental", landing)
     history_s, _ = _flow(inc_root, START, last - dt.timedelta(days=1))
     inc_s, inc_rows = _flow(inc_root, last, last)
-    print(f"    history {history_s:.1f}s, new day {inc_s:.1f}s\n4/4 the same day again (nothing new) ...",
-          flush=True)
+    print(f"    history {history_s:.1f}s, new day {inc_s:.1f}s\n4/4 the same day again (nothing new) ...", flush=True)
     noop_s, _ = _flow(inc_root, last, last)
 
     result = {
@@ -199,12 +212,18 @@ def main() -> int:
     print(f"\n{'layer':8} {'rows':>12} {'seconds':>9} {'rows/s':>10}")
     for layer, v in result["layers_full"].items():
         print(f"{layer:8} {v['rows']:>12,} {v['seconds']:>9} {v['rows_per_s'] or '':>10}")
-    print(f"\nfull rebuild {full_s:.1f}s | plain spark-submit {plain_s:.1f}s | flow/plain "
-          f"{result['flow_over_plain']} (goal <= 1.03)")
-    print(f"incremental day {inc_s:.1f}s | incremental/full {result['incremental_over_full']} (goal <= 0.05)"
-          f" | no-op rerun {noop_s:.1f}s")
-    print(f"machine: {machine['cores']} cores, {machine['memory_gib']} GiB, load at start "
-          f"{machine['load_average_at_start']}\nwrote {out}")
+    print(
+        f"\nfull rebuild {full_s:.1f}s | plain spark-submit {plain_s:.1f}s | flow/plain "
+        f"{result['flow_over_plain']} (goal <= 1.03)"
+    )
+    print(
+        f"incremental day {inc_s:.1f}s | incremental/full {result['incremental_over_full']} (goal <= 0.05)"
+        f" | no-op rerun {noop_s:.1f}s"
+    )
+    print(
+        f"machine: {machine['cores']} cores, {machine['memory_gib']} GiB, load at start "
+        f"{machine['load_average_at_start']}\nwrote {out}"
+    )
     return 0
 
 

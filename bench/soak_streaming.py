@@ -52,13 +52,11 @@ def _terminated(sig: int, _frame: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kills", type=int, default=20)
     p.add_argument("--rate", type=float, default=200.0, help="produced messages per second")
     p.add_argument("--malformed", type=float, default=0.03, help="share of malformed messages")
-    p.add_argument("--max-offsets", type=int, default=500,
-                   help="maxOffsetsPerTrigger while crashing")
+    p.add_argument("--max-offsets", type=int, default=500, help="maxOffsetsPerTrigger while crashing")
     p.add_argument("--seed", type=int, default=20260101)
     p.add_argument("--timeout", type=float, default=7200.0, help="seconds for the whole run")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "soak_streaming.json"))
@@ -75,19 +73,27 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(
             storage=StorageSettings(root=str(Path(tmp) / "lake")),
             kafka=KafkaSettings(bootstrap_servers=broker.bootstrap_servers, topic=topic),
-            streaming=StreamingSettings(max_offsets_per_trigger=args.max_offsets,
-                                        processing_time="1 second"),
+            streaming=StreamingSettings(max_offsets_per_trigger=args.max_offsets, processing_time="1 second"),
         )
         stop = threading.Event()
         produced: list[ProduceStats] = []
         base = dt.datetime(2026, 1, 1)
 
         def produce() -> None:
-            produced.append(produce_events(
-                broker.bootstrap_servers, topic, rate=args.rate, stop=stop,
-                seconds=args.timeout, malformed_share=args.malformed, seed=args.seed,
-                id_prefix="soak", record=True,
-                event_time=lambda i: base + dt.timedelta(milliseconds=100 * i)))
+            produced.append(
+                produce_events(
+                    broker.bootstrap_servers,
+                    topic,
+                    rate=args.rate,
+                    stop=stop,
+                    seconds=args.timeout,
+                    malformed_share=args.malformed,
+                    seed=args.seed,
+                    id_prefix="soak",
+                    record=True,
+                    event_time=lambda i: base + dt.timedelta(milliseconds=100 * i),
+                )
+            )
 
         producer = threading.Thread(target=produce, daemon=True)
         producer.start()
@@ -95,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
             kills = kill_cycles(
                 LocalBackend(settings),
                 streaming_job(settings, trigger="processing-time", max_seconds=args.timeout),
-                cycles=args.kills, rng=rng, delay=(0.0, 6.0),
+                cycles=args.kills,
+                rng=rng,
+                delay=(0.0, 6.0),
                 log=lambda line: say(line) if line.startswith("[streaming]") else None,
             )
         finally:
@@ -106,40 +114,50 @@ def main(argv: list[str] | None = None) -> int:
         sent = produced[0]
         assert sent.messages is not None
         say(f"produced {sent.sent} messages ({sent.malformed} malformed); catching up")
-        catch_up = settings.model_copy(update={"streaming": settings.streaming.model_copy(
-            update={"max_offsets_per_trigger": 50_000})})
-        LocalBackend(catch_up).run(streaming_job(catch_up, trigger="available-now"),
-                                   log=lambda line: say(line) if "[streaming]" in line else None)
+        catch_up = settings.model_copy(
+            update={"streaming": settings.streaming.model_copy(update={"max_offsets_per_trigger": 50_000})}
+        )
+        LocalBackend(catch_up).run(
+            streaming_job(catch_up, trigger="available-now"),
+            log=lambda line: say(line) if "[streaming]" in line else None,
+        )
         lag = read_stream_status(settings).total_lag
 
         from spark_jobs.session import build_session
 
-        spark = build_session("soak-check", {
-            "spark.jars": ",".join(str(x) for x in jars.resolved_jars()),
-            "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1",
-            "spark.ui.enabled": "false"}, master="local[2]")
+        spark = build_session(
+            "soak-check",
+            {
+                "spark.jars": ",".join(str(x) for x in jars.resolved_jars()),
+                "spark.driver.host": "127.0.0.1",
+                "spark.driver.bindAddress": "127.0.0.1",
+                "spark.ui.enabled": "false",
+            },
+            master="local[2]",
+        )
         try:
             paths = table_paths(settings)
             bronze_df = spark.read.format("delta").load(paths["bronze"])
             bronze = [r[0] for r in bronze_df.select("event_id").collect()]
-            dead = [r[0] for r in spark.read.format("delta").load(paths["dead_letter"])
-                    .select("_kafka_key").collect()]
+            dead = [r[0] for r in spark.read.format("delta").load(paths["dead_letter"]).select("_kafka_key").collect()]
             problems = exactly_once_problems(sent.messages, bronze, dead)
             if lag:
                 problems.append(f"lag {lag} after the catch-up")
             gold = spark.read.format("delta").load(paths["gold"])
-            dup_windows = (gold.groupBy("window_start", "event_type").count()
-                           .where("count > 1").count())
+            dup_windows = gold.groupBy("window_start", "event_type").count().where("count > 1").count()
             if dup_windows:
                 problems.append(f"gold: {dup_windows} window(s) written more than once")
             # Each gold window equals the count/sum of its bronze rows.
             from spark_jobs.transforms.streaming import windowed_counts
 
             recomputed = windowed_counts(bronze_df.select("event_time", "event_type", "amount"))
-            mismatch = (gold.join(recomputed, ["window_start", "event_type"], "left")
-                        .where((gold.event_count != recomputed.event_count)
-                               | ~gold.amount_sum.eqNullSafe(recomputed.amount_sum))
-                        .count())
+            mismatch = (
+                gold.join(recomputed, ["window_start", "event_type"], "left")
+                .where(
+                    (gold.event_count != recomputed.event_count) | ~gold.amount_sum.eqNullSafe(recomputed.amount_sum)
+                )
+                .count()
+            )
             if mismatch:
                 problems.append(f"gold: {mismatch} window(s) differ from bronze")
             gold_rows = gold.count()
@@ -156,17 +174,25 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.monotonic() - started, 1),
         "problems": problems,
         "exactly_once": not problems,
-        "settings": {"kills": args.kills, "rate": args.rate, "malformed": args.malformed,
-                     "max_offsets": args.max_offsets, "seed": args.seed, "partitions": 3,
-                     "trigger": "processingTime 1 second"},
+        "settings": {
+            "kills": args.kills,
+            "rate": args.rate,
+            "malformed": args.malformed,
+            "max_offsets": args.max_offsets,
+            "seed": args.seed,
+            "partitions": 3,
+            "trigger": "processingTime 1 second",
+        },
         "machine": machine,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
     for problem in problems:
         say(f"PROBLEM: {problem}")
-    say(f"{len(kills)} kills, {sent.sent} messages: "
-        + ("exactly once" if not problems else f"{len(problems)} problem(s)"))
+    say(
+        f"{len(kills)} kills, {sent.sent} messages: "
+        + ("exactly once" if not problems else f"{len(problems)} problem(s)")
+    )
     return 0 if not problems else 1
 
 

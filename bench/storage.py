@@ -48,17 +48,19 @@ from lakehouse import versions  # noqa: E402
 from lakehouse.datagen import GenConfig, generate  # noqa: E402
 from lakehouse.testing.s3_server import S3Server  # noqa: E402
 
-OBJECT_STORE_ENV = ("LAKEHOUSE_DEPLOY__OBJECT_STORE_ENDPOINT", "LAKEHOUSE_DEPLOY__OBJECT_STORE_REGION",
-                    "LAKEHOUSE_DEPLOY__OBJECT_STORE_ACCESS_KEY_ID",
-                    "LAKEHOUSE_DEPLOY__OBJECT_STORE_SECRET_ACCESS_KEY")
+OBJECT_STORE_ENV = (
+    "LAKEHOUSE_DEPLOY__OBJECT_STORE_ENDPOINT",
+    "LAKEHOUSE_DEPLOY__OBJECT_STORE_REGION",
+    "LAKEHOUSE_DEPLOY__OBJECT_STORE_ACCESS_KEY_ID",
+    "LAKEHOUSE_DEPLOY__OBJECT_STORE_SECRET_ACCESS_KEY",
+)
 
 
 def _bucket_root(s3: S3Server) -> str:
     """A fresh bucket; the object store in the environment (the settings of every run read it)."""
     bucket = f"bench-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(bucket)
-    os.environ.update(dict(zip(OBJECT_STORE_ENV, (s3.endpoint, s3.region, s3.access_key, s3.secret_key),
-                               strict=True)))
+    os.environ.update(dict(zip(OBJECT_STORE_ENV, (s3.endpoint, s3.region, s3.access_key, s3.secret_key), strict=True)))
     return f"s3a://{bucket}/lake"
 
 
@@ -84,8 +86,13 @@ def _disk_root(base: Path, landing: Path | None) -> Path:
 
 
 def _server(s3: S3Server) -> dict[str, Any]:
-    return {"weed_version": versions.SEAWEEDFS_VERSION, "command": " ".join(s3.argv),
-            "endpoint": "loopback", "region": s3.region, "auth": "on (identities file)"}
+    return {
+        "weed_version": versions.SEAWEEDFS_VERSION,
+        "command": " ".join(s3.argv),
+        "endpoint": "loopback",
+        "region": s3.region,
+        "auth": "on (identities file)",
+    }
 
 
 def streaming(s3: S3Server, base: Path, pairs: int) -> dict[str, Any]:
@@ -109,8 +116,7 @@ def streaming(s3: S3Server, base: Path, pairs: int) -> dict[str, Any]:
         servers = broker.bootstrap_servers
         ensure_topic(servers, topic, partitions=partitions, retention_ms=-1)
         print(f"producing {messages:,} events to {topic} ...", flush=True)
-        sent = produce_events(servers, topic, count=messages, seed=3, id_prefix="storage",
-                              on_progress=lambda _: None)
+        sent = produce_events(servers, topic, count=messages, seed=3, id_prefix="storage", on_progress=lambda _: None)
         for i in range(pairs):
             for side in ("disk", "s3"):  # ABAB
                 root = str(_disk_root(base, None)) if side == "disk" else _bucket_root(s3)
@@ -118,30 +124,34 @@ def streaming(s3: S3Server, base: Path, pairs: int) -> dict[str, Any]:
                     storage=StorageSettings(root=root),
                     kafka=KafkaSettings(bootstrap_servers=servers, topic=topic),
                     spark=SparkSettings(driver_memory=driver_memory),
-                    streaming=StreamingSettings(max_offsets_per_trigger=max_offsets,
-                                                topic_partitions=partitions))
+                    streaming=StreamingSettings(max_offsets_per_trigger=max_offsets, topic_partitions=partitions),
+                )
                 print(f"stream catch-up {i + 1}/{pairs} on {side} ({root}) ...", flush=True)
                 began = time.monotonic()
                 result = LocalBackend(settings).run(
                     streaming_job(settings, trigger="available-now"),
-                    log=lambda line: print(f"    {line}", flush=True) if "[streaming]" in line else None)
+                    log=lambda line: print(f"    {line}", flush=True) if "[streaming]" in line else None,
+                )
                 wall = time.monotonic() - began
                 options = objectstore.fsspec_options(settings) if side == "s3" else None
-                progress = read_checkpoint(bronze_checkpoint_dir(settings), topic, keep=10_000,
-                                           storage_options=options)
+                progress = read_checkpoint(bronze_checkpoint_dir(settings), topic, keep=10_000, storage_options=options)
                 rates = checkpoint_rates(progress)
                 bronze = next(m for m in result.metrics if m["layer"] == "bronze")
                 assert rates["records"] == messages == bronze["rows_written"], (side, rates, bronze)
-                runs[side].append({"ingest_rate_msgs_per_s": rates["ingest_rate_msgs_per_s"],
-                                   "ingest_seconds": rates["ingest_seconds"],
-                                   "micro_batches": len(progress.batches),
-                                   "job_wall_seconds": round(wall, 1)})
+                runs[side].append(
+                    {
+                        "ingest_rate_msgs_per_s": rates["ingest_rate_msgs_per_s"],
+                        "ingest_seconds": rates["ingest_seconds"],
+                        "micro_batches": len(progress.batches),
+                        "job_wall_seconds": round(wall, 1),
+                    }
+                )
                 print(f"    {rates['ingest_rate_msgs_per_s']:,} msg/s, job {wall:.1f}s", flush=True)
     disk = statistics.median(r["ingest_rate_msgs_per_s"] for r in runs["disk"])
     bucket = statistics.median(r["ingest_rate_msgs_per_s"] for r in runs["s3"])
     return {
         "what": "streaming job catch-up (availableNow) over one Kafka backlog; bronze, dead "
-                "letters, gold and checkpoint on local disk vs an S3-compatible bucket, ABAB",
+        "letters, gold and checkpoint on local disk vs an S3-compatible bucket, ABAB",
         "messages": messages,
         "message_bytes_avg": round(sent.bytes / sent.sent, 1),
         "partitions": partitions,
@@ -151,8 +161,11 @@ def streaming(s3: S3Server, base: Path, pairs: int) -> dict[str, Any]:
         "s3_rate_msgs_per_s": round(bucket),
         "s3_over_disk_rate": round(bucket / disk, 3),
         # the whole job: JVM start, the catch-up, gold, and the checkpoint and log reads
-        "s3_over_disk_job_wall": round(statistics.median(r["job_wall_seconds"] for r in runs["s3"])
-                                       / statistics.median(r["job_wall_seconds"] for r in runs["disk"]), 3),
+        "s3_over_disk_job_wall": round(
+            statistics.median(r["job_wall_seconds"] for r in runs["s3"])
+            / statistics.median(r["job_wall_seconds"] for r in runs["disk"]),
+            3,
+        ),
         "disk_runs": runs["disk"],
         "s3_runs": runs["s3"],
     }
@@ -172,19 +185,30 @@ def main() -> int:
     result: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
     machine = describe()
     with S3Server() as s3:
-        print(f"S3 server (SeaweedFS {versions.SEAWEEDFS_VERSION}) at {s3.endpoint}, up in "
-              f"{s3.startup_seconds:.1f}s", flush=True)
+        print(
+            f"S3 server (SeaweedFS {versions.SEAWEEDFS_VERSION}) at {s3.endpoint}, up in {s3.startup_seconds:.1f}s",
+            flush=True,
+        )
         if "medallion" in parts:
             result.update(medallion(s3, base, events, days, pairs), machine=machine)
-            print(f"\nmedallion: disk {result['disk_s']:.1f}s | s3 {result['s3_s']:.1f}s | "
-                  f"s3/disk {result['s3_over_disk']}", flush=True)
+            print(
+                f"\nmedallion: disk {result['disk_s']:.1f}s | s3 {result['s3_s']:.1f}s | "
+                f"s3/disk {result['s3_over_disk']}",
+                flush=True,
+            )
         if "streaming" in parts:
             stream = streaming(s3, base, pairs)
-            result["streaming"] = {**stream, "s3_server": _server(s3), "machine": machine,
-                                   "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            print(f"\nstreaming: disk {stream['disk_rate_msgs_per_s']:,} msg/s | s3 "
-                  f"{stream['s3_rate_msgs_per_s']:,} msg/s | s3/disk {stream['s3_over_disk_rate']}",
-                  flush=True)
+            result["streaming"] = {
+                **stream,
+                "s3_server": _server(s3),
+                "machine": machine,
+                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            print(
+                f"\nstreaming: disk {stream['disk_rate_msgs_per_s']:,} msg/s | s3 "
+                f"{stream['s3_rate_msgs_per_s']:,} msg/s | s3/disk {stream['s3_over_disk_rate']}",
+                flush=True,
+            )
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"machine: {machine['cores']} cores, {machine['memory_gib']} GiB\nwrote {out}")
     return 0
@@ -193,9 +217,16 @@ def main() -> int:
 def medallion(s3: S3Server, base: Path, events: int, days: int, pairs: int) -> dict[str, Any]:
     """The medallion flow's full rebuild, disk vs bucket, ABAB (see the module doc)."""
     per_day = max(1, events // days)
-    cfg = GenConfig(start=START, days=days, seed=11, events_per_day=per_day,
-                    orders_per_day=max(1, per_day // 5), users_initial=max(200, per_day // 50),
-                    users_new_per_day=max(20, per_day // 500), files_per_day=4)
+    cfg = GenConfig(
+        start=START,
+        days=days,
+        seed=11,
+        events_per_day=per_day,
+        orders_per_day=max(1, per_day // 5),
+        users_initial=max(200, per_day // 50),
+        users_new_per_day=max(20, per_day // 500),
+        files_per_day=4,
+    )
     landing = base / f"landing-storage-{events}-{days}"
     if not (landing / "_manifest.json").exists():
         print(f"generating {events:,} events over {days} days ...", flush=True)
@@ -217,7 +248,7 @@ def medallion(s3: S3Server, base: Path, events: int, days: int, pairs: int) -> d
     return {
         "benchmark": "storage",
         "what": "medallion flow full rebuild (dbt off) on local disk vs an S3-compatible bucket, "
-                "same landing files, ABAB",
+        "same landing files, ABAB",
         "events": events,
         "days": days,
         "spark_settings": BENCH_SPARK,

@@ -106,8 +106,9 @@ def settings_for(root: Path, servers: str, topic: str, max_offsets: int) -> Sett
         storage=StorageSettings(root=str(root)),
         kafka=KafkaSettings(bootstrap_servers=servers, topic=topic),
         spark=SparkSettings(driver_memory=DRIVER_MEMORY),
-        streaming=StreamingSettings(max_offsets_per_trigger=max_offsets, processing_time=TRIGGER,
-                                    topic_partitions=PARTITIONS),
+        streaming=StreamingSettings(
+            max_offsets_per_trigger=max_offsets, processing_time=TRIGGER, topic_partitions=PARTITIONS
+        ),
     )
 
 
@@ -117,21 +118,21 @@ def ingest_rates(broker: KafkaBroker, root: Path) -> list[dict[str, Any]]:
     servers = broker.bootstrap_servers
     ensure_topic(servers, topic, partitions=PARTITIONS, retention_ms=-1)
     say(f"producing {MESSAGES:,} events to {topic} ({PARTITIONS} partitions)")
-    sent = produce_events(servers, topic, count=MESSAGES, seed=1, id_prefix="ingest",
-                          on_progress=lambda s: None)
+    sent = produce_events(servers, topic, count=MESSAGES, seed=1, id_prefix="ingest", on_progress=lambda s: None)
     say(f"produced at {sent.rate:,.0f} msg/s, {sent.bytes / sent.sent:.0f} bytes/message")
     runs = []
     for max_offsets in MAX_OFFSETS:
         say(f"catching up with maxOffsetsPerTrigger={max_offsets:,}")
         run = ingest_rate(root / f"ingest-{max_offsets}", servers, topic, max_offsets, sent)
-        say(f"maxOffsetsPerTrigger={max_offsets:,}: {run['ingest_rate_msgs_per_s']:,} msg/s over "
-            f"the whole run, {run['sustained_rate_msgs_per_s'] or 0:,} msg/s after the first batch")
+        say(
+            f"maxOffsetsPerTrigger={max_offsets:,}: {run['ingest_rate_msgs_per_s']:,} msg/s over "
+            f"the whole run, {run['sustained_rate_msgs_per_s'] or 0:,} msg/s after the first batch"
+        )
         runs.append(run)
     return runs
 
 
-def ingest_rate(root: Path, servers: str, topic: str, max_offsets: int,
-                sent: ProduceStats) -> dict[str, Any]:
+def ingest_rate(root: Path, servers: str, topic: str, max_offsets: int, sent: ProduceStats) -> dict[str, Any]:
     """One catch-up over the whole backlog from a fresh checkpoint; rate from the checkpoint."""
     settings = settings_for(root, servers, topic, max_offsets)
     started = time.monotonic()
@@ -172,11 +173,13 @@ def checkpoint_rates(progress: CheckpointProgress) -> dict[str, Any]:
     batches = []
     before = progress.start_offsets
     for b in progress.batches:
-        batches.append({
-            "batch_id": b.batch_id,
-            "records": sum(b.end_offsets.values()) - sum(before.values()),
-            "seconds": round((b.committed_at - b.started_at).total_seconds(), 2),
-        })
+        batches.append(
+            {
+                "batch_id": b.batch_id,
+                "records": sum(b.end_offsets.values()) - sum(before.values()),
+                "seconds": round((b.committed_at - b.started_at).total_seconds(), 2),
+            }
+        )
         before = b.end_offsets
     best = max(batches, key=lambda x: x["records"] / x["seconds"] if x["seconds"] else 0.0)
     after_first = records - batches[0]["records"]
@@ -185,8 +188,9 @@ def checkpoint_rates(progress: CheckpointProgress) -> dict[str, Any]:
         "records": records,
         "ingest_seconds": round(span, 2),
         "ingest_rate_msgs_per_s": round(records / span),
-        "sustained_rate_msgs_per_s": (round(after_first / sustained_span)
-                                      if len(batches) > 1 and sustained_span > 0 else None),
+        "sustained_rate_msgs_per_s": (
+            round(after_first / sustained_span) if len(batches) > 1 and sustained_span > 0 else None
+        ),
         "best_batch_rate_msgs_per_s": round(best["records"] / best["seconds"]) if best["seconds"] else None,
         "batches": batches,
     }
@@ -227,8 +231,8 @@ def latency(broker: KafkaBroker, root: Path) -> dict[str, Any]:
     job = streaming_job(settings, trigger="processing-time", max_seconds=run_seconds)
     done: list[Any] = []
     runner = threading.Thread(
-        target=lambda: done.append(LocalBackend(settings).run(job, log=lambda _: None)),
-        daemon=True)
+        target=lambda: done.append(LocalBackend(settings).run(job, log=lambda _: None)), daemon=True
+    )
     produce_events(servers, topic, count=1000, seed=3, id_prefix="warm")
     runner.start()
     began = time.monotonic()
@@ -237,10 +241,11 @@ def latency(broker: KafkaBroker, root: Path) -> dict[str, Any]:
         if time.monotonic() - began > warmup_limit or not runner.is_alive():
             raise RuntimeError("the stream did not commit its warm-up batch")
         time.sleep(0.5)
-    say(f"stream up after {time.monotonic() - began:.0f}s (trigger {TRIGGER}); producing "
-        f"{LATENCY_RATE:,.0f} msg/s for {LATENCY_SECONDS:.0f}s")
-    sent = produce_events(servers, topic, rate=LATENCY_RATE, seconds=LATENCY_SECONDS, seed=2,
-                          id_prefix="lat")
+    say(
+        f"stream up after {time.monotonic() - began:.0f}s (trigger {TRIGGER}); producing "
+        f"{LATENCY_RATE:,.0f} msg/s for {LATENCY_SECONDS:.0f}s"
+    )
+    sent = produce_events(servers, topic, rate=LATENCY_RATE, seconds=LATENCY_SECONDS, seed=2, id_prefix="lat")
     # Let the stream drain what was just sent, then wait for the job's graceful stop.
     drain = time.monotonic() + 120
     while read_stream_status(settings).total_lag and time.monotonic() < drain:
@@ -251,18 +256,28 @@ def latency(broker: KafkaBroker, root: Path) -> dict[str, Any]:
     status = read_stream_status(settings)
     bronze = table_paths(settings)["bronze"]
     commits = _commit_times(bronze)
-    spark = build_session("bench-latency", {
-        "spark.jars": ",".join(str(p) for p in jars.resolved_jars()),
-        "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1",
-        "spark.ui.enabled": "false"}, master="local[2]")
+    spark = build_session(
+        "bench-latency",
+        {
+            "spark.jars": ",".join(str(p) for p in jars.resolved_jars()),
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+            "spark.ui.enabled": "false",
+        },
+        master="local[2]",
+    )
     try:
         files = spark.createDataFrame(list(commits.items()), "file string, commit_ms bigint")
-        rows = (spark.read.format("delta").load(bronze)
-                .where(F.col("event_id").startswith("lat-"))
-                .select(F.col("_metadata.file_name").alias("file"),
-                        (F.unix_micros("_kafka_timestamp") / 1000).alias("kafka_ms"))
-                .join(files, "file")
-                .select((F.col("commit_ms") - F.col("kafka_ms")).alias("ms")))
+        rows = (
+            spark.read.format("delta")
+            .load(bronze)
+            .where(F.col("event_id").startswith("lat-"))
+            .select(
+                F.col("_metadata.file_name").alias("file"), (F.unix_micros("_kafka_timestamp") / 1000).alias("kafka_ms")
+            )
+            .join(files, "file")
+            .select((F.col("commit_ms") - F.col("kafka_ms")).alias("ms"))
+        )
         stats = rows.agg(
             F.count("*").alias("n"),
             F.percentile("ms", 0.5).alias("p50"),
@@ -289,8 +304,7 @@ def latency(broker: KafkaBroker, root: Path) -> dict[str, Any]:
 
 def main() -> int:
     info = machine()
-    say(f"machine: {info['cores']} cores, {info['memory_gib']} GiB, "
-        f"load {info['load_average_at_start']}")
+    say(f"machine: {info['cores']} cores, {info['memory_gib']} GiB, load {info['load_average_at_start']}")
     with tempfile.TemporaryDirectory(prefix="bench-streaming-") as tmp:
         root = Path(tmp)
         broker = KafkaBroker(
@@ -314,9 +328,18 @@ def main() -> int:
         "message_bytes_avg": ingest["message_bytes_avg"],
         "ingest": ingest,
         "ingest_by_max_offsets_per_trigger": [
-            {k: r[k] for k in ("trigger", "max_offsets_per_trigger", "micro_batches",
-                               "ingest_seconds", "ingest_rate_msgs_per_s",
-                               "sustained_rate_msgs_per_s", "best_batch_rate_msgs_per_s")}
+            {
+                k: r[k]
+                for k in (
+                    "trigger",
+                    "max_offsets_per_trigger",
+                    "micro_batches",
+                    "ingest_seconds",
+                    "ingest_rate_msgs_per_s",
+                    "sustained_rate_msgs_per_s",
+                    "best_batch_rate_msgs_per_s",
+                )
+            }
             for r in runs
         ],
         "latency": lat,
@@ -344,12 +367,11 @@ def main() -> int:
             "spark_master": "local[*]",
             "driver_memory": DRIVER_MEMORY,
             "broker": "single-node KRaft on 127.0.0.1, same machine",
-            "producer": "confluent-kafka, enable.idempotence, acks=all, linger.ms=10, "
-                        "no compression",
+            "producer": "confluent-kafka, enable.idempotence, acks=all, linger.ms=10, no compression",
             "sink": "foreachBatch: idempotent Delta appends (txnAppId=query id, "
-                    "txnVersion=batch id) to bronze (while the batch is counted), dead letters "
-                    "and quality/metrics (after the count), side by side; gold windows from "
-                    "bronze (Delta source/sink)",
+            "txnVersion=batch id) to bronze (while the batch is counted), dead letters "
+            "and quality/metrics (after the count), side by side; gold windows from "
+            "bronze (Delta source/sink)",
             "driver_java_options": " ".join(StreamingSettings().java_options),
             "min_partitions": "0 (Spark's default parallelism: 4 tasks per micro-batch here)",
         },

@@ -24,7 +24,13 @@ from tasks.dbt import run_dbt
 from tasks.notify import ALERT_HOOKS
 
 SUMMARY_COLUMNS = (
-    "command", "resource_type", "name", "status", "seconds", "rows_affected", "message",
+    "command",
+    "resource_type",
+    "name",
+    "status",
+    "seconds",
+    "rows_affected",
+    "message",
 )
 
 
@@ -65,13 +71,17 @@ def dbt_build(
         # Freshness first: nothing is built on stale silver. (Its on-run-start hook registers
         # the sources in the catalog, as the build's does.)
         if freshness:
-            rows += [{"command": "source freshness", **r}
-                     for r in run_dbt(["source", "freshness"], settings, dbt, project_vars)]
+            rows += [
+                {"command": "source freshness", **r}
+                for r in run_dbt(["source", "freshness"], settings, dbt, project_vars)
+            ]
         build = ["build", *selection, *(["--full-refresh"] if full_refresh else [])]
         rows += [{"command": "build", **r} for r in run_dbt(build, settings, dbt, project_vars)]
     summary = [{c: r.get(c) for c in SUMMARY_COLUMNS} for r in rows]
-    publish_summary("dbt-build-summary", summary,
-                    f"dbt build of the gold marts (target {dbt.resolved_target(settings)}, "
-                    f"{len(rows)} nodes)")
+    publish_summary(
+        "dbt-build-summary",
+        summary,
+        f"dbt build of the gold marts (target {dbt.resolved_target(settings)}, {len(rows)} nodes)",
+    )
     logger.info("dbt build: %d node(s) ok", len(rows))
     return summary

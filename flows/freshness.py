@@ -36,12 +36,26 @@ def freshness(sources: list[str] | None = None) -> list[dict[str, Any]]:
     result = run_spark_job(freshness_job(get_settings(), sources))
     checks = sla.checks_from_metrics(result.metrics)
     changes = dict((table, kind) for kind, table in track_sla(result.metrics, run_id))
-    rows = [{"table": c.table, "newest": c.newest, "age_seconds": c.age_seconds,
-             "limit_seconds": c.limit_seconds, "breached": c.breached, "reported": changes.get(c.table, "")}
-            for c in checks]
-    create_table_artifact(key="freshness", table=rows,
-                          description=f"Freshness SLAs, run {run_id}: "
-                                      f"{sum(c.breached for c in checks)} of {len(rows)} breached")
-    logger.info("freshness: %d of %d source(s) breached; reported: %s", sum(c.breached for c in checks),
-                len(rows), changes or "nothing new")
+    rows = [
+        {
+            "table": c.table,
+            "newest": c.newest,
+            "age_seconds": c.age_seconds,
+            "limit_seconds": c.limit_seconds,
+            "breached": c.breached,
+            "reported": changes.get(c.table, ""),
+        }
+        for c in checks
+    ]
+    create_table_artifact(
+        key="freshness",
+        table=rows,
+        description=f"Freshness SLAs, run {run_id}: {sum(c.breached for c in checks)} of {len(rows)} breached",
+    )
+    logger.info(
+        "freshness: %d of %d source(s) breached; reported: %s",
+        sum(c.breached for c in checks),
+        len(rows),
+        changes or "nothing new",
+    )
     return rows

@@ -43,15 +43,28 @@ def maintenance(
         force_vacuum: Allow a retention under 168 hours.
     """
     commands = [c for c, on in (("optimize", optimize), ("vacuum", vacuum)) if on] + ["history"]
-    job = maintenance_job(commands, get_settings(), tables=tables, zorder=zorder_by,
-                          vacuum_retention_hours=vacuum_retention_hours, force_vacuum=force_vacuum)
+    job = maintenance_job(
+        commands,
+        get_settings(),
+        tables=tables,
+        zorder=zorder_by,
+        vacuum_retention_hours=vacuum_retention_hours,
+        force_vacuum=force_vacuum,
+    )
     result = run_spark_job(job)
     for m in result.metrics:
         if m.get("operation") == "OPTIMIZE":
-            get_run_logger().info("%s.%s: %s -> %s files (z-order %s)", m["layer"], m["table"],
-                                  m["files_before"], m["files_after"], m["zorder_by"])
-    create_markdown_artifact(key="table-history", markdown=_history_markdown(result.metrics),
-                             description="Delta history after maintenance")
+            get_run_logger().info(
+                "%s.%s: %s -> %s files (z-order %s)",
+                m["layer"],
+                m["table"],
+                m["files_before"],
+                m["files_after"],
+                m["zorder_by"],
+            )
+    create_markdown_artifact(
+        key="table-history", markdown=_history_markdown(result.metrics), description="Delta history after maintenance"
+    )
     return result.metrics
 
 
@@ -62,9 +75,13 @@ def restore_table(table: str, version: int | None = None, timestamp: str | None 
 
     if (version is None) == (timestamp is None):
         raise ConfigError("restore_table needs exactly one of version or timestamp")
-    job = maintenance_job(["restore", "history"], get_settings(), tables=[table],
-                          restore_version=version, restore_timestamp=timestamp)
+    job = maintenance_job(
+        ["restore", "history"], get_settings(), tables=[table], restore_version=version, restore_timestamp=timestamp
+    )
     result = run_spark_job(job)
-    create_markdown_artifact(key="table-history", markdown=_history_markdown(result.metrics),
-                             description=f"Delta history of {table} after restore")
+    create_markdown_artifact(
+        key="table-history",
+        markdown=_history_markdown(result.metrics),
+        description=f"Delta history of {table} after restore",
+    )
     return result.metrics

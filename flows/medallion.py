@@ -66,10 +66,18 @@ def medallion(
     plan = ordered_layers(layers)
     # built up front: a bad parameter fails before any Spark work
     chosen = check_sources(sources)
-    jobs = medallion_jobs(plan, settings, start=start, end=end, run_id=run_id, full_refresh=full_refresh,
-                          sources=chosen)
-    logger.info("medallion %s..%s layers=%s sources=%s full_refresh=%s backend=%s",
-                start, end, plan, list(chosen), full_refresh, settings.backend)
+    jobs = medallion_jobs(
+        plan, settings, start=start, end=end, run_id=run_id, full_refresh=full_refresh, sources=chosen
+    )
+    logger.info(
+        "medallion %s..%s layers=%s sources=%s full_refresh=%s backend=%s",
+        start,
+        end,
+        plan,
+        list(chosen),
+        full_refresh,
+        settings.backend,
+    )
     results = [run_spark_job(job) for job in jobs]
     rows = summary_rows(results)
     marts_on = settings.pipeline.dbt_marts if dbt_marts is None else dbt_marts
@@ -82,7 +90,8 @@ def medallion(
         marts = dbt_build(full_refresh=full_refresh, freshness=end >= yesterday)
         logger.info("dbt marts: %d node(s) built or tested", len(marts))
     publish_summary(
-        "medallion-summary", rows,
+        "medallion-summary",
+        rows,
         f"Medallion run {start}..{end} ({', '.join(plan)}) on the {settings.backend} backend",
     )
     metrics = [m for r in results for m in r.metrics]

@@ -62,11 +62,15 @@ def streaming(
     logger.info("running %s locally: %s", job.name, " ".join(job.args))
     result = run_spark_job(job)
     rows = summary_rows([result])
-    publish_summary("streaming-summary", rows,
-                    f"Streaming run ({trigger or settings.streaming.local_trigger}) of topic "
-                    f"{settings.kafka.topic} on the local backend")
-    publish_quality(quality_rows(result.metrics),
-                    f"Events contract rule outcomes of the stream (topic {settings.kafka.topic})")
+    publish_summary(
+        "streaming-summary",
+        rows,
+        f"Streaming run ({trigger or settings.streaming.local_trigger}) of topic "
+        f"{settings.kafka.topic} on the local backend",
+    )
+    publish_quality(
+        quality_rows(result.metrics), f"Events contract rule outcomes of the stream (topic {settings.kafka.topic})"
+    )
     return {"backend": settings.backend, "job": job.name, "rows": rows}
 
 
@@ -83,9 +87,14 @@ def streaming_monitor() -> list[dict[str, Any]]:
     status = stream_status()
     publish_stream_status(status)
     logger = get_run_logger()
-    logger.info("stream %s: total lag %d, last batch %s at %s, %s rows/s",
-                status.topic, status.total_lag, status.last_batch_id, status.last_batch_time,
-                status.rows_per_second)
+    logger.info(
+        "stream %s: total lag %d, last batch %s at %s, %s rows/s",
+        status.topic,
+        status.total_lag,
+        status.last_batch_id,
+        status.last_batch_time,
+        status.rows_per_second,
+    )
     if not status.healthy:
         raise StreamUnhealthyError("; ".join(status.problems))
     return status.rows()

@@ -55,8 +55,11 @@ def results_url(settings: Settings) -> str | None:
     """Where results go when that is an object store: ``deploy.results_url``, else the results
     directory when it is a URI (``s3a://`` read as fsspec's ``s3://``); None for a local path."""
     root = settings.storage.root
-    url = (settings.deploy.results_url or settings.results_dir
-           or (root.rstrip("/") + "/prefect-results" if "://" in root else ""))
+    url = (
+        settings.deploy.results_url
+        or settings.results_dir
+        or (root.rstrip("/") + "/prefect-results" if "://" in root else "")
+    )
     if "://" not in url:
         return None
     return "s3://" + url.removeprefix("s3a://") if url.startswith("s3a://") else url
@@ -163,8 +166,9 @@ def _credentials_block(settings: Settings) -> Any:
 
     cfg = None
     if settings.deploy.kubeconfig:
-        cfg = KubernetesClusterConfig.from_file(Path(settings.deploy.kubeconfig),
-                                                context_name=settings.kubernetes.kubeconfig_context)
+        cfg = KubernetesClusterConfig.from_file(
+            Path(settings.deploy.kubeconfig), context_name=settings.kubernetes.kubeconfig_context
+        )
     return KubernetesCredentials(cluster_config=cfg)
 
 
@@ -191,11 +195,11 @@ async def _upsert_pool(name: str, kind: PoolKind, template: dict[str, Any], desc
         try:
             await client.read_work_pool(name)
         except ObjectNotFound:
-            await client.create_work_pool(WorkPoolCreate(
-                name=name, type=kind, base_job_template=template, description=description))
+            await client.create_work_pool(
+                WorkPoolCreate(name=name, type=kind, base_job_template=template, description=description)
+            )
             return "created"
-        await client.update_work_pool(name, WorkPoolUpdate(base_job_template=template,
-                                                           description=description))
+        await client.update_work_pool(name, WorkPoolUpdate(base_job_template=template, description=description))
         return "updated"
 
 
@@ -218,18 +222,26 @@ def missed_run_automation(settings: Settings) -> Any:
             match={"prefect.resource.id": "prefect.flow-run.*"},
             match_related={"prefect.resource.id": f"prefect.tag.{NO_CATCHUP_TAG}"},
             after={"prefect.flow-run.Late"},
-            expect={"prefect.flow-run.Pending", "prefect.flow-run.Running",
-                    "prefect.flow-run.Cancelled", "prefect.flow-run.Cancelling"},
+            expect={
+                "prefect.flow-run.Pending",
+                "prefect.flow-run.Running",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Cancelling",
+            },
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,
             threshold=1,
             within=timedelta(seconds=grace),
         ),
-        actions=[ChangeFlowRunState(
-            state=StateType.CANCELLED, name="Missed", force=False,
-            message=f"Not started within {grace}s of its schedule: not caught up "
-            "(the next scheduled run covers the next day).",
-        )],
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CANCELLED,
+                name="Missed",
+                force=False,
+                message=f"Not started within {grace}s of its schedule: not caught up "
+                "(the next scheduled run covers the next day).",
+            )
+        ],
     )
 
 
@@ -252,8 +264,7 @@ def image_pull_automation() -> Any:
         description="A flow run whose Kubernetes pod cannot pull its image (ErrImagePull, "
         "ImagePullBackOff) is cancelled instead of staying Pending; the cause is in its log.",
         trigger=EventTrigger(
-            match={"prefect.resource.id": "prefect.kubernetes.pod.*",
-                   "kubernetes.diagnosis": "ImagePullError"},
+            match={"prefect.resource.id": "prefect.kubernetes.pod.*", "kubernetes.diagnosis": "ImagePullError"},
             expect={"prefect.kubernetes.pod.pending"},
             posture=Posture.Reactive,
             threshold=1,
@@ -307,8 +318,7 @@ def ensure_workspace(settings: Settings, log: Callable[[str], None] = lambda _: 
         (d.kubernetes_pool, "kubernetes", "Cluster flow runs: one Kubernetes Job per run."),
     ]
     for name, kind, description in pools:
-        outcome = run_coro_as_sync(_upsert_pool(name, kind, base_job_template(kind, settings),
-                                                description))
+        outcome = run_coro_as_sync(_upsert_pool(name, kind, base_job_template(kind, settings), description))
         record(f"work-pool/{name} ({kind})", str(outcome))
     Variable.set(WORK_POOL_VARIABLE, d.work_pool, overwrite=True)
     record(f"variable/{WORK_POOL_VARIABLE} = {d.work_pool}", "saved")

@@ -116,12 +116,16 @@ def ensure(settings: Settings, *, log: Callable[[str], None] = print) -> Path | 
     log(f"==> building the class-data archive of local Spark jobs (once per Java/Spark/jars): {target}")
     with tempfile.TemporaryDirectory(prefix="lakehouse-cds-") as tmp:
         root = Path(tmp) / "lake"
-        local = settings.model_copy(update={  # a scratch root; one fused job per run
-            "storage": settings.storage.model_copy(update={"root": str(root)}),
-            "pipeline": settings.pipeline.model_copy(update={"job_per_layer": False}),
-        })
-        generate(root / "landing", GenConfig(start=TRAINING_START, days=2, seed=7,
-                                             events_per_day=300, orders_per_day=60, users_initial=40))
+        local = settings.model_copy(
+            update={  # a scratch root; one fused job per run
+                "storage": settings.storage.model_copy(update={"root": str(root)}),
+                "pipeline": settings.pipeline.model_copy(update={"job_per_layer": False}),
+            }
+        )
+        generate(
+            root / "landing",
+            GenConfig(start=TRAINING_START, days=2, seed=7, events_per_day=300, orders_per_day=60, users_initial=40),
+        )
         dump = Path(tmp) / "archive.jsa"
         # the second run MERGEs into the tables the first created: the classes of every path
         runs: list[tuple[list[str], list[str]]] = [
@@ -156,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     """CLI: ``ensure`` builds the archive; ``path`` prints where it is (or would be)."""
     from lakehouse.settings import get_settings
 
-    parser = argparse.ArgumentParser(prog="python -m lakehouse.cds", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m lakehouse.cds", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=["ensure", "path"])
     args = parser.parse_args(argv)
     try:

@@ -48,8 +48,13 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     from lakehouse.datagen import GenConfig, generate
 
     landing = Path(settings.storage.landing)
-    cfg = GenConfig(start=args.start, days=args.days, seed=args.seed,
-                    events_per_day=args.events_per_day, orders_per_day=args.orders_per_day)
+    cfg = GenConfig(
+        start=args.start,
+        days=args.days,
+        seed=args.seed,
+        events_per_day=args.events_per_day,
+        orders_per_day=args.orders_per_day,
+    )
     t0 = time.monotonic()
     manifest = generate(landing, cfg, progress=lambda line: print(f"  generated {line}", flush=True))
     total = sum(v.lines for d in manifest.days.values() for v in d.values())
@@ -60,14 +65,20 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_medallion(args: argparse.Namespace, settings: Settings) -> int:
     from flows.medallion import medallion
 
-    rows = medallion(start_date=args.start, end_date=args.end or args.start,
-                     layers=args.layers.split(","), full_refresh=args.full_refresh,
-                     dbt_marts=args.dbt_marts,
-                     sources=getattr(args, "sources", None))
+    rows = medallion(
+        start_date=args.start,
+        end_date=args.end or args.start,
+        layers=args.layers.split(","),
+        full_refresh=args.full_refresh,
+        dbt_marts=args.dbt_marts,
+        sources=getattr(args, "sources", None),
+    )
     print(f"{'layer.table':32} {'read':>9} {'written':>9} {'version':>8} {'seconds':>8}")
     for r in rows:
-        print(f"{r['layer'] + '.' + r['table']:32} {r['rows_read'] if r['rows_read'] is not None else '':>9} "
-              f"{r['rows_written']:>9} {r['version'] if r['version'] is not None else '':>8} {r['duration_s']:>8}")
+        print(
+            f"{r['layer'] + '.' + r['table']:32} {r['rows_read'] if r['rows_read'] is not None else '':>9} "
+            f"{r['rows_written']:>9} {r['version'] if r['version'] is not None else '':>8} {r['duration_s']:>8}"
+        )
     print(_where_runs_are())
     return 0
 
@@ -78,8 +89,10 @@ def _where_runs_are() -> str:
 
     if os.environ.get("PREFECT_API_URL"):
         return f"flow run recorded on the Prefect server {os.environ['PREFECT_API_URL']}"
-    return (f"flow run recorded in {os.environ.get('PREFECT_HOME', '~/.prefect')}; "
-            "`make ui` shows it at http://127.0.0.1:4200")
+    return (
+        f"flow run recorded in {os.environ.get('PREFECT_HOME', '~/.prefect')}; "
+        "`make ui` shows it at http://127.0.0.1:4200"
+    )
 
 
 def cmd_show_tables(args: argparse.Namespace, settings: Settings) -> int:
@@ -151,9 +164,16 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     runs = ((first, first), (first + dt.timedelta(days=1), first + dt.timedelta(days=2)))
     for start, end in runs:
         # the dbt marts once, on the last run (incremental marts over all three days)
-        cmd_medallion(argparse.Namespace(start=start, end=end, layers="bronze,silver,gold",
-                                         full_refresh=False, dbt_marts=None if end == runs[-1][1] else False),
-                      settings)
+        cmd_medallion(
+            argparse.Namespace(
+                start=start,
+                end=end,
+                layers="bronze,silver,gold",
+                full_refresh=False,
+                dbt_marts=None if end == runs[-1][1] else False,
+            ),
+            settings,
+        )
     print("== 3/3 tables, row counts and a time-travel read (silver.users at version 0 vs latest)")
     return cmd_show_tables(args, settings)
 
@@ -168,8 +188,10 @@ def cmd_contracts(args: argparse.Namespace, settings: Settings) -> int:
         return ExitCode.CONFIG
     for c in contracts.values():
         rules = sum(1 + len(f.constraints) + (f.allowed_values is not None) for f in c.fields) + len(c.quality)
-        print(f"{c.name} v{c.version} ({c.owner}): {len(c.fields)} columns, key {c.primary_key}, "
-              f"{rules} rules, new columns: {c.evolution.new_columns}, freshness: {c.sla.freshness or '-'}")
+        print(
+            f"{c.name} v{c.version} ({c.owner}): {len(c.fields)} columns, key {c.primary_key}, "
+            f"{rules} rules, new columns: {c.evolution.new_columns}, freshness: {c.sla.freshness or '-'}"
+        )
     return 0
 
 
@@ -188,8 +210,10 @@ def cmd_blocks(args: argparse.Namespace, settings: Settings) -> int:
     from lakehouse.blocks import ensure_workspace
 
     ensure_workspace(settings, log=lambda line: print(line, flush=True))
-    print(f"deploy with: prefect deploy --all --prefect-file deployments/prefect.yaml "
-          f"(work pool {settings.deploy.work_pool})")
+    print(
+        f"deploy with: prefect deploy --all --prefect-file deployments/prefect.yaml "
+        f"(work pool {settings.deploy.work_pool})"
+    )
     return 0
 
 
@@ -207,36 +231,57 @@ def exit_codes_help() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lakehouse", description=__doc__, epilog=exit_codes_help(),
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="lakehouse",
+        description=__doc__,
+        epilog=exit_codes_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="write N days of sample landing data")
-    g.add_argument("--start", type=_date, default=DEMO_START,
-                   help="first landing date, YYYY-MM-DD (default: %(default)s)")
+    g.add_argument(
+        "--start", type=_date, default=DEMO_START, help="first landing date, YYYY-MM-DD (default: %(default)s)"
+    )
     g.add_argument("--days", type=int, default=3, help="number of days (default: %(default)s)")
-    g.add_argument("--seed", type=int, default=42,
-                   help="random seed: the same seed writes the same files (default: %(default)s)")
-    g.add_argument("--events-per-day", type=int, default=2000,
-                   help="events per day (default: %(default)s)")
-    g.add_argument("--orders-per-day", type=int, default=400,
-                   help="orders per day (default: %(default)s)")
+    g.add_argument(
+        "--seed", type=int, default=42, help="random seed: the same seed writes the same files (default: %(default)s)"
+    )
+    g.add_argument("--events-per-day", type=int, default=2000, help="events per day (default: %(default)s)")
+    g.add_argument("--orders-per-day", type=int, default=400, help="orders per day (default: %(default)s)")
     g.set_defaults(fn=cmd_generate)
     m = sub.add_parser("medallion", help="run the medallion flow for a date or range")
     m.add_argument("--start", type=_date, required=True, help="first landing date, YYYY-MM-DD")
     m.add_argument("--end", type=_date, help="last landing date, inclusive (default: --start)")
-    m.add_argument("--layers", default="bronze,silver,gold",
-                   help="comma-separated layers to run, in pipeline order (default: %(default)s)")
-    m.add_argument("--full-refresh", action="store_true",
-                   help="rebuild the date range from its inputs instead of applying only what is new")
-    m.add_argument("--dbt-marts", action=argparse.BooleanOptionalAction, default=None,
-                   help="build the dbt marts after gold (default: LAKEHOUSE_PIPELINE__DBT_MARTS)")
-    m.add_argument("--sources", type=_sources, help="comma-separated sources for bronze and silver, of orders, users, "
-                   "events (default: all); gold rebuilds its tables for the range either way")
+    m.add_argument(
+        "--layers",
+        default="bronze,silver,gold",
+        help="comma-separated layers to run, in pipeline order (default: %(default)s)",
+    )
+    m.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild the date range from its inputs instead of applying only what is new",
+    )
+    m.add_argument(
+        "--dbt-marts",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="build the dbt marts after gold (default: LAKEHOUSE_PIPELINE__DBT_MARTS)",
+    )
+    m.add_argument(
+        "--sources",
+        type=_sources,
+        help="comma-separated sources for bronze and silver, of orders, users, "
+        "events (default: all); gold rebuilds its tables for the range either way",
+    )
     m.set_defaults(fn=cmd_medallion)
     i = sub.add_parser("show-tables", help="print tables, row counts and a time-travel read")
     i.add_argument("--table", default="silver/users", help="layer/table of the time-travel read")
-    i.add_argument("--as-of", help="the time-travel read's version number or timestamp (e.g. "
-                   "2026-01-02T10:00:00Z: the version committed at or before it); default version 0")
+    i.add_argument(
+        "--as-of",
+        help="the time-travel read's version number or timestamp (e.g. "
+        "2026-01-02T10:00:00Z: the version committed at or before it); default version 0",
+    )
     i.set_defaults(fn=cmd_show_tables)
     t = sub.add_parser("tables", help="every Delta table: rows, version, files, size and last commit")
     t.set_defaults(fn=cmd_tables)
@@ -245,37 +290,46 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--limit", type=int, default=20, help="commits to show, newest first (default: %(default)s)")
     h.set_defaults(fn=cmd_history)
     q = sub.add_parser("sql", help="run a Spark SQL query over the tables (layer.table names them)")
-    q.add_argument("query", help="Spark SQL; silver.events is the table silver/events, e.g. "
-                   "\"select event_type, count(*) from silver.events group by 1\"")
+    q.add_argument(
+        "query",
+        help="Spark SQL; silver.events is the table silver/events, e.g. "
+        '"select event_type, count(*) from silver.events group by 1"',
+    )
     q.add_argument("--limit", type=int, default=50, help="rows to print (default: %(default)s)")
     q.set_defaults(fn=cmd_sql)
     rs = sub.add_parser("restore", help="restore a table to a version or a timestamp (a restore-table flow run)")
     rs.add_argument("table", help="layer/name, e.g. silver/events")
     to = rs.add_mutually_exclusive_group(required=True)
     to.add_argument("--version", type=int, help="the version to restore (see `lakehouse history TABLE`)")
-    to.add_argument("--timestamp", help="restore the version committed at or before this time, e.g. "
-                    "2026-01-02T10:00:00Z")
+    to.add_argument(
+        "--timestamp", help="restore the version committed at or before this time, e.g. 2026-01-02T10:00:00Z"
+    )
     rs.set_defaults(fn=cmd_restore)
     d = sub.add_parser("demo", help="generate 3 days, run the flow, inspect the tables")
     d.add_argument("--keep", action="store_true", help="keep existing data under the root")
     d.set_defaults(fn=cmd_demo)
     c = sub.add_parser("contracts", help="validate the data contracts and summarise them")
-    c.add_argument("--dir", default=str(Path(__file__).resolve().parents[1] / "contracts"),
-                   help="directory of the contract YAML files (default: the project's contracts/)")
+    c.add_argument(
+        "--dir",
+        default=str(Path(__file__).resolve().parents[1] / "contracts"),
+        help="directory of the contract YAML files (default: the project's contracts/)",
+    )
     c.set_defaults(fn=cmd_contracts)
     s = sub.add_parser("settings-doc", help="print the settings reference (Markdown)")
     s.add_argument("--write", metavar="README", help="replace the reference section of this file")
     s.set_defaults(fn=cmd_settings_doc)
-    b = sub.add_parser("blocks", help="create/update the Prefect blocks, work pools, variable and "
-                       "automation from the settings")
+    b = sub.add_parser(
+        "blocks", help="create/update the Prefect blocks, work pools, variable and automation from the settings"
+    )
     b.set_defaults(fn=cmd_blocks)
     from lakehouse.kafka_cli import add_commands as add_kafka_commands
 
     add_kafka_commands(sub)
     from lakehouse.k8s.cli import add_arguments as add_render_arguments
 
-    r = sub.add_parser("render", help="print the SparkApplication manifest(s) of a job "
-                       "(--dry-run: as the API server would store them)")
+    r = sub.add_parser(
+        "render", help="print the SparkApplication manifest(s) of a job (--dry-run: as the API server would store them)"
+    )
     add_render_arguments(r)
     r.set_defaults(fn=cmd_render)
     return p

@@ -75,7 +75,9 @@ class Manifest:
         """Serialise."""
         return json.dumps(
             {"config": self.config, "days": {d: {s: asdict(v) for s, v in sd.items()} for d, sd in self.days.items()}},
-            indent=2, sort_keys=True, default=str,
+            indent=2,
+            sort_keys=True,
+            default=str,
         )
 
     @classmethod
@@ -141,15 +143,13 @@ class _Writer:
         n = max(1, self.cfg.files_per_day)
         chunk = -(-len(self.lines) // n) if self.lines else 0
         for i in range(n):
-            part = self.lines[i * chunk:(i + 1) * chunk]
+            part = self.lines[i * chunk : (i + 1) * chunk]
             (directory / f"part-{i:05d}.json").write_text("".join(x + "\n" for x in part))
         self.stats.lines = len(self.lines)
         return self.stats
 
 
-def generate(
-    landing: Path, cfg: GenConfig, progress: Callable[[str], None] | None = None
-) -> Manifest:
+def generate(landing: Path, cfg: GenConfig, progress: Callable[[str], None] | None = None) -> Manifest:
     """Write ``cfg.days`` days of landing files under ``landing`` and return the manifest.
 
     Args:
@@ -173,15 +173,23 @@ def generate(
         uw = _Writer(cfg, rng, "user_id")
         for _ in range(cfg.users_initial if day_index == 0 else cfg.users_new_per_day):
             next_user += 1
-            u = {"user_id": f"u{next_user:07d}", "email": f"user{next_user}@example.com",
-                 "country": rng.choice(COUNTRIES), "updated_at": _ts(at())}
+            u = {
+                "user_id": f"u{next_user:07d}",
+                "email": f"user{next_user}@example.com",
+                "country": rng.choice(COUNTRIES),
+                "updated_at": _ts(at()),
+            }
             if uw.add(u, new=True):  # a user whose first row was bad never exists
                 users[u["user_id"]] = u
         if day_index:
             existing = sorted(users)
             for uid in rng.sample(existing, int(len(existing) * cfg.user_update_rate)):
-                u = dict(users[uid], country=rng.choice(COUNTRIES), updated_at=_ts(at()),
-                         email=f"{uid}.{day_index}@example.com")
+                u = dict(
+                    users[uid],
+                    country=rng.choice(COUNTRIES),
+                    updated_at=_ts(at()),
+                    email=f"{uid}.{day_index}@example.com",
+                )
                 if uw.add(u, new=False):
                     users[uid] = u
         user_ids = sorted(users)
@@ -199,10 +207,14 @@ def generate(
         for _ in range(cfg.orders_per_day):
             next_order += 1
             created = _ts(at())
-            o = {"order_id": f"o{next_order:08d}", "user_id": rng.choice(user_ids),
-                 "amount": round(rng.randrange(100, 50_000) / 100, 2),
-                 "status": rng.choices(ORDER_STATUSES, weights=(50, 35, 10, 5))[0],
-                 "created_at": created, "updated_at": created}
+            o = {
+                "order_id": f"o{next_order:08d}",
+                "user_id": rng.choice(user_ids),
+                "amount": round(rng.randrange(100, 50_000) / 100, 2),
+                "status": rng.choices(ORDER_STATUSES, weights=(50, 35, 10, 5))[0],
+                "created_at": created,
+                "updated_at": created,
+            }
             if ow.add(o, new=True) and o["status"] == "pending":
                 open_orders.append(o)
 
@@ -212,9 +224,13 @@ def generate(
             next_event += 1
             late = rng.random() < cfg.late_rate
             etype = rng.choices(EVENT_TYPES, weights=(60, 20, 10, 10))[0]
-            e = {"event_id": f"e{next_event:09d}", "user_id": rng.choice(user_ids), "event_type": etype,
-                 "amount": round(rng.randrange(100, 50_000) / 100, 2) if etype == "purchase" else None,
-                 "event_time": _ts(at(t0 - dt.timedelta(days=1)) if late else at())}
+            e = {
+                "event_id": f"e{next_event:09d}",
+                "user_id": rng.choice(user_ids),
+                "event_type": etype,
+                "amount": round(rng.randrange(100, 50_000) / 100, 2) if etype == "purchase" else None,
+                "event_time": _ts(at(t0 - dt.timedelta(days=1)) if late else at()),
+            }
             ew.add(e, new=True, late=late)
 
         stats = {}

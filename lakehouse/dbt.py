@@ -71,9 +71,7 @@ class DbtSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LAKEHOUSE_DBT__", extra="ignore")
 
-    project_dir: Path = Field(
-        default=REPO_ROOT / "dbt", description="The dbt project (dbt_project.yml, profiles.yml)."
-    )
+    project_dir: Path = Field(default=REPO_ROOT / "dbt", description="The dbt project (dbt_project.yml, profiles.yml).")
     profiles_dir: Path | None = Field(
         default=None, description="Directory holding profiles.yml. Default: the project directory."
     )
@@ -106,8 +104,7 @@ class DbtSettings(BaseSettings):
     )
     spark_remote: str | None = Field(
         default=None,
-        description="Spark Connect URL of the cluster target, e.g. "
-        "sc://lakehouse-spark-connect.spark-jobs.svc:15002.",
+        description="Spark Connect URL of the cluster target, e.g. sc://lakehouse-spark-connect.spark-jobs.svc:15002.",
     )
     freshness_warn_hours: int = Field(
         default=26, ge=1, description="Source freshness: warn when silver's newest load is older."
@@ -170,21 +167,22 @@ def storage_is_listed(settings: Settings, dbt: DbtSettings) -> bool:
     """True when this process lists the tables itself before dbt runs: the local target on a
     local root or on an ``s3a://`` one (through s3fs with the object store settings)."""
     return dbt.resolved_target(settings) == "local" and (
-        is_local_path(settings.storage.root) or objectstore.uses_s3(settings))
+        is_local_path(settings.storage.root) or objectstore.uses_s3(settings)
+    )
 
 
 def _table_logs(settings: Settings) -> list[tuple[str, str]]:
     """``(layer, table)`` of every directory ``<warehouse>/<layer>/<table>/_delta_log``."""
     if is_local_path(settings.storage.root):
         warehouse = _local(settings.storage.warehouse)
-        return [(e.parent.parent.name, e.parent.name)
-                for e in warehouse.glob("*/*/_delta_log") if e.is_dir()]
+        return [(e.parent.parent.name, e.parent.name) for e in warehouse.glob("*/*/_delta_log") if e.is_dir()]
     import s3fs
 
     options = objectstore.fsspec_options(settings)
     # bounded like the jobs' S3A conf: a wrong endpoint fails in seconds, not after minutes
     options.setdefault("config_kwargs", {}).update(
-        connect_timeout=5, read_timeout=20, retries={"max_attempts": 2, "mode": "standard"})
+        connect_timeout=5, read_timeout=20, retries={"max_attempts": 2, "mode": "standard"}
+    )
     # a fresh instance: fsspec's shared one keeps its listings, which miss the tables the jobs
     # (other processes) wrote since
     fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
@@ -198,7 +196,8 @@ def _table_logs(settings: Settings) -> list[tuple[str, str]]:
             f"cannot list the tables under {settings.storage.warehouse} ({type(e).__name__}: "
             f"{e}): check LAKEHOUSE_STORAGE__ROOT and the object store settings "
             "(LAKEHOUSE_DEPLOY__OBJECT_STORE_ENDPOINT, _REGION, _ACCESS_KEY_ID, "
-            "_SECRET_ACCESS_KEY)") from e
+            "_SECRET_ACCESS_KEY)"
+        ) from e
     return [(path.split("/")[-3], path.split("/")[-2]) for path in found]
 
 
@@ -221,9 +220,12 @@ def local_spark_conf(settings: Settings, dbt: DbtSettings) -> dict[str, str]:
     """
     meta = metastore_dir(settings, dbt)
     log4j = dbt.project_dir / "log4j2.properties"
-    java_opts = [f"-Dderby.system.home={meta}", f"-Dlakehouse.log.level={settings.spark.log_level}",
-                 # the same class-data archive as the spark-submit drivers: the JVM is the same
-                 *cds.java_options(settings)]
+    java_opts = [
+        f"-Dderby.system.home={meta}",
+        f"-Dlakehouse.log.level={settings.spark.log_level}",
+        # the same class-data archive as the spark-submit drivers: the JVM is the same
+        *cds.java_options(settings),
+    ]
     if log4j.exists():
         java_opts.append(f"-Dlog4j2.configurationFile=file:{log4j}")
     conf = {
@@ -313,7 +315,9 @@ def missing_silver_tables(settings: Settings, dbt: DbtSettings | None = None) ->
 
 
 def command_args(
-    command: Sequence[str], settings: Settings, dbt: DbtSettings,
+    command: Sequence[str],
+    settings: Settings,
+    dbt: DbtSettings,
     project_vars: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """The full argument list of a dbt invocation: the command, then the project, profile,
@@ -321,10 +325,14 @@ def command_args(
     out = artifacts_dir(settings, dbt)
     args = [
         *command,
-        "--project-dir", str(dbt.project_dir),
-        "--profiles-dir", str(dbt.resolved_profiles_dir()),
-        "--target-path", str(out / "target"),
-        "--log-path", str(out / "logs"),
+        "--project-dir",
+        str(dbt.project_dir),
+        "--profiles-dir",
+        str(dbt.resolved_profiles_dir()),
+        "--target-path",
+        str(out / "target"),
+        "--log-path",
+        str(out / "logs"),
     ]
     if command and command[0] not in ("deps", "clean", "debug"):
         args += ["--vars", json.dumps(dbt_vars(dbt, project_vars), sort_keys=True)]
@@ -368,8 +376,10 @@ def spark_session_scope(conf: Mapping[str, str] | None) -> Iterator[None]:
         )
     before = live_spark_session()
     if before is not None and opened is None:
-        log.warning("dbt reuses a SparkSession started elsewhere in this process; its catalog "
-                    "and conf are that session's, not the lakehouse dbt profile's")
+        log.warning(
+            "dbt reuses a SparkSession started elsewhere in this process; its catalog "
+            "and conf are that session's, not the lakehouse dbt profile's"
+        )
     try:
         yield
     finally:
@@ -378,9 +388,7 @@ def spark_session_scope(conf: Mapping[str, str] | None) -> Iterator[None]:
 
 
 @contextmanager
-def dbt_environment(
-    settings: Settings | None = None, dbt: DbtSettings | None = None
-) -> Iterator[dict[str, str]]:
+def dbt_environment(settings: Settings | None = None, dbt: DbtSettings | None = None) -> Iterator[dict[str, str]]:
     """Set the ``DBT_LAKEHOUSE_*`` variables for the duration of dbt invocations (restored
     afterwards) and manage the local target's in-process Spark session; yields the variables."""
     settings = settings or get_settings()
@@ -399,8 +407,9 @@ def dbt_environment(
     if not local:
         # dbt-spark's session asks for Hive support on every connection; over Spark Connect that
         # static setting belongs to the server (which has it) and pyspark warns each time
-        warnings.filterwarnings("ignore", message=r"Failed to set spark\.sql\.catalogImplementation",
-                                category=UserWarning)
+        warnings.filterwarnings(
+            "ignore", message=r"Failed to set spark\.sql\.catalogImplementation", category=UserWarning
+        )
     try:
         with spark_session_scope(conf):
             yield env

@@ -33,32 +33,47 @@ def _bucket(line: str) -> str:
 
 
 def _s3_keys(line: str, settings: Settings) -> Cause:
-    return Cause(f"the object store refused the key pair for s3a://{_bucket(line)} (HTTP 403): check "
-                 "LAKEHOUSE_DEPLOY__OBJECT_STORE_ACCESS_KEY_ID and "
-                 "LAKEHOUSE_DEPLOY__OBJECT_STORE_SECRET_ACCESS_KEY", permanent=True)
+    return Cause(
+        f"the object store refused the key pair for s3a://{_bucket(line)} (HTTP 403): check "
+        "LAKEHOUSE_DEPLOY__OBJECT_STORE_ACCESS_KEY_ID and "
+        "LAKEHOUSE_DEPLOY__OBJECT_STORE_SECRET_ACCESS_KEY",
+        permanent=True,
+    )
 
 
 def _s3_bucket(line: str, settings: Settings) -> Cause:
-    return Cause(f"the bucket {_bucket(line)!r} does not exist at the object store "
-                 f"({settings.deploy.object_store_endpoint or 'AWS'}): create it, or check "
-                 f"LAKEHOUSE_STORAGE__ROOT ({settings.storage.root})", permanent=True)
+    return Cause(
+        f"the bucket {_bucket(line)!r} does not exist at the object store "
+        f"({settings.deploy.object_store_endpoint or 'AWS'}): create it, or check "
+        f"LAKEHOUSE_STORAGE__ROOT ({settings.storage.root})",
+        permanent=True,
+    )
 
 
 def _s3_unreachable(line: str, settings: Settings) -> Cause:
-    return Cause(f"the object store at {settings.deploy.object_store_endpoint or 'AWS'} did not answer: "
-                 "check LAKEHOUSE_DEPLOY__OBJECT_STORE_ENDPOINT", permanent=False)
+    return Cause(
+        f"the object store at {settings.deploy.object_store_endpoint or 'AWS'} did not answer: "
+        "check LAKEHOUSE_DEPLOY__OBJECT_STORE_ENDPOINT",
+        permanent=False,
+    )
 
 
 def _kafka_login(line: str, settings: Settings) -> Cause:
     k = settings.kafka
-    return Cause(f"Kafka at {k.bootstrap_servers} refused the SASL credentials of user "
-                 f"{k.sasl_username!r} ({k.sasl_mechanism}): check LAKEHOUSE_KAFKA__SASL_USERNAME and "
-                 "LAKEHOUSE_KAFKA__SASL_PASSWORD", permanent=True)
+    return Cause(
+        f"Kafka at {k.bootstrap_servers} refused the SASL credentials of user "
+        f"{k.sasl_username!r} ({k.sasl_mechanism}): check LAKEHOUSE_KAFKA__SASL_USERNAME and "
+        "LAKEHOUSE_KAFKA__SASL_PASSWORD",
+        permanent=True,
+    )
 
 
 def _kafka_tls(line: str, settings: Settings) -> Cause:
-    return Cause(f"the TLS certificate of Kafka at {settings.kafka.bootstrap_servers} is not trusted: "
-                 "check LAKEHOUSE_KAFKA__SSL_CA_LOCATION", permanent=True)
+    return Cause(
+        f"the TLS certificate of Kafka at {settings.kafka.bootstrap_servers} is not trusted: "
+        "check LAKEHOUSE_KAFKA__SSL_CA_LOCATION",
+        permanent=True,
+    )
 
 
 RULES: tuple[tuple[re.Pattern[str], Callable[[str, Settings], Cause]], ...] = (

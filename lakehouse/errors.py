@@ -31,14 +31,13 @@ class ExitCode(IntEnum):
 EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "success",
     ExitCode.JOB_FAILED: "a Spark job, dbt or a flow failed (the message names the job, its state, exit "
-                         "code and last log lines)",
+    "code and last log lines)",
     ExitCode.USAGE: "wrong command-line arguments",
-    ExitCode.STREAM_UNHEALTHY: "the stream lags or stalls past the thresholds (stream-status, the "
-                               "stream monitor)",
+    ExitCode.STREAM_UNHEALTHY: "the stream lags or stalls past the thresholds (stream-status, the stream monitor)",
     ExitCode.CONTRACT_VIOLATION: "a data-contract fail rule stopped the batch; nothing of it was committed "
-                                 "(EX_DATAERR)",
+    "(EX_DATAERR)",
     ExitCode.SETUP: "the environment is not set up or a service is not reachable: a missing tool, "
-                    "unresolved jars, the Kafka broker (EX_UNAVAILABLE)",
+    "unresolved jars, the Kafka broker (EX_UNAVAILABLE)",
     ExitCode.CONFIG: "an invalid setting, contract file, spec or parameter (EX_CONFIG)",
 }
 

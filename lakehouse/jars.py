@@ -53,13 +53,24 @@ class JarSet:
     properties: dict[str, str]
 
 
-SPARK = JarSet("spark", "spark-jars.pom.xml", versions.JARS_KEY, {
-    "spark.version": versions.SPARK_VERSION, "delta.version": versions.DELTA_VERSION,
-    "scala.binary.version": versions.SCALA_BINARY_VERSION})
+SPARK = JarSet(
+    "spark",
+    "spark-jars.pom.xml",
+    versions.JARS_KEY,
+    {
+        "spark.version": versions.SPARK_VERSION,
+        "delta.version": versions.DELTA_VERSION,
+        "scala.binary.version": versions.SCALA_BINARY_VERSION,
+    },
+)
 """Delta Lake and the Spark Kafka connector: every job."""
 
-S3 = JarSet("s3", "s3-jars.pom.xml", versions.S3_JARS_KEY, {
-    "hadoop.version": versions.HADOOP_VERSION, "aws.sdk.version": versions.AWS_SDK_VERSION})
+S3 = JarSet(
+    "s3",
+    "s3-jars.pom.xml",
+    versions.S3_JARS_KEY,
+    {"hadoop.version": versions.HADOOP_VERSION, "aws.sdk.version": versions.AWS_SDK_VERSION},
+)
 """The S3A connector (hadoop-aws and the AWS SDK modules it calls): jobs on s3a:// storage."""
 
 JAR_SETS = (SPARK, S3)
@@ -105,9 +116,13 @@ def ensure(repo_root: Path, jar_set: JarSet = SPARK) -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = Path(tmp) / "all"
         cmd = [
-            "mvn", "-q", "-B",
-            "-s", str(repo_root / "jvm" / "maven-settings.xml"),
-            "-f", str(repo_root / "jvm" / jar_set.pom),
+            "mvn",
+            "-q",
+            "-B",
+            "-s",
+            str(repo_root / "jvm" / "maven-settings.xml"),
+            "-f",
+            str(repo_root / "jvm" / jar_set.pom),
             "dependency:copy-dependencies",
             "-DincludeScope=runtime",
             *[f"-D{k}={v}" for k, v in jar_set.properties.items()],
@@ -139,8 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         for jar_set in JAR_SETS:
             if args.command == "ensure":
                 d = ensure(Path(__file__).resolve().parents[1], jar_set)
-                print(f"==> {jar_set.name} jars ready: {d} ({len(resolved_jars(jar_set))} jars)",
-                      file=sys.stderr)
+                print(f"==> {jar_set.name} jars ready: {d} ({len(resolved_jars(jar_set))} jars)", file=sys.stderr)
             else:
                 for jar in resolved_jars(jar_set):
                     print(jar)

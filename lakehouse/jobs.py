@@ -55,24 +55,19 @@ class Resources(BaseModel):
         default=None, description="Enable dynamic allocation within these bounds."
     )
     driver_core_request: str | None = Field(
-        default=None, description="CPU request of the driver pod, e.g. 500m; default "
-        "kubernetes.driver_core_request."
+        default=None, description="CPU request of the driver pod, e.g. 500m; default kubernetes.driver_core_request."
     )
     executor_core_request: str | None = Field(
-        default=None, description="CPU request of each executor pod; default "
-        "kubernetes.executor_core_request."
+        default=None, description="CPU request of each executor pod; default kubernetes.executor_core_request."
     )
     driver_memory_overhead: str | None = Field(
-        default=None, description="Driver memory beyond the heap; default "
-        "kubernetes.driver_memory_overhead."
+        default=None, description="Driver memory beyond the heap; default kubernetes.driver_memory_overhead."
     )
     executor_memory_overhead: str | None = Field(
-        default=None, description="Executor memory beyond the heap; default "
-        "kubernetes.executor_memory_overhead."
+        default=None, description="Executor memory beyond the heap; default kubernetes.executor_memory_overhead."
     )
 
-    @field_validator("driver_memory", "executor_memory", "driver_memory_overhead",
-                     "executor_memory_overhead")
+    @field_validator("driver_memory", "executor_memory", "driver_memory_overhead", "executor_memory_overhead")
     @classmethod
     def _memory(cls, v: str | None) -> str | None:
         return None if v is None else spark_memory(v)

@@ -91,12 +91,19 @@ def security_config(settings: KafkaSettings) -> dict[str, Any]:
     conf: dict[str, Any] = {"security.protocol": settings.security_protocol}
     if settings.uses_sasl:
         assert settings.sasl_password is not None  # the settings validate it
-        conf.update({"sasl.mechanism": settings.sasl_mechanism, "sasl.username": settings.sasl_username,
-                     "sasl.password": settings.sasl_password.get_secret_value()})
+        conf.update(
+            {
+                "sasl.mechanism": settings.sasl_mechanism,
+                "sasl.username": settings.sasl_username,
+                "sasl.password": settings.sasl_password.get_secret_value(),
+            }
+        )
     if settings.uses_tls and settings.ssl_ca_location:
         if not Path(settings.ssl_ca_location).is_file():
-            raise ConfigError(f"kafka.ssl_ca_location {settings.ssl_ca_location} is not a file "
-                              "(LAKEHOUSE_KAFKA__SSL_CA_LOCATION: the PEM file of the brokers' CA)")
+            raise ConfigError(
+                f"kafka.ssl_ca_location {settings.ssl_ca_location} is not a file "
+                "(LAKEHOUSE_KAFKA__SSL_CA_LOCATION: the PEM file of the brokers' CA)"
+            )
         conf["ssl.ca.location"] = settings.ssl_ca_location
     return conf
 
@@ -141,26 +148,36 @@ class _Errors:
         servers = _servers(cluster)
         for code, text in self.seen:
             if code == KafkaError._AUTHENTICATION or "SASL authentication" in text:
-                who = ("" if isinstance(cluster, str)
-                       else f" of user {cluster.sasl_username!r} ({cluster.sasl_mechanism})")
-                return (f"Kafka at {servers} refused the SASL credentials{who}: check "
-                        f"LAKEHOUSE_KAFKA__SASL_USERNAME and LAKEHOUSE_KAFKA__SASL_PASSWORD ({text})")
+                who = (
+                    "" if isinstance(cluster, str) else f" of user {cluster.sasl_username!r} ({cluster.sasl_mechanism})"
+                )
+                return (
+                    f"Kafka at {servers} refused the SASL credentials{who}: check "
+                    f"LAKEHOUSE_KAFKA__SASL_USERNAME and LAKEHOUSE_KAFKA__SASL_PASSWORD ({text})"
+                )
         for code, text in self.seen:
             if code == KafkaError._SSL or "certificate verify failed" in text:
-                ca = ("the system trust store" if isinstance(cluster, str) or not cluster.ssl_ca_location
-                      else cluster.ssl_ca_location)
-                return (f"the TLS certificate of Kafka at {servers} is not trusted by {ca}, or the "
-                        f"TLS handshake failed: check LAKEHOUSE_KAFKA__SSL_CA_LOCATION and "
-                        f"LAKEHOUSE_KAFKA__SECURITY_PROTOCOL ({text})")
+                ca = (
+                    "the system trust store"
+                    if isinstance(cluster, str) or not cluster.ssl_ca_location
+                    else cluster.ssl_ca_location
+                )
+                return (
+                    f"the TLS certificate of Kafka at {servers} is not trusted by {ca}, or the "
+                    f"TLS handshake failed: check LAKEHOUSE_KAFKA__SSL_CA_LOCATION and "
+                    f"LAKEHOUSE_KAFKA__SECURITY_PROTOCOL ({text})"
+                )
         if refusals_only:
             return None
         for _, text in self.seen:
             if "APIVERSION_QUERY" in text:  # closed at the first request: another protocol
                 protocol = "PLAINTEXT" if isinstance(cluster, str) else cluster.security_protocol
-                return (f"Kafka at {servers} closed the connection at the first request: the "
-                        f"listener may expect another security protocol than {protocol} (check "
-                        f"LAKEHOUSE_KAFKA__SECURITY_PROTOCOL and LAKEHOUSE_KAFKA__BOOTSTRAP_SERVERS; "
-                        f"{text})")
+                return (
+                    f"Kafka at {servers} closed the connection at the first request: the "
+                    f"listener may expect another security protocol than {protocol} (check "
+                    f"LAKEHOUSE_KAFKA__SECURITY_PROTOCOL and LAKEHOUSE_KAFKA__BOOTSTRAP_SERVERS; "
+                    f"{text})"
+                )
         return None
 
 
@@ -169,8 +186,7 @@ def _admin(cluster: Cluster) -> tuple[AdminClient, _Errors]:
     return AdminClient(client_config(cluster, error_cb=errors, logger=errors)), errors
 
 
-def _metadata(cluster: Cluster, admin: AdminClient, errors: _Errors, timeout: float,
-              topic: str | None = None) -> Any:
+def _metadata(cluster: Cluster, admin: AdminClient, errors: _Errors, timeout: float, topic: str | None = None) -> Any:
     """``admin.list_topics`` within ``timeout``, in short requests so that a refused login or
     certificate ends it at once (it would only time out), naming the setting to fix."""
     deadline = time.monotonic() + timeout
@@ -186,7 +202,8 @@ def _metadata(cluster: Cluster, admin: AdminClient, errors: _Errors, timeout: fl
             if left <= 1.0:
                 raise KafkaClientError(
                     f"Kafka at {_servers(cluster)} did not answer within {timeout:g}s (check "
-                    f"kafka.bootstrap_servers, LAKEHOUSE_KAFKA__BOOTSTRAP_SERVERS): {exc}") from exc
+                    f"kafka.bootstrap_servers, LAKEHOUSE_KAFKA__BOOTSTRAP_SERVERS): {exc}"
+                ) from exc
 
 
 # -- admin -------------------------------------------------------------------------------------
@@ -243,19 +260,14 @@ def ensure_topic(
     while True:
         wait = max(deadline - time.monotonic(), 0.5)
         t = admin.list_topics(topic=topic, timeout=wait).topics.get(topic)
-        if t is not None and t.error is None and t.partitions and all(
-            p.leader >= 0 for p in t.partitions.values()
-        ):
+        if t is not None and t.error is None and t.partitions and all(p.leader >= 0 for p in t.partitions.values()):
             if len(t.partitions) < partitions:
                 raise KafkaTopicError(
-                    f"topic {topic!r} exists with {len(t.partitions)} partitions, expected at "
-                    f"least {partitions}"
+                    f"topic {topic!r} exists with {len(t.partitions)} partitions, expected at least {partitions}"
                 )
             return outcome
         if time.monotonic() > deadline:
-            raise KafkaTopicError(
-                f"topic {topic!r} has no leader for every partition after {timeout:.0f} s"
-            )
+            raise KafkaTopicError(f"topic {topic!r} has no leader for every partition after {timeout:.0f} s")
         time.sleep(0.1)
 
 
@@ -441,8 +453,7 @@ def produce_events(
     prefix = id_prefix or uuid.uuid4().hex[:8]
     stats = ProduceStats(target=count, messages=[] if record else None)
     errors = _Errors()
-    conf = client_config(cluster, **{**PRODUCER_DEFAULTS, "error_cb": errors, "logger": errors,
-                                     **(config or {})})
+    conf = client_config(cluster, **{**PRODUCER_DEFAULTS, "error_cb": errors, "logger": errors, **(config or {})})
     lock = threading.Lock()
 
     def on_delivery(err: KafkaError | None, _msg: Message) -> None:
@@ -504,8 +515,7 @@ def produce_events(
     why = errors.diagnose(cluster)
     if left:
         raise KafkaClientError(
-            f"{left} message(s) to {topic!r} not acknowledged after {flush_timeout:.0f} s"
-            + (f": {why}" if why else "")
+            f"{left} message(s) to {topic!r} not acknowledged after {flush_timeout:.0f} s" + (f": {why}" if why else "")
         )
     if stats.failed:
         raise KafkaClientError(

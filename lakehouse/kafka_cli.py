@@ -35,9 +35,7 @@ def _share(value: str) -> float:
     try:
         share = float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a share between 0 and 1, got {value!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {value!r}") from None
     if not 0.0 <= share <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {value!r}")
     return share
@@ -62,9 +60,13 @@ class _Progress:
             )
 
             self._bar = Progress(
-                TextColumn("producing"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]:>9.0f} msg/s"), TimeElapsedColumn(),
-                console=Console(stderr=True), transient=False,
+                TextColumn("producing"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]:>9.0f} msg/s"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=False,
             )
             self._bar.start()
             self._task = self._bar.add_task("produce", total=total, rate=0.0)
@@ -79,8 +81,12 @@ class _Progress:
         self._last = now
         of = f"/{self.total}" if self.total is not None else ""
         pct = f" ({100 * stats.sent / self.total:.0f}%)" if self.total else ""
-        print(f"  produced {stats.sent}{of}{pct}, {stats.malformed} malformed, "
-              f"{stats.rate:,.0f} msg/s, {stats.seconds:.1f}s", file=sys.stderr, flush=True)
+        print(
+            f"  produced {stats.sent}{of}{pct}, {stats.malformed} malformed, "
+            f"{stats.rate:,.0f} msg/s, {stats.seconds:.1f}s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def close(self) -> None:
         if self._bar is not None:
@@ -98,20 +104,27 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
         print("error: give --count or --seconds (or both)", file=sys.stderr)
         return 2
     if not args.no_create_topic:
-        outcome = ensure_topic(cluster, topic, partitions=args.partitions,
-                               retention_ms=args.retention_ms)
+        outcome = ensure_topic(cluster, topic, partitions=args.partitions, retention_ms=args.retention_ms)
         print(f"topic {topic} at {servers}: {outcome}", file=sys.stderr)
     progress = _Progress(args.count, args.seconds)
     try:
         stats = produce_events(
-            cluster, topic, count=args.count, rate=args.rate, seconds=args.seconds,
-            malformed_share=args.malformed, seed=args.seed, id_prefix=args.id_prefix,
+            cluster,
+            topic,
+            count=args.count,
+            rate=args.rate,
+            seconds=args.seconds,
+            malformed_share=args.malformed,
+            seed=args.seed,
+            id_prefix=args.id_prefix,
             on_progress=progress,
         )
     finally:
         progress.close()
-    print(f"sent {stats.sent} messages ({stats.malformed} malformed, {stats.bytes / 1e6:.1f} MB) "
-          f"to {topic} in {stats.seconds:.1f}s: {stats.rate:,.0f} msg/s, all acknowledged")
+    print(
+        f"sent {stats.sent} messages ({stats.malformed} malformed, {stats.bytes / 1e6:.1f} MB) "
+        f"to {topic} in {stats.seconds:.1f}s: {stats.rate:,.0f} msg/s, all acknowledged"
+    )
     return 0
 
 
@@ -130,8 +143,7 @@ def cmd_stream_status(args: argparse.Namespace, settings: Settings) -> int:
     from lakehouse.streaming import read_stream_status
 
     status = read_stream_status(settings)
-    cols = ("partition", "end_offset", "committed_offset", "lag", "last_batch_time",
-            "rows_per_second")
+    cols = ("partition", "end_offset", "committed_offset", "lag", "last_batch_time", "rows_per_second")
     print(" ".join(f"{c:>20}" for c in cols))
     for row in status.rows():
         print(" ".join(f"{'' if row[c] is None else row[c]!s:>20}" for c in cols))
@@ -142,28 +154,44 @@ def cmd_stream_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_commands(sub: Any) -> None:
     """Register ``produce``, ``stream`` and ``stream-status`` on the ``lakehouse`` parser."""
-    p = sub.add_parser("produce", help="send sample events to Kafka (idempotent producer)",
-                       description=PRODUCE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "produce",
+        help="send sample events to Kafka (idempotent producer)",
+        description=PRODUCE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--count", type=int, help="messages to send")
     p.add_argument("--rate", type=float, help="target messages per second (default: max)")
     p.add_argument("--seconds", type=float, help="stop after this long")
-    p.add_argument("--malformed", type=_share, default=0.0,
-                   help="share of malformed messages, 0..1 (default 0)")
+    p.add_argument("--malformed", type=_share, default=0.0, help="share of malformed messages, 0..1 (default 0)")
     p.add_argument("--seed", type=int, help="seed of the event contents")
     p.add_argument("--id-prefix", help="event id prefix (default: random)")
     p.add_argument("--topic", help="topic (default: LAKEHOUSE_KAFKA__TOPIC)")
     p.add_argument("--bootstrap-servers", help="default: LAKEHOUSE_KAFKA__BOOTSTRAP_SERVERS")
-    p.add_argument("--partitions", type=int, default=None,
-                   help="partitions when creating the topic (default: streaming settings)")
-    p.add_argument("--retention-ms", type=int, default=None,
-                   help="retention.ms when creating the topic (default: streaming settings)")
+    p.add_argument(
+        "--partitions", type=int, default=None, help="partitions when creating the topic (default: streaming settings)"
+    )
+    p.add_argument(
+        "--retention-ms",
+        type=int,
+        default=None,
+        help="retention.ms when creating the topic (default: streaming settings)",
+    )
     p.add_argument("--no-create-topic", action="store_true", help="fail if the topic is absent")
     p.set_defaults(fn=_with_topic_defaults(cmd_produce))
     s = sub.add_parser("stream", help="run the streaming flow (local: bounded run)")
-    s.add_argument("--trigger", choices=("available-now", "processing-time"), default=None,
-                   help="local trigger (default: LAKEHOUSE_STREAMING__LOCAL_TRIGGER)")
-    s.add_argument("--max-seconds", type=float, default=None,
-                   help="duration of a processing-time run (default: streaming settings)")
+    s.add_argument(
+        "--trigger",
+        choices=("available-now", "processing-time"),
+        default=None,
+        help="local trigger (default: LAKEHOUSE_STREAMING__LOCAL_TRIGGER)",
+    )
+    s.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="duration of a processing-time run (default: streaming settings)",
+    )
     s.set_defaults(fn=cmd_stream)
     m = sub.add_parser("stream-status", help="lag per partition of the stream; exit 3 if unhealthy")
     m.set_defaults(fn=cmd_stream_status)

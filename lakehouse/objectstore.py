@@ -37,8 +37,7 @@ def key_pair(settings: Settings) -> tuple[str, str] | None:
     the credentials Secret); None when neither has both."""
     d = settings.deploy
     if d.object_store_access_key_id is not None and d.object_store_secret_access_key is not None:
-        return (d.object_store_access_key_id.get_secret_value(),
-                d.object_store_secret_access_key.get_secret_value())
+        return (d.object_store_access_key_id.get_secret_value(), d.object_store_secret_access_key.get_secret_value())
     key_id, secret = (os.environ.get(name) for name in CREDENTIAL_ENV)
     return (key_id, secret) if key_id and secret else None
 
@@ -69,7 +68,8 @@ def s3a_conf(settings: Settings) -> dict[str, str]:
         conf[f"{h}endpoint"] = d.object_store_endpoint
     if has_credentials(settings):
         conf[f"{h}aws.credentials.provider"] = (
-            "software.amazon.awssdk.auth.credentials.EnvironmentVariableCredentialsProvider")
+            "software.amazon.awssdk.auth.credentials.EnvironmentVariableCredentialsProvider"
+        )
     return conf
 
 

@@ -48,11 +48,16 @@ def layer_job(
     if start > end:
         raise ConfigError(f"start_date {start} is after end_date {end}")
     args = [
-        "--root", settings.storage.root,
-        "--start", start.isoformat(),
-        "--end", end.isoformat(),
-        "--run-id", run_id,
-        "--parallelism", str(settings.pipeline.table_parallelism),
+        "--root",
+        settings.storage.root,
+        "--start",
+        start.isoformat(),
+        "--end",
+        end.isoformat(),
+        "--run-id",
+        run_id,
+        "--parallelism",
+        str(settings.pipeline.table_parallelism),
     ]
     if layer != "gold":
         args += ["--sources", ",".join(sources)]
@@ -84,15 +89,20 @@ def medallion_jobs(
     plan = ordered_layers(layers)
     chosen = check_sources(sources)
     if settings.pipeline.job_per_layer:
-        return [layer_job(layer, settings, start=start, end=end, run_id=run_id,
-                          full_refresh=full_refresh, sources=chosen) for layer in plan]
-    job = layer_job("bronze", settings, start=start, end=end, run_id=run_id, full_refresh=full_refresh,
-                    sources=chosen)
-    return [job.model_copy(update={
-        "name": "medallion",
-        "entrypoint": "spark_jobs.medallion",
-        "args": (*job.args, "--layers", ",".join(plan)),
-    })]
+        return [
+            layer_job(layer, settings, start=start, end=end, run_id=run_id, full_refresh=full_refresh, sources=chosen)
+            for layer in plan
+        ]
+    job = layer_job("bronze", settings, start=start, end=end, run_id=run_id, full_refresh=full_refresh, sources=chosen)
+    return [
+        job.model_copy(
+            update={
+                "name": "medallion",
+                "entrypoint": "spark_jobs.medallion",
+                "args": (*job.args, "--layers", ",".join(plan)),
+            }
+        )
+    ]
 
 
 def show_tables_job(settings: Settings, *, table: str = "silver/users", as_of: str | None = None) -> SparkJob:
@@ -109,8 +119,9 @@ def show_tables_job(settings: Settings, *, table: str = "silver/users", as_of: s
     )
 
 
-def inspect_job(settings: Settings, command: str, *, table: str | None = None, query: str | None = None,
-                limit: int | None = None) -> SparkJob:
+def inspect_job(
+    settings: Settings, command: str, *, table: str | None = None, query: str | None = None, limit: int | None = None
+) -> SparkJob:
     """A job looking at the tables (``spark_jobs.inspect_tables``): ``tables`` (rows, version,
     files, size, last commit of each), ``history`` of ``table`` (layer/name), or ``sql`` ``query``."""
     if command not in ("tables", "history", "sql"):
@@ -128,8 +139,12 @@ def inspect_job(settings: Settings, command: str, *, table: str | None = None, q
         if limit < 1:
             raise ConfigError(f"limit must be at least 1; got {limit}")
         args += ["--limit", str(limit)]
-    return SparkJob(name=f"lakehouse-{command}", entrypoint="spark_jobs.inspect_tables", args=tuple(args),
-                    timeout_seconds=settings.spark.job_timeout_seconds)
+    return SparkJob(
+        name=f"lakehouse-{command}",
+        entrypoint="spark_jobs.inspect_tables",
+        args=tuple(args),
+        timeout_seconds=settings.spark.job_timeout_seconds,
+    )
 
 
 def freshness_job(settings: Settings, sources: Sequence[str] | None = None) -> SparkJob:
@@ -140,8 +155,12 @@ def freshness_job(settings: Settings, sources: Sequence[str] | None = None) -> S
         args += ["--sources", ",".join(sources)]
     if settings.contracts_dir:
         args += ["--contracts-dir", settings.contracts_dir]
-    return SparkJob(name="freshness", entrypoint="spark_jobs.freshness", args=tuple(args),
-                    timeout_seconds=settings.spark.job_timeout_seconds)
+    return SparkJob(
+        name="freshness",
+        entrypoint="spark_jobs.freshness",
+        args=tuple(args),
+        timeout_seconds=settings.spark.job_timeout_seconds,
+    )
 
 
 BIG_TABLES = ("bronze/events", "silver/events", "silver/orders")
@@ -172,13 +191,26 @@ def maintenance_job(
     bad = [t for t in tables if t.count("/") != 1 or t.split("/")[0] not in layers]
     if bad or not tables:
         raise ConfigError(f"tables must be layer/name with layer one of {', '.join(layers)}; got {bad or tables}")
-    args = [",".join(commands), "--root", settings.storage.root, "--tables", ",".join(tables),
-            "--zorder", ",".join(zorder), "--retention-hours", f"{vacuum_retention_hours:g}"]
+    args = [
+        ",".join(commands),
+        "--root",
+        settings.storage.root,
+        "--tables",
+        ",".join(tables),
+        "--zorder",
+        ",".join(zorder),
+        "--retention-hours",
+        f"{vacuum_retention_hours:g}",
+    ]
     if force_vacuum:
         args.append("--force")
     if restore_version is not None:
         args += ["--version", str(restore_version)]
     if restore_timestamp is not None:
         args += ["--timestamp", restore_timestamp]
-    return SparkJob(name="lakehouse-maintenance", entrypoint="spark_jobs.maintenance", args=tuple(args),
-                    timeout_seconds=settings.spark.job_timeout_seconds)
+    return SparkJob(
+        name="lakehouse-maintenance",
+        entrypoint="spark_jobs.maintenance",
+        args=tuple(args),
+        timeout_seconds=settings.spark.job_timeout_seconds,
+    )

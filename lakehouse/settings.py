@@ -79,9 +79,7 @@ class SparkSettings(BaseModel):
     job_timeout_seconds: float = Field(
         default=3600.0, gt=0, description="A local job running longer than this is killed."
     )
-    log_tail_lines: int = Field(
-        default=40, ge=1, description="Driver log lines kept for the error of a failed job."
-    )
+    log_tail_lines: int = Field(default=40, ge=1, description="Driver log lines kept for the error of a failed job.")
     class_data_sharing: bool = Field(
         default=True,
         description="Start local driver JVMs from the class-data archive `make setup` builds "
@@ -174,8 +172,7 @@ class PvcVolume(BaseModel):
     def _mount_path(cls, v: str) -> str:
         if not v.startswith("/") or v.rstrip("/") in RESERVED_MOUNT_PATHS or v == "/":
             raise ValueError(
-                f"mount_path must be an absolute path other than / and {', '.join(RESERVED_MOUNT_PATHS)}"
-                f", got {v!r}"
+                f"mount_path must be an absolute path other than / and {', '.join(RESERVED_MOUNT_PATHS)}, got {v!r}"
             )
         return v
 
@@ -184,12 +181,8 @@ class KubernetesSettings(BaseModel):
     """The Kubernetes backend (SparkApplications through the Kubeflow Spark operator)."""
 
     namespace: str = Field(default="spark-jobs", description="Namespace SparkApplications run in.")
-    image: str = Field(
-        default="lakehouse-spark:latest", description="Spark image with spark_jobs/ and the jars."
-    )
-    service_account: str = Field(
-        default="spark-driver", description="Service account of the Spark driver pods."
-    )
+    image: str = Field(default="lakehouse-spark:latest", description="Spark image with spark_jobs/ and the jars.")
+    service_account: str = Field(default="spark-driver", description="Service account of the Spark driver pods.")
     credentials_block: str | None = Field(
         default=None,
         description="Name of a prefect-kubernetes KubernetesCredentials block; else in-cluster "
@@ -259,14 +252,12 @@ class KubernetesSettings(BaseModel):
     unknown_state_timeout_seconds: float = Field(
         default=300.0,
         gt=0,
-        description="An app reported UNKNOWN by the operator for longer than this fails the job "
-        "(and is deleted).",
+        description="An app reported UNKNOWN by the operator for longer than this fails the job (and is deleted).",
     )
     watch_timeout_seconds: int = Field(
         default=60,
         ge=1,
-        description="Server-side timeout of one watch request; the watch then resumes from the "
-        "last resourceVersion.",
+        description="Server-side timeout of one watch request; the watch then resumes from the last resourceVersion.",
     )
     delete_timeout_seconds: float = Field(
         default=60.0,
@@ -281,8 +272,7 @@ class KubernetesSettings(BaseModel):
     streaming_retry_interval_seconds: int = Field(
         default=10,
         ge=1,
-        description="Streaming apps (restartPolicy Always): seconds between a failure and the "
-        "operator's rerun.",
+        description="Streaming apps (restartPolicy Always): seconds between a failure and the operator's rerun.",
     )
     driver_core_request: str = Field(
         default="500m",
@@ -298,13 +288,11 @@ class KubernetesSettings(BaseModel):
     )
     driver_memory: str = Field(
         default="1g",
-        description="Driver JVM heap (spec.driver.memory) of jobs that do not set "
-        "resources.driver_memory.",
+        description="Driver JVM heap (spec.driver.memory) of jobs that do not set resources.driver_memory.",
     )
     executor_memory: str = Field(
         default="1g",
-        description="Executor JVM heap (spec.executor.memory) of jobs that do not set "
-        "resources.executor_memory.",
+        description="Executor JVM heap (spec.executor.memory) of jobs that do not set resources.executor_memory.",
     )
     driver_memory_overhead: str | None = Field(
         default="512m",
@@ -345,9 +333,7 @@ class KubernetesSettings(BaseModel):
     def _cpu(cls, v: str) -> str:
         return cpu_quantity(v)
 
-    @field_validator(
-        "driver_memory", "executor_memory", "driver_memory_overhead", "executor_memory_overhead"
-    )
+    @field_validator("driver_memory", "executor_memory", "driver_memory_overhead", "executor_memory_overhead")
     @classmethod
     def _memory(cls, v: str | None) -> str | None:
         return None if v is None else spark_memory(v)
@@ -380,9 +366,7 @@ class KubernetesSettings(BaseModel):
         for env, ref in refs.items():
             name, sep, key = ref.partition(":")
             if not (sep and name and key):
-                raise ValueError(
-                    f"env_secret_refs[{env!r}] must look like 'secret-name:key', got {ref!r}"
-                )
+                raise ValueError(f"env_secret_refs[{env!r}] must look like 'secret-name:key', got {ref!r}")
         return refs
 
 
@@ -401,9 +385,7 @@ class KafkaSettings(BaseModel):
         default="SCRAM-SHA-512",
         description="SASL mechanism of the SASL_* protocols: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN.",
     )
-    sasl_username: str | None = Field(
-        default=None, description="SASL user name (required by the SASL_* protocols)."
-    )
+    sasl_username: str | None = Field(default=None, description="SASL user name (required by the SASL_* protocols).")
     sasl_password: SecretStr | None = Field(
         default=None,
         description="SASL password (required by the SASL_* protocols; never logged). Flow runs "
@@ -431,15 +413,17 @@ class KafkaSettings(BaseModel):
         if self.uses_sasl and not self.sasl_username:
             raise ValueError(
                 f"kafka.security_protocol {self.security_protocol} needs a user name: set "
-                "LAKEHOUSE_KAFKA__SASL_USERNAME")
+                "LAKEHOUSE_KAFKA__SASL_USERNAME"
+            )
         if self.uses_sasl and (self.sasl_password is None or not self.sasl_password.get_secret_value()):
             raise ValueError(
-                f"kafka.security_protocol {self.security_protocol} needs a password: set "
-                "LAKEHOUSE_KAFKA__SASL_PASSWORD")
+                f"kafka.security_protocol {self.security_protocol} needs a password: set LAKEHOUSE_KAFKA__SASL_PASSWORD"
+            )
         if self.ssl_ca_location is not None and not self.uses_tls:
             raise ValueError(
                 f"kafka.ssl_ca_location is set but kafka.security_protocol {self.security_protocol} "
-                "uses no TLS: choose SSL or SASL_SSL (LAKEHOUSE_KAFKA__SECURITY_PROTOCOL)")
+                "uses no TLS: choose SSL or SASL_SSL (LAKEHOUSE_KAFKA__SECURITY_PROTOCOL)"
+            )
         return self
 
 
@@ -451,9 +435,7 @@ class StreamingSettings(BaseModel):
         description="Name of the stream: its checkpoint directory under storage.checkpoints "
         "(<checkpoints>/<query_name>/bronze and /gold) and the base of the Spark app name.",
     )
-    bronze_table: str = Field(
-        default="events_stream", description="Bronze Delta table (layer bronze) of valid events."
-    )
+    bronze_table: str = Field(default="events_stream", description="Bronze Delta table (layer bronze) of valid events.")
     dead_letter_table: str = Field(
         default="events_stream_dead_letter",
         description="Dead-letter Delta table (layer quarantine): raw value, error, coordinates.",
@@ -555,20 +537,15 @@ class DeploySettings(BaseModel):
         description="Work pool the deployments of deployments/prefect.yaml go to (stored as the "
         "Prefect variable lakehouse_work_pool): the local process pool or the Kubernetes pool.",
     )
-    local_pool: str = Field(
-        default="lakehouse-local", description="Name of the process work pool (local runs)."
-    )
+    local_pool: str = Field(default="lakehouse-local", description="Name of the process work pool (local runs).")
     kubernetes_pool: str = Field(
         default="lakehouse-kubernetes", description="Name of the Kubernetes work pool (clusters)."
     )
     prefect_image: str = Field(
         default="lakehouse-prefect:latest",
-        description="Image of the flow-run pods of the Kubernetes pool (the Dockerfile's prefect "
-        "target).",
+        description="Image of the flow-run pods of the Kubernetes pool (the Dockerfile's prefect target).",
     )
-    flow_namespace: str = Field(
-        default="prefect", description="Namespace the Kubernetes pool starts flow-run Jobs in."
-    )
+    flow_namespace: str = Field(default="prefect", description="Namespace the Kubernetes pool starts flow-run Jobs in.")
     flow_service_account: str = Field(
         default="prefect-worker",
         description="ServiceAccount of the flow-run pods (k8s/base/worker-rbac.yaml: may submit "
@@ -576,14 +553,11 @@ class DeploySettings(BaseModel):
     )
     flow_cpu_request: str = Field(default="500m", description="CPU request of a flow-run pod.")
     flow_cpu_limit: str = Field(default="2", description="CPU limit of a flow-run pod.")
-    flow_memory_request: str = Field(
-        default="1Gi", description="Memory request of a flow-run pod."
-    )
+    flow_memory_request: str = Field(default="1Gi", description="Memory request of a flow-run pod.")
     flow_memory_limit: str = Field(default="2Gi", description="Memory limit of a flow-run pod.")
     settings_configmap: str = Field(
         default="lakehouse-settings",
-        description="ConfigMap (k8s/worker) whose LAKEHOUSE_* / PREFECT_* keys flow-run pods "
-        "load as environment.",
+        description="ConfigMap (k8s/worker) whose LAKEHOUSE_* / PREFECT_* keys flow-run pods load as environment.",
     )
     credentials_secret: str = Field(
         default="lakehouse-credentials",
@@ -648,9 +622,7 @@ class DeploySettings(BaseModel):
 class Settings(BaseSettings):
     """All settings of the lakehouse project."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="LAKEHOUSE_", env_nested_delimiter="__", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="LAKEHOUSE_", env_nested_delimiter="__", extra="ignore")
 
     backend: Literal["local", "kubernetes"] = Field(
         default="local",
@@ -658,15 +630,9 @@ class Settings(BaseSettings):
     )
     storage: StorageSettings = Field(default_factory=StorageSettings, description="Storage layout.")
     spark: SparkSettings = Field(default_factory=SparkSettings, description="Local Spark.")
-    pipeline: PipelineSettings = Field(
-        default_factory=PipelineSettings, description="Medallion job layout."
-    )
-    notifications: NotificationSettings = Field(
-        default_factory=NotificationSettings, description="Alert delivery."
-    )
-    kubernetes: KubernetesSettings = Field(
-        default_factory=KubernetesSettings, description="Kubernetes backend."
-    )
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings, description="Medallion job layout.")
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings, description="Alert delivery.")
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings, description="Kubernetes backend.")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings, description="Kafka.")
     streaming: StreamingSettings = Field(
         default_factory=StreamingSettings, description="Kafka streaming ingest and monitor."
@@ -720,10 +686,22 @@ def credentials(settings: Settings) -> list[Credential]:
     all take them from here)."""
     d = settings.deploy
     return [
-        Credential("lakehouse-kafka-sasl-password", "LAKEHOUSE_KAFKA__SASL_PASSWORD",
-                   "kafka-sasl-password", settings.kafka.sasl_password),
-        Credential("lakehouse-object-store-access-key-id", "AWS_ACCESS_KEY_ID",
-                   "object-store-access-key-id", d.object_store_access_key_id),
-        Credential("lakehouse-object-store-secret-access-key", "AWS_SECRET_ACCESS_KEY",
-                   "object-store-secret-access-key", d.object_store_secret_access_key),
+        Credential(
+            "lakehouse-kafka-sasl-password",
+            "LAKEHOUSE_KAFKA__SASL_PASSWORD",
+            "kafka-sasl-password",
+            settings.kafka.sasl_password,
+        ),
+        Credential(
+            "lakehouse-object-store-access-key-id",
+            "AWS_ACCESS_KEY_ID",
+            "object-store-access-key-id",
+            d.object_store_access_key_id,
+        ),
+        Credential(
+            "lakehouse-object-store-secret-access-key",
+            "AWS_SECRET_ACCESS_KEY",
+            "object-store-secret-access-key",
+            d.object_store_secret_access_key,
+        ),
     ]

@@ -64,7 +64,6 @@ def _markers(name: str) -> tuple[str, str]:
     return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
 
 
-
 def readme_section(text: str, name: str = "settings") -> str:
     """The generated part ``name`` of a README (between its markers)."""
     begin, end = _markers(name)

@@ -43,16 +43,22 @@ def checks_from_metrics(metrics: Iterable[Mapping[str, Any]]) -> list[FreshnessC
         for q in m.get("quality") or []:
             if q.get("rule") == "sla.freshness":
                 newest = q.get("newest")
-                out.append(FreshnessCheck(
-                    table=str(m["table"]), breached=bool(q.get("failed")),
-                    newest=None if newest in (None, "None") else str(newest),
-                    age_seconds=q.get("age_seconds"), limit_seconds=q.get("limit_seconds"),
-                    action=str(q.get("action") or "warn")))
+                out.append(
+                    FreshnessCheck(
+                        table=str(m["table"]),
+                        breached=bool(q.get("failed")),
+                        newest=None if newest in (None, "None") else str(newest),
+                        age_seconds=q.get("age_seconds"),
+                        limit_seconds=q.get("limit_seconds"),
+                        action=str(q.get("action") or "warn"),
+                    )
+                )
     return out
 
 
-def transitions(state: Mapping[str, Any], checks: Iterable[FreshnessCheck], now: dt.datetime
-                ) -> tuple[dict[str, Any], list[tuple[Transition, FreshnessCheck]]]:
+def transitions(
+    state: Mapping[str, Any], checks: Iterable[FreshnessCheck], now: dt.datetime
+) -> tuple[dict[str, Any], list[tuple[Transition, FreshnessCheck]]]:
     """The next state and the transitions of ``checks`` against ``state``: ``breached`` for a
     table that was not breached before (or never seen), ``recovered`` for one that was and is
     not any more; nothing while a breach (or a healthy table) stays as it was. Tables not in
@@ -76,11 +82,19 @@ def describe(kind: Transition, c: FreshnessCheck, run: str, since: str | None = 
     """Subject and body of the message for one transition."""
     limit = f"{c.limit_seconds:g}s" if c.limit_seconds is not None else "?"
     if kind == "breached":
-        what = (f"newest row {c.newest} is {c.age_seconds:g}s old" if c.newest is not None and c.age_seconds is not None
-                else "it has no rows at all")
-        return (f"Freshness SLA breached: {c.table}",
-                f"{c.table}: {what}; the SLA allows {limit} (run {run}). Reported once: the next "
-                "message about it is its recovery.")
-    return (f"Freshness SLA recovered: {c.table}",
-            f"{c.table}: newest row {c.newest} is {c.age_seconds:g}s old again within {limit}"
-            + (f" (breached since {since})" if since else "") + f" (run {run}).")
+        what = (
+            f"newest row {c.newest} is {c.age_seconds:g}s old"
+            if c.newest is not None and c.age_seconds is not None
+            else "it has no rows at all"
+        )
+        return (
+            f"Freshness SLA breached: {c.table}",
+            f"{c.table}: {what}; the SLA allows {limit} (run {run}). Reported once: the next "
+            "message about it is its recovery.",
+        )
+    return (
+        f"Freshness SLA recovered: {c.table}",
+        f"{c.table}: newest row {c.newest} is {c.age_seconds:g}s old again within {limit}"
+        + (f" (breached since {since})" if since else "")
+        + f" (run {run}).",
+    )

@@ -99,21 +99,36 @@ def streaming_job(
     s = settings.streaming
     paths = table_paths(settings)
     args = [
-        "--bootstrap-servers", settings.kafka.bootstrap_servers,
-        "--topic", settings.kafka.topic,
-        "--bronze", paths["bronze"],
-        "--dead-letter", paths["dead_letter"],
-        "--gold", paths["gold"],
-        "--late", paths["late"],
-        "--checkpoint", checkpoint_dir(settings),
-        "--query-name", s.query_name,
-        "--interval", s.processing_time,
-        "--max-offsets-per-trigger", str(s.max_offsets_per_trigger or 0),
-        "--min-partitions", str(s.min_partitions),
-        "--starting-offsets", s.starting_offsets,
-        "--window", s.window,
-        "--watermark", s.watermark,
-        "--metrics", settings.storage.table("quality", "metrics"),
+        "--bootstrap-servers",
+        settings.kafka.bootstrap_servers,
+        "--topic",
+        settings.kafka.topic,
+        "--bronze",
+        paths["bronze"],
+        "--dead-letter",
+        paths["dead_letter"],
+        "--gold",
+        paths["gold"],
+        "--late",
+        paths["late"],
+        "--checkpoint",
+        checkpoint_dir(settings),
+        "--query-name",
+        s.query_name,
+        "--interval",
+        s.processing_time,
+        "--max-offsets-per-trigger",
+        str(s.max_offsets_per_trigger or 0),
+        "--min-partitions",
+        str(s.min_partitions),
+        "--starting-offsets",
+        s.starting_offsets,
+        "--window",
+        s.window,
+        "--watermark",
+        s.watermark,
+        "--metrics",
+        settings.storage.table("quality", "metrics"),
     ]
     args += kafka_security_args(settings)
     secret_env = ("LAKEHOUSE_KAFKA__SASL_PASSWORD",) if settings.kafka.uses_sasl else ()
@@ -124,29 +139,34 @@ def streaming_job(
     name = re.sub(r"[^a-z0-9-]+", "-", s.query_name.lower()).strip("-")[:40].strip("-")
     if continuous:
         return SparkJob(
-            name=name, entrypoint="spark_jobs.streaming", conf=dict(s.spark_conf),
-            java_options=tuple(s.java_options), args=(*args, "--trigger", "processing-time"),
-            streaming=True, secret_env=secret_env,
+            name=name,
+            entrypoint="spark_jobs.streaming",
+            conf=dict(s.spark_conf),
+            java_options=tuple(s.java_options),
+            args=(*args, "--trigger", "processing-time"),
+            streaming=True,
+            secret_env=secret_env,
         )
     chosen = trigger or s.local_trigger
     if chosen not in ("available-now", "processing-time"):
-        raise ConfigError(
-            f"unknown trigger {chosen!r}; valid triggers: available-now, processing-time"
-        )
+        raise ConfigError(f"unknown trigger {chosen!r}; valid triggers: available-now, processing-time")
     if chosen == "processing-time":
         seconds = max_seconds if max_seconds is not None else s.local_max_seconds
         if seconds <= 0:
-            raise ConfigError(
-                f"max_seconds must be > 0 for a local processing-time run, got {seconds}"
-            )
+            raise ConfigError(f"max_seconds must be > 0 for a local processing-time run, got {seconds}")
         args += ["--trigger", chosen, "--max-seconds", f"{seconds:g}"]
         timeout = seconds + STOP_MARGIN_SECONDS
     else:
         args += ["--trigger", chosen]
         timeout = settings.spark.job_timeout_seconds
     return SparkJob(
-        name=name, entrypoint="spark_jobs.streaming", conf=dict(s.spark_conf), args=tuple(args),
-        java_options=tuple(s.java_options), timeout_seconds=timeout, secret_env=secret_env,
+        name=name,
+        entrypoint="spark_jobs.streaming",
+        conf=dict(s.spark_conf),
+        args=tuple(args),
+        java_options=tuple(s.java_options),
+        timeout_seconds=timeout,
+        secret_env=secret_env,
     )
 
 
@@ -296,8 +316,9 @@ def _offset_lines(text: str, topic: str) -> tuple[dict[str, Any], dict[int, int]
     return meta, offsets
 
 
-def read_checkpoint(checkpoint: str, topic: str, *, keep: int = 100,
-                    storage_options: dict[str, Any] | None = None) -> CheckpointProgress:
+def read_checkpoint(
+    checkpoint: str, topic: str, *, keep: int = 100, storage_options: dict[str, Any] | None = None
+) -> CheckpointProgress:
     """Read the committed batches of the Kafka query checkpointed at ``checkpoint``.
 
     Only batches with a commit file count (a batch with offsets but no commit is in flight or was
@@ -400,14 +421,16 @@ class StreamStatus:
             }
             for p in self.partitions
         ]
-        out.append({
-            "partition": "total",
-            "end_offset": sum(p.end_offset for p in self.partitions),
-            "committed_offset": sum(p.committed_offset or 0 for p in self.partitions),
-            "lag": self.total_lag,
-            "last_batch_time": last,
-            "rows_per_second": self.rows_per_second,
-        })
+        out.append(
+            {
+                "partition": "total",
+                "end_offset": sum(p.end_offset for p in self.partitions),
+                "committed_offset": sum(p.committed_offset or 0 for p in self.partitions),
+                "lag": self.total_lag,
+                "last_batch_time": last,
+                "rows_per_second": self.rows_per_second,
+            }
+        )
         return out
 
 
@@ -461,11 +484,20 @@ def stream_status(
     for p in sorted(set(end_offsets) | set(committed)):
         end = end_offsets.get(p, 0)
         done = committed.get(p)
-        parts.append(PartitionStatus(p, end, done, max(0, end - (done or 0)),
-                                     round(rows.get(p, 0) / seconds, 1) if seconds > 0 else None))
-    status = StreamStatus(topic, progress.checkpoint, checked, tuple(parts),
-                          last.batch_id if last else None, last.committed_at if last else None,
-                          rate)
+        parts.append(
+            PartitionStatus(
+                p, end, done, max(0, end - (done or 0)), round(rows.get(p, 0) / seconds, 1) if seconds > 0 else None
+            )
+        )
+    status = StreamStatus(
+        topic,
+        progress.checkpoint,
+        checked,
+        tuple(parts),
+        last.batch_id if last else None,
+        last.committed_at if last else None,
+        rate,
+    )
     problems = []
     lag = status.total_lag
     if lag > max_lag:
@@ -473,11 +505,14 @@ def stream_status(
     if lag > 0:
         stale = status.staleness_seconds
         if stale is None:
-            problems.append(f"{lag} messages wait and the stream never committed a batch "
-                            f"(checkpoint {progress.checkpoint})")
+            problems.append(
+                f"{lag} messages wait and the stream never committed a batch (checkpoint {progress.checkpoint})"
+            )
         elif stale > max_staleness_seconds:
-            problems.append(f"{lag} messages wait and the last batch finished {stale:.0f}s ago, "
-                            f"above the threshold of {max_staleness_seconds:g}s")
+            problems.append(
+                f"{lag} messages wait and the last batch finished {stale:.0f}s ago, "
+                f"above the threshold of {max_staleness_seconds:g}s"
+            )
     return dataclasses.replace(status, problems=tuple(problems))
 
 
@@ -497,9 +532,18 @@ def read_stream_status(
 
     s = settings.streaming
     ends = end_offsets_fn(settings.kafka.bootstrap_servers, settings.kafka.topic)
-    progress = read_checkpoint(bronze_checkpoint_dir(settings), settings.kafka.topic,
-                               keep=max(s.rate_batches + 1, 2),
-                               storage_options=objectstore.fsspec_options(settings))
-    return stream_status(settings.kafka.topic, ends, progress, max_lag=s.max_lag,
-                         max_staleness_seconds=s.max_staleness_seconds,
-                         rate_batches=s.rate_batches, now=now)
+    progress = read_checkpoint(
+        bronze_checkpoint_dir(settings),
+        settings.kafka.topic,
+        keep=max(s.rate_batches + 1, 2),
+        storage_options=objectstore.fsspec_options(settings),
+    )
+    return stream_status(
+        settings.kafka.topic,
+        ends,
+        progress,
+        max_lag=s.max_lag,
+        max_staleness_seconds=s.max_staleness_seconds,
+        rate_batches=s.rate_batches,
+        now=now,
+    )

@@ -47,50 +47,72 @@ def ingest(spark: SparkSession, args: argparse.Namespace, name: str, report: Rep
         landed += [(d.isoformat(), f) for f in files]
         ignored += [f"date={d.isoformat()}/{n}" for n in others]
     if ignored:
-        print(f"[bronze] {name}: not read, not JSON lines ({', '.join(io.LANDING_SUFFIXES)}): "
-              + ", ".join(ignored), flush=True)
+        print(
+            f"[bronze] {name}: not read, not JSON lines ({', '.join(io.LANDING_SUFFIXES)}): " + ", ".join(ignored),
+            flush=True,
+        )
     if args.full_refresh or not io.is_delta(spark, path):
         seen: set[tuple[str, str]] = set()
     else:
         seen = {
             (r[0].isoformat(), r[1])
             for r in io.read_delta(spark, path, io.sql_in(PARTITION, [d for d, _ in landed]))
-            .select(PARTITION, "_source_file").distinct().collect()
+            .select(PARTITION, "_source_file")
+            .distinct()
+            .collect()
         }
     new = [(d, f) for d, f in landed if (d, f.name) not in seen]
     before = io.last_commit(spark, path)["version"]
     if new:
         bid = batch_id(name, new)
         rows = parse_landing(
-            io.read_lines(spark, [f for _, f in new]), contract,
-            batch_id=bid, ingested_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+            io.read_lines(spark, [f for _, f in new]),
+            contract,
+            batch_id=bid,
+            ingested_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
         )
         if args.full_refresh:
             dates = [d.isoformat() for d in args.dates]
             io.replace_where(rows, path, io.sql_in(PARTITION, dates), partition_by=[PARTITION])
         else:
-            io.append(rows, path, partition_by=[PARTITION], merge_schema=True,
-                      txn_app_id=f"lakehouse-bronze-{name}-{bid}", txn_version=0)
+            io.append(
+                rows,
+                path,
+                partition_by=[PARTITION],
+                merge_schema=True,
+                txn_app_id=f"lakehouse-bronze-{name}-{bid}",
+                txn_version=0,
+            )
     commit = io.last_commit(spark, path)
     written = int(commit["metrics"].get("numOutputRows", 0)) if commit["version"] != before else 0
     # Read back only the partitions just written (the batch id alone would scan the table).
     malformed = (
-        io.read_delta(spark, path, f"{io.sql_in(PARTITION, {d for d, _ in new})} "
-                      f"AND _batch_id = '{bid}' AND _malformed").count()
-        if new and written else 0
+        io.read_delta(
+            spark, path, f"{io.sql_in(PARTITION, {d for d, _ in new})} AND _batch_id = '{bid}' AND _malformed"
+        ).count()
+        if new and written
+        else 0
     )
     report.table(
-        "bronze", name, started,
-        files_landed=len(landed), files_new=len(new), files_ignored=ignored, rows_read=written,
-        rows_written=written, malformed=malformed, version=commit["version"],
+        "bronze",
+        name,
+        started,
+        files_landed=len(landed),
+        files_new=len(new),
+        files_ignored=ignored,
+        rows_read=written,
+        rows_written=written,
+        malformed=malformed,
+        version=commit["version"],
     )
 
 
 def run(spark: SparkSession, args: argparse.Namespace) -> Report:
     """Ingest the landing dates ``args.dates`` of ``args.sources`` into bronze."""
     report = Report("bronze")
-    for_each_table(spark, list(args.contracts), lambda session, name: ingest(session, args, name, report),
-                   args.parallelism)
+    for_each_table(
+        spark, list(args.contracts), lambda session, name: ingest(session, args, name, report), args.parallelism
+    )
     report.order(list(args.contracts))
     return report
 

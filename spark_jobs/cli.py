@@ -49,20 +49,27 @@ def batch_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--start", required=True, type=_date, help="First landing date (YYYY-MM-DD).")
     p.add_argument("--end", required=True, type=_date, help="Last landing date, inclusive.")
     p.add_argument(
-        "--sources", type=_names, default=None,
+        "--sources",
+        type=_names,
+        default=None,
         help="Comma-separated sources (default: every source with a contract).",
     )
     p.add_argument(
-        "--contracts-dir", type=Path, default=DEFAULT_CONTRACTS_DIR,
+        "--contracts-dir",
+        type=Path,
+        default=DEFAULT_CONTRACTS_DIR,
         help="Directory of the data contracts (<source>.yaml).",
     )
     p.add_argument("--run-id", default="manual", help="Orchestrator run id, kept in lineage.")
     p.add_argument(
-        "--full-refresh", action="store_true",
+        "--full-refresh",
+        action="store_true",
         help="Rebuild the date range from its inputs instead of applying only what is new.",
     )
     p.add_argument(
-        "--parallelism", type=_positive, default=DEFAULT_PARALLELISM,
+        "--parallelism",
+        type=_positive,
+        default=DEFAULT_PARALLELISM,
         help="Tables of a layer processed side by side (1: one after the other).",
     )
     return p
@@ -83,9 +90,7 @@ def check_batch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ar
     if unknown:
         parser.error(f"unknown source(s) {unknown}; valid sources (from {args.contracts_dir}): {', '.join(contracts)}")
     args.contracts = {s: contracts[s] for s in args.sources}
-    args.dates = [
-        args.start + dt.timedelta(days=i) for i in range((args.end - args.start).days + 1)
-    ]
+    args.dates = [args.start + dt.timedelta(days=i) for i in range((args.end - args.start).days + 1)]
     return args
 
 

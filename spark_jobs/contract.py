@@ -268,16 +268,18 @@ class Contract(_Strict):
         refs += [(f"quality[{i}].columns", c) for i, q in enumerate(self.quality) for c in q.columns]
         for where, col in refs:
             if col not in names:
-                raise ValueError(f"{where} names column {col!r}, which the schema does not declare; "
-                                 f"declared columns: {names}")
+                raise ValueError(
+                    f"{where} names column {col!r}, which the schema does not declare; declared columns: {names}"
+                )
         if self.partition and self.partition.column in names:
             raise ValueError(f"partition.column {self.partition.column!r} must be a new (derived) column")
         taken = {"valid_from", "valid_to", "is_current"} & set(names)
         if self.history and taken:
             raise ValueError(f"history adds columns {sorted(taken)}, which the schema already declares")
         if self.history and not self.field(self.order_by).required:
-            raise ValueError(f"history needs order_by column {self.order_by!r} to be required: "
-                             "it is each version's valid_from")
+            raise ValueError(
+                f"history needs order_by column {self.order_by!r} to be required: it is each version's valid_from"
+            )
         if self.history and self.history_table == self.name:
             raise ValueError(f"history.table must differ from the SCD1 table {self.name!r}")
         return self

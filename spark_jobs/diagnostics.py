@@ -40,8 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--sleep", type=float, default=0.0)
     p.add_argument("--exit-code", type=int, default=0)
     p.add_argument("--tag", default="", help="Free text, e.g. to find the job's processes.")
-    p.add_argument("--fail-attempts", type=int, default=0,
-                   help="A transient failure: the first N attempts (counted in --attempts-file) exit 1.")
+    p.add_argument(
+        "--fail-attempts",
+        type=int,
+        default=0,
+        help="A transient failure: the first N attempts (counted in --attempts-file) exit 1.",
+    )
     p.add_argument("--attempts-file", help="File the attempts are counted in (one line each).")
     args = p.parse_args(argv)
     if args.fail_attempts and not args.attempts_file:

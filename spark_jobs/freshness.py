@@ -35,8 +35,11 @@ def run(spark: SparkSession, args: argparse.Namespace) -> Report:
         path = f"{args.root.rstrip('/')}/warehouse/silver/{contract.name}"
         metric = freshness_metric(contract, newest_value(spark, contract, path))
         state = "BREACHED" if metric["failed"] else "ok"
-        print(f"[freshness] {contract.name}: newest {metric['newest']}, age {metric['age_seconds']}s, "
-              f"limit {metric['limit_seconds']:g}s: {state}", flush=True)
+        print(
+            f"[freshness] {contract.name}: newest {metric['newest']}, age {metric['age_seconds']}s, "
+            f"limit {metric['limit_seconds']:g}s: {state}",
+            flush=True,
+        )
         report.table("silver", contract.name, started, rows_read=0, rows_written=0, quality=[metric])
     return report
 

@@ -55,13 +55,27 @@ def _users(spark: SparkSession, root: str) -> DataFrame:
 
 
 TABLES = (
-    GoldTable("hourly_stats", "events", "event_date", "CAST(hour AS DATE)",
-              lambda s, root, where: gold.hourly_stats(_silver(s, root, "events", where))),
-    GoldTable("daily_revenue", "orders", "order_date", "date_day",
-              lambda s, root, where: gold.daily_revenue(_silver(s, root, "orders", where))),
-    GoldTable("daily_revenue_by_country", "orders", "order_date", "date_day",
-              lambda s, root, where: gold.daily_revenue_by_country(
-                  _silver(s, root, "orders", where), _users(s, root))),
+    GoldTable(
+        "hourly_stats",
+        "events",
+        "event_date",
+        "CAST(hour AS DATE)",
+        lambda s, root, where: gold.hourly_stats(_silver(s, root, "events", where)),
+    ),
+    GoldTable(
+        "daily_revenue",
+        "orders",
+        "order_date",
+        "date_day",
+        lambda s, root, where: gold.daily_revenue(_silver(s, root, "orders", where)),
+    ),
+    GoldTable(
+        "daily_revenue_by_country",
+        "orders",
+        "order_date",
+        "date_day",
+        lambda s, root, where: gold.daily_revenue_by_country(_silver(s, root, "orders", where), _users(s, root)),
+    ),
 )
 
 
@@ -75,21 +89,31 @@ def refresh(spark: SparkSession, args: argparse.Namespace, table: GoldTable, rep
         return
     slice_ = io.read_delta(spark, silver_path, io.sql_in("_landing_date", [d.isoformat() for d in args.dates]))
     # One pass over the slice: which (batch, date) pairs it holds; few of them (a batch is a day).
-    pairs = [(r[0], r[1]) for r in slice_.select("_batch_id", table.silver_date).distinct().collect()
-             if r[0] is not None and r[1] is not None]
+    pairs = [
+        (r[0], r[1])
+        for r in slice_.select("_batch_id", table.silver_date).distinct().collect()
+        if r[0] is not None and r[1] is not None
+    ]
     applied = set() if args.full_refresh else io.applied_batches(spark, path)
     pending = sorted({b for b, _ in pairs} - applied)
     dates = sorted({d.isoformat() for b, d in pairs if b not in applied})
     if not dates:
-        report.table("gold", table.name, started, dates=[], rows_written=0,
-                      version=io.last_commit(spark, path)["version"])
+        report.table(
+            "gold", table.name, started, dates=[], rows_written=0, version=io.last_commit(spark, path)["version"]
+        )
         return
     rows = table.build(spark, args.root, io.sql_in(table.silver_date, dates))
     with io.commit_metadata(spark, pending, run_id=args.run_id):
         io.replace_where(rows, path, io.sql_in(table.gold_date, dates))
     commit = io.last_commit(spark, path)
-    report.table("gold", table.name, started, dates=dates,
-                 rows_written=int(commit["metrics"].get("numOutputRows", 0)), version=commit["version"])
+    report.table(
+        "gold",
+        table.name,
+        started,
+        dates=dates,
+        rows_written=int(commit["metrics"].get("numOutputRows", 0)),
+        version=commit["version"],
+    )
 
 
 def run(spark: SparkSession, args: argparse.Namespace) -> Report:

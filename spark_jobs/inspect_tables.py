@@ -26,8 +26,16 @@ from spark_jobs.session import job_session
 from spark_jobs.show_tables import list_tables
 
 # the metrics worth a column in a history line, by operation (Delta's operationMetrics names)
-HISTORY_METRICS = ("numOutputRows", "numTargetRowsInserted", "numTargetRowsUpdated", "numTargetRowsDeleted",
-                   "numDeletedRows", "numRemovedFiles", "numAddedFiles", "numRestoredFiles")
+HISTORY_METRICS = (
+    "numOutputRows",
+    "numTargetRowsInserted",
+    "numTargetRowsUpdated",
+    "numTargetRowsDeleted",
+    "numDeletedRows",
+    "numRemovedFiles",
+    "numAddedFiles",
+    "numRestoredFiles",
+)
 
 
 def _size(n: int) -> str:
@@ -49,11 +57,20 @@ def tables(spark: SparkSession, root: str) -> list[dict[str, Any]]:
         detail = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()
         last = spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").first()
         assert detail is not None and last is not None
-        row = {"table": f"{layer}.{table}", "rows": io.read_delta(spark, path).count(),
-               "version": int(last["version"]), "files": int(detail["numFiles"]),
-               "bytes": int(detail["sizeInBytes"]), "committed": last["timestamp"], "operation": last["operation"]}
-        print(f"{row['table']:32} {row['rows']:>10} {row['version']:>8} {row['files']:>6} "
-              f"{_size(row['bytes']):>10}  {row['committed']:%Y-%m-%d %H:%M:%S} {row['operation']}", flush=True)
+        row = {
+            "table": f"{layer}.{table}",
+            "rows": io.read_delta(spark, path).count(),
+            "version": int(last["version"]),
+            "files": int(detail["numFiles"]),
+            "bytes": int(detail["sizeInBytes"]),
+            "committed": last["timestamp"],
+            "operation": last["operation"],
+        }
+        print(
+            f"{row['table']:32} {row['rows']:>10} {row['version']:>8} {row['files']:>6} "
+            f"{_size(row['bytes']):>10}  {row['committed']:%Y-%m-%d %H:%M:%S} {row['operation']}",
+            flush=True,
+        )
         out.append(row)
     if not out:
         print(f"no Delta table under {root.rstrip('/')}/warehouse", flush=True)
@@ -78,8 +95,15 @@ def history(spark: SparkSession, root: str, table: str, limit: int = 20) -> list
     out = []
     for r in rows:
         metrics = {k: v for k, v in (r["operationMetrics"] or {}).items() if k in HISTORY_METRICS}
-        out.append({"version": int(r["version"]), "committed": r["timestamp"], "operation": r["operation"],
-                    "metrics": metrics, "user_metadata": r["userMetadata"]})
+        out.append(
+            {
+                "version": int(r["version"]),
+                "committed": r["timestamp"],
+                "operation": r["operation"],
+                "metrics": metrics,
+                "user_metadata": r["userMetadata"],
+            }
+        )
         text = " ".join(f"{k}={v}" for k, v in metrics.items())
         if r["userMetadata"]:
             text += f"  {r['userMetadata']}"
@@ -89,12 +113,15 @@ def history(spark: SparkSession, root: str, table: str, limit: int = 20) -> list
 
 def resolve_names(spark: SparkSession, root: str, query: str) -> str:
     """``query`` with every ``layer.table`` of an existing table replaced by ``delta.`<path>```."""
-    known = {f"{layer}.{table}": f"{root.rstrip('/')}/warehouse/{layer}/{table}"
-             for layer, table in list_tables(spark, root)}
+    known = {
+        f"{layer}.{table}": f"{root.rstrip('/')}/warehouse/{layer}/{table}" for layer, table in list_tables(spark, root)
+    }
     if not known:
         return query
-    pattern = re.compile(r"(?<![\w.`])(" + "|".join(re.escape(k) for k in sorted(known, key=len, reverse=True))
-                         + r")(?![\w`])", re.IGNORECASE)
+    pattern = re.compile(
+        r"(?<![\w.`])(" + "|".join(re.escape(k) for k in sorted(known, key=len, reverse=True)) + r")(?![\w`])",
+        re.IGNORECASE,
+    )
     return pattern.sub(lambda m: f"delta.`{known[m.group(1).lower()]}`", query)
 
 
@@ -116,8 +143,9 @@ def sql(spark: SparkSession, root: str, query: str, limit: int = 50) -> list[tup
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entrypoint."""
-    p = argparse.ArgumentParser(prog="inspect_tables", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="inspect_tables", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("command", choices=("tables", "history", "sql"))
     p.add_argument("--root", required=True)
     p.add_argument("--table", help="layer/name (history)")

@@ -55,8 +55,12 @@ def detail(spark: SparkSession, path: str) -> dict[str, Any]:
     """Files, bytes, version and partition columns of a Delta table."""
     row = DeltaTable.forPath(spark, path).detail().select("numFiles", "sizeInBytes", "partitionColumns").first()
     assert row is not None
-    return {"files": int(row["numFiles"]), "bytes": int(row["sizeInBytes"]),
-            "partition_columns": list(row["partitionColumns"]), "version": io.last_commit(spark, path)["version"]}
+    return {
+        "files": int(row["numFiles"]),
+        "bytes": int(row["sizeInBytes"]),
+        "partition_columns": list(row["partitionColumns"]),
+        "version": io.last_commit(spark, path)["version"],
+    }
 
 
 def optimize(spark: SparkSession, path: str, zorder: Sequence[str]) -> dict[str, Any]:
@@ -67,8 +71,15 @@ def optimize(spark: SparkSession, path: str, zorder: Sequence[str]) -> dict[str,
     table = DeltaTable.forPath(spark, path).optimize()
     (table.executeZOrderBy(*by) if by else table.executeCompaction())
     after = detail(spark, path)
-    return {"operation": "OPTIMIZE", "zorder_by": by, "files_before": before["files"], "files_after": after["files"],
-            "bytes_before": before["bytes"], "bytes_after": after["bytes"], "version": after["version"]}
+    return {
+        "operation": "OPTIMIZE",
+        "zorder_by": by,
+        "files_before": before["files"],
+        "files_after": after["files"],
+        "bytes_before": before["bytes"],
+        "bytes_after": after["bytes"],
+        "version": after["version"],
+    }
 
 
 def vacuum(spark: SparkSession, path: str, hours: float, force: bool) -> dict[str, Any]:
@@ -82,8 +93,12 @@ def vacuum(spark: SparkSession, path: str, hours: float, force: bool) -> dict[st
         DeltaTable.forPath(spark, path).vacuum(hours)
     finally:
         spark.conf.unset(key)
-    return {"operation": "VACUUM", "retention_hours": hours, "version": detail(spark, path)["version"],
-            "files": before["files"]}
+    return {
+        "operation": "VACUUM",
+        "retention_hours": hours,
+        "version": detail(spark, path)["version"],
+        "files": before["files"],
+    }
 
 
 def restore(spark: SparkSession, path: str, version: int | None, timestamp: str | None) -> dict[str, Any]:
@@ -96,23 +111,42 @@ def restore(spark: SparkSession, path: str, version: int | None, timestamp: str 
         table.restoreToVersion(version)
     else:
         table.restoreToTimestamp(str(timestamp))
-    return {"operation": "RESTORE", "restored_to": version if version is not None else timestamp,
-            "version_before": before, "version": io.last_commit(spark, path)["version"]}
+    return {
+        "operation": "RESTORE",
+        "restored_to": version if version is not None else timestamp,
+        "version_before": before,
+        "version": io.last_commit(spark, path)["version"],
+    }
 
 
 def history(spark: SparkSession, path: str, limit: int = 20) -> dict[str, Any]:
     """The latest ``limit`` commits and the current size of ``path``."""
-    rows = DeltaTable.forPath(spark, path).history(limit).select(
-        "version", "timestamp", "operation", "operationMetrics").collect()
+    rows = (
+        DeltaTable.forPath(spark, path)
+        .history(limit)
+        .select("version", "timestamp", "operation", "operationMetrics")
+        .collect()
+    )
     d = detail(spark, path)
     commits = []
     for r in rows:
         m = r["operationMetrics"] or {}
-        commits.append({"version": int(r["version"]), "timestamp": str(r["timestamp"]), "operation": r["operation"],
-                        "files_added": m.get("numFiles") or m.get("numAddedFiles"),
-                        "bytes_added": m.get("numOutputBytes") or m.get("numAddedBytes")})
-    return {"operation": "HISTORY", "version": d["version"], "files": d["files"], "bytes": d["bytes"],
-            "commits": commits}
+        commits.append(
+            {
+                "version": int(r["version"]),
+                "timestamp": str(r["timestamp"]),
+                "operation": r["operation"],
+                "files_added": m.get("numFiles") or m.get("numAddedFiles"),
+                "bytes_added": m.get("numOutputBytes") or m.get("numAddedBytes"),
+            }
+        )
+    return {
+        "operation": "HISTORY",
+        "version": d["version"],
+        "files": d["files"],
+        "bytes": d["bytes"],
+        "commits": commits,
+    }
 
 
 def run(spark: SparkSession, args: argparse.Namespace) -> Report:
@@ -150,12 +184,17 @@ def _commands(value: str) -> list[str]:
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse and check arguments; the vacuum guard is checked before Spark starts."""
-    p = argparse.ArgumentParser(prog="maintenance", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="maintenance", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("commands", type=_commands, help=f"Comma-separated, run in order: {', '.join(COMMANDS)}")
     p.add_argument("--root", required=True)
-    p.add_argument("--tables", required=True, type=lambda v: [t.strip() for t in v.split(",") if t.strip()],
-                   help="Comma-separated layer/name, e.g. silver/events,silver/orders")
+    p.add_argument(
+        "--tables",
+        required=True,
+        type=lambda v: [t.strip() for t in v.split(",") if t.strip()],
+        help="Comma-separated layer/name, e.g. silver/events,silver/orders",
+    )
     p.add_argument("--zorder", default="user_id,event_type", type=lambda v: [c for c in v.split(",") if c])
     p.add_argument("--retention-hours", type=float, default=DEFAULT_RETENTION_HOURS)
     p.add_argument("--force", action="store_true", help="Allow a VACUUM retention under 168 hours.")

@@ -12,6 +12,5 @@ CORRUPT_COLUMN = "_corrupt_record"
 def raw_schema(contract: Contract) -> StructType:
     """Every declared column as a string (bronze keeps raw values) plus the corrupt-record slot."""
     return StructType(
-        [StructField(c, StringType()) for c in contract.columns]
-        + [StructField(CORRUPT_COLUMN, StringType())]
+        [StructField(c, StringType()) for c in contract.columns] + [StructField(CORRUPT_COLUMN, StringType())]
     )

@@ -72,8 +72,10 @@ def time_travel_line(spark: SparkSession, path: str, name: str, as_of: str | Non
         label = f"as of {as_of}: version {version}"
     now = io.read_delta(spark, path)
     changed = now.exceptAll(then).count()
-    return (f"time travel {name}: {label} has {then.count()} rows, version {latest} has "
-            f"{now.count()} rows; {changed} rows differ from version {version}")
+    return (
+        f"time travel {name}: {label} has {then.count()} rows, version {latest} has "
+        f"{now.count()} rows; {changed} rows differ from version {version}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

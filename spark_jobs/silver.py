@@ -61,14 +61,33 @@ def _uniqueness_action(contract: Contract) -> str:
 
 
 def _metric(rule: str, action: str, evaluated: int, failed: int, **extra: Any) -> dict[str, Any]:
-    return {"rule": rule, "action": action, "evaluated": evaluated, "passed": evaluated - failed,
-            "failed": failed, **extra}
+    return {
+        "rule": rule,
+        "action": action,
+        "evaluated": evaluated,
+        "passed": evaluated - failed,
+        "failed": failed,
+        **extra,
+    }
 
 
-def _write_metrics(spark: SparkSession, args: argparse.Namespace, table: str, batches: Sequence[str],
-                   metrics: list[dict[str, Any]]) -> None:
-    rows = [(args.run_id, table, m["rule"], m["action"], m["evaluated"], m["passed"], m["failed"],
-             list(batches), dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)) for m in metrics]
+def _write_metrics(
+    spark: SparkSession, args: argparse.Namespace, table: str, batches: Sequence[str], metrics: list[dict[str, Any]]
+) -> None:
+    rows = [
+        (
+            args.run_id,
+            table,
+            m["rule"],
+            m["action"],
+            m["evaluated"],
+            m["passed"],
+            m["failed"],
+            list(batches),
+            dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+        )
+        for m in metrics
+    ]
     df = spark.createDataFrame(rows, quality.METRICS_SCHEMA)
     key = hashlib.sha256("|".join([args.run_id, table, *batches]).encode()).hexdigest()[:16]
     io.append(df, table_path(args.root, "quality", "metrics"), txn_app_id=f"lakehouse-quality-{key}", txn_version=0)
@@ -79,8 +98,11 @@ def _merged(spark: SparkSession, path: str) -> tuple[int, int, int | None]:
     that created it)."""
     commit = io.last_commit(spark, path)
     m = commit["metrics"]
-    return (int(m.get("numTargetRowsInserted", m.get("numOutputRows", 0))),
-            int(m.get("numTargetRowsUpdated", 0)), commit["version"])
+    return (
+        int(m.get("numTargetRowsInserted", m.get("numOutputRows", 0))),
+        int(m.get("numTargetRowsUpdated", 0)),
+        commit["version"],
+    )
 
 
 def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, report: Report) -> list[str]:
@@ -102,8 +124,15 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
         applied &= io.applied_batches(spark, history_path)
     pending = batches if args.full_refresh else sorted(set(batches) - applied)
     if not pending:
-        report.table("silver", name, started, rows_read=0, rows_written=0, batches=0,
-                     version=io.last_commit(spark, silver_path)["version"])
+        report.table(
+            "silver",
+            name,
+            started,
+            rows_read=0,
+            rows_written=0,
+            batches=0,
+            version=io.last_commit(spark, silver_path)["version"],
+        )
         return []
     rows = bronze.where(io.sql_in("_batch_id", pending))
 
@@ -139,7 +168,7 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
                 metrics.append(_metric("row_count", q.resolved_action, 1, int(bad), rows=good_rows))
 
         failures = [m["rule"] for m in metrics if m["action"] == "fail" and m["failed"]]
-        failures += ([f"{contract.primary_key}.unique"] if dup_action == "fail" and dups else [])
+        failures += [f"{contract.primary_key}.unique"] if dup_action == "fail" and dups else []
         quarantined = by_action.get("quarantine", 0) + (dups if dup_action == "quarantine" else 0)
         dropped = by_action.get("drop", 0) + (dups if dup_action in ("drop", "warn") else 0)
         inserted = updated = 0
@@ -148,11 +177,20 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
         if not failures:
             to_quarantine = evaluated.where(F.col("_action") == "quarantine")
             if dup_action == "quarantine":
-                dup_rows = conforming.where("_dup").withColumn(
-                    "_failed_rules", F.array(F.lit(f"{contract.primary_key}.unique"))
-                ).withColumn("_reason", F.format_string(
-                    "duplicate: %s=%s with %s=%s was already kept", F.lit(contract.primary_key),
-                    F.col(contract.primary_key), F.lit(contract.order_by), F.col(contract.order_by)))
+                dup_rows = (
+                    conforming.where("_dup")
+                    .withColumn("_failed_rules", F.array(F.lit(f"{contract.primary_key}.unique")))
+                    .withColumn(
+                        "_reason",
+                        F.format_string(
+                            "duplicate: %s=%s with %s=%s was already kept",
+                            F.lit(contract.primary_key),
+                            F.col(contract.primary_key),
+                            F.lit(contract.order_by),
+                            F.col(contract.order_by),
+                        ),
+                    )
+                )
                 to_quarantine = to_quarantine.unionByName(dup_rows.drop("_dup"))
             extra = list(undeclared) if allow_new else []
             versions = typed(conforming.where(~F.col("_dup")), contract, extra)
@@ -169,35 +207,54 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
                 replaced = in_range if args.full_refresh else io.sql_in("_batch_id", pending)
                 if quarantined or io.is_delta(spark, quarantine_path):
                     io.replace_where(quarantine_rows(to_quarantine, contract, args.run_id), quarantine_path, replaced)
-                io.merge_latest(spark, good, silver_path, key=contract.primary_key, order_by=contract.order_by,
-                                partition_by=contract.partition.column if contract.partition else None,
-                                evolve_schema=bool(extra))
+                io.merge_latest(
+                    spark,
+                    good,
+                    silver_path,
+                    key=contract.primary_key,
+                    order_by=contract.order_by,
+                    partition_by=contract.partition.column if contract.partition else None,
+                    evolve_schema=bool(extra),
+                )
                 if history_path:
                     existing = io.read_delta(spark, history_path) if io.is_delta(spark, history_path) else None
-                    io.merge_history(spark, history_of(versions, existing, contract), history_path,
-                                     key=contract.primary_key)
+                    io.merge_history(
+                        spark, history_of(versions, existing, contract), history_path, key=contract.primary_key
+                    )
             if history_path:
                 h_inserted, h_updated, h_version = _merged(spark, history_path)
-                history = {"history_inserted": h_inserted, "history_updated": h_updated,
-                           "history_version": h_version}
+                history = {"history_inserted": h_inserted, "history_updated": h_updated, "history_version": h_version}
             inserted, updated, version = _merged(spark, silver_path)
     finally:
         evaluated.unpersist()
     _write_metrics(spark, args, name, pending, metrics)
     report.table(
-        "silver", name, started,
-        rows_read=total, good=good_rows if not failures else 0, quarantined=quarantined, dropped=dropped,
-        warned=by_action.get("warn", 0), blocked=total if failures else 0,
-        rows_written=inserted + updated, inserted=inserted, updated=updated,
-        batches=len(pending), version=version, failed_rules=failures,
-        undeclared_columns=sorted(undeclared), missing_columns=sorted(missing),
-        quality=metrics, **history,
+        "silver",
+        name,
+        started,
+        rows_read=total,
+        good=good_rows if not failures else 0,
+        quarantined=quarantined,
+        dropped=dropped,
+        warned=by_action.get("warn", 0),
+        blocked=total if failures else 0,
+        rows_written=inserted + updated,
+        inserted=inserted,
+        updated=updated,
+        batches=len(pending),
+        version=version,
+        failed_rules=failures,
+        undeclared_columns=sorted(undeclared),
+        missing_columns=sorted(missing),
+        quality=metrics,
+        **history,
     )
     return failures
 
 
-def newest_value(spark: SparkSession, contract: Contract, silver_path: str,
-                 batch: DataFrame | None = None) -> dt.datetime | None:
+def newest_value(
+    spark: SparkSession, contract: Contract, silver_path: str, batch: DataFrame | None = None
+) -> dt.datetime | None:
     """The newest ``sla.freshness_column`` value in silver (and in ``batch``, the rows about to
     be merged); None when there is no row at all."""
     col = contract.sla.freshness_column
@@ -211,16 +268,21 @@ def newest_value(spark: SparkSession, contract: Contract, silver_path: str,
     return max(values) if values else None
 
 
-def freshness_metric(contract: Contract, newest: dt.datetime | None,
-                     now: dt.datetime | None = None) -> dict[str, Any]:
+def freshness_metric(contract: Contract, newest: dt.datetime | None, now: dt.datetime | None = None) -> dict[str, Any]:
     """The ``sla.freshness`` metric: ``newest`` versus now (no row at all is a breach)."""
     limit = contract.sla.freshness_seconds
     now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     age = (now - newest).total_seconds() if newest else None
     breached = age is None or (limit is not None and age > limit)
-    return _metric("sla.freshness", contract.sla.action, 1, int(breached),
-                   newest=str(newest), age_seconds=round(age, 1) if age is not None else None,
-                   limit_seconds=limit)
+    return _metric(
+        "sla.freshness",
+        contract.sla.action,
+        1,
+        int(breached),
+        newest=str(newest),
+        age_seconds=round(age, 1) if age is not None else None,
+        limit_seconds=limit,
+    )
 
 
 def _freshness(spark: SparkSession, contract: Contract, silver_path: str, batch: DataFrame) -> list[dict[str, Any]]:
@@ -234,8 +296,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> Report:
     """Promote every source; raise :class:`ContractViolation` after all of them if any failed."""
     report = Report("silver")
     contracts = list(args.contracts.values())
-    found = for_each_table(spark, contracts, lambda session, c: promote(session, args, c, report),
-                           args.parallelism)
+    found = for_each_table(spark, contracts, lambda session, c: promote(session, args, c, report), args.parallelism)
     report.order(list(args.contracts))
     report.violations = {c.name: rules for c, rules in zip(contracts, found, strict=True) if rules}
     return report
@@ -244,8 +305,10 @@ def run(spark: SparkSession, args: argparse.Namespace) -> Report:
 def violation_message(report: Report) -> str:
     """One line naming every source and rule that stopped a promotion."""
     parts = [f"{t}: {', '.join(rules)}" for t, rules in report.violations.items()]
-    return ("contract violation (action fail), nothing of these batches reached silver and gold "
-            "did not run: " + "; ".join(parts))
+    return (
+        "contract violation (action fail), nothing of these batches reached silver and gold "
+        "did not run: " + "; ".join(parts)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,8 +30,9 @@ LANDING_SUFFIXES = (".json", ".json.gz")
 """Landing files bronze reads (JSON lines; gzip-compressed ones are decompressed by Spark)."""
 
 
-def list_landing(spark: SparkSession, directory: str, suffixes: tuple[str, ...] = LANDING_SUFFIXES
-                 ) -> tuple[list[LandingFile], list[str]]:
+def list_landing(
+    spark: SparkSession, directory: str, suffixes: tuple[str, ...] = LANDING_SUFFIXES
+) -> tuple[list[LandingFile], list[str]]:
     """The files of ``directory`` bronze reads, and the names of the other visible files in it
     (reported, so a file of another format is never skipped unnoticed)."""
     jvm = spark.sparkContext._jvm
@@ -63,9 +64,9 @@ def read_lines(spark: SparkSession, files: Sequence[LandingFile]) -> DataFrame:
     return spark.read.text([f.path for f in files]).select(
         "value",
         name.alias("_source_file"),
-        F.to_date(
-            F.regexp_extract(F.col("_metadata.file_path"), r"date=(\d{4}-\d{2}-\d{2})/", 1)
-        ).alias("_landing_date"),
+        F.to_date(F.regexp_extract(F.col("_metadata.file_path"), r"date=(\d{4}-\d{2}-\d{2})/", 1)).alias(
+            "_landing_date"
+        ),
     )
 
 
@@ -128,9 +129,7 @@ _CREATE_RACE_ERRORS = ("DELTA_PROTOCOL_CHANGED", "DELTA_METADATA_CHANGED")
 _CREATE_RACE_RETRIES = 2
 
 
-def replace_where(
-    df: DataFrame, path: str, predicate: str, *, partition_by: Sequence[str] = ()
-) -> None:
+def replace_where(df: DataFrame, path: str, predicate: str, *, partition_by: Sequence[str] = ()) -> None:
     """Atomically replace the rows matching ``predicate`` with ``df`` (never the whole table)."""
     writer = df.write.format("delta").mode("overwrite").option("replaceWhere", predicate)
     if partition_by:
@@ -190,7 +189,8 @@ def merge_latest(
         mark_applied(spark, path)
         return
     (
-        DeltaTable.forPath(spark, path).alias("t")
+        DeltaTable.forPath(spark, path)
+        .alias("t")
         .merge(updates.alias("s"), cond)
         .whenMatchedUpdateAll(condition=f"s.{order_by} > t.{order_by} OR t.{order_by} IS NULL")
         .whenNotMatchedInsertAll()
@@ -214,10 +214,12 @@ def merge_history(spark: SparkSession, history: DataFrame, path: str, *, key: st
         mark_applied(spark, path)
         return
     (
-        DeltaTable.forPath(spark, path).alias("t")
+        DeltaTable.forPath(spark, path)
+        .alias("t")
         .merge(history.alias("s"), f"t.{key} = s.{key} AND t.valid_from = s.valid_from")
-        .whenMatchedUpdate(condition="NOT (t.valid_to <=> s.valid_to)",
-                           set={"valid_to": "s.valid_to", "is_current": "s.is_current"})
+        .whenMatchedUpdate(
+            condition="NOT (t.valid_to <=> s.valid_to)", set={"valid_to": "s.valid_to", "is_current": "s.is_current"}
+        )
         .whenNotMatchedInsertAll()
         .execute()
     )
@@ -227,9 +229,7 @@ def last_commit(spark: SparkSession, path: str) -> dict[str, Any]:
     """Version, operation and operation metrics of the table's latest commit."""
     if not is_delta(spark, path):
         return {"version": None, "operation": None, "metrics": {}}
-    row = DeltaTable.forPath(spark, path).history(1).select(
-        "version", "operation", "operationMetrics"
-    ).first()
+    row = DeltaTable.forPath(spark, path).history(1).select("version", "operation", "operationMetrics").first()
     assert row is not None
     return {
         "version": int(row["version"]),
@@ -264,9 +264,7 @@ def mark_applied(spark: SparkSession, path: str) -> None:
     """
     stamp = spark.conf.get(_USER_METADATA, None) or "{}"
     last = str(json.loads(stamp).get("run_id", "")).replace("'", "")
-    spark.sql(
-        f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('lakehouse.lastAppliedRun' = '{last}')"
-    )
+    spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('lakehouse.lastAppliedRun' = '{last}')")
 
 
 def applied_batches(spark: SparkSession, path: str) -> set[str]:

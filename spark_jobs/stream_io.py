@@ -90,8 +90,9 @@ def security_options(
             mechanism or protocol.
     """
     if protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
-        raise ValueError(f"unknown Kafka security protocol {protocol!r}; valid: PLAINTEXT, SSL, "
-                         "SASL_PLAINTEXT, SASL_SSL")
+        raise ValueError(
+            f"unknown Kafka security protocol {protocol!r}; valid: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"
+        )
     out = {"kafka.security.protocol": protocol}
     if protocol.startswith("SASL_"):
         if mechanism not in LOGIN_MODULES:
@@ -99,8 +100,9 @@ def security_options(
         if not username or not password:
             raise ValueError(f"{protocol} needs a user name and a password")
         out["kafka.sasl.mechanism"] = mechanism
-        out["kafka.sasl.jaas.config"] = (f"{LOGIN_MODULES[mechanism]} required "
-                                         f"username={_jaas_quote(username)} password={_jaas_quote(password)};")
+        out["kafka.sasl.jaas.config"] = (
+            f"{LOGIN_MODULES[mechanism]} required username={_jaas_quote(username)} password={_jaas_quote(password)};"
+        )
     if protocol.endswith("SSL") and ca_location:
         out["kafka.ssl.truststore.type"] = "PEM"
         out["kafka.ssl.truststore.location"] = ca_location
@@ -112,9 +114,7 @@ def read_delta_stream(spark: SparkSession, path: str) -> DataFrame:
     return spark.readStream.format("delta").load(path)
 
 
-def ensure_table(
-    spark: SparkSession, path: str, schema_ddl: str, properties: Mapping[str, str] | None = None
-) -> None:
+def ensure_table(spark: SparkSession, path: str, schema_ddl: str, properties: Mapping[str, str] | None = None) -> None:
     """Create an empty Delta table with ``schema_ddl`` (and table ``properties``) at ``path``
     unless one exists.
 
@@ -123,8 +123,8 @@ def ensure_table(
     """
     if DeltaTable.isDeltaTable(spark, path):
         return
-    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(
-        spark.createDataFrame([], schema_ddl).schema
+    builder = (
+        DeltaTable.createIfNotExists(spark).location(path).addColumns(spark.createDataFrame([], schema_ddl).schema)
     )
     for key, value in (properties or {}).items():
         builder = builder.property(key, value)

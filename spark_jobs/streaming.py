@@ -75,57 +75,91 @@ def _kv(value: str) -> tuple[str, str]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse the job's arguments."""
-    p = argparse.ArgumentParser(prog="streaming", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="streaming", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers.")
     p.add_argument("--topic", required=True, help="Topic of the JSON events.")
     p.add_argument("--bronze", required=True, help="Path of the bronze table (valid events).")
     p.add_argument("--dead-letter", required=True, help="Path of the dead-letter table.")
     p.add_argument("--gold", required=True, help="Path of the windowed aggregate table.")
-    p.add_argument("--late", default=None,
-                   help="Path of the late-events table (closed windows gold missed events of); "
-                        "default: <gold>_late.")
-    p.add_argument("--late-check-seconds", type=float, default=300.0,
-                   help="processing-time: how often the late events are reconciled.")
+    p.add_argument(
+        "--late",
+        default=None,
+        help="Path of the late-events table (closed windows gold missed events of); default: <gold>_late.",
+    )
+    p.add_argument(
+        "--late-check-seconds",
+        type=float,
+        default=300.0,
+        help="processing-time: how often the late events are reconciled.",
+    )
     p.add_argument("--checkpoint", required=True, help="Checkpoint root of this stream.")
-    p.add_argument("--contracts-dir", type=Path, default=DEFAULT_CONTRACTS_DIR,
-                   help="Directory of the data contracts; the events contract (--contract) applies.")
-    p.add_argument("--contract", default="events",
-                   help="Name of the contract (<contracts-dir>/<name>.yaml) the events must meet.")
-    p.add_argument("--no-contract", action="store_true",
-                   help="Check the structure only (explicit schema), no contract rules.")
-    p.add_argument("--metrics", default=None,
-                   help="Path of the quality/metrics table; one row per rule and micro-batch.")
+    p.add_argument(
+        "--contracts-dir",
+        type=Path,
+        default=DEFAULT_CONTRACTS_DIR,
+        help="Directory of the data contracts; the events contract (--contract) applies.",
+    )
+    p.add_argument(
+        "--contract", default="events", help="Name of the contract (<contracts-dir>/<name>.yaml) the events must meet."
+    )
+    p.add_argument(
+        "--no-contract", action="store_true", help="Check the structure only (explicit schema), no contract rules."
+    )
+    p.add_argument(
+        "--metrics", default=None, help="Path of the quality/metrics table; one row per rule and micro-batch."
+    )
     p.add_argument("--query-name", default="events_stream", help="Base name of the queries.")
     p.add_argument("--trigger", choices=sio.TRIGGERS, default="available-now")
     p.add_argument("--interval", default="10 seconds", help="processingTime trigger interval.")
-    p.add_argument("--max-offsets-per-trigger", type=int, default=0,
-                   help="Records per micro-batch at most (0: no bound).")
-    p.add_argument("--min-partitions", type=int, default=0,
-                   help="Spark tasks per micro-batch at least (Kafka's offset ranges are split); "
-                        "0: Spark's default parallelism.")
-    p.add_argument("--starting-offsets", default="earliest",
-                   help="Where a new checkpoint starts: earliest or latest.")
-    p.add_argument("--max-seconds", type=float, default=0.0,
-                   help="processing-time: stop gracefully after this long (0: run until killed).")
+    p.add_argument(
+        "--max-offsets-per-trigger", type=int, default=0, help="Records per micro-batch at most (0: no bound)."
+    )
+    p.add_argument(
+        "--min-partitions",
+        type=int,
+        default=0,
+        help="Spark tasks per micro-batch at least (Kafka's offset ranges are split); 0: Spark's default parallelism.",
+    )
+    p.add_argument("--starting-offsets", default="earliest", help="Where a new checkpoint starts: earliest or latest.")
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=0.0,
+        help="processing-time: stop gracefully after this long (0: run until killed).",
+    )
     p.add_argument("--window", default="5 minutes", help="Window of the aggregate.")
     p.add_argument("--watermark", default="10 minutes", help="Watermark delay on event_time.")
     p.add_argument("--no-gold", action="store_true", help="Run only the bronze query.")
-    p.add_argument("--kafka-security-protocol", default="PLAINTEXT",
-                   choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
-                   help="How the Kafka source talks to the brokers.")
-    p.add_argument("--kafka-sasl-mechanism", default="SCRAM-SHA-512", choices=tuple(sio.LOGIN_MODULES),
-                   help="SASL mechanism of the SASL_* protocols.")
+    p.add_argument(
+        "--kafka-security-protocol",
+        default="PLAINTEXT",
+        choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+        help="How the Kafka source talks to the brokers.",
+    )
+    p.add_argument(
+        "--kafka-sasl-mechanism",
+        default="SCRAM-SHA-512",
+        choices=tuple(sio.LOGIN_MODULES),
+        help="SASL mechanism of the SASL_* protocols.",
+    )
     p.add_argument("--kafka-sasl-username", default=None, help="SASL user name.")
-    p.add_argument("--kafka-ssl-ca-location", default=None,
-                   help="PEM file of the CA(s) that signed the brokers' certificates.")
-    p.add_argument("--kafka-option", type=_kv, action="append", default=[], metavar="KEY=VALUE",
-                   help="Extra Kafka source option (repeatable), e.g. kafka.ssl.endpoint.identification.algorithm=.")
+    p.add_argument(
+        "--kafka-ssl-ca-location", default=None, help="PEM file of the CA(s) that signed the brokers' certificates."
+    )
+    p.add_argument(
+        "--kafka-option",
+        type=_kv,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Extra Kafka source option (repeatable), e.g. kafka.ssl.endpoint.identification.algorithm=.",
+    )
     args = p.parse_args(argv)
     args.late = args.late or f"{args.gold.rstrip('/')}_late"
     if args.max_offsets_per_trigger < 0 or args.max_seconds < 0 or args.min_partitions < 0:
-        p.error("--max-offsets-per-trigger, --min-partitions and --max-seconds must not be "
-                "negative")
+        p.error("--max-offsets-per-trigger, --min-partitions and --max-seconds must not be negative")
     return args
 
 
@@ -155,8 +189,12 @@ class BronzeBatchWriter:
     """
 
     def __init__(
-        self, bronze: str, dead_letter: str, contract: Contract | None = None,
-        metrics: str | None = None, table: str = "events_stream",
+        self,
+        bronze: str,
+        dead_letter: str,
+        contract: Contract | None = None,
+        metrics: str | None = None,
+        table: str = "events_stream",
     ) -> None:
         self.bronze = bronze
         self.dead_letter = dead_letter
@@ -201,8 +239,12 @@ class BronzeBatchWriter:
         early = self._expect_valid
 
         def bronze() -> None:
-            storage.append(tx.valid_events(parsed, batch_id=batch_id, ingested_at=ingested_at),
-                           self.bronze, txn_app_id=app_id, txn_version=batch_id)
+            storage.append(
+                tx.valid_events(parsed, batch_id=batch_id, ingested_at=ingested_at),
+                self.bronze,
+                txn_app_id=app_id,
+                txn_version=batch_id,
+            )
 
         def count_then_rest() -> None:
             counts.update(self._count(parsed))
@@ -210,13 +252,24 @@ class BronzeBatchWriter:
             if counts["valid"] and not early:
                 rest.append(bronze)
             if counts["invalid"]:
-                rest.append(lambda: storage.append(
-                    tx.dead_letters(parsed, batch_id=batch_id, ingested_at=ingested_at),
-                    self.dead_letter, txn_app_id=app_id, txn_version=batch_id))
+                rest.append(
+                    lambda: storage.append(
+                        tx.dead_letters(parsed, batch_id=batch_id, ingested_at=ingested_at),
+                        self.dead_letter,
+                        txn_app_id=app_id,
+                        txn_version=batch_id,
+                    )
+                )
             if self.metrics and counts["valid"] + counts["invalid"]:
-                rest.append(lambda: self._write_metrics(
-                    batch.sparkSession, app_id, batch_id, counts["valid"] + counts["invalid"],
-                    {r: counts[f"rule:{r}"] for r in self.rule_actions}))
+                rest.append(
+                    lambda: self._write_metrics(
+                        batch.sparkSession,
+                        app_id,
+                        batch_id,
+                        counts["valid"] + counts["invalid"],
+                        {r: counts[f"rule:{r}"] for r in self.rule_actions},
+                    )
+                )
             run_side_by_side(batch.sparkSession, rest)
 
         try:
@@ -227,8 +280,7 @@ class BronzeBatchWriter:
             # job reaches a partition first computes it), so no core waits for the count's last
             # task. After a batch without valid records bronze waits for the count instead: an
             # append of nothing would still commit an empty file.
-            run_side_by_side(batch.sparkSession, [count_then_rest, bronze] if early
-                             else [count_then_rest])
+            run_side_by_side(batch.sparkSession, [count_then_rest, bronze] if early else [count_then_rest])
         finally:
             parsed.unpersist()
         self._expect_valid = counts["valid"] > 0
@@ -259,30 +311,41 @@ class BronzeBatchWriter:
         row = parsed.agg(
             F.count_if(F.col("error").isNull()).alias("valid"),
             F.count_if(F.col("error").isNotNull()).alias("invalid"),
-            *[F.count_if(broke & F.array_contains("rules", r)).alias(f"rule:{r}")
-              for r in self.rule_actions],
-            *[F.count_if(F.col("action") == a).alias(f"action:{a}")
-              for a in ("warn", *tx.DEAD_ACTIONS)],
+            *[F.count_if(broke & F.array_contains("rules", r)).alias(f"rule:{r}") for r in self.rule_actions],
+            *[F.count_if(F.col("action") == a).alias(f"action:{a}") for a in ("warn", *tx.DEAD_ACTIONS)],
         ).first()
         return {k: int(v or 0) for k, v in (row.asDict() if row is not None else {}).items()}
 
     def _write_metrics(
-        self, spark: SparkSession, app_id: str, batch_id: int, evaluated: int,
+        self,
+        spark: SparkSession,
+        app_id: str,
+        batch_id: int,
+        evaluated: int,
         failed: dict[str, int],
     ) -> None:
         """One ``quality/metrics`` row per rule for this micro-batch (exactly once, as the data)."""
         assert self.metrics is not None
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-        rows = [(app_id, self.table, rule, self.rule_actions[rule], evaluated, evaluated - n, n,
-                 [str(batch_id)], now) for rule, n in failed.items()]
+        rows = [
+            (app_id, self.table, rule, self.rule_actions[rule], evaluated, evaluated - n, n, [str(batch_id)], now)
+            for rule, n in failed.items()
+        ]
         df = spark.createDataFrame(rows, quality.METRICS_SCHEMA)
         storage.append(df, self.metrics, txn_app_id=f"{app_id}-metrics", txn_version=batch_id)
 
     def quality(self) -> list[dict[str, Any]]:
         """Per rule over this run: action, evaluated, passed, failed (the flow's artifact rows)."""
-        return [{"rule": r, "action": a, "evaluated": self.records,
-                 "passed": self.records - self.failed[r], "failed": self.failed[r]}
-                for r, a in self.rule_actions.items()]
+        return [
+            {
+                "rule": r,
+                "action": a,
+                "evaluated": self.records,
+                "passed": self.records - self.failed[r],
+                "failed": self.failed[r],
+            }
+            for r, a in self.rule_actions.items()
+        ]
 
 
 def run_side_by_side(spark: SparkSession, tasks: Sequence[Callable[[], None]]) -> None:
@@ -311,9 +374,7 @@ def _rule_actions(contract: Contract | None) -> dict[str, str]:
     return out
 
 
-def start_bronze(
-    spark: SparkSession, args: argparse.Namespace, writer: BronzeBatchWriter
-) -> StreamingQuery:
+def start_bronze(spark: SparkSession, args: argparse.Namespace, writer: BronzeBatchWriter) -> StreamingQuery:
     """Start the Kafka -> bronze/dead-letter query."""
     source = sio.read_kafka(
         spark,
@@ -373,8 +434,11 @@ def reconcile_late(spark: SparkSession, args: argparse.Namespace, watermark: dt.
     finally:
         late.unpersist()
     if total:
-        print(f"[streaming] {total} late event(s) in {windows} closed window(s) gold did not count "
-              f"(watermark {watermark:%Y-%m-%d %H:%M:%S}): kept in bronze, listed in {args.late}", flush=True)
+        print(
+            f"[streaming] {total} late event(s) in {windows} closed window(s) gold did not count "
+            f"(watermark {watermark:%Y-%m-%d %H:%M:%S}): kept in bronze, listed in {args.late}",
+            flush=True,
+        )
     return int(total), int(windows)
 
 
@@ -414,11 +478,19 @@ def run_continuous(
             for i, q in enumerate(queries):
                 if not q.isActive:
                     exc = q.exception()
-                    if (i == 0 and exc is not None and restart_bronze is not None
-                            and restarts < MAX_RECOVERY_RESTARTS and is_kafka_metrics_npe(exc)):
+                    if (
+                        i == 0
+                        and exc is not None
+                        and restart_bronze is not None
+                        and restarts < MAX_RECOVERY_RESTARTS
+                        and is_kafka_metrics_npe(exc)
+                    ):
                         restarts += 1
-                        print("[streaming] restarting the bronze query after Spark's Kafka "
-                              "metrics failure on its recovered batch (SPARK-55271)", flush=True)
+                        print(
+                            "[streaming] restarting the bronze query after Spark's Kafka "
+                            "metrics failure on its recovered batch (SPARK-55271)",
+                            flush=True,
+                        )
                         queries[0] = restart_bronze()
                         continue
                     if exc is not None:
@@ -452,18 +524,26 @@ def run(spark: SparkSession, args: argparse.Namespace, contract: Contract | None
     started = time.monotonic()
     # A micro-batch's cache lives for one batch: compressing it costs more than it saves.
     spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")
-    sio.ensure_table(spark, args.bronze, tx.ddl(tx.BRONZE_COLUMNS),
-                     {"delta.dataSkippingStatsColumns": ",".join(tx.BRONZE_STATS_COLUMNS)})
+    sio.ensure_table(
+        spark,
+        args.bronze,
+        tx.ddl(tx.BRONZE_COLUMNS),
+        {"delta.dataSkippingStatsColumns": ",".join(tx.BRONZE_STATS_COLUMNS)},
+    )
     sio.ensure_table(spark, args.dead_letter, tx.ddl(tx.DEAD_LETTER_COLUMNS))
     gold_before = None if args.no_gold else storage.last_commit(spark, args.gold)["version"]
     if args.metrics:
         sio.ensure_table(spark, args.metrics, quality.METRICS_SCHEMA)
-    writer = BronzeBatchWriter(args.bronze, args.dead_letter, contract, args.metrics,
-                               table=args.bronze.rstrip("/").rsplit("/", 1)[-1])
+    writer = BronzeBatchWriter(
+        args.bronze, args.dead_letter, contract, args.metrics, table=args.bronze.rstrip("/").rsplit("/", 1)[-1]
+    )
     late: tuple[int, int] | None = None
-    print(f"[streaming] {args.topic} -> {args.bronze} (+ dead letters, gold) "
-          f"trigger={args.trigger} interval={args.interval} "
-          f"maxOffsetsPerTrigger={args.max_offsets_per_trigger or 'none'}", flush=True)
+    print(
+        f"[streaming] {args.topic} -> {args.bronze} (+ dead letters, gold) "
+        f"trigger={args.trigger} interval={args.interval} "
+        f"maxOffsetsPerTrigger={args.max_offsets_per_trigger or 'none'}",
+        flush=True,
+    )
     if args.trigger == "available-now":
         for restarts in range(MAX_RECOVERY_RESTARTS + 1):
             try:
@@ -472,8 +552,11 @@ def run(spark: SparkSession, args: argparse.Namespace, contract: Contract | None
             except StreamingQueryException as exc:
                 if restarts == MAX_RECOVERY_RESTARTS or not is_kafka_metrics_npe(exc):
                     raise
-                print("[streaming] restarting the bronze query after Spark's Kafka metrics "
-                      "failure on its recovered batch (SPARK-55271)", flush=True)
+                print(
+                    "[streaming] restarting the bronze query after Spark's Kafka metrics "
+                    "failure on its recovered batch (SPARK-55271)",
+                    flush=True,
+                )
         if not args.no_gold:
             gold_query = start_gold(spark, args)
             gold_query.awaitTermination()
@@ -495,9 +578,12 @@ def run(spark: SparkSession, args: argparse.Namespace, contract: Contract | None
             except Exception as exc:  # the ingest goes on; the next check tries again
                 print(f"[streaming] WARNING: could not reconcile the late events: {exc}", flush=True)
 
-        run_continuous(queries, args.max_seconds,
-                       restart_bronze=lambda: start_bronze(spark, args, writer),
-                       every=(args.late_check_seconds, check_late) if not args.no_gold else None)
+        run_continuous(
+            queries,
+            args.max_seconds,
+            restart_bronze=lambda: start_bronze(spark, args, writer),
+            every=(args.late_check_seconds, check_late) if not args.no_gold else None,
+        )
         check_late()
     seconds = time.monotonic() - started
     values: dict[str, Any] = {
@@ -514,17 +600,26 @@ def run(spark: SparkSession, args: argparse.Namespace, contract: Contract | None
     }
     report.table("bronze", args.bronze.rstrip("/").rsplit("/", 1)[-1], started, **values)
     report.table(
-        "quarantine", args.dead_letter.rstrip("/").rsplit("/", 1)[-1], started,
-        rows_read=writer.invalid, rows_written=writer.invalid,
+        "quarantine",
+        args.dead_letter.rstrip("/").rsplit("/", 1)[-1],
+        started,
+        rows_read=writer.invalid,
+        rows_written=writer.invalid,
         version=storage.last_commit(spark, args.dead_letter)["version"],
     )
     if not args.no_gold:
         version, rows = _delta_written(spark, args.gold, gold_before)
-        report.table("gold", args.gold.rstrip("/").rsplit("/", 1)[-1], started,
-                     rows_read=None, rows_written=rows, version=version,
-                     late_events=late[0] if late else 0, windows_missed=late[1] if late else 0)
-    print(f"[streaming] done in {seconds:.1f}s: {writer.records} records in "
-          f"{writer.batches} batches", flush=True)
+        report.table(
+            "gold",
+            args.gold.rstrip("/").rsplit("/", 1)[-1],
+            started,
+            rows_read=None,
+            rows_written=rows,
+            version=version,
+            late_events=late[0] if late else 0,
+            windows_missed=late[1] if late else 0,
+        )
+    print(f"[streaming] done in {seconds:.1f}s: {writer.records} records in {writer.batches} batches", flush=True)
     return report
 
 
@@ -540,16 +635,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             return CONFIG_ERROR_EXIT
     try:  # the SASL password comes from the environment (a secretKeyRef on a cluster), never argv
         args.kafka_security = sio.security_options(
-            args.kafka_security_protocol, mechanism=args.kafka_sasl_mechanism,
-            username=args.kafka_sasl_username, password=os.environ.get(PASSWORD_ENV),
-            ca_location=args.kafka_ssl_ca_location)
+            args.kafka_security_protocol,
+            mechanism=args.kafka_sasl_mechanism,
+            username=args.kafka_sasl_username,
+            password=os.environ.get(PASSWORD_ENV),
+            ca_location=args.kafka_ssl_ca_location,
+        )
     except ValueError as exc:
-        print(f"error: Kafka security: {exc} (the password is read from {PASSWORD_ENV})",
-              file=sys.stderr, flush=True)
+        print(f"error: Kafka security: {exc} (the password is read from {PASSWORD_ENV})", file=sys.stderr, flush=True)
         return CONFIG_ERROR_EXIT
     if args.kafka_ssl_ca_location and not os.path.isfile(args.kafka_ssl_ca_location):
-        print(f"error: the Kafka CA file {args.kafka_ssl_ca_location} does not exist "
-              "(LAKEHOUSE_KAFKA__SSL_CA_LOCATION)", file=sys.stderr, flush=True)
+        print(
+            f"error: the Kafka CA file {args.kafka_ssl_ca_location} does not exist (LAKEHOUSE_KAFKA__SSL_CA_LOCATION)",
+            file=sys.stderr,
+            flush=True,
+        )
         return CONFIG_ERROR_EXIT
     run_job(f"lakehouse-{args.query_name.replace('_', '-')}", lambda spark: run(spark, args, contract))
     return 0

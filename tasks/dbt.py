@@ -38,18 +38,18 @@ def node_rows(res: Any, command: Sequence[str]) -> list[dict[str, Any]]:
         node = getattr(r, "node", None)
         response = getattr(r, "adapter_response", None)
         response = response if isinstance(response, dict) else {}
-        rows.append({
-            "unique_id": getattr(node, "unique_id", None),
-            "resource_type": str(getattr(getattr(node, "resource_type", None), "value", ""))
-            or command[0],
-            "name": getattr(node, "name", None) or " ".join(command[1:2]),
-            "status": _status(r),
-            "seconds": round(float(getattr(r, "execution_time", 0.0) or 0.0), 2),
-            "failures": getattr(r, "failures", None),
-            "message": getattr(r, "message", None)
-            or ("see the dbt log above" if node is None else None),
-            "rows_affected": response.get("rows_affected"),
-        })
+        rows.append(
+            {
+                "unique_id": getattr(node, "unique_id", None),
+                "resource_type": str(getattr(getattr(node, "resource_type", None), "value", "")) or command[0],
+                "name": getattr(node, "name", None) or " ".join(command[1:2]),
+                "status": _status(r),
+                "seconds": round(float(getattr(r, "execution_time", 0.0) or 0.0), 2),
+                "failures": getattr(r, "failures", None),
+                "message": getattr(r, "message", None) or ("see the dbt log above" if node is None else None),
+                "rows_affected": response.get("rows_affected"),
+            }
+        )
     return rows
 
 
@@ -88,8 +88,10 @@ def run_dbt(
     rows = node_rows(res, command)
     failed = [r for r in rows if r["status"] in _FAILED]
     if failed or not res.success:
-        lines = [f"{r['resource_type']} {r['name']} ({r['unique_id'] or 'no node'}): "
-                 f"{r['status']}: {r['message']}" for r in failed]
+        lines = [
+            f"{r['resource_type']} {r['name']} ({r['unique_id'] or 'no node'}): {r['status']}: {r['message']}"
+            for r in failed
+        ]
         detail = "\n".join(f"  {line}" for line in lines) or f"  {res.exception or 'no result'}"
         raise DbtError(command, f"failed ({len(failed)} node(s)):\n{detail}", failures=lines)
     logger.info("dbt %s: %d node(s) ok", " ".join(command), len(rows))

@@ -17,8 +17,7 @@ from lakehouse.settings import get_settings
 from lakehouse.streaming import StreamStatus, ensure_running, read_stream_status
 
 
-@task(name="ensure-topic", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE,
-      timeout_seconds=120)
+@task(name="ensure-topic", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, timeout_seconds=120)
 def ensure_events_topic() -> str:
     """Create the events topic (partitions and retention from the settings) unless it exists;
     return ``created`` or ``exists``."""
@@ -33,8 +32,14 @@ def ensure_events_topic() -> str:
     return outcome
 
 
-@task(name="ensure-stream-running", task_run_name="{job.name}", retries=2,
-      retry_delay_seconds=10, cache_policy=NO_CACHE, timeout_seconds=600)
+@task(
+    name="ensure-stream-running",
+    task_run_name="{job.name}",
+    retries=2,
+    retry_delay_seconds=10,
+    cache_policy=NO_CACHE,
+    timeout_seconds=600,
+)
 def ensure_stream_running(job: SparkJob) -> str:
     """Keep the long-running streaming app of ``job`` on the configured (Kubernetes) backend:
     create it, leave an identical running one alone, update a changed one, relaunch an ended
@@ -45,8 +50,7 @@ def ensure_stream_running(job: SparkJob) -> str:
     return outcome
 
 
-@task(name="stream-status", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE,
-      timeout_seconds=120)
+@task(name="stream-status", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, timeout_seconds=120)
 def stream_status() -> StreamStatus:
     """Lag per partition, last batch time and rows per second of the stream."""
     return read_stream_status(get_settings())

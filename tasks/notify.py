@@ -44,12 +44,18 @@ def notify_flow_failure(flow: Any, flow_run: Any, state: Any) -> None:
     kind = "crashed" if state.is_crashed() else "failed"
     name = getattr(flow_run, "name", None) or "?"
     subject = f"Flow run {flow.name}/{name} {kind}"
-    body = (f"{flow.name} run {name} ({flow_run.id}) {kind}: {state.message or state.name}. "
-            f"Parameters: {dict(flow_run.parameters or {})}")
+    body = (
+        f"{flow.name} run {name} ({flow_run.id}) {kind}: {state.message or state.name}. "
+        f"Parameters: {dict(flow_run.parameters or {})}"
+    )
     try:
-        notify("lakehouse.flow.failed", subject, body,
-               resource=f"prefect.flow-run.{flow_run.id}",
-               payload={"flow": flow.name, "flow_run": name, "state": state.name})
+        notify(
+            "lakehouse.flow.failed",
+            subject,
+            body,
+            resource=f"prefect.flow-run.{flow_run.id}",
+            payload={"flow": flow.name, "flow_run": name, "state": state.name},
+        )
     except Exception:  # a hook must not hide the failure it reports
         logger.exception("could not send the notification for %s", subject)
 

@@ -50,15 +50,27 @@ def track_sla(metrics: Iterable[dict[str, Any]], run: str, *, now: dt.datetime |
     for kind, c in changes:
         subject, body = sla.describe(kind, c, run, (state.get(c.table) or {}).get("breached_since"))
         try:
-            notify(sla.BREACHED if kind == "breached" else sla.RECOVERED, subject, body,
-                   resource=f"lakehouse.table.{c.table}",
-                   payload={"newest": c.newest, "age_seconds": c.age_seconds,
-                            "limit_seconds": c.limit_seconds, "action": c.action, "run": run})
+            notify(
+                sla.BREACHED if kind == "breached" else sla.RECOVERED,
+                subject,
+                body,
+                resource=f"lakehouse.table.{c.table}",
+                payload={
+                    "newest": c.newest,
+                    "age_seconds": c.age_seconds,
+                    "limit_seconds": c.limit_seconds,
+                    "action": c.action,
+                    "run": run,
+                },
+            )
         except Exception:  # a broken channel must not fail a run whose data is fine
             logger.exception("could not send the SLA notification for %s", c.table)
         out.append((kind, c.table))
     for c in checks:
         if c.breached and all(t != c.table for _, t in out):
-            logger.info("freshness SLA of %s still breached (since %s): not reported again",
-                        c.table, new[c.table].get("breached_since"))
+            logger.info(
+                "freshness SLA of %s still breached (since %s): not reported again",
+                c.table,
+                new[c.table].get("breached_since"),
+            )
     return out

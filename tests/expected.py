@@ -14,8 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-KEYS = {"orders": ("order_id", "updated_at"), "users": ("user_id", "updated_at"),
-        "events": ("event_id", "event_time")}
+KEYS = {"orders": ("order_id", "updated_at"), "users": ("user_id", "updated_at"), "events": ("event_id", "event_time")}
 DECIMALS = {"orders": ("amount",), "events": ("amount",), "users": ()}
 TIMESTAMPS = {"orders": ("created_at", "updated_at"), "users": ("updated_at",), "events": ("event_time",)}
 
@@ -124,8 +123,7 @@ def dim_users(landing: Path, dates: list[dt.date]) -> dict[str, tuple[str, str, 
         if o["status"] != "cancelled":
             stats[o["user_id"]][0] += 1
             stats[o["user_id"]][1] += Decimal(str(o["amount"])).quantize(Decimal("0.01"))
-    return {uid: (u["email"], u["country"], stats[uid][0], stats[uid][1])
-            for uid, u in users.items()}
+    return {uid: (u["email"], u["country"], stats[uid][0], stats[uid][1]) for uid, u in users.items()}
 
 
 def user_versions(landing: Path, dates: list[dt.date]) -> dict[str, list[tuple[dt.datetime, dict[str, Any]]]]:

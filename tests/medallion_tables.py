@@ -32,8 +32,9 @@ def delta_versions(root: Path | str, fs: Any = None) -> dict[str, int]:
         return out
     base = str(root).removeprefix("s3a://").rstrip("/") + "/warehouse"
     for log in sorted(fs.glob(f"{base}/*/*/_delta_log")):
-        commits = [int(Path(p).stem) for p in fs.ls(log, refresh=True)
-                   if p.endswith(".json") and Path(p).stem.isdigit()]
+        commits = [
+            int(Path(p).stem) for p in fs.ls(log, refresh=True) if p.endswith(".json") and Path(p).stem.isdigit()
+        ]
         layer, name = log.split("/")[-3:-1]
         out[f"{layer}.{name}"] = max(commits)
     return out
@@ -46,8 +47,14 @@ def table(spark: Any, root: Path | str, layer: str, name: str, version: int | No
     return reader.load(table_path(root, layer, name))
 
 
-def check_tables(spark: Any, root: Path | str, manifest: Manifest, summary: list[dict[str, Any]],
-                 dates: list[dt.date], landing: Path | None = None) -> None:
+def check_tables(
+    spark: Any,
+    root: Path | str,
+    manifest: Manifest,
+    summary: list[dict[str, Any]],
+    dates: list[dt.date],
+    landing: Path | None = None,
+) -> None:
     """Bronze, silver, quarantine and gold of ``root`` equal the independent figures computed
     from the landing files (``landing``, default ``root/landing``: a local copy when ``root``
     is an object store); ``summary`` is the flow's result (one row per table)."""
@@ -75,11 +82,15 @@ def check_tables(spark: Any, root: Path | str, manifest: Manifest, summary: list
     assert orders == {
         k: (v["status"], Decimal(str(v["amount"])).quantize(Decimal("0.01"))) for k, v in exp_orders.items()
     }
-    hourly = {(r.hour, r.event_type): (r.event_count, r.total_amount)
-              for r in table(spark, root, "gold", "hourly_stats").collect()}
+    hourly = {
+        (r.hour, r.event_type): (r.event_count, r.total_amount)
+        for r in table(spark, root, "gold", "hourly_stats").collect()
+    }
     assert hourly == expected.hourly_stats(expected.latest_rows(landing, "events", dates))
-    revenue = {r.date_day: (r.total_orders, r.unique_customers, r.total_revenue, r.avg_order_value)
-               for r in table(spark, root, "gold", "daily_revenue").collect()}
+    revenue = {
+        r.date_day: (r.total_orders, r.unique_customers, r.total_revenue, r.avg_order_value)
+        for r in table(spark, root, "gold", "daily_revenue").collect()
+    }
     assert revenue == expected.daily_revenue(exp_orders)
     by_country = table(spark, root, "gold", "daily_revenue_by_country").groupBy("date_day").sum("total_orders")
     assert {r[0]: r[1] for r in by_country.collect()} == {d: v[0] for d, v in revenue.items()}

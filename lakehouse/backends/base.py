@@ -43,5 +43,5 @@ def parse_metrics(line: str) -> list[dict[str, Any]] | None:
     idx = line.find(METRICS_MARKER)
     if idx < 0:
         return None
-    payload = json.loads(line[idx + len(METRICS_MARKER):])
+    payload = json.loads(line[idx + len(METRICS_MARKER) :])
     return payload if isinstance(payload, list) else [payload]

@@ -211,18 +211,20 @@ class KubernetesBackend:
             self._check_same_spec(apps, manifest, existing, run)
             state = states.app_state(existing)
             if existing["metadata"].get("deletionTimestamp") or state in (
-                states.FAILED, states.SUBMISSION_FAILED,
+                states.FAILED,
+                states.SUBMISSION_FAILED,
             ):
-                log(f"SparkApplication {where} exists with this spec but ended "
+                log(
+                    f"SparkApplication {where} exists with this spec but ended "
                     f"{states.display(state)} ({states.error_message(existing) or 'no message'}); "
-                    "deleting it to run the job again")
+                    "deleting it to run the job again"
+                )
                 report.event(f"REPLACED {states.display(state)}")
                 apps.delete(name)
                 apps.wait_deleted(name, self.k8s.delete_timeout_seconds)
                 continue
             report.reattached = True
-            log(f"SparkApplication {where} already exists with this spec "
-                f"(state {states.display(state)}): re-attaching")
+            log(f"SparkApplication {where} already exists with this spec (state {states.display(state)}): re-attaching")
             return existing
         raise ConfigError(f"could not create SparkApplication {where}: it keeps reappearing")
 
@@ -238,13 +240,14 @@ class KubernetesBackend:
         if have == wanted:
             return
         job = manifest["metadata"]["labels"].get(JOB_LABEL)
-        origin = (
-            f"(flow run {run.flow_run_id}, job {job}, attempt {run.attempt})"
-            if run else "the job name"
-        )
+        origin = f"(flow run {run.flow_run_id}, job {job}, attempt {run.attempt})" if run else "the job name"
         raise SparkApplicationConflict(
-            apps.namespace, manifest["metadata"]["name"], have, wanted,
-            spec_differences(manifest["spec"], existing.get("spec") or {}), origin,
+            apps.namespace,
+            manifest["metadata"]["name"],
+            have,
+            wanted,
+            spec_differences(manifest["spec"], existing.get("spec") or {}),
+            origin,
         )
 
     def _delete(self, apps: SparkApplications, name: str, report: AppReport, log: LogSink) -> bool:
@@ -258,8 +261,10 @@ class KubernetesBackend:
             return False
         report.event("DELETED" if gone else "DELETE UNCONFIRMED")
         wait = self.k8s.delete_timeout_seconds
-        log(f"SparkApplication {apps.namespace}/{name} "
-            + ("deleted" if gone else f"still there {wait:g}s after delete"))
+        log(
+            f"SparkApplication {apps.namespace}/{name} "
+            + ("deleted" if gone else f"still there {wait:g}s after delete")
+        )
         return gone
 
     def _publish(self, report: AppReport, log: LogSink) -> None:
@@ -304,8 +309,7 @@ class KubernetesBackend:
             state = states.app_state(existing)
             if have != manifest["metadata"]["annotations"][SPEC_HASH]:
                 outcome: EnsureOutcome = "updated"
-                why = "its spec changed: " + ", ".join(
-                    spec_differences(manifest["spec"], existing.get("spec") or {}))
+                why = "its spec changed: " + ", ".join(spec_differences(manifest["spec"], existing.get("spec") or {}))
             elif existing.get("metadata", {}).get("deletionTimestamp") or state in states.TERMINAL:
                 outcome = "relaunched"
                 why = f"it had ended {states.display(state)}"
@@ -333,8 +337,10 @@ class KubernetesBackend:
             if not apps.delete(name):
                 return False
             gone = apps.wait_deleted(name, self.k8s.delete_timeout_seconds)
-            log(f"streaming SparkApplication {self.k8s.namespace}/{name} "
-                + ("deleted" if gone else "delete requested but not yet gone"))
+            log(
+                f"streaming SparkApplication {self.k8s.namespace}/{name} "
+                + ("deleted" if gone else "delete requested but not yet gone")
+            )
             return gone
 
     def get_app(self, job: SparkJob, run: RunInfo | None = None) -> dict[str, Any] | None:
@@ -364,17 +370,16 @@ class _Follower:
         self.report = report
         self.deadline = deadline
         self.unknown_timeout = k.unknown_state_timeout_seconds
-        self.tail: collections.deque[str] = collections.deque(
-            maxlen=backend.settings.spark.log_tail_lines
-        )
+        self.tail: collections.deque[str] = collections.deque(maxlen=backend.settings.spark.log_tail_lines)
         self.metrics: list[dict[str, Any]] = []
         self.diagnoser = Diagnoser(backend.settings)
         self._log_lock = threading.Lock()
         self._log = log
         self.core = client.CoreV1Api(api)
         self.container = k.driver_container
-        self.logs = DriverLogFollower(self.core, apps.namespace, k.driver_container,
-                                      self._driver_line, on_pod=self._driver_pod)
+        self.logs = DriverLogFollower(
+            self.core, apps.namespace, k.driver_container, self._driver_line, on_pod=self._driver_pod
+        )
         self.watch_timeout = k.watch_timeout_seconds
         self.drain_s = k.log_drain_seconds
         self.unknown_since: float | None = None
@@ -405,9 +410,11 @@ class _Follower:
     def _observe(self, obj: dict[str, Any]) -> None:
         r = self.report
         if r.observe(obj, ui_url_template=self.ui_template):
-            self.log(f"SparkApplication {self.apps.namespace}/{r.name}: {r.state}"
-                     f" (execution attempts {r.execution_attempts})"
-                     + (f": {states.error_message(obj)}" if states.error_message(obj) else ""))
+            self.log(
+                f"SparkApplication {self.apps.namespace}/{r.name}: {r.state}"
+                f" (execution attempts {r.execution_attempts})"
+                + (f": {states.error_message(obj)}" if states.error_message(obj) else "")
+            )
         ui = r.spark_ui_text()
         if ui and ui != self.ui_logged and states.web_ui(obj).service:
             self.ui_logged = ui
@@ -438,10 +445,14 @@ class _Follower:
             if (uid, problem.reason) in self._reasons_logged:
                 return  # e.g. the kubelet's ErrImagePull / ImagePullBackOff alternation
             self._reasons_logged.add((uid, problem.reason))
-        when = ("failing now" if problem.permanent
-                else f"the job fails if it does not start within {self.start_timeout:g}s")
-        self.log(f"driver pod {self.apps.namespace}/{name} is not starting: {problem.reason}"
-                 + (f" ({problem.message})" if problem.message else "") + f"; {when}")
+        when = (
+            "failing now" if problem.permanent else f"the job fails if it does not start within {self.start_timeout:g}s"
+        )
+        self.log(
+            f"driver pod {self.apps.namespace}/{name} is not starting: {problem.reason}"
+            + (f" ({problem.message})" if problem.message else "")
+            + f"; {when}"
+        )
 
     def _check_start(self, now: float) -> None:
         """Raise ``SparkDriverStartFailed`` when the driver has been stuck too long."""
@@ -455,10 +466,18 @@ class _Follower:
         r = self.report
         r.event(f"DRIVER NOT STARTING: {problem.reason}")
         raise SparkDriverStartFailed(
-            self.job.name, app=r.name, namespace=r.namespace, pod=name, reason=problem.reason,
-            pod_message=problem.message, waited_s=now - since, permanent=problem.permanent,
-            error_message=r.error_message, state=r.state,
-            attempts=max(1, r.execution_attempts), log_tail=list(self.tail),
+            self.job.name,
+            app=r.name,
+            namespace=r.namespace,
+            pod=name,
+            reason=problem.reason,
+            pod_message=problem.message,
+            waited_s=now - since,
+            permanent=problem.permanent,
+            error_message=r.error_message,
+            state=r.state,
+            attempts=max(1, r.execution_attempts),
+            log_tail=list(self.tail),
         )
 
     def _exit_code(self, obj: dict[str, Any]) -> tuple[int | None, str | None]:
@@ -469,39 +488,46 @@ class _Follower:
         if name:
             try:
                 pod = self.core.read_namespaced_pod(
-                    name, self.apps.namespace,
-                    _request_timeout=(CONNECT_TIMEOUT_S, REQUEST_TIMEOUT_S))
+                    name, self.apps.namespace, _request_timeout=(CONNECT_TIMEOUT_S, REQUEST_TIMEOUT_S)
+                )
             except (client.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
                 status = getattr(exc, "status", None)
                 if status != 404:
-                    self.log(f"could not read driver pod {self.apps.namespace}/{name} for its "
-                             f"exit code ({status or exc!r}); using the operator's errorMessage")
+                    self.log(
+                        f"could not read driver pod {self.apps.namespace}/{name} for its "
+                        f"exit code ({status or exc!r}); using the operator's errorMessage"
+                    )
         code = pods.exit_code(pod, self.container) if pod is not None else None
         if not code:  # 0 from a pod says nothing about this failure (an executor's, say)
-            code = states.exit_code_from_error_message(
-                states.error_message(obj) or self.report.error_message)
+            code = states.exit_code_from_error_message(states.error_message(obj) or self.report.error_message)
         return code, pods.failure(pod) if pod is not None and code is None else None
 
     def _watch_stats(self, watcher: AppWatcher) -> None:
         self.report.watch_reconnects = watcher.reconnects
         self.report.watch_relists = watcher.relists
 
-    def _failure(self, message: str, state: str, exit_code: int | None = None
-                 ) -> SparkApplicationFailed:
+    def _failure(self, message: str, state: str, exit_code: int | None = None) -> SparkApplicationFailed:
         r = self.report
         error = SparkApplicationFailed(
-            self.job.name, self.diagnoser.explain(message), app=r.name, namespace=r.namespace,
-            error_message=r.error_message, state=state,
-            attempts=max(1, r.execution_attempts), log_tail=list(self.tail),
-            exit_code=exit_code, metrics=self.metrics,
+            self.job.name,
+            self.diagnoser.explain(message),
+            app=r.name,
+            namespace=r.namespace,
+            error_message=r.error_message,
+            state=state,
+            attempts=max(1, r.execution_attempts),
+            log_tail=list(self.tail),
+            exit_code=exit_code,
+            metrics=self.metrics,
         )
         error.permanent = self.diagnoser.cause is not None and self.diagnoser.cause.permanent
         return error
 
     def run(self, obj: dict[str, Any], start: float) -> JobResult:
         name = self.report.name
-        watcher = AppWatcher(self.apps, name, str(obj["metadata"]["resourceVersion"]),
-                             watch_timeout_s=self.watch_timeout)
+        watcher = AppWatcher(
+            self.apps, name, str(obj["metadata"]["resourceVersion"]), watch_timeout_s=self.watch_timeout
+        )
         self.logs.start()
         watcher.start()
         outcome: states.Outcome | None = None
@@ -511,9 +537,12 @@ class _Follower:
                 now = time.monotonic()
                 if now >= self.deadline:
                     raise SparkApplicationTimeout(
-                        self.job.name, f"ran past its timeout of {self.deadline - start:g}s and "
-                        "was deleted", app=name, namespace=self.apps.namespace,
-                        state=self.report.state, attempts=max(1, self.report.execution_attempts),
+                        self.job.name,
+                        f"ran past its timeout of {self.deadline - start:g}s and was deleted",
+                        app=name,
+                        namespace=self.apps.namespace,
+                        state=self.report.state,
+                        attempts=max(1, self.report.execution_attempts),
                         log_tail=list(self.tail),
                     )
                 unknown_for = now - (self.unknown_since or now)
@@ -551,12 +580,15 @@ class _Follower:
         if outcome == "failed":
             code, pod_failure = self._exit_code(obj)
             how = "failed" if code is None else f"failed with exit code {code}"
-            raise self._failure(how + (f" (driver pod {pod_failure})" if pod_failure else ""),
-                                self.report.state, code)
+            raise self._failure(how + (f" (driver pod {pod_failure})" if pod_failure else ""), self.report.state, code)
         return JobResult(
-            job=self.job.name, backend=KubernetesBackend.name, state=self.report.state,
-            exit_code=None, duration_s=round(time.monotonic() - start, 3),
-            metrics=self.metrics, log_tail=list(self.tail),
+            job=self.job.name,
+            backend=KubernetesBackend.name,
+            state=self.report.state,
+            exit_code=None,
+            duration_s=round(time.monotonic() - start, 3),
+            metrics=self.metrics,
+            log_tail=list(self.tail),
         )
 
 
@@ -566,7 +598,9 @@ def _outcome_of(exc: BaseException) -> str:
     if isinstance(exc, SparkApplicationFailed):
         return "failed"
     if isinstance(exc, (KeyboardInterrupt, TimeoutError)) or type(exc).__name__ in (
-        "TerminationSignal", "CancelledError", "Abort",
+        "TerminationSignal",
+        "CancelledError",
+        "Abort",
     ):
         return "cancelled"
     return "error"

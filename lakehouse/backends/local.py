@@ -105,20 +105,26 @@ class LocalBackend:
             "spark.driver.host": "127.0.0.1",
             "spark.driver.bindAddress": "127.0.0.1",
             "spark.ui.enabled": "false",
-            "spark.driver.extraJavaOptions": " ".join([
-                f"-Dlog4j2.configurationFile=file:{log4j}", f"-Dlakehouse.log.level={s.log_level}",
-                *self.java_options, *job.java_options,
-            ]),
+            "spark.driver.extraJavaOptions": " ".join(
+                [
+                    f"-Dlog4j2.configurationFile=file:{log4j}",
+                    f"-Dlakehouse.log.level={s.log_level}",
+                    *self.java_options,
+                    *job.java_options,
+                ]
+            ),
         }
-        conf = {**default_conf(s.cores), **objectstore.job_conf(self.settings), **local, **s.conf,
-                **job.conf}
+        conf = {**default_conf(s.cores), **objectstore.job_conf(self.settings), **local, **s.conf, **job.conf}
         all_jars = [str(p) for p in jars.job_jars(self.settings.storage.root)] + list(job.jars)
         cmd = [
             str(submit),
-            "--master", s.master,
-            "--name", job.name,
+            "--master",
+            s.master,
+            "--name",
+            job.name,
             # Local mode has a single JVM: size it from the local settings, not the cluster spec.
-            "--driver-memory", s.driver_memory,
+            "--driver-memory",
+            s.driver_memory,
         ]
         if all_jars:
             cmd += ["--jars", ",".join(all_jars)]
@@ -194,8 +200,11 @@ class LocalBackend:
                 if remaining <= 0:
                     self._stop(proc)
                     raise SparkJobTimeout(
-                        job.name, f"ran past its timeout of {timeout:g}s and was stopped",
-                        exit_code=proc.returncode, state="TIMEOUT", log_tail=list(tail),
+                        job.name,
+                        f"ran past its timeout of {timeout:g}s and was stopped",
+                        exit_code=proc.returncode,
+                        state="TIMEOUT",
+                        log_tail=list(tail),
                     )
                 try:
                     line = lines.get(timeout=min(remaining, 1.0))
@@ -221,14 +230,23 @@ class LocalBackend:
         duration = time.monotonic() - start
         if code != 0:
             error = SparkJobError(
-                job.name, diagnoser.explain(f"failed with exit code {code}"), exit_code=code,
-                state="FAILED", log_tail=list(tail), metrics=metrics,
+                job.name,
+                diagnoser.explain(f"failed with exit code {code}"),
+                exit_code=code,
+                state="FAILED",
+                log_tail=list(tail),
+                metrics=metrics,
             )
             error.permanent = diagnoser.cause is not None and diagnoser.cause.permanent
             raise error
         return JobResult(
-            job=job.name, backend=self.name, state="COMPLETED", exit_code=code,
-            duration_s=round(duration, 3), metrics=metrics, log_tail=list(tail),
+            job=job.name,
+            backend=self.name,
+            state="COMPLETED",
+            exit_code=code,
+            duration_s=round(duration, 3),
+            metrics=metrics,
+            log_tail=list(tail),
         )
 
     def run_in_process(self, job: SparkJob, *, log: LogSink) -> JobResult:
@@ -244,8 +262,7 @@ class LocalBackend:
                 for an exception, and the last lines it printed).
         """
         if live_spark_session() is None:
-            raise SparkJobError(job.name, "cannot run in this process: no SparkSession runs here",
-                                state="FAILED")
+            raise SparkJobError(job.name, "cannot run in this process: no SparkSession runs here", state="FAILED")
         tail: collections.deque[str] = collections.deque(maxlen=self.settings.spark.log_tail_lines)
         metrics: list[dict[str, Any]] = []
         real_stdout = sys.stdout
@@ -269,15 +286,28 @@ class LocalBackend:
             code = exc.code if isinstance(exc.code, int) else 2
         except Exception as exc:
             out.close()
-            raise SparkJobError(job.name, f"failed: {exc}", exit_code=1, state="FAILED",
-                                log_tail=list(tail), metrics=metrics) from exc
+            raise SparkJobError(
+                job.name, f"failed: {exc}", exit_code=1, state="FAILED", log_tail=list(tail), metrics=metrics
+            ) from exc
         out.close()
         if code:
-            raise SparkJobError(job.name, f"failed with exit code {code}", exit_code=code,
-                                state="FAILED", log_tail=list(tail), metrics=metrics)
-        return JobResult(job=job.name, backend=self.name, state="COMPLETED", exit_code=0,
-                         duration_s=round(time.monotonic() - start, 3), metrics=metrics,
-                         log_tail=list(tail))
+            raise SparkJobError(
+                job.name,
+                f"failed with exit code {code}",
+                exit_code=code,
+                state="FAILED",
+                log_tail=list(tail),
+                metrics=metrics,
+            )
+        return JobResult(
+            job=job.name,
+            backend=self.name,
+            state="COMPLETED",
+            exit_code=0,
+            duration_s=round(time.monotonic() - start, 3),
+            metrics=metrics,
+            log_tail=list(tail),
+        )
 
     @staticmethod
     def _stop(proc: subprocess.Popen[str]) -> None:

@@ -34,19 +34,27 @@ def add_arguments(r: argparse.ArgumentParser) -> None:
     """The arguments of ``lakehouse render`` (the sub-parser itself lives in lakehouse/cli.py)."""
     r.description = __doc__
     r.formatter_class = argparse.RawDescriptionHelpFormatter
-    r.add_argument("job", nargs="?", choices=JOBS, default="medallion",
-                   help="a job of the project (default: medallion)")
+    r.add_argument(
+        "job", nargs="?", choices=JOBS, default="medallion", help="a job of the project (default: medallion)"
+    )
     r.add_argument("--spec", type=Path, help="render this SparkJob (JSON or YAML) instead")
-    r.add_argument("--start", type=_date, default=dt.date.today() - dt.timedelta(days=1),
-                   help="medallion: first landing date (default: yesterday)")
+    r.add_argument(
+        "--start",
+        type=_date,
+        default=dt.date.today() - dt.timedelta(days=1),
+        help="medallion: first landing date (default: yesterday)",
+    )
     r.add_argument("--end", type=_date, help="medallion: last landing date (default: --start)")
     r.add_argument("--layers", default="bronze,silver,gold", help="medallion: layers to run")
-    r.add_argument("--flow-run-id", default="manual",
-                   help="flow run id the name and labels derive from (default: manual)")
+    r.add_argument(
+        "--flow-run-id", default="manual", help="flow run id the name and labels derive from (default: manual)"
+    )
     r.add_argument("--attempt", type=int, default=1, help="task attempt (default: 1)")
-    r.add_argument("--dry-run", action="store_true",
-                   help="server-side dry-run: print what the API server would store, or its "
-                   "reasons for refusing")
+    r.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="server-side dry-run: print what the API server would store, or its reasons for refusing",
+    )
 
 
 def _jobs(args: argparse.Namespace, settings: Settings) -> list[SparkJob]:
@@ -62,8 +70,9 @@ def _jobs(args: argparse.Namespace, settings: Settings) -> list[SparkJob]:
     if args.job == "medallion":
         from lakehouse.pipeline import medallion_jobs
 
-        return medallion_jobs(args.layers.split(","), settings, start=args.start,
-                              end=args.end or args.start, run_id=args.flow_run_id)
+        return medallion_jobs(
+            args.layers.split(","), settings, start=args.start, end=args.end or args.start, run_id=args.flow_run_id
+        )
     if args.job == "show-tables":
         from lakehouse.pipeline import show_tables_job
 

@@ -47,9 +47,7 @@ def api_client_from_block(block: Any) -> client.ApiClient:
             config_dict=dict(cluster.config), context=cluster.context_name
         )
     except ConfigException as exc:
-        raise ConfigError(
-            f"the KubernetesCredentials block's cluster config is unusable: {exc}"
-        ) from exc
+        raise ConfigError(f"the KubernetesCredentials block's cluster config is unusable: {exc}") from exc
     return api
 
 
@@ -102,8 +100,7 @@ def api_error(action: str, exc: client.ApiException) -> KubernetesApiError:
     """The typed error for a failed call (access errors get their own type)."""
     status = status_of(exc)
     cls = KubernetesAccessError if exc.status in (401, 403) else KubernetesApiError
-    return cls(action, int(exc.status or 0), str(status.get("reason", "")),
-               str(status.get("message", "")))
+    return cls(action, int(exc.status or 0), str(status.get("reason", "")), str(status.get("message", "")))
 
 
 class SparkApplications:
@@ -147,15 +144,20 @@ class SparkApplications:
                 return None
             raise api_error(f"get SparkApplication {self.namespace}/{name}", exc) from None
 
-    def list(self, *, label_selector: str | None = None, field_selector: str | None = None
-             ) -> tuple[list[dict[str, Any]], str]:
+    def list(
+        self, *, label_selector: str | None = None, field_selector: str | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
         """Apps matching the selectors, and the list's resourceVersion."""
-        kwargs: dict[str, Any] = {k: v for k, v in (("label_selector", label_selector),
-                                                    ("field_selector", field_selector)) if v}
+        kwargs: dict[str, Any] = {
+            k: v for k, v in (("label_selector", label_selector), ("field_selector", field_selector)) if v
+        }
         try:
-            result = cast(dict[str, Any], self.objects.list_namespaced_custom_object(
-                *self._args, _request_timeout=(CONNECT_TIMEOUT_S, REQUEST_TIMEOUT_S), **kwargs
-            ))
+            result = cast(
+                dict[str, Any],
+                self.objects.list_namespaced_custom_object(
+                    *self._args, _request_timeout=(CONNECT_TIMEOUT_S, REQUEST_TIMEOUT_S), **kwargs
+                ),
+            )
         except client.ApiException as exc:
             raise api_error(f"list SparkApplications in {self.namespace}", exc) from None
         return list(result.get("items") or []), str(result["metadata"]["resourceVersion"])
@@ -164,7 +166,9 @@ class SparkApplications:
         """Delete the app (dependents in the background); False when it was already gone."""
         try:
             self.objects.delete_namespaced_custom_object(
-                *self._args, name, propagation_policy="Background",
+                *self._args,
+                name,
+                propagation_policy="Background",
                 _request_timeout=(CONNECT_TIMEOUT_S, REQUEST_TIMEOUT_S),
             )
             return True
@@ -231,7 +235,7 @@ def iter_lines(resp: Any) -> Iterator[bytes]:
             if cut < 0:
                 break
             yield buffer[:cut]
-            buffer = buffer[cut + 1:]
+            buffer = buffer[cut + 1 :]
     if buffer:
         yield buffer
 

@@ -41,8 +41,7 @@ class SparkApplicationInvalid(ConfigError):
         self.status = status
         details = status.get("details") or {}
         self.causes: list[tuple[str, str]] = [
-            (str(c.get("field", "")), str(c.get("message", "")))
-            for c in details.get("causes") or []
+            (str(c.get("field", "")), str(c.get("message", ""))) for c in details.get("causes") or []
         ]
         lines = "\n".join(f"  - {f or '(object)'}: {m}" for f, m in self.causes)
         super().__init__(
@@ -158,15 +157,22 @@ class SparkDriverStartFailed(SparkApplicationFailed):
         self.reason = reason
         self.pod_message = pod_message
         self.permanent = permanent
-        how = ("which cannot resolve itself" if permanent
-               else f"for {waited_s:.0f}s (kubernetes.driver_start_timeout_seconds)")
+        how = (
+            "which cannot resolve itself"
+            if permanent
+            else f"for {waited_s:.0f}s (kubernetes.driver_start_timeout_seconds)"
+        )
         super().__init__(
             job,
             f"could not start its driver: pod {namespace}/{pod} is {reason}"
             + (f" ({pod_message})" if pod_message else "")
             + f", {how}; the app was deleted",
-            app=app, namespace=namespace, error_message=error_message, state=state,
-            attempts=attempts, log_tail=log_tail,
+            app=app,
+            namespace=namespace,
+            error_message=error_message,
+            state=state,
+            attempts=attempts,
+            log_tail=log_tail,
         )
 
 

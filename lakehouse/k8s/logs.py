@@ -129,8 +129,7 @@ class DriverLogFollower:
                 progressed = self._follow_once(target[0])
             except client.ApiException as exc:
                 if exc.status in (401, 403):
-                    _log.warning("cannot read the driver log of %s: %s %s", target[0],
-                                 exc.status, exc.reason)
+                    _log.warning("cannot read the driver log of %s: %s %s", target[0], exc.status, exc.reason)
                     return
                 progressed = False  # 404 no pod yet, 400 container not started: wait
             except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -165,8 +164,13 @@ class DriverLogFollower:
             self._uid, self._last, self._same_ts = uid, None, 0
             self.pods.append((name, uid))
         resp: Any = self.core.read_namespaced_pod_log(
-            name, self.namespace, container=container, follow=True, timestamps=True,
-            _preload_content=False, _request_timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
+            name,
+            self.namespace,
+            container=container,
+            follow=True,
+            timestamps=True,
+            _preload_content=False,
+            _request_timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
         )
         with self._lock:
             self._resp = resp

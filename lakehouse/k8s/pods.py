@@ -37,7 +37,7 @@ class StartProblem:
 def container_status(pod: Any, container: str) -> Any | None:
     """The ``V1ContainerStatus`` of ``container`` in ``pod``, or None."""
     status = getattr(pod, "status", None)
-    for cs in (getattr(status, "container_statuses", None) or []):
+    for cs in getattr(status, "container_statuses", None) or []:
         if cs.name == container:
             return cs
     return None
@@ -77,9 +77,8 @@ def start_problem(pod: Any, container: str) -> StartProblem | None:
         return StartProblem(reason, waiting.message or None, reason in PERMANENT_REASONS)
     if cs is None:
         status = getattr(pod, "status", None)
-        for cond in (getattr(status, "conditions", None) or []):
-            if cond.type == "PodScheduled" and cond.status == "False" and \
-                    cond.reason == "Unschedulable":
+        for cond in getattr(status, "conditions", None) or []:
+            if cond.type == "PodScheduled" and cond.status == "False" and cond.reason == "Unschedulable":
                 return StartProblem("Unschedulable", cond.message or None, False)
     return None
 

@@ -43,12 +43,16 @@ def reap(settings: Settings, pod: str, log: Callable[[str], None] = print) -> li
             state = states.app_state(app)
             if state in states.TERMINAL or app["metadata"].get("deletionTimestamp"):
                 continue
-            log(f"reaper: deleting SparkApplication {k8s.namespace}/{name} "
-                f"({states.display(state)}): the flow run in pod {pod} has ended")
+            log(
+                f"reaper: deleting SparkApplication {k8s.namespace}/{name} "
+                f"({states.display(state)}): the flow run in pod {pod} has ended"
+            )
             if apps.delete(name):
                 gone = apps.wait_deleted(name, k8s.delete_timeout_seconds)
-                log(f"reaper: SparkApplication {k8s.namespace}/{name} "
-                    + ("deleted" if gone else f"still there {k8s.delete_timeout_seconds:g}s after delete"))
+                log(
+                    f"reaper: SparkApplication {k8s.namespace}/{name} "
+                    + ("deleted" if gone else f"still there {k8s.delete_timeout_seconds:g}s after delete")
+                )
             reaped.append(name)
         if not reaped:
             log(f"reaper: no unfinished SparkApplication of pod {pod}")
@@ -58,16 +62,19 @@ def reap(settings: Settings, pod: str, log: Callable[[str], None] = print) -> li
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lakehouse.k8s.reaper", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m lakehouse.k8s.reaper", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--now", action="store_true", help="reap at once instead of on SIGTERM")
     parser.add_argument("--pod", help="the submitting pod's name (default: kubernetes.submitter_pod)")
     args = parser.parse_args(argv)
     settings = get_settings()
     pod = args.pod or settings.kubernetes.submitter_pod
     if not pod:
-        raise ConfigError("the reaper needs the flow-run pod's name: set LAKEHOUSE_KUBERNETES__"
-                          "SUBMITTER_POD (the job template sets it from metadata.name) or --pod")
+        raise ConfigError(
+            "the reaper needs the flow-run pod's name: set LAKEHOUSE_KUBERNETES__"
+            "SUBMITTER_POD (the job template sets it from metadata.name) or --pod"
+        )
     if not args.now:
         stop = threading.Event()
 

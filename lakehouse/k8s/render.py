@@ -95,8 +95,7 @@ def secret_refs(job: SparkJob, settings: Settings) -> dict[str, str]:
     # the object store's key pair on s3a:// storage, as the local backend gives it
     for env in (*job.secret_env, *objectstore.secret_env(settings)):
         if env not in keys:
-            raise ConfigError(f"job {job.name} reads {env}, which is no known credential "
-                              f"({', '.join(sorted(keys))})")
+            raise ConfigError(f"job {job.name} reads {env}, which is no known credential ({', '.join(sorted(keys))})")
         refs.setdefault(env, f"{settings.deploy.credentials_secret}:{keys[env]}")
     return refs
 
@@ -130,8 +129,7 @@ def _pod_spec(
     refs = secret_refs(job, settings)
     if refs:
         spec["envSecretKeyRefs"] = {
-            env: {"name": ref.split(":", 1)[0], "key": ref.split(":", 1)[1]}
-            for env, ref in sorted(refs.items())
+            env: {"name": ref.split(":", 1)[0], "key": ref.split(":", 1)[1]} for env, ref in sorted(refs.items())
         }
     if overhead is not None:
         spec["memoryOverhead"] = overhead
@@ -169,22 +167,34 @@ def render_spec(job: SparkJob, settings: Settings) -> dict[str, Any]:
     da = res.dynamic_allocation
     executors = da.max_executors if da else res.executor_instances
     conf = {
-        **default_conf(res.executor_cores * executors), **volume_conf(settings),
-        **objectstore.job_conf(settings), **k.spark_conf, **job.conf,
+        **default_conf(res.executor_cores * executors),
+        **volume_conf(settings),
+        **objectstore.job_conf(settings),
+        **k.spark_conf,
+        **job.conf,
     }
     log4j = f"{k.app_dir.rstrip('/')}/spark_jobs/log4j2.properties"
     driver = _pod_spec(
-        job, settings, res.driver_cores, res.driver_core_request or k.driver_core_request,
+        job,
+        settings,
+        res.driver_cores,
+        res.driver_core_request or k.driver_core_request,
         res.driver_memory or k.driver_memory,
         res.driver_memory_overhead or k.driver_memory_overhead,
     )
     driver["serviceAccount"] = k.service_account
-    driver["javaOptions"] = " ".join([
-        f"-Dlog4j2.configurationFile=file:{log4j}",
-        f"-Dlakehouse.log.level={settings.spark.log_level}", *job.java_options,
-    ])
+    driver["javaOptions"] = " ".join(
+        [
+            f"-Dlog4j2.configurationFile=file:{log4j}",
+            f"-Dlakehouse.log.level={settings.spark.log_level}",
+            *job.java_options,
+        ]
+    )
     executor = _pod_spec(
-        job, settings, res.executor_cores, res.executor_core_request or k.executor_core_request,
+        job,
+        settings,
+        res.executor_cores,
+        res.executor_core_request or k.executor_core_request,
         res.executor_memory or k.executor_memory,
         res.executor_memory_overhead or k.executor_memory_overhead,
     )
@@ -239,9 +249,7 @@ def render_spec(job: SparkJob, settings: Settings) -> dict[str, Any]:
     return spec
 
 
-def render_application(
-    job: SparkJob, settings: Settings, *, name: str, run: RunInfo | None = None
-) -> dict[str, Any]:
+def render_application(job: SparkJob, settings: Settings, *, name: str, run: RunInfo | None = None) -> dict[str, Any]:
     """The SparkApplication manifest of ``job`` named ``name``, labelled with ``run``.
 
     Labels link the app (and, through the operator, its pods) to the Prefect flow run, task run
@@ -283,9 +291,7 @@ def render_application(
 
 def to_yaml(manifests: list[dict[str, Any]]) -> str:
     """Manifests as a multi-document YAML string (keys in rendering order)."""
-    return "".join(
-        "---\n" + yaml.safe_dump(m, sort_keys=False, default_flow_style=False) for m in manifests
-    )
+    return "".join("---\n" + yaml.safe_dump(m, sort_keys=False, default_flow_style=False) for m in manifests)
 
 
 def spec_differences(wanted: dict[str, Any], existing: dict[str, Any]) -> list[str]:

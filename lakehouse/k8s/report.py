@@ -50,8 +50,9 @@ class AppReport(BaseModel):
         default=None, description="kubectl command that makes spark_ui reachable, if needed."
     )
     spark_ui_cluster_address: str | None = Field(
-        default=None, description="The UI from inside the cluster: the Service's DNS name and "
-        "port (else the ClusterIP:port the operator reports)."
+        default=None,
+        description="The UI from inside the cluster: the Service's DNS name and "
+        "port (else the ClusterIP:port the operator reports).",
     )
     driver_pods: list[str] = Field(default_factory=list, description="Driver pods followed.")
     watch_reconnects: int = Field(default=0, description="Watch streams dropped and resumed.")
@@ -79,8 +80,7 @@ class AppReport(BaseModel):
         if last is not None and last.state == state and last.execution_attempts == attempts:
             return False
         self.state, self.execution_attempts = state, attempts
-        self.timeline.append(StateChange(at=_now(), state=state, execution_attempts=attempts,
-                                         error_message=error))
+        self.timeline.append(StateChange(at=_now(), state=state, execution_attempts=attempts, error_message=error))
         return True
 
     def _observe_ui(self, obj: dict[str, Any], template: str | None) -> None:
@@ -96,9 +96,7 @@ class AppReport(BaseModel):
             self.spark_ui, self.spark_ui_port_forward = ui.ingress, None
         elif ui.service:
             self.spark_ui = f"http://127.0.0.1:{port}"
-            self.spark_ui_port_forward = (
-                f"kubectl -n {self.namespace} port-forward svc/{ui.service} {port}:{port}"
-            )
+            self.spark_ui_port_forward = f"kubectl -n {self.namespace} port-forward svc/{ui.service} {port}:{port}"
 
     def spark_ui_text(self) -> str | None:
         """How to open the Spark UI, in one line (None until it is known)."""
@@ -110,8 +108,7 @@ class AppReport(BaseModel):
 
     def event(self, what: str) -> None:
         """Record a backend event (e.g. DELETED by the backend) in the timeline."""
-        self.timeline.append(StateChange(at=_now(), state=what,
-                                         execution_attempts=self.execution_attempts))
+        self.timeline.append(StateChange(at=_now(), state=what, execution_attempts=self.execution_attempts))
 
     def markdown(self) -> str:
         """The report as Markdown (the Prefect artifact's body)."""
@@ -135,5 +132,6 @@ class AppReport(BaseModel):
             + (f"| error | {self.error_message} |\n" if self.error_message else "")
             + "\n#### State timeline (UTC)\n\n"
             + "| at | state | attempts | error |\n|---|---|---|---|\n"
-            + rows + "\n"
+            + rows
+            + "\n"
         )

@@ -122,8 +122,7 @@ class AppWatcher:
                     if exc.status == 410:
                         self.resource_version = None
                         continue
-                    raise api_error(f"watch SparkApplication {self.apps.namespace}/{self.name}",
-                                    exc) from None
+                    raise api_error(f"watch SparkApplication {self.apps.namespace}/{self.name}", exc) from None
                 with self._lock:
                     self._resp = resp
                 try:
@@ -144,8 +143,12 @@ class AppWatcher:
                 if self._stop.is_set():
                     return
                 self.reconnects += 1
-                _log.debug("watch of %s dropped (%r); reconnecting from resourceVersion %s",
-                           self.name, exc, self.resource_version)
+                _log.debug(
+                    "watch of %s dropped (%r); reconnecting from resourceVersion %s",
+                    self.name,
+                    exc,
+                    self.resource_version,
+                )
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
 

@@ -241,9 +241,7 @@ class KafkaBroker:
             cmd += ["--sasl-ssl", f"127.0.0.1:{self._sasl_ssl_port}", "--extra-config", str(extra)]
         env = {**os.environ, "KAFKA_JVM_PERFORMANCE_OPTS": self.jvm_performance_opts}
         try:
-            done = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=120, check=False, env=env
-            )
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, env=env)
         except subprocess.TimeoutExpired as e:
             raise KafkaBrokerError(f"`{' '.join(cmd)}` did not finish within 120 s") from e
         if done.returncode != 0:
@@ -272,9 +270,7 @@ class KafkaBroker:
             self._check_alive()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise self._failure(
-                    f"did not answer metadata requests within {self.startup_timeout:.0f} s"
-                )
+                raise self._failure(f"did not answer metadata requests within {self.startup_timeout:.0f} s")
             try:
                 md = admin.list_topics(timeout=min(5.0, max(remaining, 0.5)))
             except KafkaException:
@@ -349,8 +345,9 @@ class KafkaBroker:
         conf = {"reconnect.backoff.ms": 100, "reconnect.backoff.max.ms": 1000, **overrides}
         return AdminClient(self.client_config(**conf))
 
-    def add_scram_user(self, name: str, password: str, mechanism: str = "SCRAM-SHA-512",
-                       *, timeout: float = 30.0) -> None:
+    def add_scram_user(
+        self, name: str, password: str, mechanism: str = "SCRAM-SHA-512", *, timeout: float = 30.0
+    ) -> None:
         """Create (or reset) the SCRAM credentials of ``name`` through the PLAINTEXT listener."""
         from confluent_kafka.admin import (  # type: ignore[attr-defined]
             ScramCredentialInfo,
@@ -358,8 +355,7 @@ class KafkaBroker:
             UserScramCredentialUpsertion,
         )
 
-        kind = {"SCRAM-SHA-256": ScramMechanism.SCRAM_SHA_256,
-                "SCRAM-SHA-512": ScramMechanism.SCRAM_SHA_512}[mechanism]
+        kind = {"SCRAM-SHA-256": ScramMechanism.SCRAM_SHA_256, "SCRAM-SHA-512": ScramMechanism.SCRAM_SHA_512}[mechanism]
         admin = self.admin()  # must outlive the futures
         upsert = UserScramCredentialUpsertion(name, ScramCredentialInfo(kind, 4096), password.encode())
         for future in admin.alter_user_scram_credentials([upsert], request_timeout=timeout).values():
@@ -412,8 +408,9 @@ class SaslSslListener:
     def properties(self) -> str:
         """The server.properties lines of the listener (``listener.name.sasl_ssl.*``)."""
         if any(c in text for item in self.plain_users.items() for text in item for c in '"\\ '):
-            raise KafkaBrokerError("PLAIN user names and passwords of the test broker must not "
-                                   "hold quotes, backslashes or spaces")
+            raise KafkaBrokerError(
+                "PLAIN user names and passwords of the test broker must not hold quotes, backslashes or spaces"
+            )
         plain = " ".join(f'user_{u}="{p}"' for u, p in sorted(self.plain_users.items()))
         prefix = "listener.name.sasl_ssl."
         scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
@@ -425,8 +422,7 @@ class SaslSslListener:
             f"{prefix}ssl.key.password={self.keystore_password}",
             f"{prefix}scram-sha-512.sasl.jaas.config={scram}",
             f"{prefix}scram-sha-256.sasl.jaas.config={scram}",
-            f"{prefix}plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule "
-            f"required {plain};",
+            f"{prefix}plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required {plain};",
         ]
         return "\n".join(lines) + "\n"
 

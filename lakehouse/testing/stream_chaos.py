@@ -44,8 +44,7 @@ class StreamProcess:
         log: Receives every output line (e.g. ``print`` or a logger).
     """
 
-    def __init__(self, backend: LocalBackend, job: SparkJob,
-                 log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, backend: LocalBackend, job: SparkJob, log: Callable[[str], None] | None = None) -> None:
         self.backend, self.job, self.log = backend, job, log
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.tail: collections.deque[str] = collections.deque(maxlen=30)
@@ -56,9 +55,15 @@ class StreamProcess:
         """Launch spark-submit (a new session: its pid is the process group id)."""
         self.proc = subprocess.Popen(
             self.backend.command(self.job),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=self.backend.environment(self.job), cwd=self.backend.project_root,
-            start_new_session=True, text=True, errors="replace", bufsize=1,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.backend.environment(self.job),
+            cwd=self.backend.project_root,
+            start_new_session=True,
+            text=True,
+            errors="replace",
+            bufsize=1,
         )
         self._reader = threading.Thread(target=self._pump, daemon=True, name="stream-output")
         self._reader.start()
@@ -91,9 +96,10 @@ class StreamProcess:
                 continue
             if line is None:
                 code = self.proc.wait() if self.proc is not None else None
-                raise ChaosError(f"the streaming job exited (code {code}) before "
-                                 f"{pattern.pattern!r} appeared; last lines:\n"
-                                 + "\n".join(self.tail))
+                raise ChaosError(
+                    f"the streaming job exited (code {code}) before "
+                    f"{pattern.pattern!r} appeared; last lines:\n" + "\n".join(self.tail)
+                )
             match = pattern.search(line)
             if match:
                 return match
@@ -151,8 +157,7 @@ def kill_cycles(
             time.sleep(pause)
         finally:
             proc.kill9()
-        kills.append(Kill(cycle, int(first.group(1)), round(pause, 2),
-                          round(time.monotonic() - started, 1)))
+        kills.append(Kill(cycle, int(first.group(1)), round(pause, 2), round(time.monotonic() - started, 1)))
     return kills
 
 
@@ -168,8 +173,10 @@ def exactly_once_problems(
     valid = {m.key for m in sent if m.valid}
     bad = {m.key for m in sent if not m.valid}
     problems = []
-    for name, expected, got in (("bronze", valid, Counter(bronze_keys)),
-                                ("dead-letter", bad, Counter(dead_letter_keys))):
+    for name, expected, got in (
+        ("bronze", valid, Counter(bronze_keys)),
+        ("dead-letter", bad, Counter(dead_letter_keys)),
+    ):
         lost = expected - set(got)
         dups = {k: n for k, n in got.items() if n > 1}
         extra = set(got) - expected

@@ -38,8 +38,13 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def make_tls(directory: Path, *, ca_name: str = "lakehouse-test-ca",
-             hosts: tuple[str, ...] = ("127.0.0.1", "localhost"), days: int = 2) -> TlsFiles:
+def make_tls(
+    directory: Path,
+    *,
+    ca_name: str = "lakehouse-test-ca",
+    hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
+    days: int = 2,
+) -> TlsFiles:
     """Write a fresh CA and a server certificate for ``hosts`` signed by it into ``directory``.
 
     Args:
@@ -53,14 +58,28 @@ def make_tls(directory: Path, *, ca_name: str = "lakehouse-test-ca",
     until = now + dt.timedelta(days=days)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (
-        x509.CertificateBuilder().subject_name(_name(ca_name)).issuer_name(_name(ca_name))
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now).not_valid_after(until)
+        x509.CertificateBuilder()
+        .subject_name(_name(ca_name))
+        .issuer_name(_name(ca_name))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(until)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
@@ -71,9 +90,13 @@ def make_tls(directory: Path, *, ca_name: str = "lakehouse-test-ca",
         except ValueError:
             names.append(x509.DNSName(host))
     cert = (
-        x509.CertificateBuilder().subject_name(_name(hosts[0])).issuer_name(ca_cert.subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now).not_valid_after(until)
+        x509.CertificateBuilder()
+        .subject_name(_name(hosts[0]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(until)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -83,7 +106,10 @@ def make_tls(directory: Path, *, ca_name: str = "lakehouse-test-ca",
     ca_pem.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     password = secrets.token_urlsafe(18)
     keystore = directory / "server.p12"
-    keystore.write_bytes(pkcs12.serialize_key_and_certificates(
-        b"server", key, cert, [ca_cert], serialization.BestAvailableEncryption(password.encode())))
+    keystore.write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            b"server", key, cert, [ca_cert], serialization.BestAvailableEncryption(password.encode())
+        )
+    )
     keystore.chmod(0o600)
     return TlsFiles(ca_pem, keystore, password)

@@ -14,19 +14,14 @@ def hourly_stats(events: DataFrame) -> DataFrame:
 
     ``total_amount`` sums the amounts present (events without an amount add 0).
     """
-    return (
-        events.groupBy(F.date_trunc("hour", "event_time").alias("hour"), "event_type")
-        .agg(
-            F.count(F.lit(1)).alias("event_count"),
-            F.coalesce(F.sum("amount"), F.lit(0).cast("decimal(20,2)")).alias("total_amount"),
-        )
+    return events.groupBy(F.date_trunc("hour", "event_time").alias("hour"), "event_type").agg(
+        F.count(F.lit(1)).alias("event_count"),
+        F.coalesce(F.sum("amount"), F.lit(0).cast("decimal(20,2)")).alias("total_amount"),
     )
 
 
 def _revenue_orders(orders: DataFrame) -> DataFrame:
-    return orders.where(~F.col("status").isin(*EXCLUDED_ORDER_STATUSES)).withColumn(
-        "date_day", F.to_date("created_at")
-    )
+    return orders.where(~F.col("status").isin(*EXCLUDED_ORDER_STATUSES)).withColumn("date_day", F.to_date("created_at"))
 
 
 def daily_revenue(orders: DataFrame) -> DataFrame:

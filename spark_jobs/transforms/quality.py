@@ -18,10 +18,11 @@ from pyspark.sql import functions as F
 from spark_jobs.contract import ACTIONS, NEW_COLUMNS, SEVERITY, Contract, FieldSpec, Timestamps
 from spark_jobs.contract import MALFORMED as MALFORMED  # re-exported: the name the callers use
 
-METRICS_SCHEMA = ("run_id string, table string, rule string, action string, evaluated long, "
-                  "passed long, failed long, batches array<string>, evaluated_at timestamp")
+METRICS_SCHEMA = (
+    "run_id string, table string, rule string, action string, evaluated long, "
+    "passed long, failed long, batches array<string>, evaluated_at timestamp"
+)
 """Schema of the ``quality/metrics`` table (one row per run or micro-batch, table and rule)."""
-
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,20 @@ def _plausible(f: FieldSpec, raw: Column, typed: Column, window: Timestamps) -> 
         ok = ok & (at <= F.current_timestamp() + F.expr(f"INTERVAL {int(window.max_future_seconds)} SECONDS"))
         hi = f"now + {window.max_future}"
     text = f"outside the plausible window [{lo}, {hi}]"
-    return [RowRule(f"{f.name}.plausible", f.on_violation, typed.isNull() | ok,
-                    F.format_string("%s=%s is %s", F.lit(f.name), raw, F.lit(text)))]
+    return [
+        RowRule(
+            f"{f.name}.plausible",
+            f.on_violation,
+            typed.isNull() | ok,
+            F.format_string("%s=%s is %s", F.lit(f.name), raw, F.lit(text)),
+        )
+    ]
 
 
 def _field_rules(
-    f: FieldSpec, required_action: str | None, typed_col: Column | None = None,
+    f: FieldSpec,
+    required_action: str | None,
+    typed_col: Column | None = None,
     window: Timestamps | None = None,
 ) -> list[RowRule]:
     raw = F.col(f.name)
@@ -178,8 +187,14 @@ def shape_rules(contract: Contract, line: Column | None = None) -> list[RowRule]
             continue
         raw = F.col(f.name)
         nested = raw.rlike(r"^\s*[\[{]") & text.rlike(f'"{f.name}"\\s*:\\s*[\\[{{]')
-        rules.append(RowRule(f"{f.name}.type", f.on_violation, raw.isNull() | ~nested,
-                             F.format_string("%s=%s is not a string (a JSON array or object)", F.lit(f.name), raw)))
+        rules.append(
+            RowRule(
+                f"{f.name}.type",
+                f.on_violation,
+                raw.isNull() | ~nested,
+                F.format_string("%s=%s is not a string (a JSON array or object)", F.lit(f.name), raw),
+            )
+        )
     return rules
 
 
@@ -223,13 +238,12 @@ def verdict(rules: Sequence[RowRule], malformed: Column, malformed_reason: Colum
 
 def evaluate(df: DataFrame, rules: Sequence[RowRule]) -> DataFrame:
     """Add ``_failed_rules`` (array), ``_reason`` (string) and ``_action`` (most severe, or null)."""
-    why = (F.when(~F.is_valid_utf8("_raw"), F.lit("line is not valid UTF-8 text"))
-           .otherwise(F.lit("line is not a JSON object")))
+    why = F.when(~F.is_valid_utf8("_raw"), F.lit("line is not valid UTF-8 text")).otherwise(
+        F.lit("line is not a JSON object")
+    )
     v = verdict(rules, F.col("_malformed"), why)
     return (
-        df.withColumn("_failed_rules", v.failed_rules)
-        .withColumn("_reason", v.reason)
-        .withColumn("_action", v.action)
+        df.withColumn("_failed_rules", v.failed_rules).withColumn("_reason", v.reason).withColumn("_action", v.action)
     )
 
 
@@ -242,8 +256,9 @@ def profile(evaluated: DataFrame, rules: Sequence[RowRule], contract: Contract) 
     aggs = [F.count(F.lit(1)).alias("_rows"), F.sum(F.col("_malformed").cast("int")).alias(MALFORMED)]
     aggs += [F.sum(F.array_contains("_failed_rules", r.name).cast("int")).alias(r.name) for r in rules]
     aggs += [F.sum((F.col("_action") == a).cast("int")).alias(f"action:{a}") for a in ACTIONS]
-    aggs += [F.sum((well_formed & ~F.array_contains(keys, c)).cast("int")).alias(f"missing:{c}")
-             for c in contract.columns]
+    aggs += [
+        F.sum((well_formed & ~F.array_contains(keys, c)).cast("int")).alias(f"missing:{c}") for c in contract.columns
+    ]
     row = evaluated.agg(*aggs).first()
     assert row is not None
     return {k: int(v or 0) for k, v in row.asDict().items()}

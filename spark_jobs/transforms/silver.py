@@ -69,8 +69,11 @@ def history_of(versions: DataFrame, existing: DataFrame | None, contract: Contra
     first = Window.partitionBy(key, order).orderBy(F.col("_known").desc())
     rows = rows.withColumn("_rn", F.row_number().over(first)).where("_rn = 1").drop("_rn", "_known")
     nxt = F.lead(order).over(Window.partitionBy(key).orderBy(order))
-    return (rows.withColumn("valid_from", F.col(order)).withColumn("valid_to", nxt)
-            .withColumn("is_current", F.col("valid_to").isNull()))
+    return (
+        rows.withColumn("valid_from", F.col(order))
+        .withColumn("valid_to", nxt)
+        .withColumn("is_current", F.col("valid_to").isNull())
+    )
 
 
 def quarantine_rows(rejected: DataFrame, contract: Contract, run_id: str) -> DataFrame:

@@ -63,8 +63,13 @@ BRONZE_COLUMNS: tuple[tuple[str, str], ...] = (*EVENT_FIELDS, *KAFKA_COLUMNS, *B
 """Columns of the bronze table, in order."""
 
 BRONZE_STATS_COLUMNS: tuple[str, ...] = (
-    "event_time", "event_type", "_kafka_partition", "_kafka_offset", "_kafka_timestamp",
-    "_ingested_at", "_batch_id",
+    "event_time",
+    "event_type",
+    "_kafka_partition",
+    "_kafka_offset",
+    "_kafka_timestamp",
+    "_ingested_at",
+    "_batch_id",
 )
 """Bronze columns Delta keeps min/max statistics of (``delta.dataSkippingStatsColumns``): the
 ones time-range, type and Kafka-coordinate queries filter on. Random ids (event_id, user_id) give
@@ -101,19 +106,11 @@ def ddl(columns: tuple[tuple[str, str], ...]) -> str:
 
 def _raw_schema(extra: tuple[str, ...] = ()) -> StructType:
     names = [name for name, _ in EVENT_FIELDS] + [n for n in extra if n not in dict(EVENT_FIELDS)]
-    return StructType(
-        [StructField(name, StringType()) for name in names]
-        + [StructField(_CORRUPT, StringType())]
-    )
+    return StructType([StructField(name, StringType()) for name in names] + [StructField(_CORRUPT, StringType())])
 
 
 def _not_object(raw: Column, value: Column) -> Column:
-    return (
-        value.isNull()
-        | raw.isNull()
-        | raw.getField(_CORRUPT).isNotNull()
-        | ~F.ltrim(value).startswith("{")
-    )
+    return value.isNull() | raw.isNull() | raw.getField(_CORRUPT).isNotNull() | ~F.ltrim(value).startswith("{")
 
 
 def _missing(raw: Column, field: str) -> Column:
@@ -128,12 +125,8 @@ def _mistyped(raw: Column, field: str) -> Column:
 
 def _structural_rules(raw: Column, value: Column) -> Column:
     """Names of the structural rules a record breaks (empty array when it parses)."""
-    names = [
-        F.when(_missing(raw, f), F.lit(f"{f}.required")) for f in REQUIRED_FIELDS
-    ] + [
-        F.when(_mistyped(raw, name),
-               F.lit(f"{name}.type"))
-        for name, kind in EVENT_FIELDS if kind != "string"
+    names = [F.when(_missing(raw, f), F.lit(f"{f}.required")) for f in REQUIRED_FIELDS] + [
+        F.when(_mistyped(raw, name), F.lit(f"{name}.type")) for name, kind in EVENT_FIELDS if kind != "string"
     ]
     return F.when(_not_object(raw, value), F.array(F.lit(quality.MALFORMED))).otherwise(
         F.filter(F.array(*names), lambda x: x.isNotNull())
@@ -143,9 +136,7 @@ def _structural_rules(raw: Column, value: Column) -> Column:
 def _error(raw: Column, value: Column) -> Column:
     """The first reason a record is invalid, or null when it is valid."""
     not_object = _not_object(raw, value)
-    missing = F.concat_ws(
-        ", ", *[F.when(_missing(raw, f), F.lit(f)) for f in REQUIRED_FIELDS]
-    )
+    missing = F.concat_ws(", ", *[F.when(_missing(raw, f), F.lit(f)) for f in REQUIRED_FIELDS])
     bad_types = F.concat_ws(
         "; ",
         *[
@@ -168,8 +159,9 @@ def _error(raw: Column, value: Column) -> Column:
     )
 
 
-def contract_rules(contract: Contract, value: Column | None = None,
-                   typed: dict[str, Column] | None = None) -> list[quality.RowRule]:
+def contract_rules(
+    contract: Contract, value: Column | None = None, typed: dict[str, Column] | None = None
+) -> list[quality.RowRule]:
     """The per-row rules of ``contract`` a record is judged by: the batch path's rules, and a
     string column given a JSON array or object breaks ``<column>.type`` as it does there.
 
@@ -199,9 +191,7 @@ def parse_kafka_events(records: DataFrame, contract: Contract | None = None) -> 
     """
     value = F.col("value").cast("string")
     extra = tuple(contract.columns) if contract is not None else ()
-    raw = F.from_json(
-        value, _raw_schema(extra), {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
-    )
+    raw = F.from_json(value, _raw_schema(extra), {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT})
     staged = records.select(
         value.alias("value"),
         raw.alias("_raw"),
@@ -213,10 +203,7 @@ def parse_kafka_events(records: DataFrame, contract: Contract | None = None) -> 
     )
     typed = staged.select(
         "*",
-        *[
-            F.col("_raw").getField(name).try_cast(kind).alias(f"_typed_{name}")
-            for name, kind in EVENT_FIELDS
-        ],
+        *[F.col("_raw").getField(name).try_cast(kind).alias(f"_typed_{name}") for name, kind in EVENT_FIELDS],
     )
     raw_col, value_col = F.col("_raw"), F.col("value")
     not_object = _not_object(raw_col, value_col)
@@ -244,8 +231,11 @@ def parse_kafka_events(records: DataFrame, contract: Contract | None = None) -> 
         )
         # reuse the stream's typed columns where the contract declares the same type
         kinds = dict(EVENT_FIELDS)
-        typed_cols = {f.name: F.col(f"_typed_{f.name}") for f in contract.fields
-                      if kinds.get(f.name) == f.spark_type and f.spark_type != "string"}
+        typed_cols = {
+            f.name: F.col(f"_typed_{f.name}")
+            for f in contract.fields
+            if kinds.get(f.name) == f.spark_type and f.spark_type != "string"
+        }
         v = quality.verdict(contract_rules(contract, value_col, typed_cols), F.col("_malformed"))
         clean = clean & v.passes
         failed_rules, action, reason = v.failed_rules, v.action, v.reason
@@ -253,19 +243,16 @@ def parse_kafka_events(records: DataFrame, contract: Contract | None = None) -> 
     return judged.select(
         *[F.col(f"_typed_{name}").alias(name) for name, _ in EVENT_FIELDS],
         "value",
-        F.when(~clean, F.when(structural.isNotNull(), structural).when(dead, reason))
-        .alias("error"),
+        F.when(~clean, F.when(structural.isNotNull(), structural).when(dead, reason)).alias("error"),
         F.when(clean, F.array().cast("array<string>"))
-        .otherwise(F.array_distinct(F.concat(broken, failed_rules))).alias("rules"),
-        F.when(~clean, F.when(structural.isNotNull(), F.lit("quarantine")).otherwise(action))
-        .alias("action"),
+        .otherwise(F.array_distinct(F.concat(broken, failed_rules)))
+        .alias("rules"),
+        F.when(~clean, F.when(structural.isNotNull(), F.lit("quarantine")).otherwise(action)).alias("action"),
         *[name for name, _ in KAFKA_COLUMNS],
     )
 
 
-def valid_events(
-    parsed: DataFrame, *, batch_id: int, ingested_at: Column | None = None
-) -> DataFrame:
+def valid_events(parsed: DataFrame, *, batch_id: int, ingested_at: Column | None = None) -> DataFrame:
     """Bronze rows: the valid events of ``parsed`` with coordinates and batch metadata.
 
     Args:
@@ -281,9 +268,7 @@ def valid_events(
     )
 
 
-def dead_letters(
-    parsed: DataFrame, *, batch_id: int, ingested_at: Column | None = None
-) -> DataFrame:
+def dead_letters(parsed: DataFrame, *, batch_id: int, ingested_at: Column | None = None) -> DataFrame:
     """Dead letters: the raw value and error of every invalid record, with its coordinates.
 
     Args:
@@ -302,9 +287,7 @@ def dead_letters(
     )
 
 
-def windowed_counts(
-    events: DataFrame, *, window: str = "5 minutes", watermark: str = "10 minutes"
-) -> DataFrame:
+def windowed_counts(events: DataFrame, *, window: str = "5 minutes", watermark: str = "10 minutes") -> DataFrame:
     """Count and sum(amount) per ``event_type`` in tumbling ``window`` windows of event_time.
 
     With a ``watermark`` delay on ``event_time``, a streaming query in append mode emits each
@@ -347,8 +330,9 @@ LATE_COLUMNS: tuple[tuple[str, str], ...] = (
 windowed gold did not count because they arrived after the watermark had passed the window."""
 
 
-def missed_windows(bronze: DataFrame, gold: DataFrame, watermark: dt.datetime, *,
-                   window: str = "5 minutes") -> DataFrame:
+def missed_windows(
+    bronze: DataFrame, gold: DataFrame, watermark: dt.datetime, *, window: str = "5 minutes"
+) -> DataFrame:
     """The closed windows (end <= ``watermark``) whose bronze events outnumber what gold counted.
 
     Gold (append mode) writes a window once, when the watermark passes its end, and drops events
@@ -364,22 +348,28 @@ def missed_windows(bronze: DataFrame, gold: DataFrame, watermark: dt.datetime, *
         bronze.where(F.col("event_time").isNotNull())
         .groupBy(F.window("event_time", window).alias("w"), "event_type")
         .agg(F.count(F.lit(1)).alias("bronze_count"), F.sum("amount").alias("bronze_amount"))
-        .select(F.col("w.start").alias("window_start"), F.col("w.end").alias("window_end"), "event_type",
-                "bronze_count", "bronze_amount")
+        .select(
+            F.col("w.start").alias("window_start"),
+            F.col("w.end").alias("window_end"),
+            "event_type",
+            "bronze_count",
+            "bronze_amount",
+        )
         .where(F.col("window_end") <= closed)
     )
-    counted = gold.select("window_start", "event_type", F.col("event_count").alias("gold_count"),
-                          F.col("amount_sum").alias("gold_amount"))
+    counted = gold.select(
+        "window_start", "event_type", F.col("event_count").alias("gold_count"), F.col("amount_sum").alias("gold_amount")
+    )
     joined = kept.join(counted, ["window_start", "event_type"], "left")
-    return (
-        joined.where(F.col("bronze_count") > F.coalesce(F.col("gold_count"), F.lit(0)))
-        .select(
-            "window_start", "window_end", "event_type",
-            (F.col("bronze_count") - F.coalesce(F.col("gold_count"), F.lit(0))).cast("bigint").alias("late_events"),
-            (F.coalesce(F.col("bronze_amount"), F.lit(0)) - F.coalesce(F.col("gold_amount"), F.lit(0)))
-            .cast("decimal(20,2)").alias("late_amount"),
-            F.col("gold_count").isNotNull().alias("window_emitted"),
-            closed.alias("watermark"),
-            F.current_timestamp().alias("checked_at"),
-        )
+    return joined.where(F.col("bronze_count") > F.coalesce(F.col("gold_count"), F.lit(0))).select(
+        "window_start",
+        "window_end",
+        "event_type",
+        (F.col("bronze_count") - F.coalesce(F.col("gold_count"), F.lit(0))).cast("bigint").alias("late_events"),
+        (F.coalesce(F.col("bronze_amount"), F.lit(0)) - F.coalesce(F.col("gold_amount"), F.lit(0)))
+        .cast("decimal(20,2)")
+        .alias("late_amount"),
+        F.col("gold_count").isNotNull().alias("window_emitted"),
+        closed.alias("watermark"),
+        F.current_timestamp().alias("checked_at"),
     )

@@ -51,14 +51,18 @@ def cluster_settings(real_cluster: RealCluster, monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.fixture
-def worker_credentials_block(cluster_settings: RealCluster, prefect_harness: None,
-                             monkeypatch: pytest.MonkeyPatch) -> str:
+def worker_credentials_block(
+    cluster_settings: RealCluster, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> str:
     """A prefect-kubernetes KubernetesCredentials block of the Prefect worker's ServiceAccount
     (a token of prefect/prefect-worker: the project's own RBAC is what the flow may do)."""
     from prefect_kubernetes.credentials import KubernetesClusterConfig, KubernetesCredentials
 
-    KubernetesCredentials(cluster_config=KubernetesClusterConfig.from_file(
-        cluster_settings.worker_kubeconfig, context_name="lakehouse-test")).save(BLOCK, overwrite=True)
+    KubernetesCredentials(
+        cluster_config=KubernetesClusterConfig.from_file(
+            cluster_settings.worker_kubeconfig, context_name="lakehouse-test"
+        )
+    ).save(BLOCK, overwrite=True)
     monkeypatch.setenv("LAKEHOUSE_KUBERNETES__CREDENTIALS_BLOCK", BLOCK)
     monkeypatch.delenv("KUBECONFIG", raising=False)  # the block, not a kubeconfig, is used
     get_settings.cache_clear()
@@ -82,8 +86,7 @@ class Apps:
         return items
 
     def app(self, name: str) -> dict[str, Any] | None:
-        out = self.cluster.kubectl("-n", NS, "get", "sparkapplication", name, "-o", "json",
-                                   "--ignore-not-found")
+        out = self.cluster.kubectl("-n", NS, "get", "sparkapplication", name, "-o", "json", "--ignore-not-found")
         return json.loads(out) if out.strip() else None
 
     def objects_of(self, name: str) -> list[str]:
@@ -94,8 +97,11 @@ class Apps:
                 meta = item["metadata"]
                 labels = meta.get("labels", {})
                 owners = [o.get("name") for o in meta.get("ownerReferences", [])]
-                if (labels.get("sparkoperator.k8s.io/app-name") == name or name in owners
-                        or meta["name"].startswith(name)):
+                if (
+                    labels.get("sparkoperator.k8s.io/app-name") == name
+                    or name in owners
+                    or meta["name"].startswith(name)
+                ):
                     left.append(f"{kind}/{meta['name']}")
         return left
 
@@ -116,8 +122,9 @@ def apps(real_cluster: RealCluster) -> Apps:
 class BackendRun:
     """``KubernetesBackend.run(job)`` in a thread with a fixed run identity."""
 
-    def __init__(self, job: SparkJob, settings: Settings, run: RunInfo,
-                 wrap: Callable[[Callable[[], Any]], Any] | None = None) -> None:
+    def __init__(
+        self, job: SparkJob, settings: Settings, run: RunInfo, wrap: Callable[[Callable[[], Any]], Any] | None = None
+    ) -> None:
         self.job, self.run_info = job, run
         self.lines: list[tuple[float, str]] = []
         self.reports: list[AppReport] = []
@@ -144,15 +151,24 @@ class BackendRun:
 
 
 def new_run(attempt: int = 1) -> RunInfo:
-    return RunInfo(flow_run_id=str(uuid.uuid4()), attempt=attempt, task_run_id=str(uuid.uuid4()),
-                   flow_run_name="cluster-test", task_run_name="cluster-test")
+    return RunInfo(
+        flow_run_id=str(uuid.uuid4()),
+        attempt=attempt,
+        task_run_id=str(uuid.uuid4()),
+        flow_run_name="cluster-test",
+        task_run_name="cluster-test",
+    )
 
 
-def diagnostics(name: str = "diagnostics", *, sleep: float = 0, exit_code: int = 0,
-                timeout: float | None = None) -> SparkJob:
-    return SparkJob(name=name, entrypoint="spark_jobs.diagnostics",
-                    args=("--rows", "2000", "--sleep", str(sleep), "--exit-code", str(exit_code)),
-                    timeout_seconds=timeout)
+def diagnostics(
+    name: str = "diagnostics", *, sleep: float = 0, exit_code: int = 0, timeout: float | None = None
+) -> SparkJob:
+    return SparkJob(
+        name=name,
+        entrypoint="spark_jobs.diagnostics",
+        args=("--rows", "2000", "--sleep", str(sleep), "--exit-code", str(exit_code)),
+        timeout_seconds=timeout,
+    )
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float, every: float = 1.0) -> Any:
@@ -187,8 +203,15 @@ class ClusterPrefect:
         return {**env, "PREFECT_API_URL": self.api_url, "PREFECT_HOME": str(self.cluster.directory / "prefect-cli")}
 
     def cli(self, *args: str, timeout: float = 300) -> str:
-        proc = subprocess.run([str(REPO_ROOT / ".venv/bin/prefect"), "--no-prompt", *args], cwd=REPO_ROOT,
-                              env=self.env(), capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            [str(REPO_ROOT / ".venv/bin/prefect"), "--no-prompt", *args],
+            cwd=REPO_ROOT,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         assert proc.returncode == 0, f"prefect {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         return proc.stdout
 
@@ -223,16 +246,20 @@ class ClusterPrefect:
             return prefect.read_flow_run(uuid.UUID(flow_run_id))
 
     def wait_final(self, flow_run_id: str, timeout: float) -> Any:
-        return wait_until(f"flow run {flow_run_id} in a final state",
-                          lambda: (fr := self.flow_run(flow_run_id)).state and fr.state.is_final() and fr,
-                          timeout, every=3)
+        return wait_until(
+            f"flow run {flow_run_id} in a final state",
+            lambda: (fr := self.flow_run(flow_run_id)).state and fr.state.is_final() and fr,
+            timeout,
+            every=3,
+        )
 
     def logs(self, flow_run_id: str) -> list[str]:
         from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
         with self.client() as prefect:
-            logs = prefect.read_logs(log_filter=LogFilter(
-                flow_run_id=LogFilterFlowRunId(any_=[uuid.UUID(flow_run_id)])))
+            logs = prefect.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[uuid.UUID(flow_run_id)]))
+            )
         return [log.message for log in logs]
 
     def wait_logs(self, flow_run_id: str, text: str, timeout: float = 60) -> list[str]:
@@ -247,7 +274,8 @@ class ClusterPrefect:
 
 
 def flow_run_pods(cluster: RealCluster, flow_run_id: str) -> list[dict[str, Any]]:
-    out = json.loads(cluster.kubectl("-n", FLOW_NS, "get", "pods", "-l", f"{FLOW_RUN_POD_LABEL}={flow_run_id}",
-                                     "-o", "json"))
+    out = json.loads(
+        cluster.kubectl("-n", FLOW_NS, "get", "pods", "-l", f"{FLOW_RUN_POD_LABEL}={flow_run_id}", "-o", "json")
+    )
     items: list[dict[str, Any]] = out["items"]
     return items

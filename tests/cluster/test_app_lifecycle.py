@@ -58,10 +58,17 @@ def test_contract_fail_fails_the_flow_without_retry(
     (contracts / "orders.yaml").write_text(yaml.safe_dump(doc))
     day = host_root / "lake" / "landing" / "orders" / "date=2026-02-01"
     day.mkdir(parents=True)
-    row = {"order_id": "o1", "user_id": "u1", "amount": 5, "status": "completed",
-           "created_at": "2026-02-01T10:00:00Z", "updated_at": "2026-02-01T10:00:00Z"}
+    row = {
+        "order_id": "o1",
+        "user_id": "u1",
+        "amount": 5,
+        "status": "completed",
+        "created_at": "2026-02-01T10:00:00Z",
+        "updated_at": "2026-02-01T10:00:00Z",
+    }
     (day / "part-00000.json").write_text(
-        json.dumps(row) + "\n" + json.dumps({**row, "order_id": "o2", "amount": -3}) + "\n")
+        json.dumps(row) + "\n" + json.dumps({**row, "order_id": "o2", "amount": -3}) + "\n"
+    )
     chown_for_pods(host_root)
     monkeypatch.setenv("LAKEHOUSE_CONTRACTS_DIR", f"{pod_root}/contracts")
     monkeypatch.setenv("LAKEHOUSE_STORAGE__ROOT", f"{pod_root}/lake")
@@ -78,8 +85,7 @@ def test_contract_fail_fails_the_flow_without_retry(
     assert len(created) == 1, [a["metadata"]["name"] for a in created]  # no second attempt
     assert created[0]["status"]["applicationState"]["state"] == "FAILED"
     with get_client(sync_client=True) as prefect:
-        runs = [r for r in prefect.read_task_runs() if str(r.flow_run_id) == flow_run_id
-                and r.name == "medallion"]
+        runs = [r for r in prefect.read_task_runs() if str(r.flow_run_id) == flow_run_id and r.name == "medallion"]
     assert [r.run_count for r in runs] == [1]
     assert not (host_root / "lake" / "warehouse" / "gold").exists()
 
@@ -162,8 +168,13 @@ def test_killed_worker_then_retry_reattaches_to_the_same_app(cluster_settings: R
         job = SparkJob.model_validate_json({job.model_dump_json()!r})
         KubernetesBackend(get_settings(), run_info=lambda: run).run(job, log=print)
     """)
-    worker = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=os.environ.copy(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     name = KubernetesBackend(get_settings(), run_info=lambda: run_info).app_name(job, run_info)
     try:
         wait_until("app running", lambda: _state(apps, name) == "RUNNING", timeout=240, every=2)

@@ -34,23 +34,30 @@ START = dt.date(2026, 1, 1)
 DATES = [START + dt.timedelta(days=i) for i in range(2)]
 CFG = dict(events_per_day=240, orders_per_day=60, users_initial=40, users_new_per_day=5)
 SERVER = "lakehouse-spark-connect"
-MODELS = {"stg_orders", "stg_users", "stg_events", "fct_daily_revenue", "dim_users", "fct_hourly_events",
-          "fct_daily_revenue_by_country"}
+MODELS = {
+    "stg_orders",
+    "stg_users",
+    "stg_events",
+    "fct_daily_revenue",
+    "dim_users",
+    "fct_hourly_events",
+    "fct_daily_revenue_by_country",
+}
 
 
 @pytest.fixture(scope="module")
 def connect_server(real_cluster: RealCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """spark-operator/dbt-local applied (the image tag built here set with kustomize edit); up
     once its driver says the Connect endpoint listens. Deleted afterwards."""
-    kustomize = subprocess.run([str(REPO_ROOT / "scripts/kustomize.sh")], capture_output=True, text=True,
-                               check=True).stdout.strip()
+    kustomize = subprocess.run(
+        [str(REPO_ROOT / "scripts/kustomize.sh")], capture_output=True, text=True, check=True
+    ).stdout.strip()
     work = tmp_path_factory.mktemp("dbt-k8s")
     shutil.copytree(REPO_ROOT / "spark-operator", work / "spark-operator")
     overlay = work / "spark-operator" / "dbt-local"
     image = real_cluster.env["LAKEHOUSE_KUBERNETES__IMAGE"]
     subprocess.run([kustomize, "edit", "set", "image", f"lakehouse-spark={image}"], cwd=overlay, check=True)
-    manifests = subprocess.run([kustomize, "build", str(overlay)], capture_output=True, text=True,
-                               check=True).stdout
+    manifests = subprocess.run([kustomize, "build", str(overlay)], capture_output=True, text=True, check=True).stdout
     real_cluster.kubectl("apply", "-f", "-", stdin=manifests)
     apps = Apps(real_cluster)
 
@@ -60,12 +67,14 @@ def connect_server(real_cluster: RealCluster, tmp_path_factory: pytest.TempPathF
             return False
         log = real_cluster.kubectl("-n", NS, "logs", f"{SERVER}-driver", check=False)
         return "Spark Connect server up" in log
+
     wait_until("the Spark Connect server up", listening, 420, every=3)
     try:
         yield {"app": apps.app(SERVER)}
     finally:
-        real_cluster.kubectl("delete", "--wait=true", "--timeout=180s", "-f", "-", stdin=manifests,
-                             check=False, timeout=240)
+        real_cluster.kubectl(
+            "delete", "--wait=true", "--timeout=180s", "-f", "-", stdin=manifests, check=False, timeout=240
+        )
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +92,11 @@ def marts_run(real_cluster: RealCluster, connect_server: dict[str, Any]) -> dict
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
     with prefect.client() as client:
-        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[uuid.UUID(flow_run_id)])))
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[uuid.UUID(flow_run_id)])
+            )
+        )
         tasks = {}
         for child in children:
             for task in client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [child.id]})):
@@ -102,22 +114,29 @@ def test_dbt_build_runs_on_the_connect_server_and_the_marts_are_right(spark: Any
     final = marts_run["final"]
     assert final.state.is_completed(), (final.state, marts_run["logs"][-30:])
     # the dbt subflow ran dbt as a Spark Connect client of the server (target cluster)
-    assert any(m.startswith("dbt build") and m.endswith("(target cluster)") for m in marts_run["logs"]), \
-        marts_run["logs"][-30:]
+    assert any(m.startswith("dbt build") and m.endswith("(target cluster)") for m in marts_run["logs"]), marts_run[
+        "logs"
+    ][-30:]
     root: Path = marts_run["root"]
     landing = root / "landing"
-    daily = {r.date_day: (r.total_orders, r.unique_customers, r.total_revenue, r.avg_order_value)
-             for r in _mart(spark, root, "fct_daily_revenue")}
+    daily = {
+        r.date_day: (r.total_orders, r.unique_customers, r.total_revenue, r.avg_order_value)
+        for r in _mart(spark, root, "fct_daily_revenue")
+    }
     assert sorted(daily) == DATES
     assert daily == expected.daily_revenue(expected.latest_rows(landing, "orders", DATES))
-    hourly = {(r.event_hour, r.event_type): (r.event_count, r.total_amount)
-              for r in _mart(spark, root, "fct_hourly_events")}
+    hourly = {
+        (r.event_hour, r.event_type): (r.event_count, r.total_amount) for r in _mart(spark, root, "fct_hourly_events")
+    }
     assert hourly == expected.hourly_stats(expected.latest_rows(landing, "events", DATES))
     users: dict[str, tuple[str, str, int, Decimal]] = {
-        r.user_id: (r.email, r.country, r.total_orders, r.lifetime_revenue) for r in _mart(spark, root, "dim_users")}
+        r.user_id: (r.email, r.country, r.total_orders, r.lifetime_revenue) for r in _mart(spark, root, "dim_users")
+    }
     assert users == expected.dim_users(landing, DATES)
-    by_country = {(r.date_day, r.country): (r.total_orders, r.total_revenue)
-                  for r in _mart(spark, root, "fct_daily_revenue_by_country")}
+    by_country = {
+        (r.date_day, r.country): (r.total_orders, r.total_revenue)
+        for r in _mart(spark, root, "fct_daily_revenue_by_country")
+    }
     assert by_country == expected.revenue_by_country_at_order_time(landing, DATES)
 
 
@@ -126,4 +145,3 @@ def test_every_model_is_a_prefect_task(marts_run: dict[str, Any]) -> None:
     assert {f"model {m}" for m in MODELS} <= set(tasks), sorted(tasks)
     assert all(tasks[f"model {m}"] == "COMPLETED" for m in MODELS), tasks
     assert "test unique_fct_daily_revenue_date_day" in tasks
-

@@ -33,8 +33,9 @@ def prefect(real_cluster: RealCluster) -> ClusterPrefect:
     return p
 
 
-def _run(prefect: ClusterPrefect, deployment: str, params: dict[str, Any], **job_variables: Any
-         ) -> tuple[str, Any, str, float]:
+def _run(
+    prefect: ClusterPrefect, deployment: str, params: dict[str, Any], **job_variables: Any
+) -> tuple[str, Any, str, float]:
     """Run ``deployment`` with job variables; (flow run id, final flow run, its messages, seconds)."""
     args = ["deployment", "run", deployment]
     for key, value in params.items():
@@ -56,16 +57,21 @@ def _nothing_left(real_cluster: RealCluster, flow_run_id: str) -> None:
     for app in apps.apps(f"{FLOW_RUN_LABEL}={flow_run_id}"):
         assert apps.wait_gone(app["metadata"]["name"], timeout=120) == [], app["metadata"]["name"]
     # the flow-run pod ends too (its reaper sidecar stops once the flow's container has ended)
-    wait_until("the flow-run pod ended", lambda: all(
-        p["status"]["phase"] in ("Succeeded", "Failed") for p in flow_run_pods(real_cluster, flow_run_id)), 120)
+    wait_until(
+        "the flow-run pod ended",
+        lambda: all(p["status"]["phase"] in ("Succeeded", "Failed") for p in flow_run_pods(real_cluster, flow_run_id)),
+        120,
+    )
 
 
 def test_missing_secret_fails_the_run_naming_it(real_cluster: RealCluster, prefect: ClusterPrefect) -> None:
     """A Secret the Spark pods need does not exist: the driver pod's reason reaches the run.
     (A Spark image that does not exist takes the same path; tests/cluster/test_app_lifecycle.py
     has both at the backend.)"""
-    env = {"LAKEHOUSE_KUBERNETES__DRIVER_START_TIMEOUT_SECONDS": "15",
-           "LAKEHOUSE_KUBERNETES__ENV_SECRET_REFS": '{"LAKEHOUSE_TOKEN": "no-such-secret:token"}'}
+    env = {
+        "LAKEHOUSE_KUBERNETES__DRIVER_START_TIMEOUT_SECONDS": "15",
+        "LAKEHOUSE_KUBERNETES__ENV_SECRET_REFS": '{"LAKEHOUSE_TOKEN": "no-such-secret:token"}',
+    }
     flow_run_id, final, text, elapsed = _run(prefect, "medallion/daily", DAY, env=env)
     assert final.state.is_failed(), final.state
     assert "CreateContainerConfigError" in text and "no-such-secret" in text, text[-3000:]
@@ -93,8 +99,9 @@ def test_unreachable_broker_fails_the_streaming_run_naming_the_address(
     real_cluster: RealCluster, prefect: ClusterPrefect
 ) -> None:
     address = "lakehouse-kafka-bootstrap.kafka.svc:9999"
-    flow_run_id, final, text, elapsed = _run(prefect, "streaming/ensure", {},
-                                             env={"LAKEHOUSE_KAFKA__BOOTSTRAP_SERVERS": address})
+    flow_run_id, final, text, elapsed = _run(
+        prefect, "streaming/ensure", {}, env={"LAKEHOUSE_KAFKA__BOOTSTRAP_SERVERS": address}
+    )
     assert final.state.is_failed(), final.state
     assert address in text and "LAKEHOUSE_KAFKA__BOOTSTRAP_SERVERS" in text, text[-3000:]
     assert elapsed < 300, elapsed
@@ -106,18 +113,43 @@ def test_unreachable_broker_fails_the_streaming_run_naming_the_address(
 def webhook_down(real_cluster: RealCluster) -> Iterator[None]:
     real_cluster.kubectl("-n", "spark-operator", "scale", "deployment/spark-operator-webhook", "--replicas=0")
     try:
-        wait_until("no webhook pod", lambda: not json.loads(real_cluster.kubectl(
-            "-n", "spark-operator", "get", "pods", "-l", "app.kubernetes.io/component=webhook", "-o", "json"))["items"],
-            120, every=2)
+        wait_until(
+            "no webhook pod",
+            lambda: (
+                not json.loads(
+                    real_cluster.kubectl(
+                        "-n", "spark-operator", "get", "pods", "-l", "app.kubernetes.io/component=webhook", "-o", "json"
+                    )
+                )["items"]
+            ),
+            120,
+            every=2,
+        )
         yield
     finally:
         real_cluster.kubectl("-n", "spark-operator", "scale", "deployment/spark-operator-webhook", "--replicas=1")
-        real_cluster.kubectl("-n", "spark-operator", "rollout", "status", "deployment/spark-operator-webhook",
-                             "--timeout=180s", timeout=200)
+        real_cluster.kubectl(
+            "-n",
+            "spark-operator",
+            "rollout",
+            "status",
+            "deployment/spark-operator-webhook",
+            "--timeout=180s",
+            timeout=200,
+        )
 
         def admits() -> bool:
-            return subprocess.run([str(SCRIPT), "webhook-admits"], env=real_cluster.script_env,
-                                  capture_output=True, timeout=60, check=False).returncode == 0
+            return (
+                subprocess.run(
+                    [str(SCRIPT), "webhook-admits"],
+                    env=real_cluster.script_env,
+                    capture_output=True,
+                    timeout=60,
+                    check=False,
+                ).returncode
+                == 0
+            )
+
         wait_until("the webhook admitting SparkApplications again", admits, 180, every=3)
 
 

@@ -37,8 +37,9 @@ CFG = dict(events_per_day=400, orders_per_day=80, users_initial=60)
 
 
 @pytest.fixture(scope="module")
-def medallion_runs(real_cluster: RealCluster, prefect_harness: None, spark: Any,
-                   tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def medallion_runs(
+    real_cluster: RealCluster, prefect_harness: None, spark: Any, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     """Two runs of the flow over the same two days on the cluster, on a fresh bucket: their
     states, the apps they created, the Delta versions after each, the manifest of the landed
     data."""
@@ -55,10 +56,15 @@ def medallion_runs(real_cluster: RealCluster, prefect_harness: None, spark: Any,
     fs.put(str(landing) + "/", f"{bucket}/lake/landing/", recursive=True)
     root = f"s3a://{bucket}/lake"
     block = f"cluster-worker-{uuid.uuid4().hex[:6]}"
-    KubernetesCredentials(cluster_config=KubernetesClusterConfig.from_file(
-        real_cluster.worker_kubeconfig, context_name="lakehouse-test")).save(block, overwrite=True)
-    out: dict[str, Any] = {"root": root, "landing": landing, "manifest": manifest,
-                           "keys": (store.access_key, store.secret_key)}
+    KubernetesCredentials(
+        cluster_config=KubernetesClusterConfig.from_file(real_cluster.worker_kubeconfig, context_name="lakehouse-test")
+    ).save(block, overwrite=True)
+    out: dict[str, Any] = {
+        "root": root,
+        "landing": landing,
+        "manifest": manifest,
+        "keys": (store.access_key, store.secret_key),
+    }
     with pytest.MonkeyPatch.context() as mp:
         for key, value in real_cluster.env.items():
             mp.setenv(key, value)
@@ -70,27 +76,26 @@ def medallion_runs(real_cluster: RealCluster, prefect_harness: None, spark: Any,
         for run in ("first", "second"):
             state = medallion(start_date=DATES[0], end_date=DATES[-1], dbt_marts=False, return_state=True)
             flow_run_id = str(state.state_details.flow_run_id)
-            out[run] = {"state": state, "flow_run_id": flow_run_id,
-                        "apps": Apps(real_cluster).apps(f"{FLOW_RUN_LABEL}={flow_run_id}"),
-                        "versions": delta_versions(root, fs)}
+            out[run] = {
+                "state": state,
+                "flow_run_id": flow_run_id,
+                "apps": Apps(real_cluster).apps(f"{FLOW_RUN_LABEL}={flow_run_id}"),
+                "versions": delta_versions(root, fs),
+            }
     get_settings.cache_clear()
     return out
 
 
-def test_tables_match_the_manifest_and_independent_figures(
-    spark: Any, medallion_runs: dict[str, Any]
-) -> None:
+def test_tables_match_the_manifest_and_independent_figures(spark: Any, medallion_runs: dict[str, Any]) -> None:
     first = medallion_runs["first"]
     assert first["state"].is_completed(), first["state"]
     summary = first["state"].result()
     manifest: Manifest = medallion_runs["manifest"]
 
-    check_tables(spark, medallion_runs["root"], manifest, summary, DATES,
-                 landing=medallion_runs["landing"])
+    check_tables(spark, medallion_runs["root"], manifest, summary, DATES, landing=medallion_runs["landing"])
 
-def test_jobs_ran_as_spark_applications_with_driver_and_executor_pods(
-    medallion_runs: dict[str, Any]
-) -> None:
+
+def test_jobs_ran_as_spark_applications_with_driver_and_executor_pods(medallion_runs: dict[str, Any]) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
@@ -133,8 +138,9 @@ def test_driver_log_reaches_the_run_log_live(medallion_runs: dict[str, Any]) -> 
         logs = prefect.read_logs(log_filter=LogFilter(task_run_id=LogFilterTaskRunId(any_=[task_run_id])))
     # the job's progress lines, printed by the driver as each table is written
     progress = [log for log in logs if log.message.startswith("[bronze] bronze.")]
-    assert {p.message.split(":")[0] for p in progress} == {f"[bronze] bronze.{s}" for s in SOURCES}, \
-        [log.message for log in logs][:40]
+    assert {p.message.split(":")[0] for p in progress} == {f"[bronze] bronze.{s}" for s in SOURCES}, [
+        log.message for log in logs
+    ][:40]
     ended = dt.datetime.fromisoformat(app["status"]["terminationTime"].replace("Z", "+00:00"))
     first_line = min(log.timestamp for log in progress)
     assert (ended - first_line).total_seconds() > 5, (first_line, ended)
@@ -144,7 +150,7 @@ def test_second_run_commits_nothing(medallion_runs: dict[str, Any]) -> None:
     second = medallion_runs["second"]
     assert second["state"].is_completed(), second["state"]
     assert second["apps"] and {a["metadata"]["name"] for a in second["apps"]}.isdisjoint(
-        {a["metadata"]["name"] for a in medallion_runs["first"]["apps"]})  # new apps, new run
+        {a["metadata"]["name"] for a in medallion_runs["first"]["apps"]}
+    )  # new apps, new run
     assert second["versions"] == medallion_runs["first"]["versions"]
     assert {"bronze.events", "silver.orders", "gold.daily_revenue"} <= set(second["versions"])
-

@@ -57,8 +57,9 @@ def lake(real_cluster: RealCluster) -> tuple[Path, Any]:
 
 @pytest.fixture(scope="module")
 def daily_run(real_cluster: RealCluster, cluster_prefect: ClusterPrefect, lake: tuple[Path, Any]) -> dict[str, Any]:
-    flow_run_id = cluster_prefect.run("medallion/daily", start_date=str(DATES[0]), end_date=str(DATES[-1]),
-                                      dbt_marts=False)
+    flow_run_id = cluster_prefect.run(
+        "medallion/daily", start_date=str(DATES[0]), end_date=str(DATES[-1]), dbt_marts=False
+    )
     pods = wait_until("the flow-run pod", lambda: flow_run_pods(real_cluster, flow_run_id), 300, every=2)
     final = cluster_prefect.wait_final(flow_run_id, 1500)
     apps = Apps(real_cluster).apps(f"{FLOW_RUN_LABEL}={flow_run_id}")
@@ -66,7 +67,10 @@ def daily_run(real_cluster: RealCluster, cluster_prefect: ClusterPrefect, lake: 
 
 
 def test_deployment_run_completes_in_a_flow_run_pod_with_right_tables(
-    spark: Any, real_cluster: RealCluster, cluster_prefect: ClusterPrefect, lake: tuple[Path, Any],
+    spark: Any,
+    real_cluster: RealCluster,
+    cluster_prefect: ClusterPrefect,
+    lake: tuple[Path, Any],
     daily_run: dict[str, Any],
 ) -> None:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
@@ -85,19 +89,24 @@ def test_deployment_run_completes_in_a_flow_run_pod_with_right_tables(
         assert app["status"]["applicationState"]["state"] == "COMPLETED", app["status"]
     assert any("SparkApplication spark-jobs/" in m and "submitted" in m for m in cluster_prefect.logs(daily_run["id"]))
     with cluster_prefect.client() as prefect:
-        artifacts = prefect.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=["medallion-summary"]),
-            flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(daily_run["id"])])))
+        artifacts = prefect.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["medallion-summary"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(daily_run["id"])]),
+            )
+        )
     assert len(artifacts) == 1
     summary = json.loads(artifacts[0].data)
     root, manifest = lake
     check_tables(spark, root, manifest, summary, DATES)
 
 
-def test_worker_runs_in_the_cluster_from_the_prefect_image(real_cluster: RealCluster,
-                                                          cluster_prefect: ClusterPrefect) -> None:
-    pods = json.loads(real_cluster.kubectl("-n", FLOW_NS, "get", "pods", "-l",
-                                           "app.kubernetes.io/name=prefect-worker", "-o", "json"))["items"]
+def test_worker_runs_in_the_cluster_from_the_prefect_image(
+    real_cluster: RealCluster, cluster_prefect: ClusterPrefect
+) -> None:
+    pods = json.loads(
+        real_cluster.kubectl("-n", FLOW_NS, "get", "pods", "-l", "app.kubernetes.io/name=prefect-worker", "-o", "json")
+    )["items"]
     assert pods and all(p["status"]["phase"] == "Running" for p in pods), pods
     assert pods[0]["spec"]["containers"][0]["image"] == real_cluster.env["LAKEHOUSE_CLUSTER_PREFECT_IMAGE"]
     with cluster_prefect.client() as prefect:
@@ -105,14 +114,25 @@ def test_worker_runs_in_the_cluster_from_the_prefect_image(real_cluster: RealClu
     assert any(w.name.startswith("KubernetesWorker") for w in workers), workers
 
 
-def _start_and_wait_for_running_app(real_cluster: RealCluster, prefect: ClusterPrefect
-                                    ) -> tuple[str, str, dict[str, Any]]:
+def _start_and_wait_for_running_app(
+    real_cluster: RealCluster, prefect: ClusterPrefect
+) -> tuple[str, str, dict[str, Any]]:
     """A medallion/daily run whose SparkApplication is RUNNING: (flow run id, pod name, app)."""
     flow_run_id = prefect.run("medallion/daily", start_date=str(DATES[0]), end_date=str(DATES[-1]), dbt_marts=False)
     apps = Apps(real_cluster)
-    app = wait_until("a RUNNING SparkApplication of the flow run", lambda: next(
-        (a for a in apps.apps(f"{FLOW_RUN_LABEL}={flow_run_id}")
-         if a.get("status", {}).get("applicationState", {}).get("state") == "RUNNING"), None), 600, every=1)
+    app = wait_until(
+        "a RUNNING SparkApplication of the flow run",
+        lambda: next(
+            (
+                a
+                for a in apps.apps(f"{FLOW_RUN_LABEL}={flow_run_id}")
+                if a.get("status", {}).get("applicationState", {}).get("state") == "RUNNING"
+            ),
+            None,
+        ),
+        600,
+        every=1,
+    )
     [pod] = flow_run_pods(real_cluster, flow_run_id)
     return flow_run_id, pod["metadata"]["name"], app
 

@@ -50,21 +50,40 @@ class Stream:
         pods = cluster.s3_settings(root)
         # what the flow-run pods get on top of k8s/worker's settings: the root and the store as
         # the pods reach it (the keys come from the Secret, never as job variables)
-        self.pod_env = {k: pods[k] for k in ("LAKEHOUSE_STORAGE__ROOT", "LAKEHOUSE_DEPLOY__OBJECT_STORE_ENDPOINT",
-                                             "LAKEHOUSE_DEPLOY__OBJECT_STORE_REGION")}
+        self.pod_env = {
+            k: pods[k]
+            for k in (
+                "LAKEHOUSE_STORAGE__ROOT",
+                "LAKEHOUSE_DEPLOY__OBJECT_STORE_ENDPOINT",
+                "LAKEHOUSE_DEPLOY__OBJECT_STORE_REGION",
+            )
+        }
         # the same tables and checkpoint, seen from this process through the store's door here
         base = settings_for(root, self.bootstrap, TOPIC)
-        self.host: Settings = base.model_copy(update={"deploy": DeploySettings(
-            object_store_endpoint=store.endpoint, object_store_region=store.region,
-            object_store_access_key_id=SecretStr(store.access_key),
-            object_store_secret_access_key=SecretStr(store.secret_key))})
+        self.host: Settings = base.model_copy(
+            update={
+                "deploy": DeploySettings(
+                    object_store_endpoint=store.endpoint,
+                    object_store_region=store.region,
+                    object_store_access_key_id=SecretStr(store.access_key),
+                    object_store_secret_access_key=SecretStr(store.secret_key),
+                )
+            }
+        )
         self.sent: list[SentMessage] = []
         self.apps = Apps(cluster)
 
     def produce(self, count: int, prefix: str) -> None:
-        stats = produce_events(self.bootstrap, TOPIC, count=count, malformed_share=0.05, seed=len(self.sent),
-                               id_prefix=prefix, record=True,
-                               event_time=lambda i: BASE + dt.timedelta(milliseconds=250 * i))
+        stats = produce_events(
+            self.bootstrap,
+            TOPIC,
+            count=count,
+            malformed_share=0.05,
+            seed=len(self.sent),
+            id_prefix=prefix,
+            record=True,
+            event_time=lambda i: BASE + dt.timedelta(milliseconds=250 * i),
+        )
         assert stats.messages is not None and stats.sent == count
         self.sent += stats.messages
 
@@ -76,12 +95,14 @@ class Stream:
                 if any(t in str(exc) for t in ("is not a Delta table", "PATH_NOT_FOUND", "DELTA_TABLE_NOT_FOUND")):
                     return []
                 raise
+
         return rows("bronze", "event_id"), rows("dead_letter", "_kafka_key")
 
     def wait_exactly_once(self, timeout: float = 420) -> None:
         def caught_up() -> bool:
             bronze, dead = self.keys()
             return len(bronze) + len(dead) >= len(self.sent)
+
         wait_until(f"{len(self.sent)} produced records in bronze + dead letters", caught_up, timeout, every=3)
         bronze, dead = self.keys()
         assert exactly_once_problems(self.sent, bronze, dead) == []
@@ -97,14 +118,20 @@ class Stream:
             if len(apps) == 1 and apps[0].get("status", {}).get("applicationState", {}).get("state") == "RUNNING":
                 return apps[0]
             return None
+
         app: dict[str, Any] = wait_until("the streaming app RUNNING", check, 300, every=2)
         return app
 
     def ensure(self, outcome: str, **job_env: str) -> list[str]:
         """Run the ``streaming/ensure`` deployment (a flow-run pod) to Completed; its log lines,
         once they say ``streaming app ...: <outcome>``."""
-        args = ["deployment", "run", "streaming/ensure",
-                "--job-variable", "env=" + json.dumps({**self.pod_env, **job_env})]
+        args = [
+            "deployment",
+            "run",
+            "streaming/ensure",
+            "--job-variable",
+            "env=" + json.dumps({**self.pod_env, **job_env}),
+        ]
         out = self.prefect.cli(*args)
         flow_run_id = next(line.split("UUID:")[1].strip() for line in out.splitlines() if "UUID:" in line)
         final = self.prefect.wait_final(flow_run_id, 420)
@@ -122,8 +149,9 @@ def stream(real_cluster: RealCluster, spark: Any) -> Iterator[Stream]:
     s.ensure("created")
     yield s
     # the stream writes into the bucket until it is stopped
-    real_cluster.kubectl("-n", NS, "delete", "sparkapplications", "-l", f"{KIND_LABEL}=streaming", "--wait=true",
-                         "--timeout=120s")
+    real_cluster.kubectl(
+        "-n", NS, "delete", "sparkapplications", "-l", f"{KIND_LABEL}=streaming", "--wait=true", "--timeout=120s"
+    )
 
 
 def test_events_reach_bronze_and_dead_letters_exactly_once(stream: Stream) -> None:
@@ -146,8 +174,11 @@ def test_deleted_driver_pod_is_restarted_and_exactly_once_holds(stream: Stream) 
     def new_driver() -> bool:
         out = stream.cluster.kubectl("-n", NS, "get", "pod", driver, "-o", "json", "--ignore-not-found", check=False)
         app = stream.app()
-        return bool(out.strip()) and json.loads(out)["metadata"]["uid"] != uid and \
-            app["status"]["applicationState"]["state"] == "RUNNING"
+        return (
+            bool(out.strip())
+            and json.loads(out)["metadata"]["uid"] != uid
+            and app["status"]["applicationState"]["state"] == "RUNNING"
+        )
 
     wait_until("the operator's new driver pod RUNNING", new_driver, 300, every=2)
     assert stream.app()["metadata"]["uid"] == before["metadata"]["uid"]  # the same app, restarted
@@ -183,4 +214,3 @@ def test_monitor_reports_the_backlog_from_the_checkpoint_then_relaunch_catches_u
     stream.running()
     stream.wait_exactly_once()
     wait_until("lag 0 in the checkpoint", lambda: read_stream_status(stream.host).total_lag == 0, 120, every=3)
-

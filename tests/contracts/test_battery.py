@@ -118,13 +118,17 @@ CASES = [
     ),
     Case(
         "implausible_timestamps",
-        [json.dumps(order("t1", created_at="1900-01-01T00:00:00Z")),
-         json.dumps(order("t2", updated_at="9999-12-31T23:59:59Z")),
-         json.dumps(order("t3", created_at="1999-12-31T23:59:59Z", updated_at="1999-12-31T23:59:59Z"))],
+        [
+            json.dumps(order("t1", created_at="1900-01-01T00:00:00Z")),
+            json.dumps(order("t2", updated_at="9999-12-31T23:59:59Z")),
+            json.dumps(order("t3", created_at="1999-12-31T23:59:59Z", updated_at="1999-12-31T23:59:59Z")),
+        ],
         good=5,
         quarantined={
-            "t1": (["created_at.plausible"],
-                   "created_at=1900-01-01T00:00:00Z is outside the plausible window [2000-01-01, now + 1 day]"),
+            "t1": (
+                ["created_at.plausible"],
+                "created_at=1900-01-01T00:00:00Z is outside the plausible window [2000-01-01, now + 1 day]",
+            ),
             "t2": (["updated_at.plausible"], "updated_at=9999-12-31T23:59:59Z is outside the plausible window"),
             "t3": (["created_at.plausible", "updated_at.plausible"], "created_at=1999-12-31T23:59:59Z is outside"),
         },
@@ -294,20 +298,43 @@ def test_hostile_landing_files_every_line_accounted_for(spark: SparkSession, tmp
         "crlf.json": f"{line('crlf1')}\r\n{line('crlf2')}\r\n".encode(),
         "cr.json": f"{line('cr1')}\r{line('cr2')}\r".encode(),
         "big.json": (line("big1", user_id="u" * 2_000_000) + "\n").encode(),
-        "numbers.json": "\n".join([
-            line("n1").replace('"amount": 10.5', '"amount": NaN'),
-            line("n2").replace('"amount": 10.5', '"amount": Infinity'),
-            line("n3", amount=1e308), line("n4", amount=-0.0), line("n5", amount="12.50")]).encode() + b"\n",
-        "nested.json": "\n".join([
-            line("x1", amount={"value": 5}), json.dumps(["not", "an", "object"]), "null", '"a string"', "42",
-            line("x2", status=None), line("x3", user_id=["u1"]), line("x4", user_id={"id": "u1"}),
-            line("x5", user_id="[vip] u1")]).encode() + b"\n",
+        "numbers.json": "\n".join(
+            [
+                line("n1").replace('"amount": 10.5', '"amount": NaN'),
+                line("n2").replace('"amount": 10.5', '"amount": Infinity'),
+                line("n3", amount=1e308),
+                line("n4", amount=-0.0),
+                line("n5", amount="12.50"),
+            ]
+        ).encode()
+        + b"\n",
+        "nested.json": "\n".join(
+            [
+                line("x1", amount={"value": 5}),
+                json.dumps(["not", "an", "object"]),
+                "null",
+                '"a string"',
+                "42",
+                line("x2", status=None),
+                line("x3", user_id=["u1"]),
+                line("x4", user_id={"id": "u1"}),
+                line("x5", user_id="[vip] u1"),
+            ]
+        ).encode()
+        + b"\n",
         "duplicate-keys.json": line("d1").replace('"order_id": "d1"', '"order_id": "d1", "order_id": "d2"').encode()
         + b"\n",
-        "timestamps.json": "\n".join([
-            line("t1", created_at="2026-03-01 10:00:00"), line("t2", created_at="2026-03-01T12:00:00+02:00"),
-            line("t3", created_at="2026-03-01"), line("t4", created_at="2026-03-01T10:00:00.123456789Z"),
-            line("t5", created_at=1772359200), line("t6", created_at="03/01/2026")]).encode() + b"\n",
+        "timestamps.json": "\n".join(
+            [
+                line("t1", created_at="2026-03-01 10:00:00"),
+                line("t2", created_at="2026-03-01T12:00:00+02:00"),
+                line("t3", created_at="2026-03-01"),
+                line("t4", created_at="2026-03-01T10:00:00.123456789Z"),
+                line("t5", created_at=1772359200),
+                line("t6", created_at="03/01/2026"),
+            ]
+        ).encode()
+        + b"\n",
         "empty.json": b"",
         "blank.json": f"\n   \n{line('b1')}\n\n".encode(),
         "gzipped.json.gz": gzip.compress(f"{line('gz1')}\n{line('gz2')}\n".encode()),
@@ -318,8 +345,26 @@ def test_hostile_landing_files_every_line_accounted_for(spark: SparkSession, tmp
 
     bronze, silver = (r.tables[0] for r in _run(spark, root, _contracts(tmp_path, {})))
     assert bronze["files_landed"] == 12 and bronze["files_ignored"] == [f"date={DAY.isoformat()}/notes.txt"]
-    good = {"bom1", "bom2", "crlf1", "crlf2", "cr1", "cr2", "big1", "n4", "n5", "d2", "t1", "t2", "t3", "t4",
-            "b1", "gz1", "gz2", "x5"}
+    good = {
+        "bom1",
+        "bom2",
+        "crlf1",
+        "crlf2",
+        "cr1",
+        "cr2",
+        "big1",
+        "n4",
+        "n5",
+        "d2",
+        "t1",
+        "t2",
+        "t3",
+        "t4",
+        "b1",
+        "gz1",
+        "gz2",
+        "x5",
+    }
     quarantined_keys = {
         "lat1": (["malformed_json"], "line is not valid UTF-8 text"),
         "n1": (["amount.type"], 'amount="NaN" is not a valid decimal(10,2)'),
@@ -333,20 +378,33 @@ def test_hostile_landing_files_every_line_accounted_for(spark: SparkSession, tmp
         "t6": (["created_at.type"], "created_at=03/01/2026 is not a valid timestamp"),
     }
     unkeyed = ['["not", "an", "object"]', "null", '"a string"', "42", "", "   ", ""]  # not objects, blank lines
-    lines_read = sum(len(d.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n").splitlines())
-                     for n, d in files.items() if n.endswith(".json")) + 2  # + the two gzipped lines
+    lines_read = (
+        sum(
+            len(d.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n").splitlines())
+            for n, d in files.items()
+            if n.endswith(".json")
+        )
+        + 2
+    )  # + the two gzipped lines
     assert bronze["rows_read"] == silver["rows_read"] == lines_read == len(good) + len(quarantined_keys) + len(unkeyed)
     rows = spark.read.format("delta").load(str(root / "warehouse/silver/orders")).collect()
     assert {r.order_id for r in rows} == good
     assert (silver["good"], silver["quarantined"], silver["dropped"]) == (len(good), lines_read - len(good), 0)
     assert {r.order_id: r.created_at for r in rows if r.order_id in ("t1", "t2", "t3")} == {
-        "t1": dt.datetime(2026, 3, 1, 10), "t2": dt.datetime(2026, 3, 1, 10), "t3": dt.datetime(2026, 3, 1)}
+        "t1": dt.datetime(2026, 3, 1, 10),
+        "t2": dt.datetime(2026, 3, 1, 10),
+        "t3": dt.datetime(2026, 3, 1),
+    }
     q = spark.read.format("delta").load(str(root / "warehouse/quarantine/orders")).collect()
     assert {r.record_key: (r.failed_rules, r.reason) for r in q if r.record_key} == quarantined_keys
     assert sorted(r.raw.strip() for r in q if not r.record_key) == sorted(u.strip() for u in unkeyed)
     assert all(r.reason == "line is not a JSON object" for r in q if not r.record_key)
     assert {r._source_file for r in q if r.record_key in ("lat1", "n1", "x1", "t5")} == {
-        "latin1.json", "numbers.json", "nested.json", "timestamps.json"}
+        "latin1.json",
+        "numbers.json",
+        "nested.json",
+        "timestamps.json",
+    }
 
 
 def test_new_column_is_merged_when_the_contract_allows_it(spark: SparkSession, tmp_path: Path) -> None:

@@ -23,15 +23,19 @@ def _objects() -> list[dict[str, Any]]:
     """What `kubectl apply -k spark-operator/dbt/` creates (resources, the generated ConfigMap,
     namespace and labels), built by hand from kustomization.yaml."""
     kust = yaml.safe_load((DIR / "kustomization.yaml").read_text())
-    assert set(kust) <= {"apiVersion", "kind", "namespace", "resources", "configMapGenerator",
-                         "labels"}, sorted(kust)
+    assert set(kust) <= {"apiVersion", "kind", "namespace", "resources", "configMapGenerator", "labels"}, sorted(kust)
     labels = {k: v for entry in kust.get("labels", []) for k, v in entry["pairs"].items()}
-    objects = [doc for resource in kust["resources"]
-               for doc in yaml.safe_load_all((DIR / resource).read_text()) if doc]
+    objects = [doc for resource in kust["resources"] for doc in yaml.safe_load_all((DIR / resource).read_text()) if doc]
     for gen in kust.get("configMapGenerator", []):
         assert gen["options"]["disableNameSuffixHash"] is True  # referenced by a fixed name
-        objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": gen["name"]},
-                        "data": {f: (DIR / f).read_text() for f in gen["files"]}})
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": gen["name"]},
+                "data": {f: (DIR / f).read_text() for f in gen["files"]},
+            }
+        )
     for obj in objects:
         meta = obj["metadata"]
         meta["namespace"] = kust["namespace"]
@@ -56,8 +60,7 @@ def test_objects_pass_a_server_side_dry_run(k8s_cluster: K8sCluster) -> None:
             except client.ApiException as exc:
                 pytest.fail(f"{obj['kind']} {obj['metadata']['name']} refused: {exc.body}")
     kinds = sorted(o["kind"] for o in objects)
-    assert kinds == ["ConfigMap", "NetworkPolicy", "PersistentVolumeClaim", "Service",
-                     "SparkApplication"]
+    assert kinds == ["ConfigMap", "NetworkPolicy", "PersistentVolumeClaim", "Service", "SparkApplication"]
 
 
 def test_the_endpoint_reaches_the_server_driver_only() -> None:
@@ -70,8 +73,7 @@ def test_the_endpoint_reaches_the_server_driver_only() -> None:
     port = app["spec"]["sparkConf"]["spark.connect.grpc.binding.port"]
     assert svc["spec"]["ports"][0]["targetPort"] == int(port)
     assert "ports" not in app["spec"]["driver"]  # Spark declares it; a second one is refused
-    assert app["spec"]["sparkConf"]["spark.plugins"] == (
-        "org.apache.spark.sql.connect.SparkConnectPlugin")
+    assert app["spec"]["sparkConf"]["spark.plugins"] == ("org.apache.spark.sql.connect.SparkConnectPlugin")
     assert app["spec"]["restartPolicy"]["type"] == "Always"
     main = app["spec"]["mainApplicationFile"].removeprefix("local://")
     mount = next(m for m in app["spec"]["driver"]["volumeMounts"] if m["name"] == "connect-main")

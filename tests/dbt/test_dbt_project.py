@@ -36,7 +36,8 @@ def test_local_target_environment(tmp_path: Path) -> None:
     assert json.loads(env["DBT_LAKEHOUSE_DELTA_TABLES"]) == ["silver/orders"]
     conf = json.loads(env["DBT_LAKEHOUSE_SPARK_CONF"])
     assert conf["spark.hadoop.javax.jdo.option.ConnectionURL"] == (
-        f"jdbc:derby:;databaseName={root}/metastore/metastore_db;create=true")
+        f"jdbc:derby:;databaseName={root}/metastore/metastore_db;create=true"
+    )
     assert f"-Dderby.system.home={root}/metastore" in conf["spark.driver.extraJavaOptions"]
     assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
     assert conf["spark.driver.bindAddress"] == "127.0.0.1"
@@ -72,18 +73,24 @@ def test_an_unreachable_object_store_is_named_when_the_tables_are_listed() -> No
     from lakehouse.settings import DeploySettings
     from lakehouse.testing.processes import free_ports
 
-    settings = _settings("s3a://bucket/lake").model_copy(update={"deploy": DeploySettings(
-        object_store_endpoint=f"http://127.0.0.1:{free_ports(1)[0]}",
-        object_store_access_key_id=SecretStr("AKIDTEST"),
-        object_store_secret_access_key=SecretStr("not-a-real-secret"))})
+    settings = _settings("s3a://bucket/lake").model_copy(
+        update={
+            "deploy": DeploySettings(
+                object_store_endpoint=f"http://127.0.0.1:{free_ports(1)[0]}",
+                object_store_access_key_id=SecretStr("AKIDTEST"),
+                object_store_secret_access_key=SecretStr("not-a-real-secret"),
+            )
+        }
+    )
     began = time.monotonic()
     with pytest.raises(ConfigError, match="LAKEHOUSE_DEPLOY__OBJECT_STORE_ENDPOINT") as refused:
         lhdbt.dbt_env(settings, DbtSettings(metastore_dir="/var/lib/metastore"))
     assert time.monotonic() - began < 60
     assert "s3a://bucket/lake/warehouse" in str(refused.value)
     # the cause is the closed port, not some other failure on the way
-    assert "EndpointConnectionError" in str(refused.value) or "ConnectionRefused" in str(refused.value), \
-        str(refused.value)
+    assert "EndpointConnectionError" in str(refused.value) or "ConnectionRefused" in str(refused.value), str(
+        refused.value
+    )
     assert "not-a-real-secret" not in str(refused.value)
 
 
@@ -105,14 +112,20 @@ def test_cluster_target_does_not_look_at_the_storage_from_the_calling_process(tm
 
 def test_command_line_and_vars(tmp_path: Path) -> None:
     settings = _settings(str(tmp_path))
-    args = lhdbt.command_args(["build", "--select", "fct_daily_revenue"], settings,
-                              DbtSettings(freshness_warn_hours=2, freshness_error_hours=3),
-                              {"enable_failing_test": True})
+    args = lhdbt.command_args(
+        ["build", "--select", "fct_daily_revenue"],
+        settings,
+        DbtSettings(freshness_warn_hours=2, freshness_error_hours=3),
+        {"enable_failing_test": True},
+    )
     assert args[:3] == ["build", "--select", "fct_daily_revenue"]
     assert args[args.index("--project-dir") + 1] == str(PROJECT)
     assert args[args.index("--target-path") + 1] == str(tmp_path / "dbt" / "target")
     assert json.loads(args[args.index("--vars") + 1]) == {
-        "freshness_warn_hours": 2, "freshness_error_hours": 3, "enable_failing_test": True}
+        "freshness_warn_hours": 2,
+        "freshness_error_hours": 3,
+        "enable_failing_test": True,
+    }
     with pytest.raises(ConfigError, match="must not be below"):
         lhdbt.dbt_vars(DbtSettings(freshness_warn_hours=5, freshness_error_hours=4))
 
@@ -122,9 +135,7 @@ def test_command_line_and_vars(tmp_path: Path) -> None:
 CLUSTER = DbtSettings(target="cluster", spark_remote="sc://127.0.0.1:15002")
 
 
-def test_environment_is_set_for_the_invocation_and_restored(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_environment_is_set_for_the_invocation_and_restored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DBT_LAKEHOUSE_WAREHOUSE", raising=False)
     with lhdbt.dbt_environment(_settings(str(tmp_path)), CLUSTER) as env:
         assert os.environ["DBT_LAKEHOUSE_WAREHOUSE"] == env["DBT_LAKEHOUSE_WAREHOUSE"]
@@ -137,8 +148,10 @@ def test_a_process_runs_the_local_target_for_one_metastore_only(
     """Once dbt started Spark here for one root, another root is refused, not half-served."""
     monkeypatch.setattr(lhdbt, "_opened", {"metastore": "jdbc:derby:;databaseName=/elsewhere"})
     monkeypatch.delenv("DBT_LAKEHOUSE_WAREHOUSE", raising=False)
-    with pytest.raises(ConfigError, match="cannot switch"), \
-            lhdbt.dbt_environment(_settings(str(tmp_path)), DbtSettings()):
+    with (
+        pytest.raises(ConfigError, match="cannot switch"),
+        lhdbt.dbt_environment(_settings(str(tmp_path)), DbtSettings()),
+    ):
         pass
     assert "DBT_LAKEHOUSE_WAREHOUSE" not in os.environ  # restored on the way out
 
@@ -164,11 +177,22 @@ def test_the_project_parses_with_one_yml_per_model(tmp_path: Path) -> None:
     assert res.success, res.exception
     manifest = res.result
     models = {n.name: n for n in manifest.nodes.values() if n.resource_type == "model"}
-    assert set(models) == {"stg_orders", "stg_users", "stg_events", "fct_daily_revenue",
-                           "dim_users", "fct_hourly_events", "fct_daily_revenue_by_country"}
+    assert set(models) == {
+        "stg_orders",
+        "stg_users",
+        "stg_events",
+        "fct_daily_revenue",
+        "dim_users",
+        "fct_hourly_events",
+        "fct_daily_revenue_by_country",
+    }
     revenue = models["fct_daily_revenue"].config
-    assert (revenue.materialized, revenue.incremental_strategy, revenue.get("file_format"),
-            revenue.unique_key) == ("incremental", "merge", "delta", "date_day")
+    assert (revenue.materialized, revenue.incremental_strategy, revenue.get("file_format"), revenue.unique_key) == (
+        "incremental",
+        "merge",
+        "delta",
+        "date_day",
+    )
     assert all(models[m].config.materialized == "view" for m in ("stg_orders", "stg_users", "stg_events"))
     tests = {n.name: n for n in manifest.nodes.values() if n.resource_type == "test"}
     kinds = {t.test_metadata.name for t in tests.values() if getattr(t, "test_metadata", None)}
@@ -176,7 +200,8 @@ def test_the_project_parses_with_one_yml_per_model(tmp_path: Path) -> None:
     assert "assert_fails_on_purpose" not in tests  # enabled only with the var
     assert {u.name for u in manifest.unit_tests.values()} >= {
         "fct_daily_revenue_counts_sums_and_rounds_half_up",
-        "fct_daily_revenue_incremental_run_recomputes_only_changed_days"}
+        "fct_daily_revenue_incremental_run_recomputes_only_changed_days",
+    }
     sources = {s.name: s for s in manifest.sources.values()}
     assert set(sources) == {"orders", "users", "events", "users_history"}
     history = sources.pop("users_history")  # SCD2 of users: no load time of its own

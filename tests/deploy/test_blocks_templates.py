@@ -17,9 +17,10 @@ SECRET = "do-not-leak-0123456789"
 
 
 def _settings(**deploy: object) -> Settings:
-    return Settings(kafka=KafkaSettings(sasl_password=SecretStr(SECRET)),
-                    deploy=DeploySettings(object_store_secret_access_key=SecretStr(SECRET + "k"),
-                                          **deploy))  # type: ignore[arg-type]
+    return Settings(
+        kafka=KafkaSettings(sasl_password=SecretStr(SECRET)),
+        deploy=DeploySettings(object_store_secret_access_key=SecretStr(SECRET + "k"), **deploy),
+    )  # type: ignore[arg-type]
 
 
 def test_process_pool_gets_block_placeholders_not_values() -> None:
@@ -35,20 +36,30 @@ def test_process_pool_gets_block_placeholders_not_values() -> None:
 
 
 def test_kubernetes_pool_takes_names_from_the_settings() -> None:
-    s = _settings(prefect_image="lakehouse-prefect:1.2.3", flow_namespace="flows",
-                  flow_service_account="runner", credentials_secret="creds", settings_configmap="cfg",
-                  flow_cpu_limit="3")
+    s = _settings(
+        prefect_image="lakehouse-prefect:1.2.3",
+        flow_namespace="flows",
+        flow_service_account="runner",
+        credentials_secret="creds",
+        settings_configmap="cfg",
+        flow_cpu_limit="3",
+    )
     t = base_job_template("kubernetes", s)
     assert SECRET not in json.dumps(t)
     props = t["variables"]["properties"]
     assert [props[k]["default"] for k in ("image", "namespace", "service_account_name", "cpu_limit")] == [
-        "lakehouse-prefect:1.2.3", "flows", "runner", "3"]
+        "lakehouse-prefect:1.2.3",
+        "flows",
+        "runner",
+        "3",
+    ]
     assert not any("prefect.blocks.secret" in v for v in props["env"]["default"].values())
     pod = t["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["envFrom"] == [{"configMapRef": {"name": "cfg", "optional": True}}]
-    assert {e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]
-            if "secretKeyRef" in e["valueFrom"]} == {"creds"}
+    assert {e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "secretKeyRef" in e["valueFrom"]} == {
+        "creds"
+    }
     # the reaper sidecar reads the same settings ConfigMap
     assert [c["envFrom"] for c in pod["initContainers"]] == [container["envFrom"]]
 
@@ -65,8 +76,9 @@ def test_result_storage_follows_the_storage_root() -> None:
     assert cluster.resolved_results_dir() == str(REPO_ROOT / ".lakehouse" / "prefect-results")
     on_disk = Settings(storage=StorageSettings(root="/srv/lake"))
     assert on_disk.resolved_results_dir() == "/srv/lake/prefect-results"
-    assert Settings(storage=StorageSettings(root="file:///srv/lake")).resolved_results_dir() == \
-        "/srv/lake/prefect-results"
+    assert (
+        Settings(storage=StorageSettings(root="file:///srv/lake")).resolved_results_dir() == "/srv/lake/prefect-results"
+    )
     assert Settings(results_dir="/tmp/r").resolved_results_dir() == "/tmp/r"
 
 
@@ -78,8 +90,9 @@ def test_s3_result_storage_block_gets_an_s3_filesystem() -> None:
 
     from lakehouse.blocks import _result_block
 
-    settings = Settings(deploy=DeploySettings(results_url="s3://b/results",
-                                              object_store_endpoint="http://127.0.0.1:9000"))
+    settings = Settings(
+        deploy=DeploySettings(results_url="s3://b/results", object_store_endpoint="http://127.0.0.1:9000")
+    )
     block = _result_block(settings)
     assert block.basepath == "s3://b/results"
     fs = block.filesystem

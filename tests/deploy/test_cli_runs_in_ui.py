@@ -30,8 +30,9 @@ DAY = dt.date(2026, 1, 1)
 
 def _api(port: int, path: str, body: dict[str, Any] | None = None, method: str = "POST") -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/api{path}", data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         raw = resp.read()
     return json.loads(raw) if raw else None
@@ -54,24 +55,58 @@ def test_a_run_started_with_the_cli_shows_in_make_ui(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["LAKEHOUSE_STORAGE__ROOT"] = str(tmp_path / "lake")
     lakehouse = str(Path(sys.executable).parent / "lakehouse")
-    subprocess.run([lakehouse, "generate", "--start", DAY.isoformat(), "--days", "1",
-                    "--events-per-day", "40", "--orders-per-day", "10"],
-                   cwd=tmp_path, env=env, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            lakehouse,
+            "generate",
+            "--start",
+            DAY.isoformat(),
+            "--days",
+            "1",
+            "--events-per-day",
+            "40",
+            "--orders-per-day",
+            "10",
+        ],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     started = dt.datetime.now(dt.UTC)
-    run = subprocess.run([lakehouse, "medallion", "--start", DAY.isoformat(), "--layers", "bronze",
-                          "--no-dbt-marts"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [lakehouse, "medallion", "--start", DAY.isoformat(), "--layers", "bronze", "--no-dbt-marts"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert f"flow run recorded in {REPO / '.lakehouse' / 'prefect'}" in run.stdout
 
     port = free_port()
-    server = subprocess.Popen(["make", "-s", "-C", str(REPO), "ui", f"UI_PORT={port}"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        ["make", "-s", "-C", str(REPO), "ui", f"UI_PORT={port}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     found: list[dict[str, Any]] = []
     try:
         _wait_healthy(port, server)
-        found = _api(port, "/flow_runs/filter", {"flow_runs": {
-            "name": {"any_": [f"medallion {DAY}..{DAY}"]},
-            "start_time": {"after_": started.isoformat()}}})
+        found = _api(
+            port,
+            "/flow_runs/filter",
+            {
+                "flow_runs": {
+                    "name": {"any_": [f"medallion {DAY}..{DAY}"]},
+                    "start_time": {"after_": started.isoformat()},
+                }
+            },
+        )
         assert [(r["name"], r["state"]["type"]) for r in found] == [(f"medallion {DAY}..{DAY}", "COMPLETED")]
         assert _api(port, f"/flows/{found[0]['flow_id']}", method="GET")["name"] == "medallion"
     finally:

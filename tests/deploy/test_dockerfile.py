@@ -24,8 +24,13 @@ def _args() -> dict[str, str]:
 
 
 def test_hadolint_finds_nothing(hadolint_bin: Path) -> None:
-    proc = subprocess.run([str(hadolint_bin), "--failure-threshold", "info", str(DOCKERFILE)],
-                          capture_output=True, text=True, check=False, timeout=120)
+    proc = subprocess.run(
+        [str(hadolint_bin), "--failure-threshold", "info", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -49,8 +54,11 @@ def test_targets_run_as_non_root_and_copy_what_exists() -> None:
     users = {name: re.findall(r"^USER (\S+)", final[name], re.M)[-1] for name in ("spark", "prefect")}
     assert users["spark"] == "185:185"
     assert users["prefect"] == "10001:10001"
-    ignore = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-              if line.strip() and not line.startswith("#")]
+    ignore = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     for src in re.findall(r"^COPY (?!--from)(?:--\S+ )*(\S+)", text, re.M):
         path = REPO / src.rstrip("/")
         assert path.exists(), src

@@ -33,8 +33,7 @@ def _config(name: str) -> dict[str, Any]:
 
 
 def _run(name: str, *cmd: str) -> str:
-    proc = subprocess.run([SCRIPT, "--run", name, *cmd], capture_output=True, text=True, check=False,
-                          timeout=300)
+    proc = subprocess.run([SCRIPT, "--run", name, *cmd], capture_output=True, text=True, check=False, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
@@ -45,9 +44,14 @@ def test_spark_image(built: None) -> None:
     assert config["Entrypoint"] == ["/opt/entrypoint.sh"]
     env = dict(e.split("=", 1) for e in config["Env"])
     assert env["SPARK_HOME"] == "/opt/spark/home"
-    out = _run("spark", "/opt/entrypoint.sh", "python3", "-c",
-               "import os, pyspark, delta, pydantic, spark_jobs.medallion; "
-               "print(os.getuid(), pyspark.__version__, sorted(os.listdir(os.environ['SPARK_HOME'] + '/jars')))")
+    out = _run(
+        "spark",
+        "/opt/entrypoint.sh",
+        "python3",
+        "-c",
+        "import os, pyspark, delta, pydantic, spark_jobs.medallion; "
+        "print(os.getuid(), pyspark.__version__, sorted(os.listdir(os.environ['SPARK_HOME'] + '/jars')))",
+    )
     uid, version, jars = out.strip().split(" ", 2)
     assert (uid, version) == ("185", versions.SPARK_VERSION)
     assert f"delta-spark_{versions.SCALA_BINARY_VERSION}-{versions.DELTA_VERSION}.jar" in jars
@@ -65,19 +69,31 @@ def test_prefect_image(built: None) -> None:
     assert config["User"] == "10001:10001"
     assert config["WorkingDir"] == "/opt/lakehouse"
     assert config["Cmd"][:3] == ["prefect", "worker", "start"]
-    out = _run("prefect", "/opt/venv/bin/python", "-c",
-               "import os, prefect, prefect_kubernetes, flows.medallion, lakehouse.settings; "
-               "print(os.getuid(), prefect.__version__)")
+    out = _run(
+        "prefect",
+        "/opt/venv/bin/python",
+        "-c",
+        "import os, prefect, prefect_kubernetes, flows.medallion, lakehouse.settings; "
+        "print(os.getuid(), prefect.__version__)",
+    )
     uid, version = out.split()
     assert uid == "10001"
     lock = (REPO / "requirements.lock").read_text()
     assert f"prefect=={version} " in lock or f"prefect=={version}\\" in lock
     # exactly the runtime lock: no dev tools (pytest, ruff, mypy) in a production image
-    listed = {_name(n) for n in _run("prefect", "/opt/venv/bin/python", "-c",
-                                     "import importlib.metadata as m; "
-                                     "print(' '.join(d.metadata['Name'] for d in m.distributions()))").split()}
-    assert listed == _pinned("requirements.lock"), (sorted(listed - _pinned("requirements.lock")),
-                                                    sorted(_pinned("requirements.lock") - listed))
+    listed = {
+        _name(n)
+        for n in _run(
+            "prefect",
+            "/opt/venv/bin/python",
+            "-c",
+            "import importlib.metadata as m; print(' '.join(d.metadata['Name'] for d in m.distributions()))",
+        ).split()
+    }
+    assert listed == _pinned("requirements.lock"), (
+        sorted(listed - _pinned("requirements.lock")),
+        sorted(_pinned("requirements.lock") - listed),
+    )
     dev = {"pytest", "ruff", "mypy", "pytest-timeout"}
     assert dev <= _pinned("requirements-dev.lock")  # the dev tools are locked, for .venv only
     assert not dev & listed
@@ -89,5 +105,8 @@ def _name(name: str) -> str:
 
 
 def _pinned(lock: str) -> set[str]:
-    return {_name(line.split("==")[0]) for line in (REPO / lock).read_text().splitlines()
-            if "==" in line and not line.startswith((" ", "#"))}
+    return {
+        _name(line.split("==")[0])
+        for line in (REPO / lock).read_text().splitlines()
+        if "==" in line and not line.startswith((" ", "#"))
+    }

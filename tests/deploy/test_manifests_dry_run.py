@@ -29,14 +29,21 @@ from tests.k8s.support import apply, load_kustomization
 
 pytestmark = [pytest.mark.e2e, pytest.mark.k8s, pytest.mark.timeout(600)]
 
-KUSTOMIZATIONS = ["k8s", "k8s/base", "k8s/overlays/dev", "k8s/overlays/prod", "k8s/overlays/local",
-                  "spark-operator/dbt"]
+KUSTOMIZATIONS = [
+    "k8s",
+    "k8s/base",
+    "k8s/overlays/dev",
+    "k8s/overlays/prod",
+    "k8s/overlays/local",
+    "spark-operator/dbt",
+]
 SECRET = "kafka-pw-" + uuid.uuid4().hex
 
 
 def _build(kustomize: Path, path: str) -> list[dict[str, Any]]:
-    proc = subprocess.run([str(kustomize), "build", str(REPO / path)], capture_output=True, text=True,
-                          check=False, timeout=120)
+    proc = subprocess.run(
+        [str(kustomize), "build", str(REPO / path)], capture_output=True, text=True, check=False, timeout=120
+    )
     assert proc.returncode == 0, f"kustomize build {path}: {proc.stderr}"
     return [d for d in yaml.safe_load_all(proc.stdout) if d]
 
@@ -48,12 +55,17 @@ def _dry_run(api: client.ApiClient, obj: dict[str, Any]) -> dict[str, Any]:
     try:
         # server-side apply, dry run: what `kubectl apply --server-side --dry-run=server` does,
         # for objects that exist (the base namespaces) and those that do not alike
-        out = dyn.server_side_apply(res, body=obj, namespace=ns, field_manager="lakehouse-tests",
-                                    force_conflicts=True, dry_run="All",
-                                    query_params=[("fieldValidation", "Strict")])
+        out = dyn.server_side_apply(
+            res,
+            body=obj,
+            namespace=ns,
+            field_manager="lakehouse-tests",
+            force_conflicts=True,
+            dry_run="All",
+            query_params=[("fieldValidation", "Strict")],
+        )
     except client.ApiException as exc:
-        raise AssertionError(f"{obj['kind']} {ns}/{obj['metadata'].get('name')}: {exc.status} "
-                             f"{exc.body}") from None
+        raise AssertionError(f"{obj['kind']} {ns}/{obj['metadata'].get('name')}: {exc.status} {exc.body}") from None
     result: dict[str, Any] = out.to_dict()
     return result
 
@@ -95,8 +107,9 @@ def test_overlays_add_the_worker_and_its_settings(kustomize_bin: Path) -> None:
         assert settings["LAKEHOUSE_BACKEND"] == "kubernetes"
         assert settings["LAKEHOUSE_STORAGE__ROOT"] == f"s3a://lakehouse-{env}"
         # only references to the credentials Secret, never values
-        refs = [e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]
-                if "secretKeyRef" in e.get("valueFrom", {})]
+        refs = [
+            e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})
+        ]
         assert refs == ["lakehouse-credentials"]
         # the observer watches the flow runs' namespace, the worker's own, not the cluster
         observer = {e["name"]: e for e in container["env"]}["PREFECT_INTEGRATIONS_KUBERNETES_OBSERVER_NAMESPACES"]
@@ -107,11 +120,14 @@ def test_overlays_add_the_worker_and_its_settings(kustomize_bin: Path) -> None:
 def _settings() -> Settings:
     return Settings(
         kubernetes=KubernetesSettings(
-            env_secret_refs={"AWS_ACCESS_KEY_ID": "lakehouse-credentials:object-store-access-key-id"}),
+            env_secret_refs={"AWS_ACCESS_KEY_ID": "lakehouse-credentials:object-store-access-key-id"}
+        ),
         kafka=KafkaSettings(sasl_password=SecretStr(SECRET)),
-        deploy=DeploySettings(object_store_access_key_id=SecretStr(SECRET + "-id"),
-                              object_store_secret_access_key=SecretStr(SECRET + "-key"),
-                              webhook_url=SecretStr("http://127.0.0.1:9/" + SECRET)),
+        deploy=DeploySettings(
+            object_store_access_key_id=SecretStr(SECRET + "-id"),
+            object_store_secret_access_key=SecretStr(SECRET + "-key"),
+            webhook_url=SecretStr("http://127.0.0.1:9/" + SECRET),
+        ),
     )
 
 
@@ -125,8 +141,7 @@ def _flow_run_job(settings: Settings) -> dict[str, Any]:
     template = base_job_template("kubernetes", settings)
     # the template has no block or variable placeholders: the client is never called
     offline = PrefectClient(api="http://127.0.0.1:9/api")
-    config = run_coro_as_sync(KubernetesWorkerJobConfiguration.from_template_and_values(
-        template, {}, client=offline))
+    config = run_coro_as_sync(KubernetesWorkerJobConfiguration.from_template_and_values(template, {}, client=offline))
     assert config is not None
     flow_run = FlowRun(id=uuid.uuid4(), name="tidy-otter", flow_id=uuid.uuid4())
     config.prepare_for_flow_run(flow_run)
@@ -144,8 +159,10 @@ def test_kubernetes_work_pool_job_passes_dry_run_with_pod_security(admin: Any) -
     assert pod["serviceAccountName"] == "prefect-worker"
     container = pod["containers"][0]
     assert container["image"] == settings.deploy.prefect_image
-    assert container["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi"},
-                                      "limits": {"cpu": "2", "memory": "2Gi"}}
+    assert container["resources"] == {
+        "requests": {"cpu": "500m", "memory": "1Gi"},
+        "limits": {"cpu": "2", "memory": "2Gi"},
+    }
     env = {e["name"]: e for e in container["env"]}
     assert env["LAKEHOUSE_KAFKA__SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "lakehouse-credentials"
     assert env["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"]["value"] == "local-file-system/lakehouse-results"
@@ -161,17 +178,24 @@ def test_kubernetes_work_pool_job_passes_dry_run_with_pod_security(admin: Any) -
     job["metadata"]["name"] = job["metadata"].pop("generateName") + "dry-run"
     _dry_run(admin, job)
     # Pod Security "restricted" is enforced on pods: the Job's pod as the Job controller makes it
-    pod_obj = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": "flow-run-pod", "namespace": "prefect",
-                            "labels": job["spec"]["template"].get("metadata", {}).get("labels", {})},
-               "spec": pod}
+    pod_obj = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "flow-run-pod",
+            "namespace": "prefect",
+            "labels": job["spec"]["template"].get("metadata", {}).get("labels", {}),
+        },
+        "spec": pod,
+    }
     _dry_run(admin, pod_obj)
 
 
 def test_spark_applications_pass_dry_run(admin: Any) -> None:
     settings = _settings()
-    job = SparkJob(name="medallion-bronze", entrypoint="spark_jobs.bronze",
-                   args=("--root", "s3a://lake", "--start", "2026-01-01"))
+    job = SparkJob(
+        name="medallion-bronze", entrypoint="spark_jobs.bronze", args=("--root", "s3a://lake", "--start", "2026-01-01")
+    )
     app = render_application(job, settings, name="medallion-bronze-dry-run")
     assert SECRET not in yaml.safe_dump(app)
     _dry_run(admin, app)

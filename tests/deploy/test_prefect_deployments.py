@@ -48,8 +48,16 @@ DELIVERED_AS = {
     "LAKEHOUSE_DEPLOY__OBJECT_STORE_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
     "LAKEHOUSE_DEPLOY__OBJECT_STORE_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
 }
-DEPLOYMENTS = {"medallion/daily", "medallion/backfill", "streaming/ensure", "streaming-monitor/monitor",
-               "maintenance/weekly", "freshness/hourly", "restore-table/on-demand", "dbt-build/on-demand"}
+DEPLOYMENTS = {
+    "medallion/daily",
+    "medallion/backfill",
+    "streaming/ensure",
+    "streaming-monitor/monitor",
+    "maintenance/weekly",
+    "freshness/hourly",
+    "restore-table/on-demand",
+    "dbt-build/on-demand",
+}
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
@@ -84,8 +92,15 @@ class Workspace:
         return SyncPrefectClient(self.server.api_url)
 
     def cli(self, *args: str, timeout: float = 300.0) -> str:
-        proc = subprocess.run([str(VENV_BIN / "prefect"), "--no-prompt", *args], cwd=REPO, env=self.env,
-                              capture_output=True, text=True, check=False, timeout=timeout)
+        proc = subprocess.run(
+            [str(VENV_BIN / "prefect"), "--no-prompt", *args],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
         assert proc.returncode == 0, f"prefect {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
         return proc.stdout + proc.stderr
 
@@ -106,8 +121,9 @@ class Workspace:
                 if self.worker.proc.poll() is not None:
                     raise AssertionError(f"the worker exited:\n{self.worker.tail()}")
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"flow run {flow_run_id} still {run.state} after {timeout}s:\n"
-                                         f"{self.worker.tail(60)}")
+                    raise AssertionError(
+                        f"flow run {flow_run_id} still {run.state} after {timeout}s:\n{self.worker.tail(60)}"
+                    )
                 time.sleep(2)
 
     def logs(self, flow_run_id: str | None = None) -> list[str]:
@@ -140,14 +156,36 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, webhook_receiver: Webhoo
         env = {k: v for k, v in server.env.items() if not k.startswith("LAKEHOUSE_")}
         env.update(settings_env)
         # the secrets go to `lakehouse blocks` only: flow runs can get them from the blocks alone
-        blocks = subprocess.run([str(VENV_BIN / "lakehouse"), "blocks"], cwd=REPO, env={**env, **SECRETS},
-                                capture_output=True, text=True, check=False, timeout=300)
+        blocks = subprocess.run(
+            [str(VENV_BIN / "lakehouse"), "blocks"],
+            cwd=REPO,
+            env={**env, **SECRETS},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
         assert blocks.returncode == 0, blocks.stdout + blocks.stderr
-        ws = Workspace(server, None, webhook_receiver, root, manifest, workdir,  # type: ignore[arg-type]
-                       blocks.stdout + blocks.stderr, env)
+        ws = Workspace(
+            server,
+            None,
+            webhook_receiver,
+            root,
+            manifest,
+            workdir,  # type: ignore[arg-type]
+            blocks.stdout + blocks.stderr,
+            env,
+        )
         ws.cli("deploy", "--all", "--prefect-file", "deployments/prefect.yaml", timeout=600)
-        ws.cli("deploy", "tests/deploy/probe_flow.py:secret_probe", "--name", "probe", "--pool",
-               "lakehouse-local", timeout=300)
+        ws.cli(
+            "deploy",
+            "tests/deploy/probe_flow.py:secret_probe",
+            "--name",
+            "probe",
+            "--pool",
+            "lakehouse-local",
+            timeout=300,
+        )
         # no scheduled run may start during the test: pause the schedules, drop what they made
         from prefect.client.schemas.actions import DeploymentUpdate
 
@@ -156,8 +194,12 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, webhook_receiver: Webhoo
                 c.update_deployment(d.id, DeploymentUpdate(paused=True))
             for r in c.read_flow_runs():
                 c.delete_flow_run(r.id)
-        ws.worker = start("prefect-worker", [str(VENV_BIN / "prefect"), "worker", "start", "--pool",
-                                             "lakehouse-local", "--type", "process"], env, workdir)
+        ws.worker = start(
+            "prefect-worker",
+            [str(VENV_BIN / "prefect"), "worker", "start", "--pool", "lakehouse-local", "--type", "process"],
+            env,
+            workdir,
+        )
         try:
             yield ws
         finally:
@@ -182,8 +224,9 @@ def test_deploy_all_registers_the_deployments(workspace: Workspace) -> None:
     assert props["start_date"]["anyOf"][0] == {"format": "date", "type": "string"}
     backfill = deployments["medallion/backfill"]
     assert backfill.schedules == []
-    assert {k: backfill.parameter_openapi_schema["properties"][k]["anyOf"][0]["format"]
-            for k in ("start_date", "end_date")} == {"start_date": "date", "end_date": "date"}
+    assert {
+        k: backfill.parameter_openapi_schema["properties"][k]["anyOf"][0]["format"] for k in ("start_date", "end_date")
+    } == {"start_date": "date", "end_date": "date"}
     restore = deployments["restore-table/on-demand"]
     assert restore.parameter_openapi_schema["required"] == ["table"]
     assert restore.schedules == [] and deployments["dbt-build/on-demand"].schedules == []
@@ -209,23 +252,29 @@ def test_daily_run_completes_with_expected_rows_and_one_sla_message(workspace: W
         assert _delta(spark, root, "bronze", s).count() == m.total(s, "lines")
         assert _delta(spark, root, "silver", s).count() == len(expected.latest_rows(landing, s, [DAY]))
     orders = expected.latest_rows(landing, "orders", [DAY])
-    revenue = {r.date_day: (r.total_orders, r.unique_customers, r.total_revenue, r.avg_order_value)
-               for r in _delta(spark, root, "gold", "daily_revenue").collect()}
+    revenue = {
+        r.date_day: (r.total_orders, r.unique_customers, r.total_revenue, r.avg_order_value)
+        for r in _delta(spark, root, "gold", "daily_revenue").collect()
+    }
     assert revenue == expected.daily_revenue(orders)
-    hourly = {(r.hour, r.event_type): (r.event_count, r.total_amount)
-              for r in _delta(spark, root, "gold", "hourly_stats").collect()}
+    hourly = {
+        (r.hour, r.event_type): (r.event_count, r.total_amount)
+        for r in _delta(spark, root, "gold", "hourly_stats").collect()
+    }
     assert hourly == expected.hourly_stats(expected.latest_rows(landing, "events", [DAY]))
     # the gold step's dbt half ran in the same flow run (a subflow): the dbt mart agrees
-    marts = {r.date_day: (r.total_orders, r.unique_customers, r.total_revenue, r.avg_order_value)
-             for r in _delta(spark, root, "gold", "fct_daily_revenue").collect()}
+    marts = {
+        r.date_day: (r.total_orders, r.unique_customers, r.total_revenue, r.avg_order_value)
+        for r in _delta(spark, root, "gold", "fct_daily_revenue").collect()
+    }
     assert marts == expected.daily_revenue(orders)
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
     with workspace.client() as c:
-        subflows = c.read_flow_runs(flow_run_filter=FlowRunFilter(
-            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id])))
-        assert [(c.read_flow(r.flow_id).name, r.state.type.value) for r in subflows] == [
-            ("dbt-build", "COMPLETED")]
+        subflows = c.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id]))
+        )
+        assert [(c.read_flow(r.flow_id).name, r.state.type.value) for r in subflows] == [("dbt-build", "COMPLETED")]
     # results persisted through the result storage block made by `lakehouse blocks`
     assert any((root / "prefect-results").iterdir())
     # exactly one SLA (events' freshness) was breached: exactly one message
@@ -236,8 +285,9 @@ def test_daily_run_completes_with_expected_rows_and_one_sla_message(workspace: W
 
 def test_failed_run_sends_exactly_one_message(workspace: Workspace) -> None:
     before = len(workspace.receiver.snapshot())
-    run = workspace.wait(workspace.run("medallion/backfill", "start_date=2026-01-02", "end_date=2026-01-01"),
-                         timeout=300)
+    run = workspace.wait(
+        workspace.run("medallion/backfill", "start_date=2026-01-02", "end_date=2026-01-01"), timeout=300
+    )
     assert run.state.type.value == "FAILED", run.state
     deadline = time.monotonic() + 30
     while len(workspace.receiver.snapshot()) == before and time.monotonic() < deadline:
@@ -258,8 +308,7 @@ def test_missed_scheduled_run_is_cancelled_not_caught_up(workspace: Workspace) -
         # a queue no worker serves stands for a worker that was down at 06:00
         c.create_work_queue(name="down", work_pool_name="lakehouse-local", is_paused=True)
         due = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30)
-        run = c.create_flow_run_from_deployment(daily.id, state=Scheduled(scheduled_time=due),
-                                                work_queue_name="down")
+        run = c.create_flow_run_from_deployment(daily.id, state=Scheduled(scheduled_time=due), work_queue_name="down")
     final = workspace.wait(str(run.id), timeout=180)
     assert (final.state.type.value, final.state.name) == ("CANCELLED", "Missed"), final.state
     with workspace.client() as c:
@@ -296,8 +345,7 @@ def test_secrets_never_in_logs_artifacts_or_manifests(workspace: Workspace) -> N
         texts["work pools"] = "\n".join(p.model_dump_json() for p in c.read_work_pools())
         # as the UI and `prefect block inspect` read them; asked for explicitly, the Secret
         # blocks do hold the values (that is where they live)
-        texts["block documents"] = "\n".join(
-            b.model_dump_json() for b in c.read_block_documents(include_secrets=False))
+        texts["block documents"] = "\n".join(b.model_dump_json() for b in c.read_block_documents(include_secrets=False))
         stored = "\n".join(b.model_dump_json() for b in c.read_block_documents(include_secrets=True))
         assert all(v in stored for v in SECRETS.values())
         texts["variables"] = "\n".join(v.model_dump_json() for v in c.read_variables())
@@ -322,7 +370,8 @@ def test_secrets_never_in_logs_artifacts_or_manifests(workspace: Workspace) -> N
         kafka=KafkaSettings(sasl_password=SecretStr(SECRETS["LAKEHOUSE_KAFKA__SASL_PASSWORD"])),
         deploy=DeploySettings(
             object_store_access_key_id=SecretStr(SECRETS["LAKEHOUSE_DEPLOY__OBJECT_STORE_ACCESS_KEY_ID"]),
-            object_store_secret_access_key=SecretStr(SECRETS["LAKEHOUSE_DEPLOY__OBJECT_STORE_SECRET_ACCESS_KEY"])),
+            object_store_secret_access_key=SecretStr(SECRETS["LAKEHOUSE_DEPLOY__OBJECT_STORE_SECRET_ACCESS_KEY"]),
+        ),
     )
     for kind in ("process", "kubernetes"):
         texts[f"{kind} job template"] = json.dumps(base_job_template(kind, secret_settings))

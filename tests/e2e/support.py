@@ -12,8 +12,14 @@ import yaml
 
 from spark_jobs.contract import DEFAULT_CONTRACTS_DIR
 
-ORDER = {"order_id": "o1", "user_id": "u1", "amount": 5, "status": "completed",
-         "created_at": "2026-02-01T10:00:00Z", "updated_at": "2026-02-01T10:00:00Z"}
+ORDER = {
+    "order_id": "o1",
+    "user_id": "u1",
+    "amount": 5,
+    "status": "completed",
+    "created_at": "2026-02-01T10:00:00Z",
+    "updated_at": "2026-02-01T10:00:00Z",
+}
 """A valid order line of 2026-02-01; tests vary it."""
 
 

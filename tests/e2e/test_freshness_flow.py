@@ -21,8 +21,9 @@ pytestmark = [pytest.mark.spark, pytest.mark.e2e, pytest.mark.usefixtures("prefe
 
 def _write(spark: SparkSession, root: Path, table: str, key: str, column: str, at: dt.datetime) -> None:
     rows = [(f"{table}-{uuid.uuid4().hex[:6]}", at.replace(tzinfo=None))]
-    spark.createDataFrame(rows, f"{key} string, {column} timestamp").write.format("delta").mode("append") \
-        .save(str(root / "warehouse" / "silver" / table))
+    spark.createDataFrame(rows, f"{key} string, {column} timestamp").write.format("delta").mode("append").save(
+        str(root / "warehouse" / "silver" / table)
+    )
 
 
 @pytest.fixture
@@ -33,8 +34,9 @@ def webhook(monkeypatch: pytest.MonkeyPatch) -> Any:
 
     receiver = WebhookReceiver()
     name = f"sla-{uuid.uuid4().hex[:8]}"
-    CustomWebhookNotificationBlock(name=name, url=receiver.url,
-                                   json_data={"subject": "{{ subject }}", "body": "{{ body }}"}).save(name)
+    CustomWebhookNotificationBlock(
+        name=name, url=receiver.url, json_data={"subject": "{{ subject }}", "body": "{{ body }}"}
+    ).save(name)
     monkeypatch.setenv("LAKEHOUSE_NOTIFICATIONS__BLOCK", f"custom-webhook/{name}")
     get_settings.cache_clear()
     yield receiver
@@ -61,23 +63,36 @@ def test_silence_is_noticed_reported_once_and_its_end_reported(
 
     first = {r["table"]: r for r in freshness()}
     assert {t: (r["breached"], r["reported"]) for t, r in first.items()} == {
-        "orders": (True, "breached"), "users": (True, "breached"), "events": (True, "breached")}
+        "orders": (True, "breached"),
+        "users": (True, "breached"),
+        "events": (True, "breached"),
+    }
     assert first["events"]["newest"] is None
     assert 3 * 86400 - 120 < first["orders"]["age_seconds"] < 3 * 86400 + 600
     assert first["orders"]["limit_seconds"] == 48 * 3600
 
     second = {r["table"]: r for r in freshness()}  # nothing changed: nothing reported again
     assert {t: (r["breached"], r["reported"]) for t, r in second.items()} == {
-        "orders": (True, ""), "users": (True, ""), "events": (True, "")}
+        "orders": (True, ""),
+        "users": (True, ""),
+        "events": (True, ""),
+    }
 
     _write(spark, tmp_path, "users", "user_id", "updated_at", dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
     third = {r["table"]: r for r in freshness()}
     assert {t: (r["breached"], r["reported"]) for t, r in third.items()} == {
-        "orders": (True, ""), "users": (False, "recovered"), "events": (True, "")}
+        "orders": (True, ""),
+        "users": (False, "recovered"),
+        "events": (True, ""),
+    }
 
     subjects = sorted(m["subject"] for m in webhook.snapshot())
-    assert subjects == ["Freshness SLA breached: events", "Freshness SLA breached: orders",
-                        "Freshness SLA breached: users", "Freshness SLA recovered: users"]
+    assert subjects == [
+        "Freshness SLA breached: events",
+        "Freshness SLA breached: orders",
+        "Freshness SLA breached: users",
+        "Freshness SLA recovered: users",
+    ]
     body = next(m["body"] for m in webhook.snapshot() if m["subject"] == "Freshness SLA breached: events")
     assert "it has no rows at all" in body
     state = Variable.get(STATE_VARIABLE)
@@ -99,8 +114,7 @@ def test_sla_fail_stops_the_batch_before_anything_commits(
     monkeypatch.setenv("LAKEHOUSE_CONTRACTS_DIR", str(contracts))
     use_root(root)
 
-    state = medallion(start_date=dt.date(2026, 2, 1), layers=["bronze", "silver"], dbt_marts=False,
-                      return_state=True)
+    state = medallion(start_date=dt.date(2026, 2, 1), layers=["bronze", "silver"], dbt_marts=False, return_state=True)
     assert state.is_failed()
     with pytest.raises(SparkJobError) as err:
         state.result()

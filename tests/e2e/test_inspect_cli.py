@@ -28,8 +28,9 @@ def lake(spark: SparkSession, tmp_path: Path, use_root: Any) -> Path:
     root = tmp_path / "lake"
     events = str(root / "warehouse" / "silver" / "events")
     spark.createDataFrame(FIRST, "event_id string, event_type string, amount int").write.format("delta").save(events)
-    spark.createDataFrame(SECOND, "event_id string, event_type string, amount int").write.format("delta") \
-        .mode("append").option("userMetadata", '{"run_id": "second"}').save(events)
+    spark.createDataFrame(SECOND, "event_id string, event_type string, amount int").write.format("delta").mode(
+        "append"
+    ).option("userMetadata", '{"run_id": "second"}').save(events)
     spark.createDataFrame([(1,)], "n int").write.format("delta").save(str(root / "warehouse" / "gold" / "totals"))
     use_root(root)
     return root
@@ -58,9 +59,7 @@ def test_tables_lists_rows_version_files_and_last_commit(lake: Path, capsys: pyt
     assert events[-1] == "WRITE" and rows["gold.totals"][1:3] == ["1", "0"]
 
 
-def test_history_shows_each_commit_with_its_rows_and_metadata(
-    lake: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_history_shows_each_commit_with_its_rows_and_metadata(lake: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _cli(capsys, "history", "silver/events")
     assert code == 0, err
     commits = [line for line in out.splitlines() if re.match(r"\s+\d+\s+\d{4}-", line)]
@@ -72,27 +71,33 @@ def test_history_shows_each_commit_with_its_rows_and_metadata(
 
 
 def test_sql_reads_the_tables_by_layer_and_name(lake: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _cli(capsys, "sql", "select event_type, sum(amount) as total from silver.events "
-                          "group by event_type order by event_type")
+    code, out, err = _cli(
+        capsys,
+        "sql",
+        "select event_type, sum(amount) as total from silver.events group by event_type order by event_type",
+    )
     assert code == 0, err
     expected: dict[str, int] = {}
     for _, kind, amount in FIRST + SECOND:
         expected[kind] = expected.get(kind, 0) + amount
     lines = out.splitlines()
     header = lines.index(next(line for line in lines if line.split() == ["event_type", "total"]))
-    got = {line.split()[0]: int(line.split()[1]) for line in lines[header + 2:header + 2 + len(expected)]}
+    got = {line.split()[0]: int(line.split()[1]) for line in lines[header + 2 : header + 2 + len(expected)]}
     assert got == expected
     assert f"{len(expected)} row(s)" in out
     code, out, _ = _cli(capsys, "sql", "select * from silver.events", "--limit", "2")
     assert code == 0 and "first 2 rows (--limit to see more)" in out
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (("history", "silver/nope"), "no Delta table 'silver/nope'"),
-    (("history", "events"), "a table is layer/name"),
-    (("sql", "  "), "the SQL query is empty"),
-    (("sql", "select * from silver.nope"), "silver.nope"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("history", "silver/nope"), "no Delta table 'silver/nope'"),
+        (("history", "events"), "a table is layer/name"),
+        (("sql", "  "), "the SQL query is empty"),
+        (("sql", "select * from silver.nope"), "silver.nope"),
+    ],
+)
 def test_a_bad_table_or_query_exits_non_zero_naming_it(
     lake: Path, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], message: str
 ) -> None:
@@ -135,8 +140,9 @@ def test_medallion_runs_only_the_sources_asked_for(
     day = dt.date(2026, 2, 1)
     generate(root / "landing", GenConfig(start=day, days=1, events_per_day=20, orders_per_day=5, users_initial=5))
     use_root(root)
-    code, out, err = _cli(capsys, "medallion", "--start", day.isoformat(), "--layers", "bronze",
-                          "--sources", "events", "--no-dbt-marts")
+    code, out, err = _cli(
+        capsys, "medallion", "--start", day.isoformat(), "--layers", "bronze", "--sources", "events", "--no-dbt-marts"
+    )
     assert code == 0, (out + err)[-3000:]
     assert sorted(p.name for p in (root / "warehouse" / "bronze").iterdir()) == ["events"]
     from lakehouse.cli import main

@@ -32,8 +32,9 @@ def test_maintenance_compacts_and_restore_returns_earlier_content(
     rows = []
     for b in range(4):
         part = [(f"e{b}-{i}", f"u{i % 5}", ("view", "buy")[i % 2], dt.date(2026, 1, 1)) for i in range(10)]
-        spark.createDataFrame(part, SCHEMA).repartition(3).write.format("delta").mode("append") \
-            .partitionBy("event_date").save(str(path))
+        spark.createDataFrame(part, SCHEMA).repartition(3).write.format("delta").mode("append").partitionBy(
+            "event_date"
+        ).save(str(path))
         rows += part
     use_root(tmp_path)
     metrics = maintenance(tables=["silver/events"])
@@ -76,8 +77,10 @@ def test_time_travel_and_restore_by_timestamp(
     capsys.readouterr()
     assert main(["show-tables", "--table", "silver/events", "--as-of", as_of]) == 0
     out = capsys.readouterr().out
-    assert (f"time travel silver/events: as of {as_of}: version 1 has 20 rows, version 2 has 30 rows; "
-            "10 rows differ from version 1") in out, out
+    assert (
+        f"time travel silver/events: as of {as_of}: version 1 has 20 rows, version 2 has 30 rows; "
+        "10 rows differ from version 1"
+    ) in out, out
 
     restore_table(table="silver/events", timestamp=as_of)
     restored = spark.read.format("delta").load(str(path))

@@ -77,7 +77,9 @@ def _fresh_root(tmp_path: Path, landing: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def first_run(
-    spark: SparkSession, tmp_path_factory: pytest.TempPathFactory, landed: tuple[Path, Manifest],
+    spark: SparkSession,
+    tmp_path_factory: pytest.TempPathFactory,
+    landed: tuple[Path, Manifest],
     prefect_harness: None,
 ) -> dict[str, Any]:
     """One flow run over the three days (one fused job), shared by the tests below: its root,
@@ -90,9 +92,13 @@ def first_run(
         get_settings.cache_clear()
         summary = _run(start_date=START, end_date=DATES[-1])
     get_settings.cache_clear()
-    return {"root": root, "summary": summary, "snapshot": _snapshot(spark, root),
-            "content": _snapshot(spark, root, drop_lineage=True),
-            "bronze_files": {s: _table(spark, root, "bronze", s).inputFiles() for s in SOURCES}}
+    return {
+        "root": root,
+        "summary": summary,
+        "snapshot": _snapshot(spark, root),
+        "content": _snapshot(spark, root, drop_lineage=True),
+        "bronze_files": {s: _table(spark, root, "bronze", s).inputFiles() for s in SOURCES},
+    }
 
 
 def test_flow_end_to_end_matches_manifest_and_independent_figures(
@@ -185,8 +191,11 @@ def test_transient_failure_is_retried_with_the_configured_backoff(tmp_path: Path
     from tasks.spark import run_spark_job
 
     attempts = tmp_path / "attempts"
-    job = SparkJob(name="diag-flaky", entrypoint="spark_jobs.diagnostics",
-                   args=("--rows", "10", "--fail-attempts", "1", "--attempts-file", str(attempts)))
+    job = SparkJob(
+        name="diag-flaky",
+        entrypoint="spark_jobs.diagnostics",
+        args=("--rows", "10", "--fail-attempts", "1", "--attempts-file", str(attempts)),
+    )
 
     @flow
     def flaky() -> int:
@@ -235,7 +244,10 @@ def _latest_flow_run_task_runs(name: str) -> list[Any]:
 
 
 def test_contract_fail_rule_fails_the_cli_with_exit_65_naming_the_rule(
-    spark: SparkSession, tmp_path: Path, use_root: Any, monkeypatch: pytest.MonkeyPatch,
+    spark: SparkSession,
+    tmp_path: Path,
+    use_root: Any,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The driver's exit code 65 reaches the CLI: driver -> backend -> task -> flow -> CLI."""
@@ -243,8 +255,9 @@ def test_contract_fail_rule_fails_the_cli_with_exit_65_naming_the_rule(
 
     from lakehouse.cli import main
 
-    contracts = contracts_with(tmp_path / "contracts", "orders",
-                               lambda doc: field(doc, "amount").update(on_violation="fail"))
+    contracts = contracts_with(
+        tmp_path / "contracts", "orders", lambda doc: field(doc, "amount").update(on_violation="fail")
+    )
     root = tmp_path / "lake"
     write_orders(root, [ORDER, {**ORDER, "order_id": "o2", "amount": -3}])
     monkeypatch.setenv("LAKEHOUSE_CONTRACTS_DIR", str(contracts))
@@ -270,7 +283,10 @@ def test_contract_fail_rule_fails_the_cli_with_exit_65_naming_the_rule(
 
 
 def test_warn_rule_keeps_the_row_and_counts_it_in_metrics_and_artifact(
-    spark: SparkSession, tmp_path: Path, use_root: Any, monkeypatch: pytest.MonkeyPatch,
+    spark: SparkSession,
+    tmp_path: Path,
+    use_root: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A ``warn`` rule lets the breaking row through to silver, untouched, and counts it: in
     quality/metrics (action warn) and in the run's data-quality artifact; nothing is quarantined."""
@@ -281,50 +297,68 @@ def test_warn_rule_keeps_the_row_and_counts_it_in_metrics_and_artifact(
 
     from flows.medallion import medallion
 
-    contracts = contracts_with(tmp_path / "contracts", "orders",
-                               lambda doc: field(doc, "amount").update(on_violation="warn"))
+    contracts = contracts_with(
+        tmp_path / "contracts", "orders", lambda doc: field(doc, "amount").update(on_violation="warn")
+    )
     root = tmp_path / "lake"
-    write_orders(root, [ORDER, {**ORDER, "order_id": "o2", "amount": -3},
-                        {**ORDER, "order_id": "o3", "amount": 250000}])
+    write_orders(
+        root, [ORDER, {**ORDER, "order_id": "o2", "amount": -3}, {**ORDER, "order_id": "o3", "amount": 250000}]
+    )
     monkeypatch.setenv("LAKEHOUSE_CONTRACTS_DIR", str(contracts))
     use_root(root)
 
-    state = medallion(start_date=dt.date(2026, 2, 1), layers=["bronze", "silver"], dbt_marts=False,
-                      return_state=True)
+    state = medallion(start_date=dt.date(2026, 2, 1), layers=["bronze", "silver"], dbt_marts=False, return_state=True)
     assert state.is_completed(), state
-    silver_rows = {r["order_id"]: r["amount"] for r in
-                   spark.read.format("delta").load(str(root / "warehouse/silver/orders")).collect()}
+    silver_rows = {
+        r["order_id"]: r["amount"]
+        for r in spark.read.format("delta").load(str(root / "warehouse/silver/orders")).collect()
+    }
     assert silver_rows == {"o1": Decimal("5.00"), "o2": Decimal("-3.00"), "o3": Decimal("250000.00")}
-    assert not (root / "warehouse/quarantine/orders").exists() or spark.read.format("delta").load(
-        str(root / "warehouse/quarantine/orders")).count() == 0
-    metrics = {(r["rule"], r["action"]): (r["evaluated"], r["failed"]) for r in
-               spark.read.format("delta").load(str(root / "warehouse/quality/metrics"))
-               .where("`table` = 'orders'").collect()}
+    assert (
+        not (root / "warehouse/quarantine/orders").exists()
+        or spark.read.format("delta").load(str(root / "warehouse/quarantine/orders")).count() == 0
+    )
+    metrics = {
+        (r["rule"], r["action"]): (r["evaluated"], r["failed"])
+        for r in spark.read.format("delta")
+        .load(str(root / "warehouse/quality/metrics"))
+        .where("`table` = 'orders'")
+        .collect()
+    }
     assert metrics[("amount.min", "warn")] == (3, 1)
     assert metrics[("amount.max", "warn")] == (3, 1)
     with get_client(sync_client=True) as client:
-        (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=["data-quality"]),
-            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["data-quality"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]),
+            )
+        )
     shown = {(r["table"], r["rule"]): (r["action"], r["failed"]) for r in json.loads(artifact.data)}
     assert shown[("orders", "amount.min")] == ("warn", 1)
     assert shown[("orders", "amount.max")] == ("warn", 1)
 
 
 def test_invalid_contract_file_fails_the_cli_with_exit_78_naming_file_and_key(
-    tmp_path: Path, use_root: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    use_root: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A contract file the driver cannot load is a configuration error: exit 78 from the driver,
     kept to the CLI, and not retried (it would fail the same way)."""
     from lakehouse.cli import main
     from lakehouse.datagen import GenConfig, generate
 
-    contracts = contracts_with(tmp_path / "contracts", "users",
-                               lambda doc: field(doc, "country").update(type="varchar"))
+    contracts = contracts_with(
+        tmp_path / "contracts", "users", lambda doc: field(doc, "country").update(type="varchar")
+    )
     doc = yaml.safe_load((contracts / "users.yaml").read_text())
     root = tmp_path / "lake"
-    generate(root / "landing", GenConfig(start=dt.date(2026, 2, 1), days=1, events_per_day=20, orders_per_day=5,
-                                         users_initial=5))
+    generate(
+        root / "landing",
+        GenConfig(start=dt.date(2026, 2, 1), days=1, events_per_day=20, orders_per_day=5, users_initial=5),
+    )
     monkeypatch.setenv("LAKEHOUSE_CONTRACTS_DIR", str(contracts))
     use_root(root)
 

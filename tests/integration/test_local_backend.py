@@ -77,8 +77,12 @@ def test_failure_raises_with_exit_code_and_log_tail() -> None:
 
 def test_timeout_kills_the_whole_process_group() -> None:
     tag = f"timeout-{uuid.uuid4().hex}"
-    job = SparkJob(name="diag-timeout", entrypoint="spark_jobs.diagnostics",
-                   args=("--sleep", "600", "--tag", tag), timeout_seconds=40)
+    job = SparkJob(
+        name="diag-timeout",
+        entrypoint="spark_jobs.diagnostics",
+        args=("--sleep", "600", "--tag", tag),
+        timeout_seconds=40,
+    )
     seen: list[int] = []
 
     def log(line: str) -> None:
@@ -126,7 +130,8 @@ def test_in_process_run_uses_the_live_session_and_leaves_it_running(spark: Any, 
     assert spark.range(5).count() == 5  # the caller's session was not stopped
 
     diag = LocalBackend(settings).run_in_process(
-        SparkJob(name="diag-here", entrypoint="spark_jobs.diagnostics", args=("--rows", "77")), log=lines.append)
+        SparkJob(name="diag-here", entrypoint="spark_jobs.diagnostics", args=("--rows", "77")), log=lines.append
+    )
     assert diag.metrics[0]["rows_read"] == 77
     assert "diagnostics: counted 77 rows" in lines and not any(x.startswith("LAKEHOUSE_METRICS") for x in lines)
 

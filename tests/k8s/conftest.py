@@ -73,14 +73,18 @@ class Harness:
     """A backend on the test cluster with a fixed run identity; reports are kept."""
 
     def __init__(self, api: client.ApiClient, namespace: str, **k8s: Any) -> None:
-        self.run_info = RunInfo(flow_run_id=str(uuid.uuid4()), attempt=1,
-                                task_run_id=str(uuid.uuid4()), flow_run_name="test-flow",
-                                task_run_name="test-task")
+        self.run_info = RunInfo(
+            flow_run_id=str(uuid.uuid4()),
+            attempt=1,
+            task_run_id=str(uuid.uuid4()),
+            flow_run_name="test-flow",
+            task_run_name="test-task",
+        )
         self.reports: list[AppReport] = []
         self.settings = make_settings(namespace, **k8s)
-        self.backend = KubernetesBackend(self.settings, api_client=api,
-                                         run_info=lambda: self.run_info,
-                                         on_report=self.reports.append)
+        self.backend = KubernetesBackend(
+            self.settings, api_client=api, run_info=lambda: self.run_info, on_report=self.reports.append
+        )
 
     def name(self, job: SparkJob) -> str:
         return self.backend.app_name(job, self.run_info)
@@ -92,8 +96,12 @@ class Harness:
 class BackgroundRun:
     """``backend.run(job)`` in a thread; the log lines it emits are collected."""
 
-    def __init__(self, backend: KubernetesBackend, job: SparkJob,
-                 wrap: Callable[[Callable[[], JobResult]], JobResult] | None = None) -> None:
+    def __init__(
+        self,
+        backend: KubernetesBackend,
+        job: SparkJob,
+        wrap: Callable[[Callable[[], JobResult]], JobResult] | None = None,
+    ) -> None:
         self.lines: list[str] = []
         self.result: JobResult | None = None
         self.error: BaseException | None = None
@@ -129,8 +137,7 @@ class BackgroundRun:
         deadline = time.monotonic() + timeout
         while not any(part in line for line in list(self.lines)):
             if self._done.is_set():
-                raise AssertionError(f"run() ended before logging {part!r}: {self.error!r} "
-                                     f"{self.lines}")
+                raise AssertionError(f"run() ended before logging {part!r}: {self.error!r} {self.lines}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"no log line with {part!r} after {timeout}s: {self.lines}")
             time.sleep(0.01)

@@ -67,8 +67,9 @@ class Operator:
                 return False
             raise
 
-    def wait_for(self, name: str, timeout: float = 20.0,
-                 until: Callable[[dict[str, Any]], bool] = lambda _: True) -> dict[str, Any]:
+    def wait_for(
+        self, name: str, timeout: float = 20.0, until: Callable[[dict[str, Any]], bool] = lambda _: True
+    ) -> dict[str, Any]:
         """The app once it exists and ``until`` holds (bounded)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -80,8 +81,7 @@ class Operator:
                 if exc.status != 404:
                     raise
             if time.monotonic() > deadline:
-                raise AssertionError(f"SparkApplication {name} not there (or not as expected) "
-                                     f"after {timeout}s")
+                raise AssertionError(f"SparkApplication {name} not there (or not as expected) after {timeout}s")
             time.sleep(0.02)
 
     def wait_gone(self, name: str, timeout: float = 20.0) -> None:
@@ -91,8 +91,7 @@ class Operator:
                 raise AssertionError(f"SparkApplication {name} still exists after {timeout}s")
             time.sleep(0.02)
 
-    def _update(self, name: str, mutate: Callable[[dict[str, Any], dict[str, Any]], None]
-                ) -> dict[str, Any]:
+    def _update(self, name: str, mutate: Callable[[dict[str, Any], dict[str, Any]], None]) -> dict[str, Any]:
         """GET, mutate the status, PUT /status (retry on conflict, as RetryOnConflict does)."""
         for _ in range(10):
             app = self.get(name)
@@ -111,6 +110,7 @@ class Operator:
 
     def submit(self, name: str) -> dict[str, Any]:
         """submitSparkApplication, success: SUBMITTED, a new submission and execution attempt."""
+
         def m(app: dict[str, Any], st: dict[str, Any]) -> None:
             st["submissionID"] = str(uuid.uuid4())
             st["driverInfo"] = {**st["driverInfo"], "podName": driver_pod_name(app)}
@@ -118,10 +118,12 @@ class Operator:
             st["submissionAttempts"] = int(st.get("submissionAttempts") or 0) + 1
             st["applicationState"] = {"state": "SUBMITTED"}
             st["executionAttempts"] = int(st.get("executionAttempts") or 0) + 1
+
         return self._update(name, m)
 
     def submission_failed(self, name: str, error: str) -> dict[str, Any]:
         """submitSparkApplication, failure: SUBMISSION_FAILED with the submit error."""
+
         def m(app: dict[str, Any], st: dict[str, Any]) -> None:
             st["submissionID"] = str(uuid.uuid4())
             st["driverInfo"] = {**st["driverInfo"], "podName": driver_pod_name(app)}
@@ -131,10 +133,12 @@ class Operator:
                 "state": "SUBMISSION_FAILED",
                 "errorMessage": f"failed to submit spark application: {error}",
             }
+
         return self._update(name, m)
 
     def running(self, name: str, ui: bool = True) -> dict[str, Any]:
         """reconcileSubmitted: driver pod running -> RUNNING, web UI service recorded."""
+
         def m(app: dict[str, Any], st: dict[str, Any]) -> None:
             st["sparkApplicationId"] = f"spark-{uuid.uuid4().hex}"
             st["applicationState"] = {**st["applicationState"], "state": "RUNNING"}
@@ -145,36 +149,43 @@ class Operator:
                     "webUIPort": 4040,
                     "webUIAddress": "10.0.0.17:4040",
                 }
+
         return self._update(name, m)
 
     def succeeding(self, name: str) -> dict[str, Any]:
         """updateDriverState: driver completed -> SUCCEEDING, terminationTime."""
+
         def m(app: dict[str, Any], st: dict[str, Any]) -> None:
             st["terminationTime"] = _now()
             st["applicationState"] = {**st["applicationState"], "state": "SUCCEEDING"}
+
         return self._update(name, m)
 
     def completed(self, name: str) -> dict[str, Any]:
         """reconcileSucceeding, restartPolicy Never: COMPLETED."""
+
         def m(app: dict[str, Any], st: dict[str, Any]) -> None:
             st["applicationState"] = {**st["applicationState"], "state": "COMPLETED"}
+
         return self._update(name, m)
 
     def failing(self, name: str, exit_code: int = 1, reason: str = "Error") -> dict[str, Any]:
         """updateDriverState: driver failed -> FAILING with the container's exit code."""
+
         def m(app: dict[str, Any], st: dict[str, Any]) -> None:
             st["terminationTime"] = _now()
             st["applicationState"] = {
                 "state": "FAILING",
-                "errorMessage": f"driver container failed with ExitCode: {exit_code}, "
-                                f"Reason: {reason}",
+                "errorMessage": f"driver container failed with ExitCode: {exit_code}, Reason: {reason}",
             }
+
         return self._update(name, m)
 
     def driver_ended(self, name: str, core: client.CoreV1Api) -> dict[str, Any]:
         """updateDriverState after the driver pod ended, from the pod itself: FAILING with the
         driver container's exit code and reason (or "driver container status missing"), or
         SUCCEEDING for exit code 0; "driver pod not found" when there is no pod."""
+
         def m(app: dict[str, Any], st: dict[str, Any]) -> None:
             st["terminationTime"] = st.get("terminationTime") or _now()
             try:
@@ -182,50 +193,63 @@ class Operator:
             except client.ApiException as exc:
                 if exc.status != 404:
                     raise
-                st["applicationState"] = {"state": "FAILING",
-                                          "errorMessage": "driver pod not found"}
+                st["applicationState"] = {"state": "FAILING", "errorMessage": "driver pod not found"}
                 return
             terminated = next(
-                (cs.state.terminated for cs in pod.status.container_statuses or []
-                 if cs.name == "spark-kubernetes-driver" and cs.state.terminated), None)
+                (
+                    cs.state.terminated
+                    for cs in pod.status.container_statuses or []
+                    if cs.name == "spark-kubernetes-driver" and cs.state.terminated
+                ),
+                None,
+            )
             if terminated is not None and terminated.exit_code == 0:
                 st["applicationState"] = {**st["applicationState"], "state": "SUCCEEDING"}
                 return
             st["applicationState"] = {
                 "state": "FAILING",
                 "errorMessage": (
-                    f"driver container failed with ExitCode: {terminated.exit_code}, "
-                    f"Reason: {terminated.reason}" if terminated is not None
-                    else "driver container status missing"),
+                    f"driver container failed with ExitCode: {terminated.exit_code}, Reason: {terminated.reason}"
+                    if terminated is not None
+                    else "driver container status missing"
+                ),
             }
+
         return self._update(name, m)
 
     def failed(self, name: str) -> dict[str, Any]:
         """reconcileFailing / reconcileFailedSubmission without retries: FAILED."""
+
         def m(app: dict[str, Any], st: dict[str, Any]) -> None:
             st["applicationState"] = {**st["applicationState"], "state": "FAILED"}
             st.setdefault("terminationTime", _now())
+
         return self._update(name, m)
 
     def pending_rerun(self, name: str) -> dict[str, Any]:
         """reconcileFailing with a retry due: resetSparkApplicationStatus, PENDING_RERUN."""
+
         def m(app: dict[str, Any], st: dict[str, Any]) -> None:
             st["sparkApplicationId"] = ""
             st.pop("terminationTime", None)
             st["driverInfo"] = {}
             st.pop("executorState", None)
             st["applicationState"] = {"state": "PENDING_RERUN"}
+
         return self._update(name, m)
 
     def unknown(self, name: str) -> dict[str, Any]:
         """updateDriverState: driver pod state unknown -> UNKNOWN."""
+
         def m(app: dict[str, Any], st: dict[str, Any]) -> None:
             st["applicationState"] = {**st["applicationState"], "state": "UNKNOWN"}
+
         return self._update(name, m)
 
     def set_state(self, name: str, state: str) -> dict[str, Any]:
         def m(app: dict[str, Any], st: dict[str, Any]) -> None:
             st["applicationState"] = {**st["applicationState"], "state": state}
+
         return self._update(name, m)
 
 
@@ -242,19 +266,21 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake-kubelet")])
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = directory / "kubelet.crt", directory / "kubelet.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -309,14 +335,15 @@ class FakeKubelet:
         self._server = server
         threading.Thread(target=server.serve_forever, name="fake-kubelet", daemon=True).start()
         port = server.server_address[1]
-        self.core.create_node(client.V1Node(
-            metadata=client.V1ObjectMeta(name=self.node_name),
-            status=client.V1NodeStatus(
-                addresses=[client.V1NodeAddress(type="InternalIP", address="127.0.0.1")],
-                daemon_endpoints=client.V1NodeDaemonEndpoints(
-                    kubelet_endpoint=client.V1DaemonEndpoint(port=port)),
-            ),
-        ))
+        self.core.create_node(
+            client.V1Node(
+                metadata=client.V1ObjectMeta(name=self.node_name),
+                status=client.V1NodeStatus(
+                    addresses=[client.V1NodeAddress(type="InternalIP", address="127.0.0.1")],
+                    daemon_endpoints=client.V1NodeDaemonEndpoints(kubelet_endpoint=client.V1DaemonEndpoint(port=port)),
+                ),
+            )
+        )
         return self
 
     def stop(self) -> None:
@@ -333,32 +360,45 @@ class FakeKubelet:
 
     # ---- pods and logs
 
-    def _pod_body(self, namespace: str, name: str, container: str,
-                  pod_security: dict[str, Any] | None,
-                  security: dict[str, Any] | None) -> dict[str, Any]:
+    def _pod_body(
+        self,
+        namespace: str,
+        name: str,
+        container: str,
+        pod_security: dict[str, Any] | None,
+        security: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         return {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": namespace,
-                         "labels": {"spark-role": "driver"}},
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": {"spark-role": "driver"}},
             "spec": {
                 "nodeName": self.node_name,
                 "serviceAccountName": "spark-driver",
                 "automountServiceAccountToken": False,
                 "restartPolicy": "Never",
-                "securityContext": pod_security or {
-                    "runAsNonRoot": True, "runAsUser": 185,
-                    "seccompProfile": {"type": "RuntimeDefault"}},
-                "containers": [{
-                    "name": container, "image": "lakehouse-spark:test",
-                    "securityContext": security or {
-                        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-                }],
+                "securityContext": pod_security
+                or {"runAsNonRoot": True, "runAsUser": 185, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [
+                    {
+                        "name": container,
+                        "image": "lakehouse-spark:test",
+                        "securityContext": security
+                        or {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                    }
+                ],
             },
         }
 
-    def start_pod(self, namespace: str, name: str, *, container: str = "spark-kubernetes-driver",
-                  pod_security: dict[str, Any] | None = None,
-                  security: dict[str, Any] | None = None) -> str:
+    def start_pod(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        container: str = "spark-kubernetes-driver",
+        pod_security: dict[str, Any] | None = None,
+        security: dict[str, Any] | None = None,
+    ) -> str:
         """Create a Running pod bound to this node (a new one if the name was used); its uid."""
         with contextlib.suppress(client.ApiException):
             self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
@@ -380,24 +420,37 @@ class FakeKubelet:
         pod = self.core.create_namespaced_pod(namespace, body)
         pod.status = client.V1PodStatus(
             phase="Running",
-            container_statuses=[client.V1ContainerStatus(
-                name=container, image="lakehouse-spark:test", image_id="", ready=True,
-                restart_count=0, state=client.V1ContainerState(
-                    running=client.V1ContainerStateRunning(started_at=dt.datetime.now(dt.UTC))),
-            )],
+            container_statuses=[
+                client.V1ContainerStatus(
+                    name=container,
+                    image="lakehouse-spark:test",
+                    image_id="",
+                    ready=True,
+                    restart_count=0,
+                    state=client.V1ContainerState(
+                        running=client.V1ContainerStateRunning(started_at=dt.datetime.now(dt.UTC))
+                    ),
+                )
+            ],
         )
         self.core.replace_namespaced_pod_status(name, namespace, pod)
         return str(pod.metadata.uid)
 
-    def start_waiting_pod(self, namespace: str, name: str, reason: str, message: str, *,
-                          container: str = "spark-kubernetes-driver",
-                          pod_security: dict[str, Any] | None = None,
-                          security: dict[str, Any] | None = None) -> str:
+    def start_waiting_pod(
+        self,
+        namespace: str,
+        name: str,
+        reason: str,
+        message: str,
+        *,
+        container: str = "spark-kubernetes-driver",
+        pod_security: dict[str, Any] | None = None,
+        security: dict[str, Any] | None = None,
+    ) -> str:
         """A pod bound to this node whose container cannot start: phase Pending, the container
         waiting with ``reason`` (ErrImagePull, CreateContainerConfigError...), as the kubelet
         reports it; its log answers 400 "is waiting to start". Returns its uid."""
-        uid = self.start_pod(namespace, name, container=container, pod_security=pod_security,
-                             security=security)
+        uid = self.start_pod(namespace, name, container=container, pod_security=pod_security, security=security)
         self.set_waiting(namespace, name, reason, message)
         return uid
 
@@ -409,11 +462,18 @@ class FakeKubelet:
         p.status = client.V1PodStatus(
             phase="Pending",
             conditions=[client.V1PodCondition(type="PodScheduled", status="True")],
-            container_statuses=[client.V1ContainerStatus(
-                name=container, image=p.spec.containers[0].image, image_id="", ready=False,
-                restart_count=0, state=client.V1ContainerState(
-                    waiting=client.V1ContainerStateWaiting(reason=reason, message=message)),
-            )],
+            container_statuses=[
+                client.V1ContainerStatus(
+                    name=container,
+                    image=p.spec.containers[0].image,
+                    image_id="",
+                    ready=False,
+                    restart_count=0,
+                    state=client.V1ContainerState(
+                        waiting=client.V1ContainerStateWaiting(reason=reason, message=message)
+                    ),
+                )
+            ],
         )
         self.core.replace_namespaced_pod_status(pod, namespace, p)
         with self._cond:
@@ -425,11 +485,18 @@ class FakeKubelet:
         container = p.spec.containers[0].name
         p.status = client.V1PodStatus(
             phase="Running",
-            container_statuses=[client.V1ContainerStatus(
-                name=container, image=p.spec.containers[0].image, image_id="", ready=True,
-                restart_count=0, state=client.V1ContainerState(
-                    running=client.V1ContainerStateRunning(started_at=dt.datetime.now(dt.UTC))),
-            )],
+            container_statuses=[
+                client.V1ContainerStatus(
+                    name=container,
+                    image=p.spec.containers[0].image,
+                    image_id="",
+                    ready=True,
+                    restart_count=0,
+                    state=client.V1ContainerState(
+                        running=client.V1ContainerStateRunning(started_at=dt.datetime.now(dt.UTC))
+                    ),
+                )
+            ],
         )
         self.core.replace_namespaced_pod_status(pod, namespace, p)
         with self._cond:
@@ -444,16 +511,26 @@ class FakeKubelet:
         with self._cond:
             self._logs.pop((namespace, pod), None)
 
-    def create_unschedulable_pod(self, namespace: str, name: str, message: str, *,
-                                 pod_security: dict[str, Any] | None = None,
-                                 security: dict[str, Any] | None = None) -> None:
+    def create_unschedulable_pod(
+        self,
+        namespace: str,
+        name: str,
+        message: str,
+        *,
+        pod_security: dict[str, Any] | None = None,
+        security: dict[str, Any] | None = None,
+    ) -> None:
         """A pod on no node that the scheduler cannot place: PodScheduled False, Unschedulable
         (the real apiserver answers its log with an empty 200)."""
         body = self._pod_body(namespace, name, "spark-kubernetes-driver", pod_security, security)
         del body["spec"]["nodeName"]
         pod = self.core.create_namespaced_pod(namespace, body)
-        pod.status = client.V1PodStatus(phase="Pending", conditions=[client.V1PodCondition(
-            type="PodScheduled", status="False", reason="Unschedulable", message=message)])
+        pod.status = client.V1PodStatus(
+            phase="Pending",
+            conditions=[
+                client.V1PodCondition(type="PodScheduled", status="False", reason="Unschedulable", message=message)
+            ],
+        )
         self.core.replace_namespaced_pod_status(name, namespace, pod)
 
     def write(self, namespace: str, pod: str, *lines: str) -> None:
@@ -468,12 +545,20 @@ class FakeKubelet:
         container = p.spec.containers[0].name
         p.status = client.V1PodStatus(
             phase="Succeeded" if exit_code == 0 else "Failed",
-            container_statuses=[client.V1ContainerStatus(
-                name=container, image="lakehouse-spark:test", image_id="", ready=False,
-                restart_count=0, state=client.V1ContainerState(
-                    terminated=client.V1ContainerStateTerminated(
-                        exit_code=exit_code, reason="Completed" if exit_code == 0 else "Error")),
-            )],
+            container_statuses=[
+                client.V1ContainerStatus(
+                    name=container,
+                    image="lakehouse-spark:test",
+                    image_id="",
+                    ready=False,
+                    restart_count=0,
+                    state=client.V1ContainerState(
+                        terminated=client.V1ContainerStateTerminated(
+                            exit_code=exit_code, reason="Completed" if exit_code == 0 else "Error"
+                        )
+                    ),
+                )
+            ],
         )
         self.core.replace_namespaced_pod_status(pod, namespace, p)
         with self._cond:
@@ -502,9 +587,10 @@ class FakeKubelet:
             waiting = self._waiting.get((ns, pod))
         if log is None or waiting is not None:
             # The kubelet's own words (kubelet_pods.go, validateContainerLogStatus).
-            what = {"ErrImagePull": "image can't be pulled",
-                    "ImagePullBackOff": "trying and failing to pull image"}.get(
-                        waiting or "", waiting or "ContainerCreating")
+            what = {
+                "ErrImagePull": "image can't be pulled",
+                "ImagePullBackOff": "trying and failing to pull image",
+            }.get(waiting or "", waiting or "ContainerCreating")
             body = f'container "{container}" in pod "{pod}" is waiting to start: {what}'.encode()
             h.send_response(400)
             h.send_header("Content-Type", "text/plain")

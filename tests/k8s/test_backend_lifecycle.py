@@ -55,18 +55,20 @@ def test_submitted_running_completed(harness: Harness, operator: Operator) -> No
     assert (result.backend, result.state, result.exit_code) == ("kubernetes", "COMPLETED", None)
     assert states_of(harness) == ["NEW", "SUBMITTED", "RUNNING", "SUCCEEDING", "COMPLETED"]
     report = harness.reports[0]
-    assert (report.outcome, report.execution_attempts, report.submission_attempts) == (
-        "succeeded", 1, 1)
+    assert (report.outcome, report.execution_attempts, report.submission_attempts) == ("succeeded", 1, 1)
     # Something to open from outside the cluster, not the UI Service's ClusterIP.
     assert report.spark_ui == "http://127.0.0.1:4040"
-    assert report.spark_ui_port_forward == (
-        f"kubectl -n {operator.namespace} port-forward svc/{name}-ui-svc 4040:4040")
+    assert report.spark_ui_port_forward == (f"kubectl -n {operator.namespace} port-forward svc/{name}-ui-svc 4040:4040")
     assert "10.0.0.17" not in report.markdown()
-    assert f"`kubectl -n {operator.namespace} port-forward svc/{name}-ui-svc 4040:4040`, then " \
-           "open http://127.0.0.1:4040" in report.markdown()
-    assert any(line.endswith(f"port-forward svc/{name}-ui-svc 4040:4040`, then open "
-                             "http://127.0.0.1:4040") and "Spark UI of" in line
-               for line in run.lines)
+    assert (
+        f"`kubectl -n {operator.namespace} port-forward svc/{name}-ui-svc 4040:4040`, then "
+        "open http://127.0.0.1:4040" in report.markdown()
+    )
+    assert any(
+        line.endswith(f"port-forward svc/{name}-ui-svc 4040:4040`, then open http://127.0.0.1:4040")
+        and "Spark UI of" in line
+        for line in run.lines
+    )
     assert report.driver_pods == [f"{name}-driver"]
     assert not report.reattached
     # A finished app is left for the operator's TTL, not deleted by the backend.
@@ -91,8 +93,15 @@ def test_failing_rerun_then_completed(harness: Harness, operator: Operator) -> N
     result = run.wait()
     assert result.state == "COMPLETED"
     timeline = states_of(harness)
-    assert timeline[timeline.index("RUNNING"):] == [
-        "RUNNING", "FAILING", "PENDING_RERUN", "SUBMITTED", "RUNNING", "SUCCEEDING", "COMPLETED"]
+    assert timeline[timeline.index("RUNNING") :] == [
+        "RUNNING",
+        "FAILING",
+        "PENDING_RERUN",
+        "SUBMITTED",
+        "RUNNING",
+        "SUCCEEDING",
+        "COMPLETED",
+    ]
     assert harness.reports[0].execution_attempts == 2
     failing = next(c for c in harness.reports[0].timeline if c.state == "FAILING")
     assert failing.error_message == "driver container failed with ExitCode: 137, Reason: OOMKilled"
@@ -107,8 +116,7 @@ def test_submission_failed(harness: Harness, operator: Operator) -> None:
     error = run.wait_error()
     assert isinstance(error, SparkApplicationFailed)
     assert error.state == "SUBMISSION_FAILED"
-    assert error.error_message == "failed to submit spark application: exit status 1: " \
-                                  "image pull failed"
+    assert error.error_message == "failed to submit spark application: exit status 1: image pull failed"
     assert error.attempts == 1
     assert "image pull failed" in str(error)
     assert harness.reports[0].outcome == "failed"
@@ -144,16 +152,38 @@ def test_every_intermediate_state_is_followed(harness: Harness, operator: Operat
     run = harness.start(job)
     operator.wait_for(name)
     operator.submit(name)
-    for state in ("RUNNING", "SUSPENDING", "SUSPENDED", "RESUMING", "SUBMITTED", "INVALIDATING",
-                  "PENDING_RERUN", "UNKNOWN", "RUNNING", "SUCCEEDING"):
+    for state in (
+        "RUNNING",
+        "SUSPENDING",
+        "SUSPENDED",
+        "RESUMING",
+        "SUBMITTED",
+        "INVALIDATING",
+        "PENDING_RERUN",
+        "UNKNOWN",
+        "RUNNING",
+        "SUCCEEDING",
+    ):
         operator.set_state(name, state)
         run.wait_for_line(f": {state}")
         assert not run.done, state
     operator.completed(name)
     assert run.wait().state == "COMPLETED"
     assert states_of(harness) == [
-        "NEW", "SUBMITTED", "RUNNING", "SUSPENDING", "SUSPENDED", "RESUMING", "SUBMITTED",
-        "INVALIDATING", "PENDING_RERUN", "UNKNOWN", "RUNNING", "SUCCEEDING", "COMPLETED"]
+        "NEW",
+        "SUBMITTED",
+        "RUNNING",
+        "SUSPENDING",
+        "SUSPENDED",
+        "RESUMING",
+        "SUBMITTED",
+        "INVALIDATING",
+        "PENDING_RERUN",
+        "UNKNOWN",
+        "RUNNING",
+        "SUCCEEDING",
+        "COMPLETED",
+    ]
 
 
 def test_unknown_past_its_timeout_fails_and_deletes(
@@ -210,15 +240,14 @@ def test_cancellation_deletes_the_app(harness: Harness, operator: Operator) -> N
         harness.backend.run(job, log=lines.append)
     with pytest.raises(client.ApiException) as gone:
         client.CustomObjectsApi(operator.objects.api_client).get_namespaced_custom_object(
-            "sparkoperator.k8s.io", "v1beta2", operator.namespace, "sparkapplications", name)
+            "sparkoperator.k8s.io", "v1beta2", operator.namespace, "sparkapplications", name
+        )
     assert gone.value.status == 404
     assert harness.reports[0].outcome == "cancelled"
     assert any(line.endswith("deleted") for line in lines)
 
 
-def test_prefect_task_timeout_in_a_worker_thread_deletes_the_app(
-    harness: Harness, operator: Operator
-) -> None:
+def test_prefect_task_timeout_in_a_worker_thread_deletes_the_app(harness: Harness, operator: Operator) -> None:
     """Prefect's own timeout scope (as used for task timeouts) injects its cancellation into a
     thread running the task; the backend deletes the app before the TimeoutError surfaces."""
     from prefect.utilities.timeout import timeout as prefect_timeout
@@ -248,15 +277,14 @@ def test_app_deleted_by_someone_else_fails_the_job(harness: Harness, operator: O
     operator.submit(name)
     run.wait_for_line(": SUBMITTED")
     operator.objects.delete_namespaced_custom_object(
-        "sparkoperator.k8s.io", "v1beta2", operator.namespace, "sparkapplications", name)
+        "sparkoperator.k8s.io", "v1beta2", operator.namespace, "sparkapplications", name
+    )
     error = run.wait_error()
     assert isinstance(error, SparkApplicationFailed)
     assert error.state == "DELETED"
 
 
-def test_forced_watch_disconnect_is_survived(
-    k8s_cluster: K8sCluster, namespace: str, operator: Operator
-) -> None:
+def test_forced_watch_disconnect_is_survived(k8s_cluster: K8sCluster, namespace: str, operator: Operator) -> None:
     """Every connection of the backend goes through a TCP proxy; cutting them all while the app
     runs makes the watcher reconnect from its resourceVersion and still see COMPLETED."""
     proxy = TcpProxy(k8s_cluster.server.removeprefix("https://"))
@@ -286,9 +314,7 @@ def test_forced_watch_disconnect_is_survived(
         proxy.close()
 
 
-def test_watcher_relists_after_410_gone(
-    admin_api: client.ApiClient, namespace: str, operator: Operator
-) -> None:
+def test_watcher_relists_after_410_gone(admin_api: client.ApiClient, namespace: str, operator: Operator) -> None:
     """A watch from a resourceVersion the API server no longer has (here "1") gets a real
     410 Gone (Expired); the watcher re-lists and goes on from the list's version."""
     apps = SparkApplications(admin_api, namespace)
@@ -309,14 +335,13 @@ def test_watcher_relists_after_410_gone(
         watcher.stop()
 
 
-def test_conflicting_spec_under_the_same_name_is_a_clear_error(
-    harness: Harness, operator: Operator
-) -> None:
+def test_conflicting_spec_under_the_same_name_is_a_clear_error(harness: Harness, operator: Operator) -> None:
     job = make_job()
     name = harness.name(job)
     other = make_job(args=("--root", "s3a://other-lake"))
     SparkApplications(operator.objects.api_client, operator.namespace).create(
-        harness.backend.render(other, harness.run_info))
+        harness.backend.render(other, harness.run_info)
+    )
     lines: list[str] = []
     with pytest.raises(SparkApplicationConflict) as conflict:
         harness.backend.run(job, log=lines.append)
@@ -334,7 +359,8 @@ def test_same_spec_failed_app_is_replaced(harness: Harness, operator: Operator) 
     job = make_job()
     name = harness.name(job)
     SparkApplications(operator.objects.api_client, operator.namespace).create(
-        harness.backend.render(job, harness.run_info))
+        harness.backend.render(job, harness.run_info)
+    )
     operator.submit(name)
     operator.failing(name)
     old_uid = operator.failed(name)["metadata"]["uid"]
@@ -378,9 +404,19 @@ def test_restarted_worker_reattaches_without_a_second_app(
     flow_run_id = harness.run_info.flow_run_id
     name = harness.name(job)
     worker = subprocess.Popen(
-        [sys.executable, "-c", _WORKER, str(k8s_cluster.kubeconfig_path), operator.namespace,
-         flow_run_id, job.model_dump_json()],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+        [
+            sys.executable,
+            "-c",
+            _WORKER,
+            str(k8s_cluster.kubeconfig_path),
+            operator.namespace,
+            flow_run_id,
+            job.model_dump_json(),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
         env={**os.environ, "PYTHONPATH": REPO},
     )
     try:
@@ -398,7 +434,8 @@ def test_restarted_worker_reattaches_without_a_second_app(
     run = harness.start(job)
     run.wait_for_line("re-attaching")
     items, _ = SparkApplications(operator.objects.api_client, operator.namespace).list(
-        label_selector=f"{FLOW_RUN_LABEL}={flow_run_id}")
+        label_selector=f"{FLOW_RUN_LABEL}={flow_run_id}"
+    )
     assert [i["metadata"]["uid"] for i in items] == [app["metadata"]["uid"]]
     operator.succeeding(name)
     operator.completed(name)
@@ -425,4 +462,3 @@ def test_new_attempt_gets_a_new_app(harness: Harness, operator: Operator) -> Non
 def test_streaming_job_is_refused_by_run(harness: Harness) -> None:
     with pytest.raises(ConfigError, match="ensure_running"):
         harness.backend.run(make_job(streaming=True), log=lambda _: None)
-

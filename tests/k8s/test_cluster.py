@@ -61,9 +61,7 @@ def test_apiserver_is_ready_and_reports_the_pinned_version(k8s_cluster: K8sClust
 def test_admin_kubeconfig_is_cluster_admin(k8s_cluster: K8sCluster) -> None:
     api = config.new_client_from_config(config_file=str(k8s_cluster.kubeconfig_path))
     with api:
-        review = client.AuthenticationV1Api(api).create_self_subject_review(
-            client.V1SelfSubjectReview()
-        )
+        review = client.AuthenticationV1Api(api).create_self_subject_review(client.V1SelfSubjectReview())
         assert review.status.user_info.username == "lakehouse-admin"
         assert "system:masters" in review.status.user_info.groups
         names = {ns.metadata.name for ns in client.CoreV1Api(api).list_namespace().items}
@@ -72,12 +70,8 @@ def test_admin_kubeconfig_is_cluster_admin(k8s_cluster: K8sCluster) -> None:
 
 def test_spark_operator_crds_are_served(k8s_cluster: K8sCluster) -> None:
     with k8s_cluster.api_client() as api:
-        resources = client.CustomObjectsApi(api).get_api_resources(
-            SPARK_OPERATOR_GROUP, SPARK_OPERATOR_API_VERSION
-        )
-        crd = client.ApiextensionsV1Api(api).read_custom_resource_definition(
-            f"{PLURAL}.{SPARK_OPERATOR_GROUP}"
-        )
+        resources = client.CustomObjectsApi(api).get_api_resources(SPARK_OPERATOR_GROUP, SPARK_OPERATOR_API_VERSION)
+        crd = client.ApiextensionsV1Api(api).read_custom_resource_definition(f"{PLURAL}.{SPARK_OPERATOR_GROUP}")
     by_name = {r.name: r for r in resources.resources}
     assert by_name[PLURAL].kind == "SparkApplication"
     assert by_name[PLURAL].namespaced
@@ -88,9 +82,7 @@ def test_spark_operator_crds_are_served(k8s_cluster: K8sCluster) -> None:
     assert [v.name for v in crd.spec.versions if v.served] == [SPARK_OPERATOR_API_VERSION]
 
 
-def test_minimal_spark_application_dry_run_then_created(
-    k8s_cluster: K8sCluster, namespace: str
-) -> None:
+def test_minimal_spark_application_dry_run_then_created(k8s_cluster: K8sCluster, namespace: str) -> None:
     name = f"pi-{uuid.uuid4().hex[:8]}"
     body = _spark_app(name)
     with k8s_cluster.api_client() as api:
@@ -137,13 +129,9 @@ def test_malformed_spark_application_is_refused_with_a_readable_message(
     assert {"spec.type", "spec.sparkVersion"} <= causes
 
 
-def test_service_account_token_is_authenticated_but_not_authorized(
-    k8s_cluster: K8sCluster, namespace: str
-) -> None:
+def test_service_account_token_is_authenticated_but_not_authorized(k8s_cluster: K8sCluster, namespace: str) -> None:
     with k8s_cluster.service_account_client("no-rbac", namespace) as api:
-        review = client.AuthenticationV1Api(api).create_self_subject_review(
-            client.V1SelfSubjectReview()
-        )
+        review = client.AuthenticationV1Api(api).create_self_subject_review(client.V1SelfSubjectReview())
         assert review.status.user_info.username == f"system:serviceaccount:{namespace}:no-rbac"
         assert "system:serviceaccounts" in review.status.user_info.groups
 
@@ -176,12 +164,8 @@ def test_rbac_grant_lets_the_service_account_in(k8s_cluster: K8sCluster, namespa
             namespace,
             client.V1RoleBinding(
                 metadata=client.V1ObjectMeta(name="sparkapps"),
-                role_ref=client.V1RoleRef(
-                    api_group="rbac.authorization.k8s.io", kind="Role", name="sparkapps"
-                ),
-                subjects=[
-                    client.RbacV1Subject(kind="ServiceAccount", name=sa, namespace=namespace)
-                ],
+                role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="sparkapps"),
+                subjects=[client.RbacV1Subject(kind="ServiceAccount", name=sa, namespace=namespace)],
             ),
         )
     with k8s_cluster.service_account_client(sa, namespace, create=False) as api:
@@ -199,8 +183,6 @@ def test_service_account_kubeconfig_file(k8s_cluster: K8sCluster, namespace: str
     path = k8s_cluster.service_account_kubeconfig("from-file", namespace)
     api = config.new_client_from_config(config_file=str(path))
     with api:
-        review = client.AuthenticationV1Api(api).create_self_subject_review(
-            client.V1SelfSubjectReview()
-        )
+        review = client.AuthenticationV1Api(api).create_self_subject_review(client.V1SelfSubjectReview())
     assert review.status is not None and review.status.user_info is not None
     assert review.status.user_info.username == f"system:serviceaccount:{namespace}:from-file"

@@ -21,15 +21,13 @@ NS = "creds-test"
 
 
 def whoami(api: client.ApiClient) -> str:
-    review = client.AuthenticationV1Api(api).create_self_subject_review(
-        client.V1SelfSubjectReview())
+    review = client.AuthenticationV1Api(api).create_self_subject_review(client.V1SelfSubjectReview())
     return str(review.status.user_info.username)
 
 
 def test_credentials_block_gives_a_synchronous_client(k8s_cluster: K8sCluster) -> None:
     path = k8s_cluster.service_account_kubeconfig("from-block", NS)
-    block = KubernetesCredentials(
-        cluster_config=KubernetesClusterConfig.from_file(path, context_name="lakehouse-test"))
+    block = KubernetesCredentials(cluster_config=KubernetesClusterConfig.from_file(path, context_name="lakehouse-test"))
     with api_client_from_block(block) as api:
         assert isinstance(api, client.ApiClient)
         assert whoami(api) == f"system:serviceaccount:{NS}:from-block"
@@ -52,9 +50,7 @@ def test_in_cluster_config_comes_before_kubeconfig(
         assert whoami(api) == f"system:serviceaccount:{NS}:in-pod"
 
 
-def test_kubeconfig_when_not_in_a_pod(
-    k8s_cluster: K8sCluster, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_kubeconfig_when_not_in_a_pod(k8s_cluster: K8sCluster, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     path = k8s_cluster.service_account_kubeconfig("from-kubeconfig", NS)
     monkeypatch.setenv("KUBECONFIG", str(path))
@@ -64,9 +60,7 @@ def test_kubeconfig_when_not_in_a_pod(
         assert whoami(api) == f"system:serviceaccount:{NS}:from-kubeconfig"
 
 
-def test_no_credentials_is_a_clear_config_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_no_credentials_is_a_clear_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="no Kubernetes credentials: set kubernetes"):

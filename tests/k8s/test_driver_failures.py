@@ -61,8 +61,7 @@ def test_contract_fail_exit_code_comes_from_the_driver_pod(
     run, name, pod = _start(harness, operator)
     kubelet.start_pod(ns, pod, **_security(harness))
     operator.running(name)
-    kubelet.write(ns, pod, METRICS_MARKER + json.dumps(QUALITY),
-                  "contract rule amount_positive (fail): 3 rows")
+    kubelet.write(ns, pod, METRICS_MARKER + json.dumps(QUALITY), "contract rule amount_positive (fail): 3 rows")
     kubelet.finish(ns, pod, exit_code=CONTRACT_VIOLATION_EXIT)
     operator.driver_ended(name, client.CoreV1Api(admin_api))
     operator.failed(name)
@@ -83,8 +82,12 @@ def test_exit_code_is_read_from_the_pod_when_the_operator_saw_no_container_statu
     run, name, pod = _start(harness, operator)
     kubelet.start_pod(ns, pod, **_security(harness))
     operator.running(name)
-    operator._update(name, lambda app, st: st.update(applicationState={
-        "state": "FAILING", "errorMessage": "driver container status missing"}))
+    operator._update(
+        name,
+        lambda app, st: st.update(
+            applicationState={"state": "FAILING", "errorMessage": "driver container status missing"}
+        ),
+    )
     kubelet.finish(ns, pod, exit_code=65)
     operator.failed(name)
     error = run.wait_error()
@@ -127,8 +130,9 @@ def test_other_exit_codes_stay_retryable(
 class _FailingOperator(threading.Thread):
     """Fails every app whose arguments carry ``marker``: the driver pod exits ``exit_code``."""
 
-    def __init__(self, operator: Operator, kubelet: FakeKubelet, core: client.CoreV1Api,
-                 marker: str, exit_code: int) -> None:
+    def __init__(
+        self, operator: Operator, kubelet: FakeKubelet, core: client.CoreV1Api, marker: str, exit_code: int
+    ) -> None:
         super().__init__(name="failing-operator", daemon=True)
         self.operator, self.kubelet, self.core = operator, kubelet, core
         self.marker, self.exit_code = marker, exit_code
@@ -148,8 +152,9 @@ class _FailingOperator(threading.Thread):
                     pod = f"{name}-driver"
                     op.submit(name)
                     driver = app["spec"]["driver"]
-                    self.kubelet.start_pod(ns, pod, pod_security=driver["podSecurityContext"],
-                                           security=driver["securityContext"])
+                    self.kubelet.start_pod(
+                        ns, pod, pod_security=driver["podSecurityContext"], security=driver["securityContext"]
+                    )
                     op.running(name)
                     self.kubelet.write(ns, pod, METRICS_MARKER + json.dumps(QUALITY))
                     self.kubelet.finish(ns, pod, exit_code=self.exit_code)
@@ -162,8 +167,9 @@ class _FailingOperator(threading.Thread):
 
 
 @pytest.fixture
-def task_env(k8s_cluster: K8sCluster, namespace: str, prefect_harness: None,
-             monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def task_env(
+    k8s_cluster: K8sCluster, namespace: str, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
     """The Prefect task's settings: the Kubernetes backend on the test namespace."""
     marker = f"s3a://lake/retry-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("KUBECONFIG", str(k8s_cluster.kubeconfig_path))
@@ -178,8 +184,12 @@ def task_env(k8s_cluster: K8sCluster, namespace: str, prefect_harness: None,
 
 @pytest.mark.parametrize(("exit_code", "apps"), [(65, 1), (1, 3)])
 def test_the_task_retries_other_failures_but_not_a_contract_fail(
-    task_env: str, operator: Operator, kubelet: FakeKubelet, admin_api: client.ApiClient,
-    exit_code: int, apps: int,
+    task_env: str,
+    operator: Operator,
+    kubelet: FakeKubelet,
+    admin_api: client.ApiClient,
+    exit_code: int,
+    apps: int,
 ) -> None:
     """run_spark_job (retries=2) on the Kubernetes backend: exit 65 ends after one app; exit 1
     is tried three times, each attempt a new app."""
@@ -206,8 +216,7 @@ def test_the_task_retries_other_failures_but_not_a_contract_fail(
         state.result()
     assert failed.value.exit_code == exit_code
     assert len(auto.seen) == apps, auto.seen
-    attempts = sorted(operator.get(n)["metadata"]["labels"]["lakehouse.io/attempt"]
-                      for n in auto.seen)
+    attempts = sorted(operator.get(n)["metadata"]["labels"]["lakehouse.io/attempt"] for n in auto.seen)
     assert attempts == [str(i) for i in range(1, apps + 1)]
 
 
@@ -220,12 +229,15 @@ def test_image_pull_backoff_fails_after_the_start_timeout_and_deletes_the_app(
     h = Harness(admin_api, namespace, driver_start_timeout_seconds=2.0)
     run, name, pod = _start(h, operator)
     started = time.monotonic()
-    kubelet.start_waiting_pod(namespace, pod, "ErrImagePull",
-                              'failed to pull image "registry.invalid/spark:x": dial tcp: '
-                              "lookup registry.invalid: no such host", **_security(h))
+    kubelet.start_waiting_pod(
+        namespace,
+        pod,
+        "ErrImagePull",
+        'failed to pull image "registry.invalid/spark:x": dial tcp: lookup registry.invalid: no such host',
+        **_security(h),
+    )
     run.wait_for_line("is not starting: ErrImagePull")
-    kubelet.set_waiting(namespace, pod, "ImagePullBackOff",
-                        'Back-off pulling image "registry.invalid/spark:x"')
+    kubelet.set_waiting(namespace, pod, "ImagePullBackOff", 'Back-off pulling image "registry.invalid/spark:x"')
     error = run.wait_error()
     assert 2.0 <= time.monotonic() - started < 15
     assert isinstance(error, SparkDriverStartFailed) and isinstance(error, SparkApplicationFailed)
@@ -236,8 +248,7 @@ def test_image_pull_backoff_fails_after_the_start_timeout_and_deletes_the_app(
     assert not operator.exists(name)  # deleted, 404 confirmed
     report = h.reports[0]
     assert report.outcome == "failed"
-    assert [c.state for c in report.timeline][-2:] == [
-        "DRIVER NOT STARTING: ImagePullBackOff", "DELETED"]
+    assert [c.state for c in report.timeline][-2:] == ["DRIVER NOT STARTING: ImagePullBackOff", "DELETED"]
 
 
 def test_invalid_image_name_fails_at_once_and_is_not_retried(
@@ -247,9 +258,13 @@ def test_invalid_image_name_fails_at_once_and_is_not_retried(
     assert harness.settings.kubernetes.driver_start_timeout_seconds == 180
     run, name, pod = _start(harness, operator)
     started = time.monotonic()
-    kubelet.start_waiting_pod(ns, pod, "InvalidImageName",
-                              'Failed to apply default image tag "Lakehouse-Spark:latest": '
-                              "couldn't parse image name", **_security(harness))
+    kubelet.start_waiting_pod(
+        ns,
+        pod,
+        "InvalidImageName",
+        'Failed to apply default image tag "Lakehouse-Spark:latest": couldn\'t parse image name',
+        **_security(harness),
+    )
     error = run.wait_error()
     assert time.monotonic() - started < 10
     assert isinstance(error, SparkDriverStartFailed)
@@ -262,17 +277,21 @@ def test_invalid_image_name_fails_at_once_and_is_not_retried(
 def test_missing_secret_fails_after_the_start_timeout_with_the_kubelets_message(
     admin_api: client.ApiClient, namespace: str, operator: Operator, kubelet: FakeKubelet
 ) -> None:
-    h = Harness(admin_api, namespace, driver_start_timeout_seconds=1.5,
-                env_secret_refs={"AWS_ACCESS_KEY_ID": "s3-credentials:access-key"})
+    h = Harness(
+        admin_api,
+        namespace,
+        driver_start_timeout_seconds=1.5,
+        env_secret_refs={"AWS_ACCESS_KEY_ID": "s3-credentials:access-key"},
+    )
     run, name, pod = _start(h, operator)
-    kubelet.start_waiting_pod(namespace, pod, "CreateContainerConfigError",
-                              'secret "s3-credentials" not found', **_security(h))
+    kubelet.start_waiting_pod(
+        namespace, pod, "CreateContainerConfigError", 'secret "s3-credentials" not found', **_security(h)
+    )
     error = run.wait_error()
     assert isinstance(error, SparkDriverStartFailed)
     assert error.reason == "CreateContainerConfigError"
     assert error.pod_message == 'secret "s3-credentials" not found'
-    assert f"pod {namespace}/{pod} is CreateContainerConfigError " \
-           '(secret "s3-credentials" not found)' in str(error)
+    assert f'pod {namespace}/{pod} is CreateContainerConfigError (secret "s3-credentials" not found)' in str(error)
     assert not operator.exists(name)
 
 
@@ -281,8 +300,9 @@ def test_a_driver_that_starts_within_the_timeout_runs_on(
 ) -> None:
     h = Harness(admin_api, namespace, driver_start_timeout_seconds=3.0)
     run, name, pod = _start(h, operator)
-    kubelet.start_waiting_pod(namespace, pod, "CreateContainerConfigError",
-                              'secret "s3-credentials" not found', **_security(h))
+    kubelet.start_waiting_pod(
+        namespace, pod, "CreateContainerConfigError", 'secret "s3-credentials" not found', **_security(h)
+    )
     run.wait_for_line("is not starting: CreateContainerConfigError")
     time.sleep(1.0)
     kubelet.set_running(namespace, pod)  # the Secret was created in time
@@ -303,8 +323,12 @@ def test_unschedulable_driver_fails_after_the_start_timeout(
     h = Harness(admin_api, namespace, driver_start_timeout_seconds=1.5)
     run, name, pod = _start(h, operator)
     kubelet.create_unschedulable_pod(
-        namespace, pod, "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes "
-        "are available: 1 No preemption victims found for incoming pod.", **_security(h))
+        namespace,
+        pod,
+        "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes "
+        "are available: 1 No preemption victims found for incoming pod.",
+        **_security(h),
+    )
     error = run.wait_error()
     assert isinstance(error, SparkDriverStartFailed)
     assert error.reason == "Unschedulable"
@@ -340,5 +364,4 @@ def test_pod_refused_by_the_kubelet_fails_with_the_pods_reason(
     error = run.wait_error()
     assert isinstance(error, SparkApplicationFailed)
     assert (error.error_message, error.exit_code) == ("driver container status missing", None)
-    assert "driver pod OutOfcpu: Pod was rejected: Node didn't have enough resource: cpu" in str(
-        error)
+    assert "driver pod OutOfcpu: Pod was rejected: Node didn't have enough resource: cpu" in str(error)

@@ -29,8 +29,7 @@ pytestmark = [pytest.mark.k8s, pytest.mark.timeout(120)]
 
 def _pod(kubelet: FakeKubelet, h: Harness, ns: str, pod: str) -> str:
     spec = render_spec(make_job(), h.settings)["driver"]
-    return kubelet.start_pod(ns, pod, pod_security=spec["podSecurityContext"],
-                             security=spec["securityContext"])
+    return kubelet.start_pod(ns, pod, pod_security=spec["podSecurityContext"], security=spec["securityContext"])
 
 
 def test_driver_log_reaches_the_sink_with_metrics_and_follows_the_rerun_pod(
@@ -54,28 +53,26 @@ def test_driver_log_reaches_the_sink_with_metrics_and_follows_the_rerun_pod(
     second_uid = _pod(kubelet, harness, ns, pod)
     assert second_uid != first_uid
     operator.running(name)
-    metrics = [{"layer": "bronze", "table": "orders", "rows_read": 10, "rows_written": 10,
-                "version": 3, "duration_s": 1.5}]
-    kubelet.write(ns, pod, "attempt 2: reading landing",
-                  METRICS_MARKER + json.dumps(metrics), "attempt 2: done")
+    metrics = [
+        {"layer": "bronze", "table": "orders", "rows_read": 10, "rows_written": 10, "version": 3, "duration_s": 1.5}
+    ]
+    kubelet.write(ns, pod, "attempt 2: reading landing", METRICS_MARKER + json.dumps(metrics), "attempt 2: done")
     run.wait_for_line("attempt 2: done")
     kubelet.finish(ns, pod, exit_code=0)
     operator.succeeding(name)
     operator.completed(name)
     result = run.wait()
     driver = [line for line in run.lines if line.startswith("attempt")]
-    assert driver == ["attempt 1: reading landing", "attempt 1: boom",
-                      "attempt 2: reading landing", "attempt 2: done"]
+    assert driver == ["attempt 1: reading landing", "attempt 1: boom", "attempt 2: reading landing", "attempt 2: done"]
     assert result.metrics == metrics  # the metrics line is parsed, not logged
     assert not any(METRICS_MARKER in line for line in run.lines)
     assert result.log_tail[-2:] == ["attempt 2: reading landing", "attempt 2: done"]
-    assert any(f"/containerLogs/{ns}/{pod}/spark-kubernetes-driver?" in r and "follow=true" in r
-               for r in kubelet.requests)
+    assert any(
+        f"/containerLogs/{ns}/{pod}/spark-kubernetes-driver?" in r and "follow=true" in r for r in kubelet.requests
+    )
 
 
-def test_failed_app_error_carries_the_log_tail(
-    harness: Harness, operator: Operator, kubelet: FakeKubelet
-) -> None:
+def test_failed_app_error_carries_the_log_tail(harness: Harness, operator: Operator, kubelet: FakeKubelet) -> None:
     ns = operator.namespace
     job = make_job()
     name = harness.name(job)
@@ -85,17 +82,23 @@ def test_failed_app_error_carries_the_log_tail(
     operator.submit(name)
     _pod(kubelet, harness, ns, pod)
     operator.running(name)
-    kubelet.write(ns, pod, "Traceback (most recent call last):",
-                  '  File "/opt/lakehouse/spark_jobs/bronze.py", line 1, in <module>',
-                  "ValueError: boom")
+    kubelet.write(
+        ns,
+        pod,
+        "Traceback (most recent call last):",
+        '  File "/opt/lakehouse/spark_jobs/bronze.py", line 1, in <module>',
+        "ValueError: boom",
+    )
     kubelet.finish(ns, pod, exit_code=1)
     operator.failing(name)
     operator.failed(name)
     error = run.wait_error()
     assert isinstance(error, SparkApplicationFailed)
-    assert error.log_tail == ["Traceback (most recent call last):",
-                              '  File "/opt/lakehouse/spark_jobs/bronze.py", line 1, in <module>',
-                              "ValueError: boom"]
+    assert error.log_tail == [
+        "Traceback (most recent call last):",
+        '  File "/opt/lakehouse/spark_jobs/bronze.py", line 1, in <module>',
+        "ValueError: boom",
+    ]
     assert "ValueError: boom" in str(error)
     assert error.error_message == "driver container failed with ExitCode: 1, Reason: Error"
 
@@ -121,8 +124,7 @@ def test_dropped_log_stream_is_resumed_without_repeats_or_losses(
     operator.succeeding(name)
     operator.completed(name)
     run.wait()
-    assert [line for line in run.lines if line.startswith("line ")] == [
-        f"line {i}" for i in range(10)]
+    assert [line for line in run.lines if line.startswith("line ")] == [f"line {i}" for i in range(10)]
 
 
 def test_log_written_before_the_follower_attached_is_not_lost(

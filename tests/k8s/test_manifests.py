@@ -42,9 +42,13 @@ from tests.k8s.conftest import make_settings
 pytestmark = pytest.mark.k8s
 
 ROOT = Path(__file__).resolve().parents[2]
-RUN = RunInfo(flow_run_id="0b9a6c5e-7c1e-4f0e-9a57-3f5d2b7c9e11", attempt=1,
-              task_run_id="5d0c3c9a-1f55-4a5e-8d2b-0c1f2a3b4c5d",
-              flow_run_name="brave-otter", task_run_name="medallion-bronze")
+RUN = RunInfo(
+    flow_run_id="0b9a6c5e-7c1e-4f0e-9a57-3f5d2b7c9e11",
+    attempt=1,
+    task_run_id="5d0c3c9a-1f55-4a5e-8d2b-0c1f2a3b4c5d",
+    flow_run_name="brave-otter",
+    task_run_name="medallion-bronze",
+)
 
 
 def all_jobs(settings: Settings) -> list[SparkJob]:
@@ -52,13 +56,19 @@ def all_jobs(settings: Settings) -> list[SparkJob]:
     jobs = [layer_job(layer, settings, start=start, end=start, run_id="r1") for layer in LAYERS]
     jobs += [
         SparkJob(
-            name="dyn-alloc", entrypoint="spark_jobs.gold", args=("--x",),
-            conf={"spark.sql.shuffle.partitions": "7"}, jars=("local:///opt/extra/x.jar",),
+            name="dyn-alloc",
+            entrypoint="spark_jobs.gold",
+            args=("--x",),
+            conf={"spark.sql.shuffle.partitions": "7"},
+            jars=("local:///opt/extra/x.jar",),
             java_options=("-XX:+UseParallelGC",),
-            resources=Resources(driver_cores=2, driver_memory="4g", executor_cores=2,
-                                executor_memory="8g",
-                                dynamic_allocation=DynamicAllocation(min_executors=1,
-                                                                     max_executors=6)),
+            resources=Resources(
+                driver_cores=2,
+                driver_memory="4g",
+                executor_cores=2,
+                executor_memory="8g",
+                dynamic_allocation=DynamicAllocation(min_executors=1, max_executors=6),
+            ),
         ),
         SparkJob(name="events-stream", entrypoint="spark_jobs.bronze", streaming=True),
         SparkJob(name="9starts-with-a-digit", entrypoint="spark_jobs.bronze"),
@@ -73,8 +83,10 @@ def full_settings(namespace: str) -> Settings:
         image_pull_secrets=["pull-secret"],
         hadoop_conf={"fs.s3a.endpoint": "http://minio.storage:9000"},
         spark_conf={"spark.eventLog.enabled": "false"},
-        env_secret_refs={"AWS_ACCESS_KEY_ID": "s3-credentials:access-key",
-                         "AWS_SECRET_ACCESS_KEY": "s3-credentials:secret-key"},
+        env_secret_refs={
+            "AWS_ACCESS_KEY_ID": "s3-credentials:access-key",
+            "AWS_SECRET_ACCESS_KEY": "s3-credentials:secret-key",
+        },
         volumes=[{"name": "lake-data", "claim_name": "lake-data", "mount_path": "/data"}],
         spark_ui_url="https://spark-ui.example.invalid/{namespace}/{app}/",
     )
@@ -93,8 +105,7 @@ def test_names_are_deterministic_dns_labels() -> None:
     assert len(app_name(long, RUN)) <= MAX_APP_NAME <= 63 - len("-ui-svc")
     assert app_name("9lives", RUN).startswith("j-9lives-")
     assert streaming_app_name("events-stream") == "events-stream"
-    names = {app_name("medallion-bronze", RunInfo(flow_run_id=str(uuid.uuid4())))
-             for _ in range(200)}
+    names = {app_name("medallion-bronze", RunInfo(flow_run_id=str(uuid.uuid4()))) for _ in range(200)}
     assert len(names) == 200
 
 
@@ -110,18 +121,26 @@ def test_rendering_follows_the_spark_job_spec() -> None:
     assert spec["mainApplicationFile"] == "local:///opt/lakehouse/spark_jobs/gold.py"
     assert spec["arguments"] == ["--x"]
     pvc = "persistentVolumeClaim.lake-data"
-    expected_conf = {**default_conf(2 * 6), "spark.eventLog.enabled": "false",
-                     "spark.sql.shuffle.partitions": "7",
-                     **{f"spark.kubernetes.{role}.volumes.{pvc}.{key}": value
-                        for role in ("driver", "executor")
-                        for key, value in (("mount.path", "/data"), ("mount.readOnly", "false"),
-                                           ("options.claimName", "lake-data"))}}
+    expected_conf = {
+        **default_conf(2 * 6),
+        "spark.eventLog.enabled": "false",
+        "spark.sql.shuffle.partitions": "7",
+        **{
+            f"spark.kubernetes.{role}.volumes.{pvc}.{key}": value
+            for role in ("driver", "executor")
+            for key, value in (("mount.path", "/data"), ("mount.readOnly", "false"), ("options.claimName", "lake-data"))
+        },
+    }
     assert spec["sparkConf"] == expected_conf
     assert spec["hadoopConf"] == {"fs.s3a.endpoint": "http://minio.storage:9000"}
     assert spec["deps"] == {"jars": ["local:///opt/extra/x.jar"]}
-    assert spec["dynamicAllocation"] == {"enabled": True, "initialExecutors": 1,
-                                         "minExecutors": 1, "maxExecutors": 6,
-                                         "shuffleTrackingEnabled": True}
+    assert spec["dynamicAllocation"] == {
+        "enabled": True,
+        "initialExecutors": 1,
+        "minExecutors": 1,
+        "maxExecutors": 6,
+        "shuffleTrackingEnabled": True,
+    }
     # cores are Spark's task slots; the pods request the (small, default) coreRequest
     assert (spec["driver"]["cores"], spec["driver"]["memory"]) == (2, "4g")
     assert (spec["executor"]["cores"], spec["executor"]["memory"]) == (2, "8g")
@@ -133,7 +152,8 @@ def test_rendering_follows_the_spark_job_spec() -> None:
     assert spec["driver"]["serviceAccount"] == "spark-driver"
     assert spec["driver"]["javaOptions"] == (
         "-Dlog4j2.configurationFile=file:/opt/lakehouse/spark_jobs/log4j2.properties "
-        "-Dlakehouse.log.level=WARN -XX:+UseParallelGC")
+        "-Dlakehouse.log.level=WARN -XX:+UseParallelGC"
+    )
     assert spec["executor"]["javaOptions"] == "-XX:+UseParallelGC"
     for role in ("driver", "executor"):
         pod = spec[role]
@@ -142,15 +162,16 @@ def test_rendering_follows_the_spark_job_spec() -> None:
         sc = pod["securityContext"]
         assert sc["allowPrivilegeEscalation"] is False
         assert sc["capabilities"] == {"drop": ["ALL"]}
-        assert {m["mountPath"] for m in pod["volumeMounts"]} == {
-            "/tmp", "/var/data/spark-local-dir-1"}
+        assert {m["mountPath"] for m in pod["volumeMounts"]} == {"/tmp", "/var/data/spark-local-dir-1"}
         assert pod["envSecretKeyRefs"] == {
             "AWS_ACCESS_KEY_ID": {"name": "s3-credentials", "key": "access-key"},
-            "AWS_SECRET_ACCESS_KEY": {"name": "s3-credentials", "key": "secret-key"}}
+            "AWS_SECRET_ACCESS_KEY": {"name": "s3-credentials", "key": "secret-key"},
+        }
         assert pod["envVars"]["PYTHONPATH"] == "/opt/lakehouse"
     assert {v["name"]: v for v in spec["volumes"]} == {
         "spark-local-dir-1": {"name": "spark-local-dir-1", "emptyDir": {"sizeLimit": "20Gi"}},
-        "tmp": {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}}}
+        "tmp": {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
+    }
     meta = app["metadata"]
     assert meta["labels"][FLOW_RUN_LABEL] == RUN.flow_run_id
     assert meta["labels"][TASK_RUN_LABEL] == RUN.task_run_id
@@ -164,8 +185,11 @@ def test_streaming_job_renders_restart_policy_always() -> None:
     settings = make_settings("spark-jobs")
     job = SparkJob(name="events-stream", entrypoint="spark_jobs.bronze", streaming=True)
     spec = render_application(job, settings, name="events-stream", run=RUN)["spec"]
-    assert spec["restartPolicy"] == {"type": "Always", "onFailureRetryInterval": 10,
-                                     "onSubmissionFailureRetryInterval": 10}
+    assert spec["restartPolicy"] == {
+        "type": "Always",
+        "onFailureRetryInterval": 10,
+        "onSubmissionFailureRetryInterval": 10,
+    }
     assert "timeToLiveSeconds" not in spec
     assert spec["executor"]["instances"] == 1
     assert "javaOptions" not in spec["executor"]  # no job options: the image's JVM defaults
@@ -179,15 +203,20 @@ def test_streaming_job_renders_restart_policy_always() -> None:
 def test_batch_apps_from_a_flow_run_pod_carry_its_name_for_the_reaper() -> None:
     pod = "nimble-otter-8zlf2-h6pmp"
     settings = make_settings("spark-jobs", submitter_pod=pod)
-    batch = render_application(SparkJob(name="medallion", entrypoint="spark_jobs.medallion"), settings,
-                               name="medallion-1", run=RUN)
+    batch = render_application(
+        SparkJob(name="medallion", entrypoint="spark_jobs.medallion"), settings, name="medallion-1", run=RUN
+    )
     assert batch["metadata"]["labels"][SUBMITTER_POD_LABEL] == pod
     stream = SparkJob(name="events-stream", entrypoint="spark_jobs.bronze", streaming=True)
     # the stream outlives its flow run by design: never the reaper's
     assert SUBMITTER_POD_LABEL not in render_application(stream, settings, name="s", run=RUN)["metadata"]["labels"]
     # outside a pod (a laptop, the tests' host process) there is no such label
-    plain = render_application(SparkJob(name="medallion", entrypoint="spark_jobs.medallion"),
-                               make_settings("spark-jobs"), name="medallion-1", run=RUN)
+    plain = render_application(
+        SparkJob(name="medallion", entrypoint="spark_jobs.medallion"),
+        make_settings("spark-jobs"),
+        name="medallion-1",
+        run=RUN,
+    )
     assert SUBMITTER_POD_LABEL not in plain["metadata"]["labels"]
     assert batch["metadata"]["annotations"][SPEC_HASH] == plain["metadata"]["annotations"][SPEC_HASH]
 
@@ -206,9 +235,7 @@ def test_spec_hash_ignores_the_run_identity() -> None:
 # --------------------------------------------------------------------------- real API server
 
 
-def test_every_rendered_manifest_passes_dry_run_and_create(
-    admin_api: client.ApiClient, namespace: str
-) -> None:
+def test_every_rendered_manifest_passes_dry_run_and_create(admin_api: client.ApiClient, namespace: str) -> None:
     settings = full_settings(namespace)
     backend = KubernetesBackend(settings, api_client=admin_api, run_info=lambda: RUN)
     apps = SparkApplications(admin_api, namespace)
@@ -226,7 +253,9 @@ def test_every_rendered_manifest_passes_dry_run_and_create(
 
 @pytest.mark.parametrize("job_per_layer", [False, True])
 def test_medallion_flow_jobs_render_for_kubernetes_with_no_job_change(
-    admin_api: client.ApiClient, namespace: str, monkeypatch: pytest.MonkeyPatch,
+    admin_api: client.ApiClient,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
     job_per_layer: bool,
 ) -> None:
     """Item 3: the flow builds its jobs with lakehouse.pipeline.medallion_jobs whatever the
@@ -241,8 +270,7 @@ def test_medallion_flow_jobs_render_for_kubernetes_with_no_job_change(
     assert isinstance(backend, KubernetesBackend)
     assert get_backend(Settings(backend="local")).name == "local"
     start = dt.date(2026, 1, 1)
-    jobs = medallion_jobs(list(LAYERS), settings, start=start, end=start + dt.timedelta(days=2),
-                          run_id=RUN.flow_run_id)
+    jobs = medallion_jobs(list(LAYERS), settings, start=start, end=start + dt.timedelta(days=2), run_id=RUN.flow_run_id)
     assert len(jobs) == (3 if job_per_layer else 1)
     backend._api = admin_api
     for job in jobs:
@@ -267,12 +295,18 @@ def test_a_sasl_stream_reads_its_password_from_a_secret_ref_never_inline(
 
     password = "pw-" + uuid.uuid4().hex
     base = make_settings(namespace)
-    settings = base.model_copy(update={
-        "kafka": KafkaSettings(bootstrap_servers="kafka:9093", security_protocol="SASL_SSL",
-                               sasl_username="ingest", sasl_password=SecretStr(password),
-                               ssl_ca_location="/etc/kafka-ca/ca.pem"),
-        "deploy": DeploySettings(credentials_secret="team-credentials"),
-    })
+    settings = base.model_copy(
+        update={
+            "kafka": KafkaSettings(
+                bootstrap_servers="kafka:9093",
+                security_protocol="SASL_SSL",
+                sasl_username="ingest",
+                sasl_password=SecretStr(password),
+                ssl_ca_location="/etc/kafka-ca/ca.pem",
+            ),
+            "deploy": DeploySettings(credentials_secret="team-credentials"),
+        }
+    )
     job = streaming_job(settings, continuous=True)
     backend = KubernetesBackend(settings, api_client=admin_api, run_info=lambda: RUN)
     stored = SparkApplications(admin_api, namespace).create(copy.deepcopy(backend.render(job)))
@@ -284,11 +318,18 @@ def test_a_sasl_stream_reads_its_password_from_a_secret_ref_never_inline(
     assert args[args.index("--kafka-ssl-ca-location") + 1] == "/etc/kafka-ca/ca.pem"
     assert password not in json.dumps(stored)
     # a setting that maps the credential elsewhere wins over the default Secret
-    mapped = settings.model_copy(update={"kubernetes": settings.kubernetes.model_copy(update={
-        "env_secret_refs": {"LAKEHOUSE_KAFKA__SASL_PASSWORD": "kafka-users:ingest"}})})
+    mapped = settings.model_copy(
+        update={
+            "kubernetes": settings.kubernetes.model_copy(
+                update={"env_secret_refs": {"LAKEHOUSE_KAFKA__SASL_PASSWORD": "kafka-users:ingest"}}
+            )
+        }
+    )
     spec = render_application(job, mapped, name="s", run=RUN)["spec"]
     assert spec["driver"]["envSecretKeyRefs"]["LAKEHOUSE_KAFKA__SASL_PASSWORD"] == {
-        "name": "kafka-users", "key": "ingest"}
+        "name": "kafka-users",
+        "key": "ingest",
+    }
     # a PLAINTEXT stream reads no credential
     plain = streaming_job(base, continuous=True)
     assert plain.secret_env == ()
@@ -307,21 +348,24 @@ def test_a_job_on_s3_reads_the_key_pair_from_secret_refs_never_inline(
 
     key_id, secret = "AKIA" + uuid.uuid4().hex[:16].upper(), "sk-" + uuid.uuid4().hex
     base = make_settings(namespace)
-    settings = base.model_copy(update={
-        "storage": StorageSettings(root="s3a://lake/prod"),
-        "deploy": DeploySettings(credentials_secret="team-credentials",
-                                 object_store_endpoint="http://s3.storage.svc:8333",
-                                 object_store_access_key_id=SecretStr(key_id),
-                                 object_store_secret_access_key=SecretStr(secret)),
-    })
+    settings = base.model_copy(
+        update={
+            "storage": StorageSettings(root="s3a://lake/prod"),
+            "deploy": DeploySettings(
+                credentials_secret="team-credentials",
+                object_store_endpoint="http://s3.storage.svc:8333",
+                object_store_access_key_id=SecretStr(key_id),
+                object_store_secret_access_key=SecretStr(secret),
+            ),
+        }
+    )
     job = layer_job("bronze", settings, start=dt.date(2026, 1, 1), end=dt.date(2026, 1, 1), run_id="r1")
     backend = KubernetesBackend(settings, api_client=admin_api, run_info=lambda: RUN)
     stored = SparkApplications(admin_api, namespace).create(copy.deepcopy(backend.render(job)))
     for role in ("driver", "executor"):
         refs = stored["spec"][role]["envSecretKeyRefs"]
         assert refs["AWS_ACCESS_KEY_ID"] == {"name": "team-credentials", "key": "object-store-access-key-id"}
-        assert refs["AWS_SECRET_ACCESS_KEY"] == {"name": "team-credentials",
-                                                 "key": "object-store-secret-access-key"}
+        assert refs["AWS_SECRET_ACCESS_KEY"] == {"name": "team-credentials", "key": "object-store-secret-access-key"}
     conf = stored["spec"]["sparkConf"]
     assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://s3.storage.svc:8333"
     assert conf["spark.hadoop.fs.s3a.aws.credentials.provider"].endswith("EnvironmentVariableCredentialsProvider")
@@ -339,9 +383,7 @@ def test_a_job_on_s3_reads_the_key_pair_from_secret_refs_never_inline(
     assert key_id not in json.dumps(spec) and secret not in json.dumps(spec)
 
 
-def test_malformed_spec_is_refused_with_the_servers_causes(
-    admin_api: client.ApiClient, namespace: str
-) -> None:
+def test_malformed_spec_is_refused_with_the_servers_causes(admin_api: client.ApiClient, namespace: str) -> None:
     settings = make_settings(namespace)
     manifest = render_application(all_jobs(settings)[0], settings, name="bad-one", run=RUN)
     manifest["spec"]["type"] = "Rust"
@@ -358,9 +400,7 @@ def test_malformed_spec_is_refused_with_the_servers_causes(
     assert "spec.sparkVersion: Required value" in text
 
 
-def test_invalid_settings_reach_the_user_as_a_typed_error(
-    admin_api: client.ApiClient, namespace: str
-) -> None:
+def test_invalid_settings_reach_the_user_as_a_typed_error(admin_api: client.ApiClient, namespace: str) -> None:
     settings = make_settings(namespace, image_pull_policy="Never", tmp_size_limit="two gigs")
     backend = KubernetesBackend(settings, api_client=admin_api, run_info=lambda: RUN)
     with pytest.raises(SparkApplicationInvalid) as refused:
@@ -373,26 +413,27 @@ def _pod_as_the_webhook_builds_it(spec: dict[str, Any], role: str, name: str) ->
     container securityContext, the spec's volumes and the role's volumeMounts."""
     pod = spec[role]
     return {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {"name": name},
         "spec": {
             "serviceAccountName": "spark-driver",
             "automountServiceAccountToken": False,
             "securityContext": pod["podSecurityContext"],
             "volumes": spec["volumes"],
-            "containers": [{
-                "name": f"spark-kubernetes-{role}",
-                "image": spec["image"],
-                "securityContext": pod["securityContext"],
-                "volumeMounts": pod["volumeMounts"],
-            }],
+            "containers": [
+                {
+                    "name": f"spark-kubernetes-{role}",
+                    "image": spec["image"],
+                    "securityContext": pod["securityContext"],
+                    "volumeMounts": pod["volumeMounts"],
+                }
+            ],
         },
     }
 
 
-def test_pods_of_a_rendered_app_meet_pod_security_restricted(
-    admin_api: client.ApiClient, namespace: str
-) -> None:
+def test_pods_of_a_rendered_app_meet_pod_security_restricted(admin_api: client.ApiClient, namespace: str) -> None:
     """The namespace enforces "restricted" (the real PodSecurity admission of the apiserver):
     driver and executor pods built from the rendered spec are admitted; the same pod without
     the rendered securityContext is refused."""
@@ -430,15 +471,18 @@ def test_pvc_volumes_are_admitted_by_pod_security_restricted_and_host_paths_are_
         body["spec"]["volumes"] = [*spec["volumes"], {"name": volume.name, **source}]
         body["spec"]["containers"][0]["volumeMounts"] = [
             *spec["driver"]["volumeMounts"],
-            {"name": volume.name, "mountPath": conf[f"{prefix}.mount.path"],
-             "readOnly": conf[f"{prefix}.mount.readOnly"] == "true"}]
+            {
+                "name": volume.name,
+                "mountPath": conf[f"{prefix}.mount.path"],
+                "readOnly": conf[f"{prefix}.mount.readOnly"] == "true",
+            },
+        ]
         return body
 
     claim = {"persistentVolumeClaim": {"claimName": conf[f"{prefix}.options.claimName"]}}
     core.create_namespaced_pod(namespace, pod("pvc-driver", claim), dry_run="All")
     with pytest.raises(client.ApiException) as refused:
-        core.create_namespaced_pod(namespace, pod("host-driver", {"hostPath": {"path": "/srv"}}),
-                                   dry_run="All")
+        core.create_namespaced_pod(namespace, pod("host-driver", {"hostPath": {"path": "/srv"}}), dry_run="All")
     assert refused.value.status == 403
     assert 'uses restricted volume type "hostPath"' in json.loads(refused.value.body)["message"]
 
@@ -453,8 +497,7 @@ def test_operator_helm_values_pin_the_tested_version() -> None:
     assert values["image"]["tag"] == versions.SPARK_OPERATOR_VERSION
     assert values["webhook"]["enable"] is True
     assert values["spark"]["jobNamespaces"] == [KubernetesSettings().namespace]
-    assert values["spark"]["serviceAccount"] == {
-        "create": False, "name": KubernetesSettings().service_account}
+    assert values["spark"]["serviceAccount"] == {"create": False, "name": KubernetesSettings().service_account}
     assert values["spark"]["rbac"] == {"create": False}
     header = (ROOT / "spark-operator" / "values.yaml").read_text().splitlines()[0]
     assert f"chart spark-operator {versions.SPARK_OPERATOR_VERSION}" in header
@@ -465,9 +508,10 @@ def test_the_backend_does_not_import_prefect_or_pyspark() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, lakehouse.backends.kubernetes, lakehouse.k8s.cli; "
-            "print(sorted(m for m in ('prefect', 'pyspark', 'prefect_kubernetes') "
-            "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, check=True)
+    code = (
+        "import sys, lakehouse.backends.kubernetes, lakehouse.k8s.cli; "
+        "print(sorted(m for m in ('prefect', 'pyspark', 'prefect_kubernetes') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"

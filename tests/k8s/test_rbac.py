@@ -47,8 +47,7 @@ def applied(k8s_cluster: K8sCluster) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def worker_api(k8s_cluster: K8sCluster, applied: list[dict[str, Any]]
-               ) -> Iterator[client.ApiClient]:
+def worker_api(k8s_cluster: K8sCluster, applied: list[dict[str, Any]]) -> Iterator[client.ApiClient]:
     with k8s_cluster.service_account_client(*WORKER, create=False) as api:
         yield api
 
@@ -70,23 +69,27 @@ def test_kustomization_has_exactly_the_issue_s_objects(applied: list[dict[str, A
     worker_rules = {
         (g, r): set(rule["verbs"])
         for rule in roles["lakehouse-spark-submitter"]["rules"]
-        for g in rule["apiGroups"] for r in rule["resources"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
     }
     assert worker_rules == WORKER_RULES
-    assert {(o["metadata"]["namespace"], o["metadata"]["name"])
-            for o in by_kind["ServiceAccount"]} == {("prefect", "prefect-worker"),
-                                                     (JOBS_NS, "spark-driver")}
+    assert {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in by_kind["ServiceAccount"]} == {
+        ("prefect", "prefect-worker"),
+        (JOBS_NS, "spark-driver"),
+    }
 
 
 def _rules(api: client.ApiClient) -> set[tuple[str, str, str]]:
     review = client.AuthorizationV1Api(api).create_self_subject_rules_review(
-        client.V1SelfSubjectRulesReview(spec=client.V1SelfSubjectRulesReviewSpec(
-            namespace=JOBS_NS)))
-    return {(group, resource, verb)
-            for rule in review.status.resource_rules
-            for group in rule.api_groups or [""]
-            for resource in rule.resources or []
-            for verb in rule.verbs}
+        client.V1SelfSubjectRulesReview(spec=client.V1SelfSubjectRulesReviewSpec(namespace=JOBS_NS))
+    )
+    return {
+        (group, resource, verb)
+        for rule in review.status.resource_rules
+        for group in rule.api_groups or [""]
+        for resource in rule.resources or []
+        for verb in rule.verbs
+    }
 
 
 def test_rules_review_of_the_worker_is_exactly_the_granted_verbs(
@@ -101,7 +104,9 @@ def test_rules_review_of_the_worker_is_exactly_the_granted_verbs(
 
 
 def test_worker_allowed_verbs_work(
-    worker_api: client.ApiClient, k8s_cluster: K8sCluster, kubelet: FakeKubelet,
+    worker_api: client.ApiClient,
+    k8s_cluster: K8sCluster,
+    kubelet: FakeKubelet,
     admin_api: client.ApiClient,
 ) -> None:
     h = Harness(worker_api, JOBS_NS)
@@ -115,34 +120,33 @@ def test_worker_allowed_verbs_work(
     listed = objects.list_namespaced_custom_object(*args)  # list
     assert name in {i["metadata"]["name"] for i in listed["items"]}
     resp = objects.list_namespaced_custom_object(  # watch
-        *args, watch=True, timeout_seconds=1,
-        resource_version=listed["metadata"]["resourceVersion"], _preload_content=False)
+        *args,
+        watch=True,
+        timeout_seconds=1,
+        resource_version=listed["metadata"]["resourceVersion"],
+        _preload_content=False,
+    )
     resp.read()
     resp.release_conn()
     assert resp.status == 200
 
     spec = render_spec(job, h.settings)["driver"]
     pod = "rbac-driver"
-    kubelet.start_pod(JOBS_NS, pod, pod_security=spec["podSecurityContext"],
-                      security=spec["securityContext"])
+    kubelet.start_pod(JOBS_NS, pod, pod_security=spec["podSecurityContext"], security=spec["securityContext"])
     kubelet.write(JOBS_NS, pod, "hello from the driver")
     core = client.CoreV1Api(worker_api)
     assert core.read_namespaced_pod(pod, JOBS_NS).metadata.name == pod  # pods get
     assert pod in {p.metadata.name for p in core.list_namespaced_pod(JOBS_NS).items}  # list
-    watch = core.list_namespaced_pod(JOBS_NS, watch=True, timeout_seconds=1,
-                                     _preload_content=False)  # watch
+    watch = core.list_namespaced_pod(JOBS_NS, watch=True, timeout_seconds=1, _preload_content=False)  # watch
     watch.read()
     assert watch.status == 200
-    assert core.read_namespaced_pod_log(pod, JOBS_NS, timestamps=False) == \
-        "hello from the driver\n"  # pods/log get
+    assert core.read_namespaced_pod_log(pod, JOBS_NS, timestamps=False) == "hello from the driver\n"  # pods/log get
     objects.delete_namespaced_custom_object(*args, name)  # delete
     assert SparkApplications(admin_api, JOBS_NS).get(name) is None
     kubelet.finish(JOBS_NS, pod)
 
 
-def test_worker_forbidden_verbs_are_refused(
-    worker_api: client.ApiClient, admin_api: client.ApiClient
-) -> None:
+def test_worker_forbidden_verbs_are_refused(worker_api: client.ApiClient, admin_api: client.ApiClient) -> None:
     h = Harness(admin_api, JOBS_NS)
     job = make_job(name="rbac-forbidden")
     manifest = h.backend.render(job, h.run_info)
@@ -156,17 +160,25 @@ def test_worker_forbidden_verbs_are_refused(
         "secrets get": lambda: core.read_namespaced_secret("anything", JOBS_NS),
         "secrets list": lambda: core.list_namespaced_secret(JOBS_NS),
         "sparkapplications/status update": lambda: objects.replace_namespaced_custom_object_status(
-            *args, name, {**app, "status": {"applicationState": {"state": "COMPLETED"}}}),
-        "pods create": lambda: core.create_namespaced_pod(JOBS_NS, {
-            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nope"},
-            "spec": {"containers": [{"name": "c", "image": "x"}]}}),
+            *args, name, {**app, "status": {"applicationState": {"state": "COMPLETED"}}}
+        ),
+        "pods create": lambda: core.create_namespaced_pod(
+            JOBS_NS,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "nope"},
+                "spec": {"containers": [{"name": "c", "image": "x"}]},
+            },
+        ),
         "pods delete": lambda: core.delete_namespaced_pod("anything", JOBS_NS),
-        "sparkapplications update": lambda: objects.replace_namespaced_custom_object(
-            *args, name, app),
+        "sparkapplications update": lambda: objects.replace_namespaced_custom_object(*args, name, app),
         "sparkapplications patch": lambda: objects.patch_namespaced_custom_object(
-            *args, name, {"metadata": {"labels": {"x": "y"}}}),
+            *args, name, {"metadata": {"labels": {"x": "y"}}}
+        ),
         "sparkapplications in another namespace": lambda: objects.list_namespaced_custom_object(
-            GROUP, VERSION, "default", PLURAL),
+            GROUP, VERSION, "default", PLURAL
+        ),
     }
     for what, call in attempts.items():
         with pytest.raises(client.ApiException) as refused:
@@ -183,9 +195,13 @@ def test_spark_driver_service_account_can_run_executors_but_not_read_secrets(
         authz = client.AuthorizationV1Api(api)
 
         def allowed(verb: str, resource: str) -> bool:
-            review = authz.create_self_subject_access_review(client.V1SelfSubjectAccessReview(
-                spec=client.V1SelfSubjectAccessReviewSpec(resource_attributes=client.V1ResourceAttributes(
-                    namespace=JOBS_NS, verb=verb, resource=resource))))
+            review = authz.create_self_subject_access_review(
+                client.V1SelfSubjectAccessReview(
+                    spec=client.V1SelfSubjectAccessReviewSpec(
+                        resource_attributes=client.V1ResourceAttributes(namespace=JOBS_NS, verb=verb, resource=resource)
+                    )
+                )
+            )
             return bool(review.status.allowed)
 
         for resource in ("pods", "services", "configmaps", "persistentvolumeclaims"):
@@ -209,8 +225,7 @@ def test_backend_runs_a_job_with_only_the_worker_s_permissions(
     run = h.start(job)
     operator.wait_for(name)
     operator.submit(name)
-    kubelet.start_pod(JOBS_NS, pod, pod_security=spec["podSecurityContext"],
-                      security=spec["securityContext"])
+    kubelet.start_pod(JOBS_NS, pod, pod_security=spec["podSecurityContext"], security=spec["securityContext"])
     operator.running(name)
     kubelet.write(JOBS_NS, pod, "driver says hi")
     run.wait_for_line("driver says hi")
@@ -250,8 +265,12 @@ def test_backend_reads_the_driver_pod_with_only_the_worker_s_permissions(
     kubelet.finish(JOBS_NS, pod, exit_code=65)
     # What the operator writes when the kubelet had not yet reported the container's exit:
     # only the pod has the code.
-    operator._update(name, lambda app, st: st.update(applicationState={
-        "state": "FAILING", "errorMessage": "driver container status missing"}))
+    operator._update(
+        name,
+        lambda app, st: st.update(
+            applicationState={"state": "FAILING", "errorMessage": "driver container status missing"}
+        ),
+    )
     operator.failed(name)
     error = run.wait_error()
     assert isinstance(error, SparkApplicationFailed)
@@ -264,8 +283,7 @@ def test_backend_reads_the_driver_pod_with_only_the_worker_s_permissions(
     name2 = h2.name(stuck)
     operator.wait_for(name2)
     operator.submit(name2)
-    kubelet.start_waiting_pod(JOBS_NS, f"{name2}-driver", "ErrImagePull",
-                              "pull access denied", **security)
+    kubelet.start_waiting_pod(JOBS_NS, f"{name2}-driver", "ErrImagePull", "pull access denied", **security)
     error2 = run2.wait_error()
     assert isinstance(error2, SparkDriverStartFailed) and error2.reason == "ErrImagePull"
     assert not operator.exists(name2)

@@ -78,7 +78,8 @@ def test_same_app_whatever_the_flow_run(harness: Harness, operator: Operator) ->
     harness.run_info = type(harness.run_info)(flow_run_id="another-flow-run", attempt=3)
     assert harness.backend.ensure_running(job) == "unchanged"
     items = operator.objects.list_namespaced_custom_object(
-        "sparkoperator.k8s.io", "v1beta2", operator.namespace, "sparkapplications")["items"]
+        "sparkoperator.k8s.io", "v1beta2", operator.namespace, "sparkapplications"
+    )["items"]
     assert [i["metadata"]["name"] for i in items] == ["events-stream"]
 
 

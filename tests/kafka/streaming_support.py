@@ -69,9 +69,7 @@ def iso(col: str) -> Column:
     return F.date_format(col, ISO)
 
 
-def read_table(
-    spark: SparkSession, settings: Settings, which: str, *cols: str | Column
-) -> list[tuple[Any, ...]]:
+def read_table(spark: SparkSession, settings: Settings, which: str, *cols: str | Column) -> list[tuple[Any, ...]]:
     """Rows of the stream's ``bronze``, ``dead_letter`` or ``gold`` table (selected columns)."""
     df = spark.read.format("delta").load(table_paths(settings)[which])
     return [tuple(r) for r in (df.select(*cols) if cols else df).collect()]
@@ -115,12 +113,16 @@ def _iso(t: dt.datetime) -> str:
 
 def gold_rows(spark: SparkSession, settings: Settings) -> list[tuple[Any, ...]]:
     """The gold table as sorted (window_start, window_end, event_type, count, sum) tuples."""
-    return sorted(read_table(spark, settings, "gold", iso("window_start"), iso("window_end"),
-                             "event_type", "event_count", "amount_sum"))
+    return sorted(
+        read_table(
+            spark, settings, "gold", iso("window_start"), iso("window_end"), "event_type", "event_count", "amount_sum"
+        )
+    )
 
 
-def kill_9_while_producing(spark: SparkSession, settings: Settings, *, kills: int, seed: int,
-                           prefix: str, rate: float = 150.0) -> ProduceStats:
+def kill_9_while_producing(
+    spark: SparkSession, settings: Settings, *, kills: int, seed: int, prefix: str, rate: float = 150.0
+) -> ProduceStats:
     """``kill -9`` the stream ``kills`` times at random points while a producer keeps sending,
     then catch up; assert that every message landed exactly once in bronze or the dead-letter
     table and that gold equals the windows recomputed here. Returns what was sent.
@@ -135,11 +137,20 @@ def kill_9_while_producing(spark: SparkSession, settings: Settings, *, kills: in
 
     def produce() -> None:
         try:
-            produced.append(produce_events(
-                settings.kafka, topic, rate=rate, stop=stop, seconds=600, malformed_share=0.03,
-                seed=seed, id_prefix=prefix, record=True,
-                event_time=lambda i: BASE + dt.timedelta(milliseconds=100 * i),
-            ))
+            produced.append(
+                produce_events(
+                    settings.kafka,
+                    topic,
+                    rate=rate,
+                    stop=stop,
+                    seconds=600,
+                    malformed_share=0.03,
+                    seed=seed,
+                    id_prefix=prefix,
+                    record=True,
+                    event_time=lambda i: BASE + dt.timedelta(milliseconds=100 * i),
+                )
+            )
         except BaseException as exc:  # surfaced by the main thread
             failures.append(exc)
 
@@ -149,7 +160,9 @@ def kill_9_while_producing(spark: SparkSession, settings: Settings, *, kills: in
         done = kill_cycles(
             LocalBackend(settings),
             streaming_job(settings, trigger="processing-time", max_seconds=600, with_gold=False),
-            cycles=kills, rng=random.Random(seed), delay=(0.0, 4.0),
+            cycles=kills,
+            rng=random.Random(seed),
+            delay=(0.0, 4.0),
         )
     finally:
         stop.set()
@@ -162,8 +175,9 @@ def kill_9_while_producing(spark: SparkSession, settings: Settings, *, kills: in
     assert sent.messages is not None and sent.malformed > 0
 
     # Catch up after the last crash with larger micro-batches: everything exactly once.
-    catch_up = settings.model_copy(update={"streaming": settings.streaming.model_copy(
-        update={"max_offsets_per_trigger": 20_000})})
+    catch_up = settings.model_copy(
+        update={"streaming": settings.streaming.model_copy(update={"max_offsets_per_trigger": 20_000})}
+    )
     LocalBackend(catch_up).run(streaming_job(catch_up, trigger="available-now"), log=print)
     bronze = [r[0] for r in read_table(spark, settings, "bronze", "event_id")]
     dead = [r[0] for r in read_table(spark, settings, "dead_letter", "_kafka_key")]

@@ -75,9 +75,7 @@ def test_idempotent_keyed_produce_and_consume_exact(
 
     for seq in range(PER_KEY):
         for k in range(KEYS):
-            producer.produce(
-                topic, key=f"key-{k:02d}", value=f"{seq}".encode(), on_delivery=on_delivery
-            )
+            producer.produce(topic, key=f"key-{k:02d}", value=f"{seq}".encode(), on_delivery=on_delivery)
         producer.poll(0)
     assert producer.flush(30) == 0, "messages still in the producer queue after 30 s"
     assert errors == []
@@ -142,9 +140,7 @@ def test_topics_are_not_auto_created(kafka_broker: KafkaBroker) -> None:
     name = f"absent-{uuid.uuid4().hex[:12]}"
     # A producer asks the broker to create topics it writes to; the broker must refuse.
     producer = Producer(
-        kafka_broker.client_config(
-            **{"message.timeout.ms": 5000, "topic.metadata.propagation.max.ms": 1000}
-        )
+        kafka_broker.client_config(**{"message.timeout.ms": 5000, "topic.metadata.propagation.max.ms": 1000})
     )
     errors: list[KafkaError | None] = []
     producer.produce(name, b"x", on_delivery=lambda err, _msg: errors.append(err))

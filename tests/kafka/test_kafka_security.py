@@ -48,8 +48,7 @@ def password() -> str:
 @pytest.fixture(scope="module")
 def secure_broker(tls: TlsFiles, password: str) -> Iterator[KafkaBroker]:
     """A broker with a SASL_SSL listener: SCRAM-SHA-512 user USER, PLAIN user PLAIN_USER."""
-    broker = KafkaBroker(sasl_ssl=SaslSslListener(tls.keystore, tls.keystore_password,
-                                                  {PLAIN_USER: password}))
+    broker = KafkaBroker(sasl_ssl=SaslSslListener(tls.keystore, tls.keystore_password, {PLAIN_USER: password}))
     broker.start()
     try:
         broker.add_scram_user(USER, password, "SCRAM-SHA-512")
@@ -60,20 +59,28 @@ def secure_broker(tls: TlsFiles, password: str) -> Iterator[KafkaBroker]:
 
 def _secure(broker: KafkaBroker, tls: TlsFiles, password: str, **update: Any) -> KafkaSettings:
     settings = KafkaSettings(
-        bootstrap_servers=broker.sasl_ssl_servers, topic="secure-events",
-        security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", sasl_username=USER,
-        sasl_password=SecretStr(password), ssl_ca_location=str(tls.ca_pem))
+        bootstrap_servers=broker.sasl_ssl_servers,
+        topic="secure-events",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username=USER,
+        sasl_password=SecretStr(password),
+        ssl_ca_location=str(tls.ca_pem),
+    )
     return settings.model_copy(update=update)
 
 
 @pytest.mark.spark
 def test_produce_stream_and_monitor_through_sasl_ssl(
-    spark: SparkSession, secure_broker: KafkaBroker, tls: TlsFiles, password: str, lake_root: Path,
+    spark: SparkSession,
+    secure_broker: KafkaBroker,
+    tls: TlsFiles,
+    password: str,
+    lake_root: Path,
 ) -> None:
     kafka = _secure(secure_broker, tls, password, topic="secure-events")
     assert ensure_topic(kafka, kafka.topic, partitions=3, retention_ms=-1) == "created"
-    sent = produce_events(kafka, kafka.topic, count=400, malformed_share=0.05, seed=5,
-                          id_prefix="sec", record=True)
+    sent = produce_events(kafka, kafka.topic, count=400, malformed_share=0.05, seed=5, id_prefix="sec", record=True)
     assert sent.messages is not None
     valid = sorted(m.key for m in sent.messages if m.valid)
     bad = sorted(m.key for m in sent.messages if not m.valid)
@@ -107,28 +114,51 @@ def test_produce_stream_and_monitor_through_sasl_ssl(
 
 
 def test_plain_mechanism_and_every_client_share_the_settings(
-    secure_broker: KafkaBroker, tls: TlsFiles, password: str,
+    secure_broker: KafkaBroker,
+    tls: TlsFiles,
+    password: str,
 ) -> None:
-    kafka = _secure(secure_broker, tls, password, sasl_mechanism="PLAIN", sasl_username=PLAIN_USER,
-                    topic="secure-plain")
+    kafka = _secure(
+        secure_broker, tls, password, sasl_mechanism="PLAIN", sasl_username=PLAIN_USER, topic="secure-plain"
+    )
     assert ensure_topic(kafka, kafka.topic, partitions=2, retention_ms=-1) == "created"
     produce_events(kafka, kafka.topic, count=50, seed=1)
     assert sum(end_offsets(kafka, kafka.topic).values()) == 50
 
 
-@pytest.mark.parametrize(("case", "update", "names"), [
-    ("wrong password", {"sasl_password": SecretStr("not-the-password")},
-     ["refused the SASL credentials", f"user '{USER}'", "LAKEHOUSE_KAFKA__SASL_PASSWORD"]),
-    ("unknown user", {"sasl_username": "nobody"},
-     ["refused the SASL credentials", "LAKEHOUSE_KAFKA__SASL_USERNAME"]),
-    ("untrusted certificate", {"ssl_ca_location": "OTHER_CA"},
-     ["is not trusted by", "LAKEHOUSE_KAFKA__SSL_CA_LOCATION"]),
-    ("no TLS, no SASL", {"security_protocol": "PLAINTEXT", "ssl_ca_location": None},
-     ["LAKEHOUSE_KAFKA__SECURITY_PROTOCOL"]),
-])
+@pytest.mark.parametrize(
+    ("case", "update", "names"),
+    [
+        (
+            "wrong password",
+            {"sasl_password": SecretStr("not-the-password")},
+            ["refused the SASL credentials", f"user '{USER}'", "LAKEHOUSE_KAFKA__SASL_PASSWORD"],
+        ),
+        (
+            "unknown user",
+            {"sasl_username": "nobody"},
+            ["refused the SASL credentials", "LAKEHOUSE_KAFKA__SASL_USERNAME"],
+        ),
+        (
+            "untrusted certificate",
+            {"ssl_ca_location": "OTHER_CA"},
+            ["is not trusted by", "LAKEHOUSE_KAFKA__SSL_CA_LOCATION"],
+        ),
+        (
+            "no TLS, no SASL",
+            {"security_protocol": "PLAINTEXT", "ssl_ca_location": None},
+            ["LAKEHOUSE_KAFKA__SECURITY_PROTOCOL"],
+        ),
+    ],
+)
 def test_a_wrong_setting_stops_soon_naming_it(
-    secure_broker: KafkaBroker, tls: TlsFiles, password: str, tmp_path: Path,
-    case: str, update: dict[str, Any], names: list[str],
+    secure_broker: KafkaBroker,
+    tls: TlsFiles,
+    password: str,
+    tmp_path: Path,
+    case: str,
+    update: dict[str, Any],
+    names: list[str],
 ) -> None:
     if update.get("ssl_ca_location") == "OTHER_CA":  # a real CA, just not the broker's
         update = {"ssl_ca_location": str(make_tls(tmp_path / "other", ca_name="other-ca").ca_pem)}
@@ -157,7 +187,11 @@ def test_sasl_settings_need_their_credentials() -> None:
 @pytest.mark.spark
 @pytest.mark.parametrize("case", ["wrong password", "untrusted certificate"])
 def test_the_stream_with_a_wrong_setting_fails_naming_it(
-    secure_broker: KafkaBroker, tls: TlsFiles, password: str, lake_root: Path, tmp_path: Path,
+    secure_broker: KafkaBroker,
+    tls: TlsFiles,
+    password: str,
+    lake_root: Path,
+    tmp_path: Path,
     case: str,
 ) -> None:
     """The Spark Kafka source itself (not only the admin before it): refused credentials, or a

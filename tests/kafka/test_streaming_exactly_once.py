@@ -32,8 +32,9 @@ def test_kill_9_three_times_while_producing_loses_and_duplicates_nothing(
     lake_root: Path,
 ) -> None:
     topic = kafka_topic_factory("chaos", partitions=3)
-    settings = settings_for(lake_root, kafka_broker.bootstrap_servers, topic,
-                            max_offsets_per_trigger=400, processing_time="1 second")
+    settings = settings_for(
+        lake_root, kafka_broker.bootstrap_servers, topic, max_offsets_per_trigger=400, processing_time="1 second"
+    )
     sent = kill_9_while_producing(spark, settings, kills=KILLS, seed=3, prefix="chaos")
     assert sent.sent > 3_000 and sent.malformed > 50
     assert read_stream_status(settings).total_lag == 0

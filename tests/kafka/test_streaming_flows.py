@@ -49,7 +49,8 @@ def _latest_lag_artifact(key: str = "streaming-lag") -> list[dict[str, object]]:
     with get_client(sync_client=True) as prefect:
         found = prefect.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
-            sort=ArtifactSort.CREATED_DESC, limit=1,
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
         )
     assert found, f"no {key} artifact"
     data = found[0].data
@@ -72,13 +73,21 @@ def test_local_streaming_flow_and_monitor(
     from flows.streaming import streaming, streaming_monitor
 
     topic = kafka_topic_factory("flow", partitions=3)
-    env(LAKEHOUSE_STORAGE__ROOT=str(lake_root),
+    env(
+        LAKEHOUSE_STORAGE__ROOT=str(lake_root),
         LAKEHOUSE_KAFKA__BOOTSTRAP_SERVERS=kafka_broker.bootstrap_servers,
         LAKEHOUSE_KAFKA__TOPIC=topic,
         LAKEHOUSE_STREAMING__MAX_LAG="100",
-        LAKEHOUSE_STREAMING__MAX_OFFSETS_PER_TRIGGER="200")
-    sent = produce_events(kafka_broker.bootstrap_servers, topic, count=N, malformed_share=0.1,
-                          seed=5, event_time=lambda i: BASE + dt.timedelta(seconds=i))
+        LAKEHOUSE_STREAMING__MAX_OFFSETS_PER_TRIGGER="200",
+    )
+    sent = produce_events(
+        kafka_broker.bootstrap_servers,
+        topic,
+        count=N,
+        malformed_share=0.1,
+        seed=5,
+        event_time=lambda i: BASE + dt.timedelta(seconds=i),
+    )
 
     # Behind and never run: the monitor fails (so notifications fire) and says why.
     state = streaming_monitor(return_state=True)
@@ -125,12 +134,14 @@ def test_streaming_flow_keeps_the_app_running_on_kubernetes(
     namespace = "stream-flow"
     k8s_cluster.create_namespace(namespace)
     topic = f"k8s-{uuid.uuid4().hex[:12]}"  # created by the flow
-    env(KUBECONFIG=str(k8s_cluster.kubeconfig_path),
+    env(
+        KUBECONFIG=str(k8s_cluster.kubeconfig_path),
         LAKEHOUSE_BACKEND="kubernetes",
         LAKEHOUSE_KUBERNETES__NAMESPACE=namespace,
         LAKEHOUSE_STORAGE__ROOT="s3a://lake",
         LAKEHOUSE_KAFKA__BOOTSTRAP_SERVERS=kafka_broker.bootstrap_servers,
-        LAKEHOUSE_KAFKA__TOPIC=topic)
+        LAKEHOUSE_KAFKA__TOPIC=topic,
+    )
 
     assert streaming() == {"backend": "kubernetes", "job": "events-stream", "action": "created"}
     assert streaming()["action"] == "unchanged"

@@ -48,15 +48,19 @@ def _windows_of(messages: list[SentMessage]) -> dict[tuple[str, str], tuple[int,
 
 
 def test_late_events_are_kept_counted_and_their_missed_windows_named(
-    spark: SparkSession, kafka_broker: KafkaBroker, kafka_topic_factory: Callable[..., str], lake_root: Path,
+    spark: SparkSession,
+    kafka_broker: KafkaBroker,
+    kafka_topic_factory: Callable[..., str],
+    lake_root: Path,
 ) -> None:
     topic = kafka_topic_factory("late", partitions=2)
     settings = settings_for(lake_root, kafka_broker.bootstrap_servers, topic)
     servers = kafka_broker.bootstrap_servers
 
     def produce(count: int, prefix: str, at: Callable[[int], dt.datetime]) -> list[SentMessage]:
-        sent = produce_events(servers, topic, count=count, seed=len(prefix), id_prefix=prefix, record=True,
-                              event_time=at)
+        sent = produce_events(
+            servers, topic, count=count, seed=len(prefix), id_prefix=prefix, record=True, event_time=at
+        )
         assert sent.messages is not None and sent.sent == count
         return sent.messages
 
@@ -90,10 +94,10 @@ def test_late_events_are_kept_counted_and_their_missed_windows_named(
     # and the late-events table names exactly what they missed
     want = _windows_of(late)
     emitted = {(r[0], r[2]) for r in gold_before}
-    got = read_table(spark, settings, "late", iso("window_start"), "event_type", "late_events", "late_amount",
-                     "window_emitted")
+    got = read_table(
+        spark, settings, "late", iso("window_start"), "event_type", "late_events", "late_amount", "window_emitted"
+    )
     assert sorted(got) == sorted((w, t, n, amount, (w, t) in emitted) for (w, t), (n, amount) in want.items())
     assert any(not emitted_ for *_, emitted_ in got)  # the 23:30 window was never written
     assert second["gold"]["late_events"] == len(late) == 45
     assert second["gold"]["windows_missed"] == len(want)
-

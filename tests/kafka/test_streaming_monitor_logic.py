@@ -20,10 +20,12 @@ T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 TOPIC = "events"
 
 
-def _batch(ck: Path, n: int, offsets: dict[str, int], start: dt.datetime,
-           done: dt.datetime | None) -> None:
-    meta = {"batchWatermarkMs": 0, "batchTimestampMs": int(start.timestamp() * 1000),
-            "conf": {"spark.sql.shuffle.partitions": "4"}}
+def _batch(ck: Path, n: int, offsets: dict[str, int], start: dt.datetime, done: dt.datetime | None) -> None:
+    meta = {
+        "batchWatermarkMs": 0,
+        "batchTimestampMs": int(start.timestamp() * 1000),
+        "conf": {"spark.sql.shuffle.partitions": "4"},
+    }
     (ck / "offsets" / str(n)).write_text(f"v1\n{json.dumps(meta)}\n{json.dumps({TOPIC: offsets})}")
     if done is not None:
         f = ck / "commits" / str(n)
@@ -39,8 +41,7 @@ def checkpoint(tmp_path: Path) -> Path:
     (ck / "sources" / "0" / "0").write_bytes(b'\x00v1\n{"events":{"0":0,"1":0}}')
     (ck / "offsets" / ".1.tmp").write_text("partial")  # Spark's temp files are ignored
     _batch(ck, 0, {"0": 100, "1": 50}, T0, T0 + dt.timedelta(seconds=2))
-    _batch(ck, 1, {"0": 300, "1": 150}, T0 + dt.timedelta(seconds=10),
-           T0 + dt.timedelta(seconds=13))
+    _batch(ck, 1, {"0": 300, "1": 150}, T0 + dt.timedelta(seconds=10), T0 + dt.timedelta(seconds=13))
     _batch(ck, 2, {"0": 400, "1": 200}, T0 + dt.timedelta(seconds=20), None)  # in flight
     return ck
 
@@ -58,26 +59,32 @@ def test_reads_committed_batches_only(checkpoint: Path) -> None:
 def test_lag_rate_and_thresholds(checkpoint: Path) -> None:
     progress = read_checkpoint(str(checkpoint), TOPIC)
     now = T0 + dt.timedelta(seconds=60)
-    status = stream_status(TOPIC, {0: 410, 1: 150, 2: 7}, progress, max_lag=200,
-                           max_staleness_seconds=30, now=now)
+    status = stream_status(TOPIC, {0: 410, 1: 150, 2: 7}, progress, max_lag=200, max_staleness_seconds=30, now=now)
     assert [(p.partition, p.committed_offset, p.lag) for p in status.partitions] == [
-        (0, 300, 110), (1, 150, 0), (2, None, 7)]
+        (0, 300, 110),
+        (1, 150, 0),
+        (2, None, 7),
+    ]
     # 450 records in 2 s + 3 s of batch time.
     assert status.rows_per_second == 90.0
     assert {p.partition: p.rows_per_second for p in status.partitions} == {0: 60.0, 1: 30.0, 2: 0.0}
     assert status.total_lag == 117 and status.staleness_seconds == 47.0
-    assert status.problems == ("117 messages wait and the last batch finished 47s ago, above "
-                               "the threshold of 30s",)
-    assert status.rows()[-1] == {"partition": "total", "end_offset": 567, "committed_offset": 450,
-                                 "lag": 117, "last_batch_time": "2026-01-01T12:00:13+00:00",
-                                 "rows_per_second": 90.0}
+    assert status.problems == ("117 messages wait and the last batch finished 47s ago, above the threshold of 30s",)
+    assert status.rows()[-1] == {
+        "partition": "total",
+        "end_offset": 567,
+        "committed_offset": 450,
+        "lag": 117,
+        "last_batch_time": "2026-01-01T12:00:13+00:00",
+        "rows_per_second": 90.0,
+    }
     # Caught up and idle for long: healthy (an idle stream runs no batches).
-    idle = stream_status(TOPIC, {0: 300, 1: 150}, progress, max_lag=0,
-                         max_staleness_seconds=30, now=now + dt.timedelta(hours=5))
+    idle = stream_status(
+        TOPIC, {0: 300, 1: 150}, progress, max_lag=0, max_staleness_seconds=30, now=now + dt.timedelta(hours=5)
+    )
     assert idle.healthy and idle.total_lag == 0
     # Too much lag.
-    lagging = stream_status(TOPIC, {0: 1300, 1: 150}, progress, max_lag=999,
-                            max_staleness_seconds=3600, now=now)
+    lagging = stream_status(TOPIC, {0: 1300, 1: 150}, progress, max_lag=999, max_staleness_seconds=3600, now=now)
     assert lagging.problems == ("lag 1000 messages is above the threshold of 999",)
 
 
@@ -85,8 +92,9 @@ def test_missing_checkpoint_is_no_progress(tmp_path: Path) -> None:
     progress = read_checkpoint(str(tmp_path / "absent"), TOPIC)
     status = stream_status(TOPIC, {0: 5}, progress, max_lag=10, max_staleness_seconds=60)
     assert status.last_batch_id is None and status.total_lag == 5
-    assert status.problems == ("5 messages wait and the stream never committed a batch "
-                               f"(checkpoint {tmp_path / 'absent'})",)
+    assert status.problems == (
+        f"5 messages wait and the stream never committed a batch (checkpoint {tmp_path / 'absent'})",
+    )
 
 
 def test_job_spec_local_and_continuous() -> None:

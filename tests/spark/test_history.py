@@ -32,15 +32,24 @@ def _ts(day: int, hour: int) -> dt.datetime:
 
 
 def user(uid: str, at: dt.datetime, country: str, email: str | None = None) -> str:
-    return json.dumps({"user_id": uid, "email": email or f"{uid}.{country}@example.com",
-                       "country": country, "updated_at": at.isoformat() + "Z"})
+    return json.dumps(
+        {
+            "user_id": uid,
+            "email": email or f"{uid}.{country}@example.com",
+            "country": country,
+            "updated_at": at.isoformat() + "Z",
+        }
+    )
 
 
 LANDED = {
     D1: [user("u1", _ts(1, 9), "DE"), user("u2", _ts(1, 10), "FR")],
     # u1 moves to US; a second copy of u1's day-1 version with another email (the first kept wins)
-    D2: [user("u1", _ts(2, 12), "US"), user("u1", _ts(1, 9), "DE", email="copy@example.com"),
-         user("u3", _ts(2, 8), "NL")],
+    D2: [
+        user("u1", _ts(2, 12), "US"),
+        user("u1", _ts(1, 9), "DE", email="copy@example.com"),
+        user("u3", _ts(2, 8), "NL"),
+    ],
     # out of order: u1 lived in GB between its DE and US versions, reported a day late;
     # u2 sends a version identical to its first but for the time (kept: a version is a version)
     D3: [user("u1", _ts(1, 18), "GB"), user("u2", _ts(3, 7), "FR"), user("u3", _ts(3, 1), "BE")],
@@ -75,8 +84,19 @@ def _run(spark: SparkSession, root: Path, start: dt.date, end: dt.date, *extra: 
     """Bronze + silver of users; silver's metrics of the users table."""
     p = batch_parser("m", "")
     p.add_argument("--layers", type=lambda v: v.split(","))
-    argv = ["--root", str(root), "--start", start.isoformat(), "--end", end.isoformat(),
-            "--sources", "users", "--layers", "bronze,silver", *extra]
+    argv = [
+        "--root",
+        str(root),
+        "--start",
+        start.isoformat(),
+        "--end",
+        end.isoformat(),
+        "--sources",
+        "users",
+        "--layers",
+        "bronze,silver",
+        *extra,
+    ]
     reports = medallion.run(spark, check_batch(p, p.parse_args(argv)))
     return next(t for r in reports for t in r.tables if t["layer"] == "silver" and t["table"] == "users")
 
@@ -135,13 +155,20 @@ def test_history_of_keeps_the_known_version_and_recomputes_the_intervals(spark: 
     contract = load_contracts()["users"]
     cols = "user_id string, email string, country string, updated_at timestamp"
     existing = spark.createDataFrame(
-        [("u1", "a@x.io", "DE", _ts(1, 9), _ts(1, 9), None, True),
-         ("u9", "z@x.io", "PL", _ts(1, 9), _ts(1, 9), None, True)],
-        cols + ", valid_from timestamp, valid_to timestamp, is_current boolean")
+        [
+            ("u1", "a@x.io", "DE", _ts(1, 9), _ts(1, 9), None, True),
+            ("u9", "z@x.io", "PL", _ts(1, 9), _ts(1, 9), None, True),
+        ],
+        cols + ", valid_from timestamp, valid_to timestamp, is_current boolean",
+    )
     batch = spark.createDataFrame(
-        [("u1", "late@x.io", "GB", _ts(1, 6)),  # older than the known version: slots in before it
-         ("u1", "copy@x.io", "FR", _ts(1, 9)),  # a copy of the known version: the known one wins
-         ("u2", "b@x.io", None, _ts(2, 1))], cols)
+        [
+            ("u1", "late@x.io", "GB", _ts(1, 6)),  # older than the known version: slots in before it
+            ("u1", "copy@x.io", "FR", _ts(1, 9)),  # a copy of the known version: the known one wins
+            ("u2", "b@x.io", None, _ts(2, 1)),
+        ],
+        cols,
+    )
     got = {tuple(r) for r in history_of(batch, existing, contract).collect()}
     assert got == {
         ("u1", "late@x.io", "GB", _ts(1, 6), _ts(1, 6), _ts(1, 9), False),

@@ -19,8 +19,9 @@ def _many_small_files(spark: SparkSession, path: str, batches: int = 6) -> list[
     rows = []
     for b in range(batches):
         part = [(f"e{b}-{i}", f"u{i % 7}", ("view", "buy")[i % 2], dt.date(2026, 1, 1 + b % 2)) for i in range(20)]
-        spark.createDataFrame(part, SCHEMA).repartition(2).write.format("delta").mode("append") \
-            .partitionBy("event_date").save(path)
+        spark.createDataFrame(part, SCHEMA).repartition(2).write.format("delta").mode("append").partitionBy(
+            "event_date"
+        ).save(path)
         rows += part
     return sorted(rows)
 
@@ -47,8 +48,10 @@ def test_vacuum_guard_refuses_short_retention(spark: SparkSession, tmp_path: Pat
     _many_small_files(spark, path, batches=1)
     with pytest.raises(maintenance.VacuumGuardError, match="refusing VACUUM with a retention of"):
         maintenance.vacuum(spark, path, hours, force=False)
-    assert maintenance.main(["vacuum", "--root", str(tmp_path), "--tables", "x/t", "--retention-hours", str(hours)]) \
+    assert (
+        maintenance.main(["vacuum", "--root", str(tmp_path), "--tables", "x/t", "--retention-hours", str(hours)])
         == maintenance.GUARD_EXIT
+    )
 
 
 def test_forced_vacuum_removes_unreferenced_files_and_breaks_old_versions(spark: SparkSession, tmp_path: Path) -> None:
@@ -70,12 +73,14 @@ def test_restore_to_version_and_timestamp(spark: SparkSession, tmp_path: Path) -
     time.sleep(1.1)
     ts = maintenance.history(spark, path)["commits"][0]["timestamp"]
     spark.createDataFrame([("b", "u", "buy", dt.date(2026, 1, 1))], SCHEMA).write.format("delta").mode(
-        "overwrite").save(path)
+        "overwrite"
+    ).save(path)
     assert _content(spark, path) != v0
     out = maintenance.restore(spark, path, 0, None)
     assert (out["restored_to"], out["version"]) == (0, 2)
     assert _content(spark, path) == v0
     spark.createDataFrame([("c", "u", "buy", dt.date(2026, 1, 1))], SCHEMA).write.format("delta").mode(
-        "overwrite").save(path)
+        "overwrite"
+    ).save(path)
     maintenance.restore(spark, path, None, ts)
     assert _content(spark, path) == v0

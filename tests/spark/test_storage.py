@@ -35,8 +35,9 @@ def test_merge_updates_time_travel_and_restore(spark: SparkSession, tmp_path: Pa
     updates = spark.createDataFrame([("u1", "new@x", t2), ("u2", "stale@x", t1), ("u3", "three@x", t2)], USERS)
     storage.merge_latest(spark, updates, path, key="user_id", order_by="updated_at")
     latest = spark.read.format("delta").load(path)
-    assertDataFrameEqual(latest, spark.createDataFrame(
-        [("u1", "new@x", t2), ("u2", "two@x", t1), ("u3", "three@x", t2)], USERS))
+    assertDataFrameEqual(
+        latest, spark.createDataFrame([("u1", "new@x", t2), ("u2", "two@x", t1), ("u3", "three@x", t2)], USERS)
+    )
     commit = storage.last_commit(spark, path)
     assert commit["operation"] == "MERGE"
     assert (commit["metrics"]["numTargetRowsUpdated"], commit["metrics"]["numTargetRowsInserted"]) == ("1", "1")
@@ -57,8 +58,9 @@ def test_replace_where_rewrites_only_the_named_dates(spark: SparkSession, tmp_pa
     d1, d2, d3 = (dt.date(2026, 1, i) for i in (1, 2, 3))
     storage.append(spark.createDataFrame([(d1, 1), (d2, 2), (d3, 3)], schema), path)
     storage.replace_where(spark.createDataFrame([(d2, 20)], schema), path, storage.sql_in("date_day", [d2]))
-    assertDataFrameEqual(spark.read.format("delta").load(path),
-                         spark.createDataFrame([(d1, 1), (d2, 20), (d3, 3)], schema))
+    assertDataFrameEqual(
+        spark.read.format("delta").load(path), spark.createDataFrame([(d1, 1), (d2, 20), (d3, 3)], schema)
+    )
     assert DeltaTable.forPath(spark, path).history(1).first()["operation"] == "WRITE"
     with pytest.raises(Exception, match=r"(?i)replaceWhere|does not conform|DELTA_REPLACE_WHERE"):
         storage.replace_where(spark.createDataFrame([(d3, 30)], schema), path, storage.sql_in("date_day", [d2]))
@@ -69,14 +71,13 @@ def test_sql_in_quotes_and_handles_empty() -> None:
     assert storage.sql_in("c", []) == "false"
 
 
-def test_commit_metadata_records_applied_batches_even_for_empty_merges(
-    spark: SparkSession, tmp_path: Path
-) -> None:
+def test_commit_metadata_records_applied_batches_even_for_empty_merges(spark: SparkSession, tmp_path: Path) -> None:
     path = str(tmp_path / "t")
     t1 = dt.datetime(2026, 1, 1)
     with storage.commit_metadata(spark, ["b1"], run_id="r1"):
-        storage.merge_latest(spark, spark.createDataFrame([("u1", "a@x", t1)], USERS), path,
-                             key="user_id", order_by="updated_at")
+        storage.merge_latest(
+            spark, spark.createDataFrame([("u1", "a@x", t1)], USERS), path, key="user_id", order_by="updated_at"
+        )
     empty = spark.createDataFrame([], USERS)
     with storage.commit_metadata(spark, ["b2", "b3"]):
         storage.merge_latest(spark, empty, path, key="user_id", order_by="updated_at")

@@ -66,15 +66,21 @@ def test_contract_rules_name_every_failed_rule(spark: SparkSession) -> None:
             '{"order_id": null}',
             "{broken",
         ),
-        ORDERS, batch_id="b", ingested_at=T0,
+        ORDERS,
+        batch_id="b",
+        ingested_at=T0,
     )
     out = quality.evaluate(rows, quality.row_rules(ORDERS)).select("order_id", "_failed_rules", "_action")
-    missing = ["order_id.required", "user_id.required", "status.required", "created_at.required",
-               "updated_at.required"]
+    missing = ["order_id.required", "user_id.required", "status.required", "created_at.required", "updated_at.required"]
     expected = spark.createDataFrame(
-        [("o1", [], None), ("o2", ["amount.type"], "quarantine"), ("o3", ["created_at.type"], "quarantine"),
-         ("  ", missing, "quarantine"), (None, [*missing[:2], "amount.required", *missing[2:]], "quarantine"),
-         (None, ["malformed_json"], "quarantine")],
+        [
+            ("o1", [], None),
+            ("o2", ["amount.type"], "quarantine"),
+            ("o3", ["created_at.type"], "quarantine"),
+            ("  ", missing, "quarantine"),
+            (None, [*missing[:2], "amount.required", *missing[2:]], "quarantine"),
+            (None, ["malformed_json"], "quarantine"),
+        ],
         "order_id string, _failed_rules array<string>, _action string",
     )
     assertDataFrameEqual(out, expected)
@@ -92,8 +98,10 @@ def test_rule_names_are_the_catalogue_the_readme_lists(spark: SparkSession) -> N
     names |= {r.name for r in quality.row_rules(EVENTS, drifted_batches=["b"], new_columns=["coupon"])}
     names |= {quality.MALFORMED} | {n for rules in DEAD_LETTER_RULES.values() for n in rules}
     columns = {c for contract in CONTRACTS.values() for c in contract.columns}
-    patterns = {entry: re.compile("^" + re.escape(entry).replace(re.escape("<column>"), f"({'|'.join(columns)})") + "$")
-                for entry in RULE_NAMES}
+    patterns = {
+        entry: re.compile("^" + re.escape(entry).replace(re.escape("<column>"), f"({'|'.join(columns)})") + "$")
+        for entry in RULE_NAMES
+    }
     matched = {name: [e for e, p in patterns.items() if p.match(name)] for name in sorted(names)}
     assert {n: m for n, m in matched.items() if len(m) != 1} == {}
     assert {m[0] for m in matched.values()} == set(RULE_NAMES)
@@ -101,19 +109,28 @@ def test_rule_names_are_the_catalogue_the_readme_lists(spark: SparkSession) -> N
 
 def test_silver_types_partition_and_latest_per_key(spark: SparkSession) -> None:
     def line(eid: str, t: str, amount: str = "null") -> str:
-        return (f'{{"event_id": "{eid}", "user_id": "u1", "event_type": "purchase", '
-                f'"amount": {amount}, "event_time": "{t}"}}')
+        return (
+            f'{{"event_id": "{eid}", "user_id": "u1", "event_type": "purchase", '
+            f'"amount": {amount}, "event_time": "{t}"}}'
+        )
 
-    raw = _lines(spark, line("e1", "2026-01-01T10:00:00Z", "5.25"), line("e1", "2026-01-01T10:00:00Z", "5.25"),
-                 line("e2", "2025-12-31T23:59:59Z"), line("e3", "2026-01-01T01:00:00Z", "1"),
-                 line("e3", "2026-01-01T02:00:00Z", "2"))
+    raw = _lines(
+        spark,
+        line("e1", "2026-01-01T10:00:00Z", "5.25"),
+        line("e1", "2026-01-01T10:00:00Z", "5.25"),
+        line("e2", "2025-12-31T23:59:59Z"),
+        line("e3", "2026-01-01T01:00:00Z", "1"),
+        line("e3", "2026-01-01T02:00:00Z", "2"),
+    )
     parsed = bronze.parse_landing(raw, EVENTS, batch_id="b", ingested_at=T0)
     valid = quality.evaluate(parsed, quality.row_rules(EVENTS)).where("_action IS NULL")
     out = silver.latest_per_key(silver.typed(valid, EVENTS), EVENTS)
     expected = spark.createDataFrame(
-        [("e1", Decimal("5.25"), dt.datetime(2026, 1, 1, 10), D1),
-         ("e2", None, dt.datetime(2025, 12, 31, 23, 59, 59), dt.date(2025, 12, 31)),
-         ("e3", Decimal("2.00"), dt.datetime(2026, 1, 1, 2), D1)],
+        [
+            ("e1", Decimal("5.25"), dt.datetime(2026, 1, 1, 10), D1),
+            ("e2", None, dt.datetime(2025, 12, 31, 23, 59, 59), dt.date(2025, 12, 31)),
+            ("e3", Decimal("2.00"), dt.datetime(2026, 1, 1, 2), D1),
+        ],
         "event_id string, amount decimal(10,2), event_time timestamp, event_date date",
     )
     assertDataFrameEqual(out.select("event_id", "amount", "event_time", "event_date"), expected)
@@ -122,33 +139,41 @@ def test_silver_types_partition_and_latest_per_key(spark: SparkSession) -> None:
 
 def test_gold_aggregates(spark: SparkSession) -> None:
     events = spark.createDataFrame(
-        [("e1", "purchase", Decimal("2.50"), dt.datetime(2026, 1, 1, 10, 5)),
-         ("e2", "purchase", Decimal("1.25"), dt.datetime(2026, 1, 1, 10, 55)),
-         ("e3", "page_view", None, dt.datetime(2026, 1, 1, 10, 30)),
-         ("e4", "purchase", Decimal("4.00"), dt.datetime(2026, 1, 1, 11, 0))],
+        [
+            ("e1", "purchase", Decimal("2.50"), dt.datetime(2026, 1, 1, 10, 5)),
+            ("e2", "purchase", Decimal("1.25"), dt.datetime(2026, 1, 1, 10, 55)),
+            ("e3", "page_view", None, dt.datetime(2026, 1, 1, 10, 30)),
+            ("e4", "purchase", Decimal("4.00"), dt.datetime(2026, 1, 1, 11, 0)),
+        ],
         "event_id string, event_type string, amount decimal(10,2), event_time timestamp",
     )
     assertDataFrameEqual(
         gold.hourly_stats(events),
         spark.createDataFrame(
-            [(dt.datetime(2026, 1, 1, 10), "purchase", 2, Decimal("3.75")),
-             (dt.datetime(2026, 1, 1, 10), "page_view", 1, Decimal("0.00")),
-             (dt.datetime(2026, 1, 1, 11), "purchase", 1, Decimal("4.00"))],
+            [
+                (dt.datetime(2026, 1, 1, 10), "purchase", 2, Decimal("3.75")),
+                (dt.datetime(2026, 1, 1, 10), "page_view", 1, Decimal("0.00")),
+                (dt.datetime(2026, 1, 1, 11), "purchase", 1, Decimal("4.00")),
+            ],
             "hour timestamp, event_type string, event_count long, total_amount decimal(20,2)",
         ),
     )
     orders = spark.createDataFrame(
-        [("o1", "u1", Decimal("10.00"), "completed", dt.datetime(2026, 1, 1, 9)),
-         ("o2", "u1", Decimal("20.01"), "pending", dt.datetime(2026, 1, 1, 12)),
-         ("o3", "u2", Decimal("99.00"), "cancelled", dt.datetime(2026, 1, 1, 13)),
-         ("o4", "u3", Decimal("5.00"), "refunded", dt.datetime(2026, 1, 2, 1))],
+        [
+            ("o1", "u1", Decimal("10.00"), "completed", dt.datetime(2026, 1, 1, 9)),
+            ("o2", "u1", Decimal("20.01"), "pending", dt.datetime(2026, 1, 1, 12)),
+            ("o3", "u2", Decimal("99.00"), "cancelled", dt.datetime(2026, 1, 1, 13)),
+            ("o4", "u3", Decimal("5.00"), "refunded", dt.datetime(2026, 1, 2, 1)),
+        ],
         "order_id string, user_id string, amount decimal(10,2), status string, created_at timestamp",
     )
     assertDataFrameEqual(
         gold.daily_revenue(orders),
         spark.createDataFrame(
-            [(D1, 2, 1, Decimal("30.01"), Decimal("15.01")),  # 15.005 rounds half up
-             (dt.date(2026, 1, 2), 1, 1, Decimal("5.00"), Decimal("5.00"))],
+            [
+                (D1, 2, 1, Decimal("30.01"), Decimal("15.01")),  # 15.005 rounds half up
+                (dt.date(2026, 1, 2), 1, 1, Decimal("5.00"), Decimal("5.00")),
+            ],
             "date_day date, total_orders long, unique_customers long, total_revenue decimal(20,2), "
             "avg_order_value decimal(12,2)",
         ),

@@ -32,8 +32,13 @@ from tests import marts
 from tests.fixtures.s3 import new_bucket
 from tests.medallion_tables import SOURCES, check_tables, delta_versions, table, table_path
 
-pytestmark = [pytest.mark.s3, pytest.mark.spark, pytest.mark.e2e, pytest.mark.timeout(1500),
-              pytest.mark.usefixtures("prefect_harness")]
+pytestmark = [
+    pytest.mark.s3,
+    pytest.mark.spark,
+    pytest.mark.e2e,
+    pytest.mark.timeout(1500),
+    pytest.mark.usefixtures("prefect_harness"),
+]
 
 START = dt.date(2026, 1, 1)
 DATES = [START + dt.timedelta(days=i) for i in range(3)]
@@ -41,8 +46,9 @@ CFG = dict(events_per_day=600, orders_per_day=120, users_initial=60)
 
 
 @pytest.fixture(scope="module")
-def s3_lake(s3_server: S3Server, spark: SparkSession,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def s3_lake(
+    s3_server: S3Server, spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
     """A fresh bucket with three generated landing days; the settings of a lakehouse rooted in
     it (as the environment of every flow run of the module); the in-process session can read it."""
     bucket = new_bucket(s3_server, spark, "lake")
@@ -64,8 +70,7 @@ def s3_lake(s3_server: S3Server, spark: SparkSession,
         for key, value in env.items():
             mp.setenv(key, value)
         get_settings.cache_clear()
-        yield {"root": root, "landing": local, "manifest": manifest, "fs": fs, "bucket": bucket,
-               "server": s3_server}
+        yield {"root": root, "landing": local, "manifest": manifest, "fs": fs, "bucket": bucket, "server": s3_server}
     get_settings.cache_clear()
 
 
@@ -98,7 +103,9 @@ def test_a_rerun_on_s3_commits_nothing(runs: dict[str, Any]) -> None:
 
 
 def test_maintenance_time_travel_and_restore_on_s3(
-    spark: SparkSession, s3_lake: dict[str, Any], runs: dict[str, Any],
+    spark: SparkSession,
+    s3_lake: dict[str, Any],
+    runs: dict[str, Any],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """OPTIMIZE + guarded VACUUM, a timestampAsOf read and a restore, on the bucket's tables."""
@@ -118,14 +125,16 @@ def test_maintenance_time_travel_and_restore_on_s3(
     path = table_path(root, "gold", "time_travel_probe")
     schema = "id int"
     for b in range(3):
-        spark.createDataFrame([(b * 10 + i,) for i in range(10)], schema).write.format("delta") \
-            .mode("append").save(path)
+        spark.createDataFrame([(b * 10 + i,) for i in range(10)], schema).write.format("delta").mode("append").save(
+            path
+        )
         time.sleep(1.5)
     log = path.removeprefix("s3a://") + "/_delta_log"
     commits = {}
     for name in sorted(p for p in fs.ls(log) if p.endswith(".json")):
-        info = next(json.loads(line)["commitInfo"] for line in fs.cat(name).decode().splitlines()
-                    if "commitInfo" in line)
+        info = next(
+            json.loads(line)["commitInfo"] for line in fs.cat(name).decode().splitlines() if "commitInfo" in line
+        )
         commits[int(Path(name).stem)] = info["timestamp"] / 1000
     assert sorted(commits) == [0, 1, 2]
     as_of = dt.datetime.fromtimestamp((commits[1] + commits[2]) / 2, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -138,7 +147,10 @@ def test_maintenance_time_travel_and_restore_on_s3(
 
 
 def test_dbt_marts_over_the_s3_tables(
-    spark: SparkSession, s3_lake: dict[str, Any], runs: dict[str, Any], tmp_path: Path,
+    spark: SparkSession,
+    s3_lake: dict[str, Any],
+    runs: dict[str, Any],
+    tmp_path: Path,
 ) -> None:
     """The dbt-build flow with the local target, in a process of its own (as a flow run is): its
     in-process Spark lists and reads the bucket's silver with the key pair from the settings,
@@ -154,22 +166,28 @@ def test_dbt_marts_over_the_s3_tables(
         "LAKEHOUSE_DBT__ARTIFACTS_DIR": str(tmp_path / "dbt"),
         "LAKEHOUSE_DBT__SPARK_MASTER": "local[2]",
         "LAKEHOUSE_DBT__DRIVER_MEMORY": "1g",
-        "LAKEHOUSE_DBT__SPARK_CONF": json.dumps({"spark.sql.shuffle.partitions": "2",
-                                                 "spark.default.parallelism": "2"}),
+        "LAKEHOUSE_DBT__SPARK_CONF": json.dumps(
+            {"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"}
+        ),
     }
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         env.pop(name, None)  # the keys come from the settings, not from this process
     proc = subprocess.run(
         [sys.executable, "-c", "from flows.dbt_build import dbt_build; dbt_build()"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1200, check=False)
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
     leaked = server.secret_key in output or server.access_key in output
     assert not leaked, "a key of the object store is in the dbt flow's output"
 
     root = s3_lake["root"]
-    snap = marts.snapshot(spark, s3_lake["landing"], DATES,
-                          lambda name: f"delta.`{table_path(root, 'gold', name)}`")
+    snap = marts.snapshot(spark, s3_lake["landing"], DATES, lambda name: f"delta.`{table_path(root, 'gold', name)}`")
     assert sorted(snap["got"]["daily"]) == DATES
     assert snap["got"] == snap["want"]
     # the catalog stayed on local disk; nothing of dbt's was written into the repository

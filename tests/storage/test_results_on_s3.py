@@ -20,9 +20,7 @@ from tests.fixtures.s3 import object_store
 pytestmark = [pytest.mark.s3, pytest.mark.usefixtures("prefect_harness")]
 
 
-def test_task_results_persist_in_the_bucket_and_read_back(
-    s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_task_results_persist_in_the_bucket_and_read_back(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
     import s3fs
     from prefect import flow, task
     from prefect.results import ResultStore

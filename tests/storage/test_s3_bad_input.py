@@ -42,22 +42,31 @@ def _closed_port() -> str:
         return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
-@pytest.mark.parametrize(("case", "names", "retryable"), [
-    ("wrong secret key", ["refused the key pair", "LAKEHOUSE_DEPLOY__OBJECT_STORE_SECRET_ACCESS_KEY"], False),
-    ("missing bucket", ["does not exist", "LAKEHOUSE_STORAGE__ROOT"], False),
-    ("unreachable endpoint", ["did not answer", "LAKEHOUSE_DEPLOY__OBJECT_STORE_ENDPOINT"], True),
-])
+@pytest.mark.parametrize(
+    ("case", "names", "retryable"),
+    [
+        ("wrong secret key", ["refused the key pair", "LAKEHOUSE_DEPLOY__OBJECT_STORE_SECRET_ACCESS_KEY"], False),
+        ("missing bucket", ["does not exist", "LAKEHOUSE_STORAGE__ROOT"], False),
+        ("unreachable endpoint", ["did not answer", "LAKEHOUSE_DEPLOY__OBJECT_STORE_ENDPOINT"], True),
+    ],
+)
 def test_a_wrong_object_store_setting_fails_soon_naming_it_then_a_rerun_recovers(
-    spark: SparkSession, s3_server: S3Server, tmp_path: Path,
-    case: str, names: list[str], retryable: bool,
+    spark: SparkSession,
+    s3_server: S3Server,
+    tmp_path: Path,
+    case: str,
+    names: list[str],
+    retryable: bool,
 ) -> None:
     import s3fs
 
     bucket = new_bucket(s3_server, spark, "bad")
-    manifest = generate(tmp_path / "landing", GenConfig(start=DAY, days=1, events_per_day=200,
-                                                        orders_per_day=40, users_initial=20))
+    manifest = generate(
+        tmp_path / "landing", GenConfig(start=DAY, days=1, events_per_day=200, orders_per_day=40, users_initial=20)
+    )
     s3fs.S3FileSystem(**s3_server.storage_options()).put(
-        str(tmp_path / "landing") + "/", f"{bucket}/lake/landing/", recursive=True)
+        str(tmp_path / "landing") + "/", f"{bucket}/lake/landing/", recursive=True
+    )
     root = f"s3a://{bucket}/lake"
     wrong_secret = "wrong-" + uuid.uuid4().hex
     bad = {

@@ -31,7 +31,7 @@ def _listening_addresses(pid: int) -> set[str]:
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         target = os.readlink(fd) if fd.is_symlink() else ""
         if target.startswith("socket:["):
-            inodes.add(target[len("socket:["):-1])
+            inodes.add(target[len("socket:[") : -1])
     found = set()
     for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
         for line in Path(table).read_text().splitlines()[1:]:
@@ -44,7 +44,7 @@ def _listening_addresses(pid: int) -> set[str]:
             if width == 8:
                 ip = ".".join(str(b) for b in reversed(raw))
             else:  # four little-endian 32-bit words
-                ip = ":".join(raw[i:i + 4][::-1].hex() for i in range(0, 16, 4))
+                ip = ":".join(raw[i : i + 4][::-1].hex() for i in range(0, 16, 4))
             found.add(f"{ip}:{int(port_hex, 16)}")
     return found
 
@@ -61,8 +61,7 @@ def test_bucket_write_read_list_with_the_server_credentials(s3_server: S3Server)
     fs.pipe(f"{bucket}/dir/blob.bin", payload)
     fs.pipe(f"{bucket}/dir/note.txt", b"hello")
     assert fs.cat(f"{bucket}/dir/blob.bin") == payload
-    assert sorted(fs.ls(f"{bucket}/dir", detail=False)) == [
-        f"{bucket}/dir/blob.bin", f"{bucket}/dir/note.txt"]
+    assert sorted(fs.ls(f"{bucket}/dir", detail=False)) == [f"{bucket}/dir/blob.bin", f"{bucket}/dir/note.txt"]
     assert fs.info(f"{bucket}/dir/blob.bin")["size"] == len(payload)
     names = [b["Name"] for b in s3_server.client().list_buckets()["Buckets"]]
     assert bucket in names
@@ -86,16 +85,20 @@ def test_wrong_secret_and_unsigned_requests_are_refused(s3_server: S3Server) -> 
     common: dict[str, Any] = {"region_name": s3_server.region, "endpoint_url": s3_server.endpoint}
     path_style: dict[str, Any] = {"s3": {"addressing_style": "path"}, "retries": {"max_attempts": 1}}
     bad = session.create_client(
-        "s3", aws_access_key_id=s3_server.access_key, aws_secret_access_key="not-the-secret",
-        config=botocore.config.Config(**path_style), **common)
+        "s3",
+        aws_access_key_id=s3_server.access_key,
+        aws_secret_access_key="not-the-secret",
+        config=botocore.config.Config(**path_style),
+        **common,
+    )
     with pytest.raises(ClientError) as refused:
         bad.list_buckets()
     assert refused.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
 
-    anonymous = session.create_client("s3", config=botocore.config.Config(
-        signature_version=botocore.UNSIGNED, **path_style), **common)
-    for call in (anonymous.list_buckets,
-                 lambda: anonymous.get_object(Bucket=bucket, Key="secret.txt")):
+    anonymous = session.create_client(
+        "s3", config=botocore.config.Config(signature_version=botocore.UNSIGNED, **path_style), **common
+    )
+    for call in (anonymous.list_buckets, lambda: anonymous.get_object(Bucket=bucket, Key="secret.txt")):
         with pytest.raises(ClientError) as denied:
             call()
         assert denied.value.response["Error"]["Code"] == "AccessDenied"
@@ -117,8 +120,10 @@ def test_stop_leaves_no_process_data_or_sockets() -> None:
         assert server.startup_seconds is not None and server.startup_seconds < 60
         assert "-master.telemetry=false" in server.argv
         server.create_bucket("stop-check")
-        sockets = [Path(f"/tmp/seaweedfs-{name}-grpc-{server.ports[f'{name}.port.grpc']}.sock")
-                   for name in ("master", "volume", "filer", "s3", "admin")]
+        sockets = [
+            Path(f"/tmp/seaweedfs-{name}-grpc-{server.ports[f'{name}.port.grpc']}.sock")
+            for name in ("master", "volume", "filer", "s3", "admin")
+        ]
         assert any(s.exists() for s in sockets)  # weed's fixed-path gRPC sockets, see stop()
     assert not server.is_running() and server.pid is None
     with pytest.raises(ProcessLookupError):

@@ -28,7 +28,9 @@ KILLS = 2
 
 
 def test_stream_on_s3_survives_kill_9_exactly_once_and_the_monitor_reads_its_checkpoint(
-    spark: SparkSession, s3_server: S3Server, kafka_broker: KafkaBroker,
+    spark: SparkSession,
+    s3_server: S3Server,
+    kafka_broker: KafkaBroker,
     kafka_topic_factory: Callable[..., str],
 ) -> None:
     bucket = new_bucket(s3_server, spark, "stream")

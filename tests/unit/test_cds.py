@@ -51,8 +51,7 @@ def test_a_jobs_java_options_follow_the_backends_own(tmp_path: Path, monkeypatch
     archive = tmp_path / "a.jsa"
     archive.write_bytes(b"x")
     monkeypatch.setattr(cds, "archive_path", lambda: archive)
-    job = SparkJob(name="diag", entrypoint="spark_jobs.diagnostics",
-                   java_options=("-XX:+UseParallelGC", "-Dx=1"))
+    job = SparkJob(name="diag", entrypoint="spark_jobs.diagnostics", java_options=("-XX:+UseParallelGC", "-Dx=1"))
     cmd = LocalBackend(Settings()).command(job)
     opts = next(c for c in cmd if c.startswith("spark.driver.extraJavaOptions=")).split()
     assert opts[-3:] == [f"-XX:SharedArchiveFile={archive}", "-XX:+UseParallelGC", "-Dx=1"]

@@ -22,16 +22,28 @@ COMMANDS = _commands(build_parser())
 
 
 def test_the_command_list_is_what_the_readme_runs() -> None:
-    assert {"generate", "medallion", "show-tables", "demo", "contracts", "settings-doc", "blocks",
-            "produce", "stream", "stream-status", "render"} <= set(COMMANDS)
+    assert {
+        "generate",
+        "medallion",
+        "show-tables",
+        "demo",
+        "contracts",
+        "settings-doc",
+        "blocks",
+        "produce",
+        "stream",
+        "stream-status",
+        "render",
+    } <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_every_command_and_option_has_help_text(name: str) -> None:
     parser, line = COMMANDS[name]
     assert line, f"`lakehouse {name}` has no line in the command list"
-    missing = [a.option_strings or [a.dest] for a in parser._actions
-               if not isinstance(a, argparse._HelpAction) and not a.help]
+    missing = [
+        a.option_strings or [a.dest] for a in parser._actions if not isinstance(a, argparse._HelpAction) and not a.help
+    ]
     assert missing == [], f"`lakehouse {name}` options without help text: {missing}"
     out = io.StringIO()
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as done:

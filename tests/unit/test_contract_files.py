@@ -60,10 +60,14 @@ def test_shipped_contracts_are_valid() -> None:
             ["row_count action must be warn or fail"],
         ),
         (_with_field("amount", constraints=[{"pattern": "("}]), ["not a valid regular expression"]),
-        ({**_with_field("updated_at", required=False), "history": {}},
-         ["history needs order_by column 'updated_at' to be required"]),
-        ({**BASE, "history": {}, "schema": [*BASE["schema"], {"name": "valid_to", "type": "timestamp"}]},
-         ["history adds columns ['valid_to'], which the schema already declares"]),
+        (
+            {**_with_field("updated_at", required=False), "history": {}},
+            ["history needs order_by column 'updated_at' to be required"],
+        ),
+        (
+            {**BASE, "history": {}, "schema": [*BASE["schema"], {"name": "valid_to", "type": "timestamp"}]},
+            ["history adds columns ['valid_to'], which the schema already declares"],
+        ),
         ({**BASE, "history": {"table": "orders"}}, ["history.table must differ from the SCD1 table 'orders'"]),
         ({**BASE, "timestamps": {"max_future": "soon"}}, ["timestamps.max_future", "must look like '1 hour'"]),
         ({**BASE, "timestamps": {"not_before": "long ago"}}, ["timestamps.not_before"]),

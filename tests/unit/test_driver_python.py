@@ -10,9 +10,18 @@ import pytest
 
 SPARK_JOBS = Path(__file__).resolve().parents[2] / "spark_jobs"
 # Standard-library names added in 3.11 that driver code could plausibly reach for.
-NEW_IN_311 = {("datetime", "UTC"), ("typing", "Self"), ("typing", "LiteralString"), ("typing", "Never"),
-              ("typing", "NotRequired"), ("typing", "Required"), ("typing", "assert_never"),
-              ("enum", "StrEnum"), ("asyncio", "TaskGroup"), ("asyncio", "timeout")}
+NEW_IN_311 = {
+    ("datetime", "UTC"),
+    ("typing", "Self"),
+    ("typing", "LiteralString"),
+    ("typing", "Never"),
+    ("typing", "NotRequired"),
+    ("typing", "Required"),
+    ("typing", "assert_never"),
+    ("enum", "StrEnum"),
+    ("asyncio", "TaskGroup"),
+    ("asyncio", "timeout"),
+}
 NEW_MODULES_311 = {"tomllib", "wsgiref.types"}
 NEW_BUILTINS_311 = {"ExceptionGroup", "BaseExceptionGroup"}
 

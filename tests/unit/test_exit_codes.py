@@ -33,18 +33,21 @@ def _validation_error() -> Exception:
     raise AssertionError("Settings accepted an unknown backend")
 
 
-@pytest.mark.parametrize(("exc", "code"), [
-    (SparkJobError("silver", "failed", exit_code=65), 65),
-    (SparkJobError("silver", "failed", exit_code=78), 78),
-    (SparkJobError("silver", "failed", exit_code=1), 1),
-    (SparkJobError("silver", "failed", exit_code=None, state="TIMEOUT"), 1),
-    (DbtError(["build"], "failed"), 1),
-    (ConfigError("bad"), 78),
-    (KafkaTopicError("topic events has 1 partition, expected 3"), 78),
-    (StreamUnhealthyError("lag 500 > 100"), 3),
-    (SetupError("java not found"), 69),
-    (KafkaClientError("broker 127.0.0.1:1 not reachable"), 69),
-])
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (SparkJobError("silver", "failed", exit_code=65), 65),
+        (SparkJobError("silver", "failed", exit_code=78), 78),
+        (SparkJobError("silver", "failed", exit_code=1), 1),
+        (SparkJobError("silver", "failed", exit_code=None, state="TIMEOUT"), 1),
+        (DbtError(["build"], "failed"), 1),
+        (ConfigError("bad"), 78),
+        (KafkaTopicError("topic events has 1 partition, expected 3"), 78),
+        (StreamUnhealthyError("lag 500 > 100"), 3),
+        (SetupError("java not found"), 69),
+        (KafkaClientError("broker 127.0.0.1:1 not reachable"), 69),
+    ],
+)
 def test_each_error_has_its_documented_code(exc: Exception, code: int) -> None:
     assert int(exit_code_of(exc)) == code
 
@@ -59,8 +62,9 @@ def test_configuration_errors_of_the_driver_are_not_retried() -> None:
     assert is_retryable(SparkJobError("silver", "failed", exit_code=1))
 
 
-def test_cli_exits_78_on_an_invalid_setting_naming_it(monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_exits_78_on_an_invalid_setting_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("LAKEHOUSE_BACKEND", "mesos")
     get_settings.cache_clear()
     try:
@@ -80,8 +84,9 @@ def test_cli_exits_78_on_an_invalid_contract_file(tmp_path: Path, capsys: pytest
     assert "orders.yaml" in capsys.readouterr().err
 
 
-def test_cli_maps_a_lakehouse_error_to_its_code_and_says_which(monkeypatch: pytest.MonkeyPatch,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_maps_a_lakehouse_error_to_its_code_and_says_which(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The mapping at the CLI's edge (the real driver -> CLI path is tests/e2e's exit-65 test)."""
     import lakehouse.cli as cli
 

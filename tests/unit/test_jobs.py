@@ -45,8 +45,9 @@ def test_layer_order_and_unknown_layers() -> None:
 
 def test_spark_submit_rendering(tmp_path: Path) -> None:
     settings = Settings(storage={"root": str(tmp_path)}, spark={"conf": {"spark.x": "1"}, "driver_memory": "3g"})
-    job = layer_job("silver", settings, start=dt.date(2026, 1, 1), end=dt.date(2026, 1, 2), run_id="r1",
-                    full_refresh=True)
+    job = layer_job(
+        "silver", settings, start=dt.date(2026, 1, 1), end=dt.date(2026, 1, 2), run_id="r1", full_refresh=True
+    )
     job = job.model_copy(update={"conf": {"spark.sql.shuffle.partitions": "7"}})
     cmd = LocalBackend(settings).command(job)
     assert cmd[0] == str(jars.spark_home() / "bin" / "spark-submit")
@@ -60,9 +61,21 @@ def test_spark_submit_rendering(tmp_path: Path) -> None:
     assert confs["spark.serializer"] == "org.apache.spark.serializer.KryoSerializer"
     assert set(cmd[cmd.index("--jars") + 1].split(",")) == {str(p) for p in jars.resolved_jars()}
     main = cmd.index(str(REPO_ROOT / "spark_jobs" / "silver.py"))
-    assert cmd[main + 1:] == ["--root", str(tmp_path), "--start", "2026-01-01", "--end", "2026-01-02",
-                              "--run-id", "r1", "--parallelism", "3", "--sources", "orders,users,events",
-                              "--full-refresh"]
+    assert cmd[main + 1 :] == [
+        "--root",
+        str(tmp_path),
+        "--start",
+        "2026-01-01",
+        "--end",
+        "2026-01-02",
+        "--run-id",
+        "r1",
+        "--parallelism",
+        "3",
+        "--sources",
+        "orders,users,events",
+        "--full-refresh",
+    ]
 
 
 def test_s3a_storage_adds_the_s3a_jars_and_conf_and_keys_only_in_the_environment() -> None:
@@ -75,14 +88,21 @@ def test_s3a_storage_adds_the_s3a_jars_and_conf_and_keys_only_in_the_environment
     assert (jars.spark_home() / "jars" / f"hadoop-client-api-{versions.HADOOP_VERSION}.jar").is_file()
     assert (jars.jars_dir(jars.S3) / f"hadoop-aws-{versions.HADOOP_VERSION}.jar").is_file()
     secret = "sk-" + "7f3a9c"  # a fake key; it must not reach the command line
-    settings = Settings(storage={"root": "s3a://lake/root"}, deploy=DeploySettings(
-        object_store_endpoint="http://127.0.0.1:8333", object_store_region="eu-west-1",
-        object_store_access_key_id=SecretStr("AKID"), object_store_secret_access_key=SecretStr(secret)))
+    settings = Settings(
+        storage={"root": "s3a://lake/root"},
+        deploy=DeploySettings(
+            object_store_endpoint="http://127.0.0.1:8333",
+            object_store_region="eu-west-1",
+            object_store_access_key_id=SecretStr("AKID"),
+            object_store_secret_access_key=SecretStr(secret),
+        ),
+    )
     job = layer_job("bronze", settings, start=dt.date(2026, 1, 1), end=dt.date(2026, 1, 1), run_id="r")
     backend = LocalBackend(settings)
     cmd = backend.command(job)
     assert set(cmd[cmd.index("--jars") + 1].split(",")) == {
-        str(p) for p in jars.resolved_jars() + jars.resolved_jars(jars.S3)}
+        str(p) for p in jars.resolved_jars() + jars.resolved_jars(jars.S3)
+    }
     confs = dict(c.split("=", 1) for c in cmd if c.startswith("spark.hadoop.fs.s3a."))
     assert confs["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:8333"
     assert confs["spark.hadoop.fs.s3a.endpoint.region"] == "eu-west-1"

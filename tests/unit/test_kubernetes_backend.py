@@ -26,49 +26,69 @@ from tasks.spark import _retry_unless_config_error
 DRIVER = "spark-kubernetes-driver"
 
 
-def _pod(*, waiting: tuple[str, str] | None = None, exit_code: int | None = None,
-         running: bool = False, unschedulable: str | None = None, phase: str = "Pending",
-         reason: str | None = None, node: str | None = "node-1") -> client.V1Pod:
+def _pod(
+    *,
+    waiting: tuple[str, str] | None = None,
+    exit_code: int | None = None,
+    running: bool = False,
+    unschedulable: str | None = None,
+    phase: str = "Pending",
+    reason: str | None = None,
+    node: str | None = "node-1",
+) -> client.V1Pod:
     state = None
     if waiting:
-        state = client.V1ContainerState(waiting=client.V1ContainerStateWaiting(
-            reason=waiting[0], message=waiting[1]))
+        state = client.V1ContainerState(waiting=client.V1ContainerStateWaiting(reason=waiting[0], message=waiting[1]))
     elif exit_code is not None:
-        state = client.V1ContainerState(terminated=client.V1ContainerStateTerminated(
-            exit_code=exit_code, reason="Error" if exit_code else "Completed"))
+        state = client.V1ContainerState(
+            terminated=client.V1ContainerStateTerminated(
+                exit_code=exit_code, reason="Error" if exit_code else "Completed"
+            )
+        )
     elif running:
         state = client.V1ContainerState(running=client.V1ContainerStateRunning())
-    statuses = None if state is None else [
-        client.V1ContainerStatus(name="sidecar", image="x", image_id="", ready=True,
-                                 restart_count=0, state=client.V1ContainerState(
-                                     terminated=client.V1ContainerStateTerminated(exit_code=3))),
-        client.V1ContainerStatus(name=DRIVER, image="x", image_id="", ready=False,
-                                 restart_count=0, state=state),
-    ]
+    statuses = (
+        None
+        if state is None
+        else [
+            client.V1ContainerStatus(
+                name="sidecar",
+                image="x",
+                image_id="",
+                ready=True,
+                restart_count=0,
+                state=client.V1ContainerState(terminated=client.V1ContainerStateTerminated(exit_code=3)),
+            ),
+            client.V1ContainerStatus(name=DRIVER, image="x", image_id="", ready=False, restart_count=0, state=state),
+        ]
+    )
     conditions = None
     if unschedulable is not None:
-        conditions = [client.V1PodCondition(type="PodScheduled", status="False",
-                                            reason="Unschedulable", message=unschedulable)]
+        conditions = [
+            client.V1PodCondition(type="PodScheduled", status="False", reason="Unschedulable", message=unschedulable)
+        ]
     return client.V1Pod(
         metadata=client.V1ObjectMeta(name="app-driver", uid="u-1"),
         spec=client.V1PodSpec(node_name=node, containers=[client.V1Container(name=DRIVER)]),
-        status=client.V1PodStatus(phase=phase, reason=reason, container_statuses=statuses,
-                                  conditions=conditions),
+        status=client.V1PodStatus(phase=phase, reason=reason, container_statuses=statuses, conditions=conditions),
     )
 
 
 # --------------------------------------------------------------------------- exit code
 
 
-@pytest.mark.parametrize(("message", "code"), [
-    # operator v2.5.2, controller.go updateDriverState
-    ("driver container failed with ExitCode: 65, Reason: Error", 65),
-    ("driver container failed with ExitCode: 137, Reason: OOMKilled", 137),
-    ("driver container status missing", None),
-    ("driver pod not found", None),
-    ("failed to submit spark application: failed to run spark-submit: ExitCode: 65", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        # operator v2.5.2, controller.go updateDriverState
+        ("driver container failed with ExitCode: 65, Reason: Error", 65),
+        ("driver container failed with ExitCode: 137, Reason: OOMKilled", 137),
+        ("driver container status missing", None),
+        ("driver pod not found", None),
+        ("failed to submit spark application: failed to run spark-submit: ExitCode: 65", None),
+        (None, None),
+    ],
+)
 def test_exit_code_from_the_operators_error_message(message: str | None, code: int | None) -> None:
     assert states.exit_code_from_error_message(message) == code
 
@@ -83,9 +103,17 @@ def test_exit_code_from_the_driver_pod() -> None:
 
 def test_failed_app_error_carries_exit_code_and_a_contract_fail_is_not_retried() -> None:
     def failed(code: int | None) -> SparkApplicationFailed:
-        return SparkApplicationFailed("silver", "failed", app="a", namespace="ns",
-                                      error_message="x", state="FAILED", attempts=1,
-                                      exit_code=code, metrics=[{"rule": "r", "failed": 3}])
+        return SparkApplicationFailed(
+            "silver",
+            "failed",
+            app="a",
+            namespace="ns",
+            error_message="x",
+            state="FAILED",
+            attempts=1,
+            exit_code=code,
+            metrics=[{"rule": "r", "failed": 3}],
+        )
 
     contract = failed(65)
     assert contract.exit_code == 65 and contract.metrics == [{"rule": "r", "failed": 3}]
@@ -101,17 +129,17 @@ def test_failed_app_error_carries_exit_code_and_a_contract_fail_is_not_retried()
 # --------------------------------------------------------------------------- driver start
 
 
-@pytest.mark.parametrize(("pod", "reason", "permanent"), [
-    (_pod(waiting=("ErrImagePull", "pull access denied")), "ErrImagePull", False),
-    (_pod(waiting=("ImagePullBackOff", "Back-off pulling image")), "ImagePullBackOff", False),
-    (_pod(waiting=("InvalidImageName", 'couldn\'t parse image name "A:b"')), "InvalidImageName",
-     True),
-    (_pod(waiting=("ErrImageNeverPull", "image not present")), "ErrImageNeverPull", True),
-    (_pod(waiting=("CreateContainerConfigError", 'secret "s3" not found')),
-     "CreateContainerConfigError", False),
-    (_pod(unschedulable="0/1 nodes are available: 1 Insufficient cpu.", node=None),
-     "Unschedulable", False),
-])
+@pytest.mark.parametrize(
+    ("pod", "reason", "permanent"),
+    [
+        (_pod(waiting=("ErrImagePull", "pull access denied")), "ErrImagePull", False),
+        (_pod(waiting=("ImagePullBackOff", "Back-off pulling image")), "ImagePullBackOff", False),
+        (_pod(waiting=("InvalidImageName", 'couldn\'t parse image name "A:b"')), "InvalidImageName", True),
+        (_pod(waiting=("ErrImageNeverPull", "image not present")), "ErrImageNeverPull", True),
+        (_pod(waiting=("CreateContainerConfigError", 'secret "s3" not found')), "CreateContainerConfigError", False),
+        (_pod(unschedulable="0/1 nodes are available: 1 Insufficient cpu.", node=None), "Unschedulable", False),
+    ],
+)
 def test_driver_start_problems(pod: client.V1Pod, reason: str, permanent: bool) -> None:
     problem = pods.start_problem(pod, DRIVER)
     assert problem is not None
@@ -119,9 +147,15 @@ def test_driver_start_problems(pod: client.V1Pod, reason: str, permanent: bool) 
     assert problem.message
 
 
-@pytest.mark.parametrize("pod", [
-    _pod(), _pod(waiting=("ContainerCreating", "")), _pod(running=True), _pod(exit_code=1),
-])
+@pytest.mark.parametrize(
+    "pod",
+    [
+        _pod(),
+        _pod(waiting=("ContainerCreating", "")),
+        _pod(running=True),
+        _pod(exit_code=1),
+    ],
+)
 def test_a_starting_running_or_ended_driver_is_no_start_problem(pod: client.V1Pod) -> None:
     assert pods.start_problem(pod, DRIVER) is None
 
@@ -136,17 +170,25 @@ def test_pod_level_failure_reason() -> None:
 def test_driver_start_failure_error() -> None:
     def err(permanent: bool) -> SparkDriverStartFailed:
         return SparkDriverStartFailed(
-            "bronze", app="a", namespace="ns", pod="a-driver", reason="InvalidImageName",
-            pod_message='couldn\'t parse image name "Bad:Name"', waited_s=2.2,
-            permanent=permanent, error_message=None, state="SUBMITTED", attempts=1)
+            "bronze",
+            app="a",
+            namespace="ns",
+            pod="a-driver",
+            reason="InvalidImageName",
+            pod_message='couldn\'t parse image name "Bad:Name"',
+            waited_s=2.2,
+            permanent=permanent,
+            error_message=None,
+            state="SUBMITTED",
+            attempts=1,
+        )
 
     e = err(True)
     assert isinstance(e, SparkApplicationFailed)
-    assert "pod ns/a-driver is InvalidImageName (couldn't parse image name \"Bad:Name\")" in str(e)
+    assert 'pod ns/a-driver is InvalidImageName (couldn\'t parse image name "Bad:Name")' in str(e)
     assert "the app was deleted" in str(e) and e.state == "SUBMITTED"
     assert not is_retryable(e)
-    assert is_retryable(err(False)) and "for 2s (kubernetes.driver_start_timeout_seconds)" in str(
-        err(False))
+    assert is_retryable(err(False)) and "for 2s (kubernetes.driver_start_timeout_seconds)" in str(err(False))
 
 
 class _FakeCore:
@@ -169,8 +211,13 @@ class _FakeCore:
 def test_log_follower_backs_off_on_a_pod_that_has_not_started_and_reports_each_read() -> None:
     core = _FakeCore(_pod(unschedulable="0/1 nodes are available", node=None))
     seen: list[str] = []
-    follower = DriverLogFollower(core, "ns", DRIVER, lambda _: None,  # type: ignore[arg-type]
-                                 on_pod=lambda pod: seen.append(pod.metadata.name))
+    follower = DriverLogFollower(
+        core,
+        "ns",
+        DRIVER,
+        lambda _: None,  # type: ignore[arg-type]
+        on_pod=lambda pod: seen.append(pod.metadata.name),
+    )
     follower.start()
     follower.follow("app-driver", 1)
     time.sleep(1.5)
@@ -212,8 +259,7 @@ def test_default_pods_fit_a_two_cpu_node_and_cores_stay_task_slots() -> None:
     spec = _spec()
     for role in ("driver", "executor"):
         pod = spec[role]
-        assert (pod["cores"], pod["coreRequest"], pod["memory"], pod["memoryOverhead"]) == (
-            1, "500m", "1g", "512m")
+        assert (pod["cores"], pod["coreRequest"], pod["memory"], pod["memoryOverhead"]) == (1, "500m", "1g", "512m")
     # driver + executor + the operator's controller and webhook (100m each) on 2 CPUs
     requested = 2 * 0.5 + 2 * 0.1
     assert requested <= 0.75 * 2
@@ -222,45 +268,77 @@ def test_default_pods_fit_a_two_cpu_node_and_cores_stay_task_slots() -> None:
 
 
 def test_job_resources_win_over_the_sizing_settings() -> None:
-    settings = Settings(kubernetes=KubernetesSettings(
-        driver_core_request="250m", executor_core_request="0.75", driver_memory="768m",
-        executor_memory="2g", driver_memory_overhead=None, executor_memory_overhead="1g"))
+    settings = Settings(
+        kubernetes=KubernetesSettings(
+            driver_core_request="250m",
+            executor_core_request="0.75",
+            driver_memory="768m",
+            executor_memory="2g",
+            driver_memory_overhead=None,
+            executor_memory_overhead="1g",
+        )
+    )
     spec = _spec(settings)
     assert (spec["driver"]["coreRequest"], spec["driver"]["memory"]) == ("250m", "768m")
     assert "memoryOverhead" not in spec["driver"]  # None: Spark's own default
-    assert (spec["executor"]["coreRequest"], spec["executor"]["memory"],
-            spec["executor"]["memoryOverhead"]) == ("0.75", "2g", "1g")
-    spec = _spec(settings, driver_cores=2, driver_core_request="2", driver_memory="4g",
-                 executor_cores=4, executor_core_request="1500m", executor_memory_overhead="2g")
-    assert (spec["driver"]["cores"], spec["driver"]["coreRequest"], spec["driver"]["memory"]) == (
-        2, "2", "4g")
-    assert (spec["executor"]["cores"], spec["executor"]["coreRequest"],
-            spec["executor"]["memoryOverhead"]) == (4, "1500m", "2g")
+    assert (spec["executor"]["coreRequest"], spec["executor"]["memory"], spec["executor"]["memoryOverhead"]) == (
+        "0.75",
+        "2g",
+        "1g",
+    )
+    spec = _spec(
+        settings,
+        driver_cores=2,
+        driver_core_request="2",
+        driver_memory="4g",
+        executor_cores=4,
+        executor_core_request="1500m",
+        executor_memory_overhead="2g",
+    )
+    assert (spec["driver"]["cores"], spec["driver"]["coreRequest"], spec["driver"]["memory"]) == (2, "2", "4g")
+    assert (spec["executor"]["cores"], spec["executor"]["coreRequest"], spec["executor"]["memoryOverhead"]) == (
+        4,
+        "1500m",
+        "2g",
+    )
 
 
-@pytest.mark.parametrize("bad", [{"driver_core_request": "half"}, {"executor_core_request": "0"},
-                                 {"driver_memory": "1GB"}, {"executor_memory_overhead": "lots"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"driver_core_request": "half"},
+        {"executor_core_request": "0"},
+        {"driver_memory": "1GB"},
+        {"executor_memory_overhead": "lots"},
+    ],
+)
 def test_bad_sizing_is_refused(bad: dict[str, str]) -> None:
     with pytest.raises(ValidationError):
         KubernetesSettings(**bad)
 
 
 def test_pvc_volumes_become_spark_conf_for_driver_and_executors() -> None:
-    settings = Settings(kubernetes=KubernetesSettings(volumes=[
-        {"name": "data", "claim_name": "lake-data", "mount_path": "/data"},
-        {"name": "ref", "claim_name": "reference", "mount_path": "/ref", "read_only": True,
-         "sub_path": "v2"},
-    ]))
+    settings = Settings(
+        kubernetes=KubernetesSettings(
+            volumes=[
+                {"name": "data", "claim_name": "lake-data", "mount_path": "/data"},
+                {"name": "ref", "claim_name": "reference", "mount_path": "/ref", "read_only": True, "sub_path": "v2"},
+            ]
+        )
+    )
     spec = _spec(settings)
     conf = {k: v for k, v in spec["sparkConf"].items() if ".volumes." in k}
     expected = {}
     for role in ("driver", "executor"):
         base = f"spark.kubernetes.{role}.volumes.persistentVolumeClaim"
         expected |= {
-            f"{base}.data.mount.path": "/data", f"{base}.data.mount.readOnly": "false",
+            f"{base}.data.mount.path": "/data",
+            f"{base}.data.mount.readOnly": "false",
             f"{base}.data.options.claimName": "lake-data",
-            f"{base}.ref.mount.path": "/ref", f"{base}.ref.mount.readOnly": "true",
-            f"{base}.ref.options.claimName": "reference", f"{base}.ref.mount.subPath": "v2",
+            f"{base}.ref.mount.path": "/ref",
+            f"{base}.ref.mount.readOnly": "true",
+            f"{base}.ref.options.claimName": "reference",
+            f"{base}.ref.mount.subPath": "v2",
         }
     assert conf == expected
     # Not also in spec.volumes: the webhook would add a second volume of the same name.
@@ -270,25 +348,43 @@ def test_pvc_volumes_become_spark_conf_for_driver_and_executors() -> None:
 
 
 def test_pvc_volumes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LAKEHOUSE_KUBERNETES__VOLUMES",
-                       '[{"name": "data", "claim_name": "lake-data", "mount_path": "/data"}]')
+    monkeypatch.setenv(
+        "LAKEHOUSE_KUBERNETES__VOLUMES", '[{"name": "data", "claim_name": "lake-data", "mount_path": "/data"}]'
+    )
     (volume,) = Settings().kubernetes.volumes
     assert (volume.name, volume.claim_name, volume.mount_path, volume.read_only) == (
-        "data", "lake-data", "/data", False)
+        "data",
+        "lake-data",
+        "/data",
+        False,
+    )
 
 
-@pytest.mark.parametrize(("volumes", "message"), [
-    ([{"name": "tmp", "claim_name": "c", "mount_path": "/x"}], "used by the backend"),
-    ([{"name": "spark-local-dir-2", "claim_name": "c", "mount_path": "/x"}], "used by the backend"),
-    ([{"name": "data", "claim_name": "c", "mount_path": "data"}], "absolute path"),
-    ([{"name": "data", "claim_name": "c", "mount_path": "/tmp"}], "absolute path"),
-    ([{"name": "Data", "claim_name": "c", "mount_path": "/x"}], "DNS-1123"),
-    ([{"name": "a", "claim_name": "c", "mount_path": "/x"},
-      {"name": "a", "claim_name": "d", "mount_path": "/y"}], "name must be distinct"),
-    ([{"name": "a", "claim_name": "c", "mount_path": "/x"},
-      {"name": "b", "claim_name": "d", "mount_path": "/x"}], "mount_path must be distinct"),
-    ([{"name": "a", "claim_name": "c", "mount_path": "/x", "host_path": "/srv"}], "host_path"),
-])
+@pytest.mark.parametrize(
+    ("volumes", "message"),
+    [
+        ([{"name": "tmp", "claim_name": "c", "mount_path": "/x"}], "used by the backend"),
+        ([{"name": "spark-local-dir-2", "claim_name": "c", "mount_path": "/x"}], "used by the backend"),
+        ([{"name": "data", "claim_name": "c", "mount_path": "data"}], "absolute path"),
+        ([{"name": "data", "claim_name": "c", "mount_path": "/tmp"}], "absolute path"),
+        ([{"name": "Data", "claim_name": "c", "mount_path": "/x"}], "DNS-1123"),
+        (
+            [
+                {"name": "a", "claim_name": "c", "mount_path": "/x"},
+                {"name": "a", "claim_name": "d", "mount_path": "/y"},
+            ],
+            "name must be distinct",
+        ),
+        (
+            [
+                {"name": "a", "claim_name": "c", "mount_path": "/x"},
+                {"name": "b", "claim_name": "d", "mount_path": "/x"},
+            ],
+            "mount_path must be distinct",
+        ),
+        ([{"name": "a", "claim_name": "c", "mount_path": "/x", "host_path": "/srv"}], "host_path"),
+    ],
+)
 def test_bad_volumes_are_refused(volumes: list[dict[str, Any]], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         KubernetesSettings(volumes=volumes)
@@ -298,36 +394,40 @@ def test_bad_volumes_are_refused(volumes: list[dict[str, Any]], message: str) ->
 
 
 def _app(**driver_info: Any) -> dict[str, Any]:
-    return {"metadata": {"name": "app"},
-            "status": {"applicationState": {"state": "RUNNING"}, "driverInfo": driver_info}}
+    return {
+        "metadata": {"name": "app"},
+        "status": {"applicationState": {"state": "RUNNING"}, "driverInfo": driver_info},
+    }
 
 
 def test_spark_ui_is_a_port_forward_command_and_a_local_url_not_the_cluster_ip() -> None:
     report = AppReport(name="app", namespace="spark-jobs", job="bronze")
     report.observe(_app())
     assert report.spark_ui is None and "| Spark UI | (not reported) |" in report.markdown()
-    report.observe(_app(webUIServiceName="app-ui-svc", webUIPort=4040,
-                        webUIAddress="10.0.0.61:4040"))
+    report.observe(_app(webUIServiceName="app-ui-svc", webUIPort=4040, webUIAddress="10.0.0.61:4040"))
     assert report.spark_ui == "http://127.0.0.1:4040"
-    assert report.spark_ui_port_forward == (
-        "kubectl -n spark-jobs port-forward svc/app-ui-svc 4040:4040")
+    assert report.spark_ui_port_forward == ("kubectl -n spark-jobs port-forward svc/app-ui-svc 4040:4040")
     assert report.spark_ui_cluster_address == "http://app-ui-svc.spark-jobs.svc:4040"
     row = next(line for line in report.markdown().splitlines() if "Spark UI" in line)
-    assert row == ("| Spark UI | `kubectl -n spark-jobs port-forward svc/app-ui-svc 4040:4040`, "
-                   "then open http://127.0.0.1:4040 (in-cluster: "
-                   "http://app-ui-svc.spark-jobs.svc:4040) |")
+    assert row == (
+        "| Spark UI | `kubectl -n spark-jobs port-forward svc/app-ui-svc 4040:4040`, "
+        "then open http://127.0.0.1:4040 (in-cluster: "
+        "http://app-ui-svc.spark-jobs.svc:4040) |"
+    )
     assert "10.0.0.61" not in report.markdown()
 
 
 def test_spark_ui_from_the_operators_ingress_or_the_url_template() -> None:
     report = AppReport(name="app", namespace="ns", job="bronze")
-    report.observe(_app(webUIServiceName="app-ui-svc", webUIPort=4040,
-                        webUIIngressAddress="http://spark.example.test/ns/app"))
-    assert (report.spark_ui, report.spark_ui_port_forward) == (
-        "http://spark.example.test/ns/app", None)
+    report.observe(
+        _app(webUIServiceName="app-ui-svc", webUIPort=4040, webUIIngressAddress="http://spark.example.test/ns/app")
+    )
+    assert (report.spark_ui, report.spark_ui_port_forward) == ("http://spark.example.test/ns/app", None)
     templated = AppReport(name="app", namespace="ns", job="bronze")
-    templated.observe(_app(webUIServiceName="app-ui-svc", webUIPort=4040),
-                      ui_url_template="https://ui.example.test/{namespace}/{app}/")
+    templated.observe(
+        _app(webUIServiceName="app-ui-svc", webUIPort=4040),
+        ui_url_template="https://ui.example.test/{namespace}/{app}/",
+    )
     assert templated.spark_ui_text() == "https://ui.example.test/ns/app/"
     assert KubernetesSettings(spark_ui_url="https://x/{app}").spark_ui_url == "https://x/{app}"
     with pytest.raises(ValidationError, match="only the placeholders"):

@@ -17,8 +17,9 @@ FLOW = SimpleNamespace(name="medallion")
 
 
 def _run(parent: uuid.UUID | None = None) -> Any:
-    return SimpleNamespace(id=uuid.uuid4(), name="brave-otter", parameters={"start_date": "2026-01-01"},
-                           parent_task_run_id=parent)
+    return SimpleNamespace(
+        id=uuid.uuid4(), name="brave-otter", parameters={"start_date": "2026-01-01"}, parent_task_run_id=parent
+    )
 
 
 @pytest.fixture
@@ -46,13 +47,15 @@ def test_a_failed_run_sends_one_message_naming_run_and_reason(sent: list[tuple[s
 
 
 def test_a_subflow_leaves_the_message_to_its_parent(sent: list[tuple[str, str, str]]) -> None:
-    notify_module.notify_flow_failure(SimpleNamespace(name="dbt-build"), _run(parent=uuid.uuid4()),
-                                      Failed(message="test not_null_stg_orders failed"))
+    notify_module.notify_flow_failure(
+        SimpleNamespace(name="dbt-build"), _run(parent=uuid.uuid4()), Failed(message="test not_null_stg_orders failed")
+    )
     assert sent == []
 
 
-def test_a_broken_channel_is_logged_not_raised(monkeypatch: pytest.MonkeyPatch,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_a_broken_channel_is_logged_not_raised(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def broken(*_: Any, **__: Any) -> bool:
         raise ConnectionError("webhook unreachable")
 
@@ -60,15 +63,22 @@ def test_a_broken_channel_is_logged_not_raised(monkeypatch: pytest.MonkeyPatch,
 
     store: dict[str, Any] = {}  # the SLA state variable, without a Prefect API in this tier
     monkeypatch.setattr(Variable, "get", classmethod(lambda cls, name, default=None: store.get(name, default)))
-    monkeypatch.setattr(Variable, "set",
-                        classmethod(lambda cls, name, value, overwrite=False: store.update({name: value})))
+    monkeypatch.setattr(
+        Variable, "set", classmethod(lambda cls, name, value, overwrite=False: store.update({name: value}))
+    )
     monkeypatch.setattr(notify_module, "notify", broken)
     monkeypatch.setattr(quality_module, "notify", broken)
     notify_module.notify_flow_failure(FLOW, _run(), Failed(message="boom"))
-    metrics = [{"table": "events", "quality": [{"rule": "sla.freshness", "failed": 1, "newest": "x",
-                                                 "age_seconds": 9, "limit_seconds": 1}]},
-               {"table": "orders", "quality": [{"rule": "sla.freshness", "failed": 0, "newest": "y",
-                                                 "age_seconds": 0, "limit_seconds": 1}]}]
+    metrics = [
+        {
+            "table": "events",
+            "quality": [{"rule": "sla.freshness", "failed": 1, "newest": "x", "age_seconds": 9, "limit_seconds": 1}],
+        },
+        {
+            "table": "orders",
+            "quality": [{"rule": "sla.freshness", "failed": 0, "newest": "y", "age_seconds": 0, "limit_seconds": 1}],
+        },
+    ]
     assert quality_module.track_sla(metrics, "run-1") == [("breached", "events")]
     assert store["lakehouse-sla-state"]["events"]["breached_since"] is not None
     logged = [r for r in caplog.records if r.exc_info and isinstance(r.exc_info[1], ConnectionError)]

@@ -34,11 +34,26 @@ def test_a_table_never_seen_and_breached_is_reported_and_others_keep_their_state
 
 def test_checks_come_from_the_jobs_freshness_metrics() -> None:
     metrics = [
-        {"table": "orders", "quality": [{"rule": "amount.min", "failed": 3},
-                                        {"rule": "sla.freshness", "action": "fail", "failed": 1,
-                                         "newest": "2026-02-01 00:00:00", "age_seconds": 9.5, "limit_seconds": 5}]},
-        {"table": "events", "quality": [{"rule": "sla.freshness", "failed": 1, "newest": "None",
-                                         "age_seconds": None, "limit_seconds": 5}]},
+        {
+            "table": "orders",
+            "quality": [
+                {"rule": "amount.min", "failed": 3},
+                {
+                    "rule": "sla.freshness",
+                    "action": "fail",
+                    "failed": 1,
+                    "newest": "2026-02-01 00:00:00",
+                    "age_seconds": 9.5,
+                    "limit_seconds": 5,
+                },
+            ],
+        },
+        {
+            "table": "events",
+            "quality": [
+                {"rule": "sla.freshness", "failed": 1, "newest": "None", "age_seconds": None, "limit_seconds": 5}
+            ],
+        },
         {"table": "users"},
     ]
     assert checks_from_metrics(metrics) == [
