@@ -21,7 +21,7 @@ demo: setup ## set-up + generate 3 days + run the medallion flow + show tables a
 test: setup lint k8s-tools cluster-tools ## set-up + lint + the whole test suite (all markers; `cluster` starts a real cluster)
 	@scripts/kafka.sh install >/dev/null
 	@scripts/seaweedfs.sh install >/dev/null
-	@$(PY) -m pytest $(PYTEST_ARGS)
+	@scripts/test.sh $(PYTEST_ARGS)
 
 k8s-tools: ## build kube-apiserver + etcd + kustomize from their Go modules and fetch the operator CRDs (cached)
 	@scripts/k8s-tools.sh >/dev/null
