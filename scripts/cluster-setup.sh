@@ -9,7 +9,7 @@ PACKAGES=(containerd runc containernetworking-plugins buildah debootstrap iptabl
           socat iproute2 util-linux openssl gcc libc6-dev ca-certificates)
 missing=()
 for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep 'install ok installed' >/dev/null || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 [ "$(id -u)" = 0 ] || die "missing Debian packages (${missing[*]}): run as root or apt-get install them"

@@ -67,7 +67,7 @@ esac
 
 go=$(find_go "building the Spark operator, helm and CoreDNS")
 
-mod_version() { sed -E 's/^require[[:space:]]+//' "$1/go.mod" | awk -v m="$2" '$1 == m && $2 ~ /^v/ {print $2; exit}'; }
+mod_version() { sed -E 's/^require[[:space:]]+//' "$1/go.mod" | awk -v m="$2" '$1 == m && $2 ~ /^v/ && !seen {print $2; seen = 1}'; }
 check_mods() {
   [ "$(mod_version "$OP_MOD" "$OPERATOR_MODULE")" = "v$SPARK_OPERATOR_VERSION" ] \
     || die "tools/spark-operator/go.mod does not require $OPERATOR_MODULE v$SPARK_OPERATOR_VERSION (SPARK_OPERATOR_VERSION)"

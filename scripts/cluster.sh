@@ -314,17 +314,17 @@ EOF
 
 # ------------------------------------------------------------------------------------ network
 net_up() {
-  ip netns list | awk '{print $1}' | grep -qx "$NETNS" || ip netns add "$NETNS"
+  ip netns list | awk '{print $1}' | grep -x "$NETNS" >/dev/null || ip netns add "$NETNS"
   # the namespaces that exist before the cluster: `down` deletes only pod namespaces made after
   ip netns list | awk '{print $1}' | sort > "$RUN/netns-before" 2>/dev/null || true
   ip -n "$NETNS" link set lo up
   ip -n "$NETNS" link show cni0 >/dev/null 2>&1 || ip -n "$NETNS" link add cni0 type bridge
-  ip -n "$NETNS" addr show cni0 | grep -q "$NODE_IP/24" || ip -n "$NETNS" addr add "$NODE_IP/24" dev cni0
+  ip -n "$NETNS" addr show cni0 | grep "$NODE_IP/24" >/dev/null || ip -n "$NETNS" addr add "$NODE_IP/24" dev cni0
   ip -n "$NETNS" link set cni0 up
   # per-namespace settings (this namespace only): forwarding between pods and Service DNAT
   "${NSE[@]}" sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'
   # ClusterIPs for processes of the namespace itself (the API server calling the webhook Service)
-  ip -n "$NETNS" route show "$SERVICE_CIDR" | grep -q . \
+  ip -n "$NETNS" route show "$SERVICE_CIDR" | grep . >/dev/null \
     || ip -n "$NETNS" route add "$SERVICE_CIDR" dev cni0 src "$NODE_IP"
 }
 
@@ -768,7 +768,7 @@ down() {
     # the shims of this cluster's containerd (their -address is its socket), by PID
     local p
     for p in $(pgrep -f containerd-shim 2>/dev/null); do
-      if tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -qF "$RUN/containerd/containerd.sock"; then
+      if tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -F "$RUN/containerd/containerd.sock" >/dev/null; then
         kill -KILL "$p" 2>/dev/null || true
       fi
     done
@@ -800,7 +800,7 @@ down() {
       done
     fi
   fi
-  ip netns list | awk '{print $1}' | grep -qx "$NETNS" && ip netns delete "$NETNS"
+  ip netns list | awk '{print $1}' | grep -x "$NETNS" >/dev/null && ip netns delete "$NETNS"
   # the kubepods cgroups the kubelet made in the existing v1 hierarchies (empty by now)
   local h
   for h in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do

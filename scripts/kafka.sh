@@ -118,7 +118,7 @@ pid_of() {  # prints the pid of the broker of data dir $1 if it is running
   pid=$(cat "$pidfile")
   [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
   # Guard against a recycled pid: it must be our kafka.Kafka with this data dir's config.
-  tr '\0' '\n' < "/proc/$pid/cmdline" | grep -qxF "$1/server.properties" || return 1
+  tr '\0' '\n' < "/proc/$pid/cmdline" | grep -xF "$1/server.properties" >/dev/null || return 1
   echo "$pid"
 }
 

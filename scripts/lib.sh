@@ -1,6 +1,9 @@
 # Shared helpers for the set-up scripts. Source it; do not run it.
 # Everything heavy is cached outside the repo under $LAKEHOUSE_CACHE_DIR, keyed by version.
 set -euo pipefail
+# With pipefail, a reader that stops early (`grep -q`, `grep -m1`, `head`, awk's `exit`) can kill
+# the writer with SIGPIPE and fail the pipeline (exit 141) depending on timing: seen under load.
+# Readers in these scripts read their whole input.
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LAKEHOUSE_CACHE_DIR="${LAKEHOUSE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lakehouse}"
@@ -29,7 +32,8 @@ require_python() {
 require_java() {
   command -v java >/dev/null 2>&1 || die "java not found: Spark ${SPARK_VERSION:-4} needs a Java 17 or 21 runtime (e.g. 'apt-get install openjdk-17-jdk-headless') with java on PATH or JAVA_HOME set."
   local v
-  v=$(java -version 2>&1 | awk -F'"' '/version/ {print $2; exit}')
+  # awk reads to the end: exiting at the first match could kill java with SIGPIPE (pipefail)
+  v=$(java -version 2>&1 | awk -F'"' '/version/ && !seen {print $2; seen = 1}')
   local major=${v%%.*}
   case "$major" in
     17|21) ;;
@@ -41,9 +45,9 @@ require_maven() {
   command -v mvn >/dev/null 2>&1 || die "mvn not found: Maven resolves the pinned JVM jars (apt-get install maven)."
   # Route all Maven traffic to Maven's own default central repository (see jvm/maven-settings.xml).
   local builder
-  builder=$(ls "$(dirname "$(readlink -f "$(command -v mvn)")")"/../lib/maven-model-builder-*.jar 2>/dev/null | head -1)
+  builder=$(ls "$(dirname "$(readlink -f "$(command -v mvn)")")"/../lib/maven-model-builder-*.jar 2>/dev/null | sed -n 1p)
   [ -n "$builder" ] || die "cannot find maven-model-builder in the Maven installation to read its default repository."
-  LAKEHOUSE_MAVEN_CENTRAL=$(unzip -p "$builder" org/apache/maven/model/pom-4.0.0.xml | grep -m1 -oP '(?<=<url>)[^<]+')
+  LAKEHOUSE_MAVEN_CENTRAL=$(unzip -p "$builder" org/apache/maven/model/pom-4.0.0.xml | grep -oP '(?<=<url>)[^<]+' | sed -n 1p)
   export LAKEHOUSE_MAVEN_CENTRAL
 }
 

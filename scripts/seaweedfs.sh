@@ -45,7 +45,7 @@ installed() { [ -x "$WEED" ] && [ "$(cat "$BIN_DIR/.stamp" 2>/dev/null)" = "$(st
 check_go_mod() {
   local have
   have=$(sed -E 's/^require[[:space:]]+//' "$TOOLS_MOD/go.mod" \
-    | awk -v m="$MODULE" '$1 == m && $2 ~ /^v/ {print $2; exit}')
+    | awk -v m="$MODULE" '$1 == m && $2 ~ /^v/ && !seen {print $2; seen = 1}')
   [ "$have" = "v$SEAWEEDFS_VERSION" ] \
     || die "tools/seaweedfs/go.mod requires $MODULE ${have:-(nothing)} but SEAWEEDFS_VERSION in lakehouse/versions.py is $SEAWEEDFS_VERSION: update both together ('go mod tidy' in tools/seaweedfs)."
 }
