@@ -41,6 +41,13 @@ WORK_POOL_VARIABLE = "lakehouse_work_pool"
 NO_CATCHUP_TAG = "no-catchup"
 MISSED_RUN_AUTOMATION = "lakehouse-missed-run-not-caught-up"
 IMAGE_PULL_AUTOMATION = "lakehouse-flow-run-image-cannot-be-pulled"
+FAILURE_AUTOMATION = "lakehouse-flow-run-failed"
+SLA_AUTOMATION = "lakehouse-sla-alerts"
+FAILURE_SUBJECT = "Flow run {{ flow.name }}/{{ flow_run.name }} {{ flow_run.state.name | lower }}"
+FAILURE_BODY = (
+    "{{ flow.name }} run {{ flow_run.name }} ({{ flow_run.id }}) {{ flow_run.state.name | lower }}: "
+    "{{ flow_run.state.message }}. Parameters: {{ flow_run.parameters }}"
+)
 WEBHOOK_BLOCK = "lakehouse-alerts"
 DEFAULT_CREDENTIALS_BLOCK = "lakehouse-kubernetes"
 PoolKind = Literal["process", "kubernetes"]
@@ -273,6 +280,63 @@ def image_pull_automation() -> Any:
     )
 
 
+def failure_automation(block_document_id: Any) -> Any:
+    """The automation that sends one message for every failed or crashed run of a deployment.
+
+    It fires on Prefect's own state events (``prefect.flow-run.Failed`` / ``.Crashed``), which
+    the server records whoever reports the state: the engine, or the worker when the flow's
+    process or pod died (killed, OOM) and no hook of the flow could run. Runs without a
+    deployment (the ``lakehouse`` command, a script) and subflows are left to the flow's own
+    hooks (tasks/notify.py), which skip deployed runs, so each failure is reported once.
+    """
+    from prefect.automations import Automation
+    from prefect.events.actions import SendNotification
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    return Automation(
+        name=FAILURE_AUTOMATION,
+        description="One message through the notification block for each failed or crashed flow run of "
+        "a deployment, also when its process or pod died before any hook ran.",
+        trigger=EventTrigger(
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={"prefect.resource.role": "deployment"},
+            expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Reactive,
+            threshold=1,
+        ),
+        actions=[SendNotification(block_document_id=block_document_id, subject=FAILURE_SUBJECT, body=FAILURE_BODY)],
+    )
+
+
+def sla_automation(block_document_id: Any) -> Any:
+    """The automation that sends the message of each freshness SLA breach and recovery: the
+    ``lakehouse.sla.breached`` / ``.recovered`` events carry their subject and body."""
+    from prefect.automations import Automation
+    from prefect.events.actions import SendNotification
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    return Automation(
+        name=SLA_AUTOMATION,
+        description="One message through the notification block when a table's freshness SLA breach starts "
+        "and one when it ends (events of tasks/quality.py).",
+        trigger=EventTrigger(
+            match={"prefect.resource.id": "lakehouse.table.*"},
+            match_related={"prefect.resource.role": "deployment"},
+            expect={"lakehouse.sla.breached", "lakehouse.sla.recovered"},
+            posture=Posture.Reactive,
+            threshold=1,
+        ),
+        actions=[
+            SendNotification(
+                block_document_id=block_document_id,
+                subject="{{ event.payload.subject }}",
+                body="{{ event.payload.body }}",
+            )
+        ],
+    )
+
+
 async def _upsert_automation(automation: Any) -> str:
     from prefect.automations import Automation
 
@@ -326,4 +390,18 @@ def ensure_workspace(settings: Settings, log: Callable[[str], None] = lambda _: 
     record(f"automation/{MISSED_RUN_AUTOMATION}", str(outcome))
     outcome = run_coro_as_sync(_upsert_automation(image_pull_automation()))
     record(f"automation/{IMAGE_PULL_AUTOMATION}", str(outcome))
+    slug = notification_slug(settings)
+    if slug is None:
+        log(
+            "no notification block (LAKEHOUSE_DEPLOY__WEBHOOK_URL or LAKEHOUSE_NOTIFICATIONS__BLOCK): "
+            "no alert automations"
+        )
+        return done
+    from prefect.blocks.core import Block
+
+    block: Any = Block.load(slug)  # sync here: ensure_workspace runs outside an event loop
+    block_id = block._block_document_id
+    for automation in (failure_automation(block_id), sla_automation(block_id)):
+        outcome = run_coro_as_sync(_upsert_automation(automation))
+        record(f"automation/{automation.name} -> {slug}", str(outcome))
     return done

@@ -92,8 +92,9 @@ class NotificationSettings(BaseModel):
 
     block: str | None = Field(
         default=None,
-        description="Prefect notification block as <block-type-slug>/<name> (e.g. a webhook); "
-        "unset: alerts are Prefect events and log warnings only.",
+        description="Prefect notification block as <block-type-slug>/<name> (e.g. a webhook): runs "
+        "without a deployment send their alerts through it, and `lakehouse blocks` points the alert "
+        "automations of deployed runs at it; unset: alerts are Prefect events and log warnings only.",
     )
 
 

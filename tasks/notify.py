@@ -1,8 +1,12 @@
-"""The notification path: a Prefect event for automations, plus a notification block if set.
+"""The notification path: Prefect events for automations, plus a message where no automation sends one.
 
-Every alert (a failed flow, an SLA breach) becomes a Prefect event (``lakehouse.*``) that
-automations can act on, and, when ``LAKEHOUSE_NOTIFICATIONS__BLOCK`` names a notification block
-(``<block-type-slug>/<name>``, e.g. a webhook), a message through that block.
+Every alert (a failed flow, an SLA breach) is a Prefect event: Prefect's own state events for
+runs, ``lakehouse.sla.*`` for freshness. For a run of a deployment, the automations made by
+``lakehouse blocks`` (``lakehouse-flow-run-failed``, ``lakehouse-sla-alerts``) turn those events
+into one message through the notification block, server-side: a run whose process or pod was
+killed is still reported. A run without a deployment (the ``lakehouse`` command, a script) has
+no long-lived server to react to it, so its own hooks send the message through the block named by
+``LAKEHOUSE_NOTIFICATIONS__BLOCK`` (``<block-type-slug>/<name>``, e.g. a webhook).
 """
 
 from __future__ import annotations
@@ -18,10 +22,24 @@ from lakehouse.settings import get_settings
 logger = get_logger("lakehouse.notify")
 
 
-def notify(event: str, subject: str, body: str, *, resource: str, payload: dict[str, Any]) -> bool:
-    """Emit ``event`` about ``resource`` and send ``subject``/``body`` through the configured
-    notification block; return True when a block was notified."""
-    emit_event(event=event, resource={"prefect.resource.id": resource}, payload=payload)
+def in_deployment() -> bool:
+    """True inside a run of a deployment: its alerts are the automations' to send."""
+    from prefect.runtime import deployment
+
+    return deployment.id is not None
+
+
+def notify(
+    event: str, subject: str, body: str, *, resource: str, payload: dict[str, Any], message: bool = True
+) -> bool:
+    """Emit ``event`` about ``resource`` (its payload carries ``subject`` and ``body`` for the
+    automations) and, with ``message``, send them through the configured notification block;
+    return True when a block was notified."""
+    emit_event(
+        event=event, resource={"prefect.resource.id": resource}, payload={**payload, "subject": subject, "body": body}
+    )
+    if not message:
+        return False
     slug = get_settings().notifications.block
     if not slug:
         logger.warning("%s: %s (no notification block configured)", subject, body)
@@ -33,14 +51,18 @@ def notify(event: str, subject: str, body: str, *, resource: str, payload: dict[
 
 def notify_flow_failure(flow: Any, flow_run: Any, state: Any) -> None:
     """Flow hook (``on_failure`` / ``on_crashed``): one ``lakehouse.flow.failed`` event and one
-    message per failed or crashed run.
+    message per failed or crashed run that has no deployment.
 
-    A subflow (e.g. ``dbt-build`` as the medallion flow's gold step) sends nothing: the parent
-    run fails with it and reports once. Never raises: a broken notification channel is logged, it
-    does not mask the run's own error.
+    A run of a deployment sends nothing here: the automation ``lakehouse-flow-run-failed``
+    reports it from Prefect's own state event, also when the process died and no hook ran. A
+    subflow (e.g. ``dbt-build`` as the medallion flow's gold step) sends nothing either: the
+    parent run fails with it and reports once. Never raises: a broken notification channel is
+    logged, it does not mask the run's own error.
     """
     if getattr(flow_run, "parent_task_run_id", None):
         return  # a subflow: its parent flow fails with it and sends the one message
+    if getattr(flow_run, "deployment_id", None):
+        return  # the automation made by `lakehouse blocks` sends it
     kind = "crashed" if state.is_crashed() else "failed"
     name = getattr(flow_run, "name", None) or "?"
     subject = f"Flow run {flow.name}/{name} {kind}"

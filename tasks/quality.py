@@ -10,7 +10,7 @@ from typing import Any
 from prefect.artifacts import create_table_artifact
 
 from lakehouse import sla
-from tasks.notify import logger, notify
+from tasks.notify import in_deployment, logger, notify
 
 QUALITY_COLUMNS = ("table", "rule", "action", "evaluated", "passed", "failed")
 
@@ -47,6 +47,7 @@ def track_sla(metrics: Iterable[dict[str, Any]], run: str, *, now: dt.datetime |
     new, changes = sla.transitions(state, checks, now)
     Variable.set(sla.STATE_VARIABLE, new, overwrite=True)
     out: list[tuple[str, str]] = []
+    deployed = in_deployment()  # then the automation lakehouse-sla-alerts sends the message
     for kind, c in changes:
         subject, body = sla.describe(kind, c, run, (state.get(c.table) or {}).get("breached_since"))
         try:
@@ -62,6 +63,7 @@ def track_sla(metrics: Iterable[dict[str, Any]], run: str, *, now: dt.datetime |
                     "action": c.action,
                     "run": run,
                 },
+                message=not deployed,
             )
         except Exception:  # a broken channel must not fail a run whose data is fine
             logger.exception("could not send the SLA notification for %s", c.table)

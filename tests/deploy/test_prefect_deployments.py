@@ -1,11 +1,13 @@
 """deployments/prefect.yaml end to end on a real ``prefect server`` (127.0.0.1, its own
 PREFECT_HOME) and a real process worker:
 
-* ``lakehouse blocks`` then ``prefect deploy --all`` register the five deployments;
+* ``lakehouse blocks`` then ``prefect deploy --all`` register the deployments and the alert
+  automations;
 * ``prefect deployment run 'medallion/daily'`` for a generated day completes and the Delta tables
   hold exactly what the generator wrote (tests/expected.py recomputes silver and gold);
-* an SLA breach and a failed run each send exactly one message through the real custom-webhook
-  notification block to a receiver on 127.0.0.1;
+* an SLA breach, a failed run and a run whose process was killed (no hook can run) each send
+  exactly one message, from the automations, through the real custom-webhook notification block
+  to a receiver on 127.0.0.1;
 * a missed scheduled run is cancelled by the automation, not caught up;
 * known secrets, delivered to flow runs from Secret blocks, appear in no log, artifact, event,
   deployment, work pool, block document, result or notification.
@@ -230,6 +232,14 @@ def test_deploy_all_registers_the_deployments(workspace: Workspace) -> None:
     restore = deployments["restore-table/on-demand"]
     assert restore.parameter_openapi_schema["required"] == ["table"]
     assert restore.schedules == [] and deployments["dbt-build/on-demand"].schedules == []
+    # the alert automations send through the webhook block made by the same `lakehouse blocks`
+    with workspace.client() as c:
+        automations = {a.name: a for a in c.read_automations()}
+        webhook_id = c.read_block_document_by_name("lakehouse-alerts", "custom-webhook").id
+    for name in ("lakehouse-flow-run-failed", "lakehouse-sla-alerts"):
+        assert [(a.type, a.block_document_id) for a in automations[name].actions] == [
+            ("send-notification", webhook_id)
+        ], name
     monitor = deployments["streaming-monitor/monitor"]
     assert [s.schedule.interval for s in monitor.schedules] == [dt.timedelta(minutes=5)]
     weekly = deployments["maintenance/weekly"]
@@ -277,10 +287,50 @@ def test_daily_run_completes_with_expected_rows_and_one_sla_message(workspace: W
         assert [(c.read_flow(r.flow_id).name, r.state.type.value) for r in subflows] == [("dbt-build", "COMPLETED")]
     # results persisted through the result storage block made by `lakehouse blocks`
     assert any((root / "prefect-results").iterdir())
-    # exactly one SLA (events' freshness) was breached: exactly one message
-    new = workspace.receiver.snapshot()[before:]
+    # exactly one SLA (events' freshness) was breached: exactly one message (from the automation
+    # lakehouse-sla-alerts, on the run's lakehouse.sla.breached event)
+    new = _messages(workspace, before)
     assert [msg["subject"] for msg in new] == ["Freshness SLA breached: events"], new
     assert new[0]["source"] == "lakehouse-alerts"
+
+
+def _messages(workspace: Workspace, before: int, timeout: float = 60.0) -> list[dict[str, Any]]:
+    """The messages received since ``before``, once the first has arrived (an automation acts a
+    few seconds after the event) and a second, if any, would have arrived too."""
+    deadline = time.monotonic() + timeout
+    while len(workspace.receiver.snapshot()) == before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(5)
+    return list(workspace.receiver.snapshot()[before:])
+
+
+def test_a_killed_run_still_sends_exactly_one_message(workspace: Workspace) -> None:
+    """The flow-run process is killed (SIGKILL: no hook and no engine code runs): the worker
+    reports the run Crashed, and the automation lakehouse-flow-run-failed sends the one message."""
+    import psutil
+
+    before = len(workspace.receiver.snapshot())
+    flow_run_id = workspace.run("freshness/hourly")
+    deadline = time.monotonic() + 300
+    with workspace.client() as c:
+        while True:
+            run = c.read_flow_run(uuid.UUID(flow_run_id))
+            state = run.state.type.value if run.state else None
+            if state == "RUNNING" and run.infrastructure_pid:
+                break
+            assert state not in FINAL, run.state
+            assert time.monotonic() < deadline, f"not running after 300s: {run.state}\n{workspace.worker.tail(40)}"
+            time.sleep(0.5)
+    process = psutil.Process(int(str(run.infrastructure_pid).rsplit(":", 1)[-1]))
+    family = [process, *process.children(recursive=True)]  # the flow's process and its Spark driver
+    for p in family:
+        p.kill()
+    psutil.wait_procs(family, timeout=30)
+    run = workspace.wait(flow_run_id, timeout=120)
+    assert run.state.type.value == "CRASHED", run.state
+    alerts = [m for m in _messages(workspace, before) if m["subject"].startswith("Flow run ")]
+    assert [m["subject"] for m in alerts] == [f"Flow run freshness/{run.name} crashed"], alerts
+    assert flow_run_id in alerts[0]["body"]
 
 
 def test_failed_run_sends_exactly_one_message(workspace: Workspace) -> None:
@@ -289,11 +339,7 @@ def test_failed_run_sends_exactly_one_message(workspace: Workspace) -> None:
         workspace.run("medallion/backfill", "start_date=2026-01-02", "end_date=2026-01-01"), timeout=300
     )
     assert run.state.type.value == "FAILED", run.state
-    deadline = time.monotonic() + 30
-    while len(workspace.receiver.snapshot()) == before and time.monotonic() < deadline:
-        time.sleep(0.5)
-    time.sleep(3)  # a second message, if any, would have arrived by now
-    new = workspace.receiver.snapshot()[before:]
+    new = _messages(workspace, before)  # from the automation lakehouse-flow-run-failed, not a hook
     assert len(new) == 1, new
     assert new[0]["subject"] == f"Flow run medallion/{run.name} failed"
     assert "start_date 2026-01-02 is after end_date 2026-01-01" in new[0]["body"]

@@ -46,6 +46,14 @@ def test_a_failed_run_sends_one_message_naming_run_and_reason(sent: list[tuple[s
     assert "silver exited with code 65" in sent[0][2] and "2026-01-01" in sent[0][2]
 
 
+def test_a_deployed_run_leaves_the_message_to_the_automation(sent: list[tuple[str, str, str]]) -> None:
+    """lakehouse-flow-run-failed (lakehouse blocks) reports it from Prefect's state event."""
+    run = _run()
+    run.deployment_id = uuid.uuid4()
+    notify_module.notify_flow_failure(FLOW, run, Failed(message="silver exited with code 65"))
+    assert sent == []
+
+
 def test_a_subflow_leaves_the_message_to_its_parent(sent: list[tuple[str, str, str]]) -> None:
     notify_module.notify_flow_failure(
         SimpleNamespace(name="dbt-build"), _run(parent=uuid.uuid4()), Failed(message="test not_null_stg_orders failed")
