@@ -280,6 +280,30 @@ def image_pull_automation() -> Any:
     )
 
 
+def _alert_automation(
+    name: str, description: str, resource: str, events: set[str], block_document_id: Any, subject: str, body: str
+) -> Any:
+    """An automation sending ``subject``/``body`` through the notification block on each of
+    ``events`` about a ``resource`` (glob) of a run of a deployment."""
+    from prefect.automations import Automation
+    from prefect.events.actions import SendNotification
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    return Automation(
+        name=name,
+        description=description,
+        trigger=EventTrigger(
+            match={"prefect.resource.id": resource},
+            match_related={"prefect.resource.role": "deployment"},
+            expect=events,
+            for_each={"prefect.resource.id"},
+            posture=Posture.Reactive,
+            threshold=1,
+        ),
+        actions=[SendNotification(block_document_id=block_document_id, subject=subject, body=body)],
+    )
+
+
 def failure_automation(block_document_id: Any) -> Any:
     """The automation that sends one message for every failed or crashed run of a deployment.
 
@@ -289,51 +313,30 @@ def failure_automation(block_document_id: Any) -> Any:
     deployment (the ``lakehouse`` command, a script) and subflows are left to the flow's own
     hooks (tasks/notify.py), which skip deployed runs, so each failure is reported once.
     """
-    from prefect.automations import Automation
-    from prefect.events.actions import SendNotification
-    from prefect.events.schemas.automations import EventTrigger, Posture
-
-    return Automation(
-        name=FAILURE_AUTOMATION,
-        description="One message through the notification block for each failed or crashed flow run of "
-        "a deployment, also when its process or pod died before any hook ran.",
-        trigger=EventTrigger(
-            match={"prefect.resource.id": "prefect.flow-run.*"},
-            match_related={"prefect.resource.role": "deployment"},
-            expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
-            for_each={"prefect.resource.id"},
-            posture=Posture.Reactive,
-            threshold=1,
-        ),
-        actions=[SendNotification(block_document_id=block_document_id, subject=FAILURE_SUBJECT, body=FAILURE_BODY)],
+    return _alert_automation(
+        FAILURE_AUTOMATION,
+        "One message through the notification block for each failed or crashed flow run of a deployment, "
+        "also when its process or pod died before any hook ran.",
+        "prefect.flow-run.*",
+        {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+        block_document_id,
+        FAILURE_SUBJECT,
+        FAILURE_BODY,
     )
 
 
 def sla_automation(block_document_id: Any) -> Any:
     """The automation that sends the message of each freshness SLA breach and recovery: the
     ``lakehouse.sla.breached`` / ``.recovered`` events carry their subject and body."""
-    from prefect.automations import Automation
-    from prefect.events.actions import SendNotification
-    from prefect.events.schemas.automations import EventTrigger, Posture
-
-    return Automation(
-        name=SLA_AUTOMATION,
-        description="One message through the notification block when a table's freshness SLA breach starts "
-        "and one when it ends (events of tasks/quality.py).",
-        trigger=EventTrigger(
-            match={"prefect.resource.id": "lakehouse.table.*"},
-            match_related={"prefect.resource.role": "deployment"},
-            expect={"lakehouse.sla.breached", "lakehouse.sla.recovered"},
-            posture=Posture.Reactive,
-            threshold=1,
-        ),
-        actions=[
-            SendNotification(
-                block_document_id=block_document_id,
-                subject="{{ event.payload.subject }}",
-                body="{{ event.payload.body }}",
-            )
-        ],
+    return _alert_automation(
+        SLA_AUTOMATION,
+        "One message through the notification block when a table's freshness SLA breach starts and one "
+        "when it ends (events of tasks/quality.py).",
+        "lakehouse.table.*",
+        {"lakehouse.sla.breached", "lakehouse.sla.recovered"},
+        block_document_id,
+        "{{ event.payload.subject }}",
+        "{{ event.payload.body }}",
     )
 
 
