@@ -19,7 +19,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from lakehouse.pipeline import LAYERS, Layer, Source, check_sources, medallion_jobs, ordered_layers
+from lakehouse.pipeline import LAYERS, Layer, Source, medallion_jobs, ordered_layers
 from lakehouse.settings import get_settings
 from tasks.artifacts import publish_summary, summary_rows
 from tasks.notify import ALERT_HOOKS
@@ -65,16 +65,15 @@ def medallion(
     run_id = str(flow_run.get_id() or "local")
     plan = ordered_layers(layers)
     # built up front: a bad parameter fails before any Spark work
-    chosen = check_sources(sources)
     jobs = medallion_jobs(
-        plan, settings, start=start, end=end, run_id=run_id, full_refresh=full_refresh, sources=chosen
+        plan, settings, start=start, end=end, run_id=run_id, full_refresh=full_refresh, sources=sources
     )
     logger.info(
         "medallion %s..%s layers=%s sources=%s full_refresh=%s backend=%s",
         start,
         end,
         plan,
-        list(chosen),
+        sources or "all",
         full_refresh,
         settings.backend,
     )

@@ -95,31 +95,32 @@ def _where_runs_are() -> str:
     )
 
 
-def cmd_show_tables(args: argparse.Namespace, settings: Settings) -> int:
+def _run_short_job(settings: Settings, job: Any) -> int:
+    """Run a short look-at-the-tables job, printing its output: in this process's Spark when one
+    runs (after the demo's dbt marts, dbt's local target leaves its Spark warm), else spark-submit."""
     from lakehouse.backends.local import LocalBackend, live_spark_session
-    from lakehouse.pipeline import show_tables_job
 
-    backend = LocalBackend(settings)
-    # After the demo's last run built the dbt marts in this process (dbt's local target), its
-    # Spark is warm: the listing runs there instead of starting another JVM.
-    run = backend.run_in_process if live_spark_session() is not None else backend.run
-    job = show_tables_job(settings, table=getattr(args, "table", "silver/users"), as_of=getattr(args, "as_of", None))
-    run(job, log=lambda line: print(line, flush=True))
-    return 0
-
-
-def _inspect(settings: Settings, command: str, **kwargs: Any) -> int:
-    from lakehouse.backends.local import LocalBackend, live_spark_session
-    from lakehouse.pipeline import inspect_job
-
-    job = inspect_job(settings, command, **kwargs)  # bad arguments fail here, before Spark starts
     backend = LocalBackend(settings)
     if live_spark_session() is not None:
         backend.run_in_process(job, log=lambda line: print(line, flush=True))
     else:
-        print(f"starting a local Spark driver for {command} (about 15 s) ...", file=sys.stderr, flush=True)
+        print(f"starting a local Spark driver for {job.name} (about 15 s) ...", file=sys.stderr, flush=True)
         backend.run(job, log=lambda line: print(line, flush=True))
     return 0
+
+
+def cmd_show_tables(args: argparse.Namespace, settings: Settings) -> int:
+    from lakehouse.pipeline import show_tables_job
+
+    job = show_tables_job(settings, table=getattr(args, "table", "silver/users"), as_of=getattr(args, "as_of", None))
+    return _run_short_job(settings, job)
+
+
+def _inspect(settings: Settings, command: str, **kwargs: Any) -> int:
+    from lakehouse.pipeline import inspect_job
+
+    # bad arguments fail here, before Spark starts
+    return _run_short_job(settings, inspect_job(settings, command, **kwargs))
 
 
 def cmd_tables(args: argparse.Namespace, settings: Settings) -> int:
