@@ -21,6 +21,7 @@ from lakehouse.errors import ConfigError
 from lakehouse.settings import get_settings
 from tasks.artifacts import publish_summary
 from tasks.dbt import run_dbt
+from tasks.lineage import record_dbt_lineage
 from tasks.notify import ALERT_HOOKS
 
 SUMMARY_COLUMNS = (
@@ -77,6 +78,7 @@ def dbt_build(
             ]
         build = ["build", *selection, *(["--full-refresh"] if full_refresh else [])]
         rows += [{"command": "build", **r} for r in run_dbt(build, settings, dbt, project_vars)]
+    record_dbt_lineage(rows)
     summary = [{c: r.get(c) for c in SUMMARY_COLUMNS} for r in rows]
     publish_summary(
         "dbt-build-summary",

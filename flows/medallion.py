@@ -22,6 +22,7 @@ from prefect.runtime import flow_run
 from lakehouse.pipeline import LAYERS, Layer, Source, medallion_jobs, ordered_layers
 from lakehouse.settings import get_settings
 from tasks.artifacts import publish_summary, summary_rows
+from tasks.lineage import record_spark_lineage
 from tasks.notify import ALERT_HOOKS
 from tasks.quality import publish_quality, quality_rows, track_sla
 from tasks.spark import run_spark_job
@@ -77,7 +78,10 @@ def medallion(
         full_refresh,
         settings.backend,
     )
-    results = [run_spark_job(job) for job in jobs]
+    results = []
+    for job in jobs:
+        results.append(run_spark_job(job))
+        record_spark_lineage(job.name, results[-1])
     rows = summary_rows(results)
     marts_on = settings.pipeline.dbt_marts if dbt_marts is None else dbt_marts
     if "gold" in plan and marts_on:

@@ -98,6 +98,32 @@ class NotificationSettings(BaseModel):
     )
 
 
+class LineageSettings(BaseModel):
+    """OpenLineage run events of the pipeline's tables and dbt models (lakehouse/lineage.py).
+    The tables are Prefect assets either way."""
+
+    transport: Literal["file", "http", "console", "none"] = Field(
+        default="file",
+        description="Where the events go: `file` (JSON lines, one event per line), `http` (an "
+        "OpenLineage endpoint such as Marquez), `console` (the run log) or `none`.",
+    )
+    file: str | None = Field(
+        default=None,
+        description="The events file of the file transport; default: <storage.root>/lineage/openlineage.jsonl "
+        "(a local root) or .lakehouse/lineage/openlineage.jsonl.",
+    )
+    url: str | None = Field(default=None, description="Base URL of the HTTP transport's OpenLineage endpoint.")
+    endpoint: str = Field(default="api/v1/lineage", description="Path of the HTTP transport's endpoint under url.")
+    api_key: SecretStr | None = Field(
+        default=None, description="API key of the HTTP transport (sent as a bearer token)."
+    )
+    timeout_seconds: float = Field(default=5.0, gt=0, description="Timeout of one HTTP request.")
+    namespace: str = Field(
+        default="lakehouse",
+        description="OpenLineage namespace of the jobs; the tables are named in spark://<namespace>.",
+    )
+
+
 class PipelineSettings(BaseModel):
     """How the medallion flow submits its work."""
 
@@ -638,6 +664,7 @@ class Settings(BaseSettings):
     streaming: StreamingSettings = Field(
         default_factory=StreamingSettings, description="Kafka streaming ingest and monitor."
     )
+    lineage: LineageSettings = Field(default_factory=LineageSettings, description="OpenLineage events.")
     deploy: DeploySettings = Field(
         default_factory=DeploySettings,
         description="Prefect blocks, work pools and automations (lakehouse blocks).",

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pyspark.sql import SparkSession
 
 from spark_jobs import storage as io
-from spark_jobs.cli import landing_dir, parse_batch, table_path
-from spark_jobs.report import Report
+from spark_jobs.cli import landing_dir, landing_root, parse_batch, table_path
+from spark_jobs.report import Report, lineage_output
 from spark_jobs.session import for_each_table, run_job
 from spark_jobs.transforms.bronze import parse_landing
 
@@ -104,6 +104,10 @@ def ingest(spark: SparkSession, args: argparse.Namespace, name: str, report: Rep
         rows_written=written,
         malformed=malformed,
         version=commit["version"],
+        inputs=[{"table": f"landing/{name}", "path": landing_root(args.root, name)}],
+        outputs=[
+            lineage_output(spark, f"bronze/{name}", path, commit["version"], committed=commit["version"] != before)
+        ],
     )
 
 

@@ -105,6 +105,11 @@ def table_path(root: str, layer: str, table: str) -> str:
     return "/".join([root.rstrip("/"), "warehouse", layer, table])
 
 
+def landing_root(root: str, source: str) -> str:
+    """``<root>/landing/<source>``: where the files of ``source`` land, one folder per date."""
+    return "/".join([root.rstrip("/"), "landing", source])
+
+
 def landing_dir(root: str, source: str, date: dt.date) -> str:
     """``<root>/landing/<source>/date=YYYY-MM-DD``."""
-    return "/".join([root.rstrip("/"), "landing", source, f"date={date.isoformat()}"])
+    return f"{landing_root(root, source)}/date={date.isoformat()}"

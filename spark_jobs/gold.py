@@ -25,7 +25,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from spark_jobs import storage as io
 from spark_jobs.cli import parse_batch, table_path
-from spark_jobs.report import Report
+from spark_jobs.report import Report, lineage_output
 from spark_jobs.session import for_each_table, run_job
 from spark_jobs.transforms import gold
 
@@ -40,6 +40,15 @@ class GoldTable:
     gold_date: str
     build: Callable[[SparkSession, str, str], DataFrame]
     """(spark, root, silver date predicate) -> rows for exactly those dates."""
+    also_reads: tuple[str, ...] = ()
+    """Other silver tables ``build`` reads (its lineage)."""
+
+    def inputs(self, root: str) -> list[dict[str, str]]:
+        """The silver tables this table is built from, with their paths (its lineage)."""
+        return [
+            {"table": f"silver/{name}", "path": table_path(root, "silver", name)}
+            for name in (self.silver, *self.also_reads)
+        ]
 
 
 def _silver(spark: SparkSession, root: str, table: str, where: str | None = None) -> DataFrame:
@@ -75,6 +84,7 @@ TABLES = (
         "order_date",
         "date_day",
         lambda s, root, where: gold.daily_revenue_by_country(_silver(s, root, "orders", where), _users(s, root)),
+        also_reads=("users",),
     ),
 )
 
@@ -113,6 +123,8 @@ def refresh(spark: SparkSession, args: argparse.Namespace, table: GoldTable, rep
         dates=dates,
         rows_written=int(commit["metrics"].get("numOutputRows", 0)),
         version=commit["version"],
+        inputs=table.inputs(args.root),
+        outputs=[lineage_output(spark, f"gold/{table.name}", path, commit["version"], committed=True)],
     )
 
 

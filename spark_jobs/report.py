@@ -48,3 +48,14 @@ class Report:
         """Print the metrics line (stdout, flushed)."""
         sys.stdout.write(METRICS_MARKER + json.dumps(self.tables, default=str) + "\n")
         sys.stdout.flush()
+
+
+def lineage_output(spark: Any, table: str, path: str, version: int | None, *, committed: bool) -> dict[str, Any]:
+    """One output of a table's lineage: ``table`` (layer/name), its storage ``path``, the Delta
+    ``version`` it stands at and whether this run ``committed`` that version; for a commit, the
+    table's schema too (read from the Delta log the write just cached: no data is read)."""
+    out: dict[str, Any] = {"table": table, "path": path, "version": version, "committed": committed}
+    if committed:
+        schema = spark.read.format("delta").load(path).schema
+        out["schema"] = [{"name": f.name, "type": f.dataType.simpleString()} for f in schema.fields]
+    return out

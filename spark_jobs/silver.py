@@ -40,7 +40,7 @@ from pyspark.sql import functions as F
 from spark_jobs import storage as io
 from spark_jobs.cli import parse_batch, table_path
 from spark_jobs.contract import Contract
-from spark_jobs.report import Report
+from spark_jobs.report import Report, lineage_output
 from spark_jobs.session import for_each_table, run_job
 from spark_jobs.transforms import quality
 from spark_jobs.transforms.silver import duplicate_copies, history_of, latest_per_key, quarantine_rows, typed
@@ -173,7 +173,8 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
         dropped = by_action.get("drop", 0) + (dups if dup_action in ("drop", "warn") else 0)
         inserted = updated = 0
         history: dict[str, Any] = {}
-        version = io.last_commit(spark, silver_path)["version"]
+        version = before = io.last_commit(spark, silver_path)["version"]
+        h_version = h_before = io.last_commit(spark, history_path)["version"] if history_path else None
         if not failures:
             to_quarantine = evaluated.where(F.col("_action") == "quarantine")
             if dup_action == "quarantine":
@@ -228,6 +229,18 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
     finally:
         evaluated.unpersist()
     _write_metrics(spark, args, name, pending, metrics)
+    # quarantine is (re)written for every applied batch once it exists (see above)
+    q_written = not failures and (quarantined > 0 or io.is_delta(spark, quarantine_path))
+    q_version = io.last_commit(spark, quarantine_path)["version"] if q_written else None
+    outputs = [lineage_output(spark, f"silver/{name}", silver_path, version, committed=version != before)]
+    if history_path:
+        outputs.append(
+            lineage_output(
+                spark, f"silver/{contract.history_table}", history_path, h_version, committed=h_version != h_before
+            )
+        )
+    if q_written:
+        outputs.append(lineage_output(spark, f"quarantine/{name}", quarantine_path, q_version, committed=True))
     report.table(
         "silver",
         name,
@@ -248,6 +261,8 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
         missing_columns=sorted(missing),
         quality=metrics,
         **history,
+        inputs=[{"table": f"bronze/{name}", "path": bronze_path}],
+        outputs=outputs,
     )
     return failures
 

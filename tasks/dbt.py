@@ -48,8 +48,32 @@ def node_rows(res: Any, command: Sequence[str]) -> list[dict[str, Any]]:
                 "failures": getattr(r, "failures", None),
                 "message": getattr(r, "message", None) or ("see the dbt log above" if node is None else None),
                 "rows_affected": response.get("rows_affected"),
+                "relation": _relation(node),
+                "depends_on": list(getattr(getattr(node, "depends_on", None), "nodes", None) or []),
+                "columns": [
+                    {"name": name, "type": getattr(col, "data_type", None)}
+                    for name, col in (getattr(node, "columns", None) or {}).items()
+                ],
             }
         )
+    return rows
+
+
+def _relation(node: Any) -> str | None:
+    """``schema.table`` of a node that is a relation (quotes dropped); None otherwise."""
+    name = getattr(node, "relation_name", None)
+    return str(name).replace("`", "").replace('"', "") if name else None
+
+
+def with_upstream(rows: list[dict[str, Any]], manifest: Any) -> list[dict[str, Any]]:
+    """Add to each row the relations (``schema.table``) its node reads: the sources and models
+    it depends on, looked up in the dbt ``manifest`` (its lineage)."""
+    if manifest is None:
+        return rows
+    found = {**getattr(manifest, "sources", {}), **getattr(manifest, "nodes", {})}
+    for row in rows:
+        relations = (_relation(found.get(uid)) for uid in row.get("depends_on") or [])
+        row["upstream"] = sorted({r for r in relations if r})
     return rows
 
 
@@ -85,7 +109,7 @@ def run_dbt(
         res = runner.invoke(args)
     except ValueError as exc:  # the runner's wrapping of a dbt crash (res.exception)
         raise DbtError(command, f"could not run: {exc}") from exc
-    rows = node_rows(res, command)
+    rows = with_upstream(node_rows(res, command), getattr(runner, "manifest", None))
     failed = [r for r in rows if r["status"] in _FAILED]
     if failed or not res.success:
         lines = [

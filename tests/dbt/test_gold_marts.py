@@ -49,10 +49,16 @@ def _spark() -> Any:
     return SparkSession.builder.getOrCreate()
 
 
-def _medallion(start: dt.date, end: dt.date) -> None:
+def _medallion(start: dt.date, end: dt.date, layers: tuple[str, ...] = ("bronze", "silver")) -> Any:
     from flows.medallion import medallion
 
-    medallion(start_date=start, end_date=end, layers=["bronze", "silver"])
+    state = medallion(start_date=start, end_date=end, layers=list(layers), return_state=True)
+    assert state.is_completed(), state.message
+    return state
+
+
+RUNS: dict[str, Any] = {}
+"""Flow run ids of the stages (for the lineage test)."""
 
 
 def _dbt_build(**params: Any) -> Any:
@@ -109,7 +115,8 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         )
         get_settings.cache_clear()
         get_dbt_settings.cache_clear()
-        _medallion(INITIAL[0], INITIAL[-1])
+        # every layer, Spark gold included: the lineage test follows the graph through all of them
+        RUNS["medallion"] = _medallion(INITIAL[0], INITIAL[-1], ("bronze", "silver", "gold")).state_details.flow_run_id
         yield root
     get_settings.cache_clear()
     get_dbt_settings.cache_clear()
@@ -197,6 +204,116 @@ def test_build_runs_every_node_as_its_own_prefect_task(first_build: dict[str, An
     assert {f"model {m}" for m in models} <= tasks
     assert "test unique_fct_daily_revenue_date_day" in tasks
     assert "unit_test fct_daily_revenue_counts_sums_and_rounds_half_up" in tasks
+
+
+SOURCES = ("orders", "users", "events")
+
+
+def _expected_lineage(lake: Path) -> dict[str, set[str]]:
+    """asset -> its upstream assets, as the pipeline really reads them: written here from the
+    jobs (spark_jobs/bronze, silver, gold) and the models' refs (dbt/models), not from the
+    lineage code. Quarantine tables count where the run wrote one."""
+
+    def t(name: str) -> str:
+        return f"spark://{name}"
+
+    graph: dict[str, set[str]] = {}
+    for s in SOURCES:
+        graph[t(f"bronze/{s}")] = {(lake / "landing" / s).absolute().as_uri()}
+        graph[t(f"silver/{s}")] = {t(f"bronze/{s}")}
+        if (lake / "warehouse" / "quarantine" / s / "_delta_log").is_dir():
+            graph[t(f"quarantine/{s}")] = {t(f"bronze/{s}")}
+    graph[t("silver/users_history")] = {t("bronze/users")}
+    graph[t("gold/hourly_stats")] = {t("silver/events")}
+    graph[t("gold/daily_revenue")] = {t("silver/orders")}
+    graph[t("gold/daily_revenue_by_country")] = {t("silver/orders"), t("silver/users")}
+    for s in SOURCES:  # dbt staging views
+        graph[t(f"staging/stg_{s}")] = {t(f"silver/{s}")}
+    graph[t("gold/fct_daily_revenue")] = {t("silver/orders"), t("staging/stg_orders")}
+    graph[t("gold/dim_users")] = {t("staging/stg_users"), t("staging/stg_orders")}
+    graph[t("gold/fct_daily_revenue_by_country")] = {t("staging/stg_orders"), t("silver/users_history")}
+    graph[t("gold/fct_hourly_events")] = {t("staging/stg_events")}
+    return graph
+
+
+def _asset_events(flow_run_ids: list[Any]) -> list[Any]:
+    """The asset materialization events of the flow runs, read back from the Prefect API."""
+    from prefect import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+
+    flt = EventFilter(
+        event=EventNameFilter(prefix=["prefect.asset.materialization."]),
+        related=EventRelatedFilter(id=[f"prefect.flow-run.{i}" for i in flow_run_ids]),
+    )
+    with get_client(sync_client=True) as client:
+        page = client.read_events(flt, limit=50)
+        events = list(page.events)
+        while page.next_page:
+            page = client.read_events_page(str(page.next_page))
+            events += page.events
+    return events
+
+
+def _openlineage_graph(events: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """asset key -> upstream keys of the COMPLETE events (datasets named as the assets are)."""
+
+    def key(ds: dict[str, Any]) -> str:
+        if ds["namespace"] == "file":
+            return Path(ds["name"]).as_uri()
+        return "spark://" + ds["name"].replace(".", "/", 1)
+
+    graph: dict[str, set[str]] = defaultdict(set)
+    for e in events:
+        for out in e["outputs"]:
+            graph[key(out)] |= {key(i) for i in e["inputs"]}
+    return dict(graph)
+
+
+def test_lineage_graph_reaches_prefect_assets_and_openlineage(lake: Path, first_build: dict[str, Any]) -> None:
+    """One medallion run (every layer) and one dbt build: the Prefect assets and the OpenLineage
+    events each draw landing -> bronze -> silver -> gold -> marts as the pipeline really reads."""
+    import time
+
+    want = _expected_lineage(lake)
+    runs = [RUNS["medallion"], first_build["state"].state_details.flow_run_id]
+    got: dict[str, set[str]] = {}
+    deadline = time.monotonic() + 90  # events reach the server asynchronously
+    while time.monotonic() < deadline:
+        events = _asset_events(runs)
+        got = defaultdict(set)
+        for e in events:
+            assert e.event == "prefect.asset.materialization.succeeded", (e.event, e.resource.id)
+            got[e.resource.id] |= {r.id for r in e.related if r.role == "asset"}
+        got = dict(got)
+        if got == want:
+            break
+        time.sleep(2)
+    assert got == want
+
+    # OpenLineage: the same graph from the file transport, each run a child of its flow run
+    lines = (lake / "lineage" / "openlineage.jsonl").read_text().splitlines()
+    parents = {str(r) for r in runs}
+    ol = [json.loads(line) for line in lines]
+    ol = [e for e in ol if e["run"]["facets"].get("parent", {}).get("run", {}).get("runId") in parents]
+    complete = [e for e in ol if e["eventType"] == "COMPLETE"]
+    assert sorted(e["eventType"] for e in ol) == sorted(["START", "COMPLETE"] * len(complete))
+    assert _openlineage_graph(complete) == want
+    assert {e["run"]["facets"]["parent"]["job"]["name"] for e in complete} == {"medallion", "dbt-build"}
+
+    # facets of the Spark tables: Delta version, schema and row count as the tables stand
+    spark = _spark()
+    for e in complete:
+        for out in e["outputs"]:
+            layer, name = out["name"].split(".")
+            path = lake / "warehouse" / layer / name
+            if not e["job"]["name"].startswith("medallion.") or layer == "quarantine":
+                continue
+            versions = [int(f.stem) for f in (path / "_delta_log").glob("*.json")]
+            assert out["facets"]["version"]["datasetVersion"] == str(max(versions)), out["name"]
+            table = spark.read.format("delta").load(str(path))
+            assert [f["name"] for f in out["facets"]["schema"]["fields"]] == table.columns, out["name"]
+            if layer == "silver" and name in SOURCES:  # one MERGE into an empty table: every row
+                assert out["outputFacets"]["outputStatistics"]["rowCount"] == table.count(), out["name"]
 
 
 def test_incremental_run_touches_only_the_new_day(lake: Path, fourth_day: dict[str, Any]) -> None:
