@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 
 from lakehouse.dbt import dbt_environment, get_dbt_settings, missing_silver_tables
 from lakehouse.errors import ConfigError
@@ -35,7 +36,14 @@ SUMMARY_COLUMNS = (
 )
 
 
-@flow(name="dbt-build", **ALERT_HOOKS)
+def run_name() -> str:
+    """``dbt-build <selection>``: what a run builds (its name in the UI)."""
+    params = flow_run.get_parameters()
+    refresh = " full-refresh" if params.get("full_refresh") else ""
+    return f"dbt-build {' '.join(params.get('select') or ['all'])}{refresh}"
+
+
+@flow(name="dbt-build", flow_run_name=run_name, **ALERT_HOOKS)
 def dbt_build(
     select: list[str] | None = None,
     full_refresh: bool = False,

@@ -23,7 +23,12 @@ from tasks.quality import track_sla
 from tasks.spark import run_spark_job
 
 
-@flow(name="freshness", persist_result=True, **ALERT_HOOKS)
+def run_name() -> str:
+    """``freshness <sources>`` (its name in the UI)."""
+    return f"freshness {','.join(flow_run.get_parameters().get('sources') or ['all'])}"
+
+
+@flow(name="freshness", flow_run_name=run_name, persist_result=True, **ALERT_HOOKS)
 def freshness(sources: list[str] | None = None) -> list[dict[str, Any]]:
     """Check the freshness SLA of every source (or of ``sources``) whether or not data arrived.
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
 
 from lakehouse.pipeline import BIG_TABLES, VACUUM_DEFAULT_HOURS, maintenance_job
 from lakehouse.settings import get_settings
@@ -23,7 +24,14 @@ def _history_markdown(metrics: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-@flow(name="maintenance", persist_result=True, **ALERT_HOOKS)
+def run_name() -> str:
+    """``maintenance optimize,vacuum <tables>``: what a run does to which tables (its name in the UI)."""
+    params = flow_run.get_parameters()
+    done = [c for c in ("optimize", "vacuum") if params.get(c, True)] or ["history"]
+    return f"maintenance {','.join(done)} {','.join(params.get('tables') or BIG_TABLES)}"
+
+
+@flow(name="maintenance", flow_run_name=run_name, persist_result=True, **ALERT_HOOKS)
 def maintenance(
     tables: list[str] = list(BIG_TABLES),  # noqa: B006 - Prefect parameters need a literal default
     optimize: bool = True,

@@ -19,7 +19,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from lakehouse.pipeline import LAYERS, Layer, Source, medallion_jobs, ordered_layers
+from lakehouse.pipeline import LAYERS, Layer, Source, medallion_jobs, plan_tables
 from lakehouse.settings import get_settings
 from tasks.artifacts import publish_summary, summary_rows
 from tasks.lineage import record_spark_lineage
@@ -43,6 +43,7 @@ def medallion(
     full_refresh: bool = False,
     dbt_marts: bool | None = None,
     sources: list[Source] | None = None,
+    tables: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the medallion pipeline for the landing dates ``start_date``..``end_date``.
 
@@ -55,6 +56,9 @@ def medallion(
             the ``pipeline.dbt_marts`` setting.
         sources: Run bronze and silver for these sources only (any of orders, users, events;
             default: all); gold rebuilds its tables for the range from silver either way.
+        tables: Run only these tables (layer/name, e.g. silver/orders, gold/daily_revenue): their
+            layers, bronze and silver for the sources named, the gold tables named. Not together
+            with ``sources``.
 
     Returns:
         One summary row per layer and table (rows read/written, Delta version, duration).
@@ -64,17 +68,19 @@ def medallion(
     start = start_date or (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1))
     end = end_date or start
     run_id = str(flow_run.get_id() or "local")
-    plan = ordered_layers(layers)
     # built up front: a bad parameter fails before any Spark work
+    limit = plan_tables(tables, layers, sources)
+    plan = limit.layers
     jobs = medallion_jobs(
-        plan, settings, start=start, end=end, run_id=run_id, full_refresh=full_refresh, sources=sources
+        layers, settings, start=start, end=end, run_id=run_id, full_refresh=full_refresh, sources=sources, tables=tables
     )
     logger.info(
-        "medallion %s..%s layers=%s sources=%s full_refresh=%s backend=%s",
+        "medallion %s..%s layers=%s sources=%s gold tables=%s full_refresh=%s backend=%s",
         start,
         end,
         plan,
-        sources or "all",
+        ",".join(limit.sources) if limit.sources else "all",
+        ",".join(limit.gold_tables) if limit.gold_tables else "all",
         full_refresh,
         settings.backend,
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 
 from lakehouse.errors import StreamUnhealthyError
 from lakehouse.settings import get_settings
@@ -34,7 +35,21 @@ from tasks.quality import publish_quality, quality_rows
 from tasks.spark import run_spark_job
 
 
-@flow(name="streaming", persist_result=True, **ALERT_HOOKS)
+def run_name() -> str:
+    """``streaming <backend> <trigger>`` (its name in the UI)."""
+    settings = get_settings()
+    if settings.backend == "kubernetes":
+        return "streaming kubernetes ensure"
+    trigger = flow_run.get_parameters().get("trigger") or settings.streaming.local_trigger
+    return f"streaming local {trigger}"
+
+
+def monitor_run_name() -> str:
+    """``streaming-monitor <query>`` (its name in the UI)."""
+    return f"streaming-monitor {get_settings().streaming.query_name}"
+
+
+@flow(name="streaming", flow_run_name=run_name, persist_result=True, **ALERT_HOOKS)
 def streaming(
     trigger: Literal["available-now", "processing-time"] | None = None,
     max_seconds: float | None = None,
@@ -74,7 +89,7 @@ def streaming(
     return {"backend": settings.backend, "job": job.name, "rows": rows}
 
 
-@flow(name="streaming-monitor", persist_result=True, **ALERT_HOOKS)
+@flow(name="streaming-monitor", flow_run_name=monitor_run_name, persist_result=True, **ALERT_HOOKS)
 def streaming_monitor() -> list[dict[str, Any]]:
     """Report the stream's lag per partition; fail when it passes the thresholds.
 

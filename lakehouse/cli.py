@@ -44,6 +44,18 @@ def _sources(value: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _tables(value: str) -> list[str]:
+    from lakehouse.errors import ConfigError
+    from lakehouse.pipeline import LAYERS, plan_tables
+
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    try:
+        plan_tables(names, LAYERS, None)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return names
+
+
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     from lakehouse.datagen import GenConfig, generate
 
@@ -72,6 +84,7 @@ def cmd_medallion(args: argparse.Namespace, settings: Settings) -> int:
         full_refresh=args.full_refresh,
         dbt_marts=args.dbt_marts,
         sources=getattr(args, "sources", None),
+        tables=getattr(args, "tables", None),
     )
     print(f"{'layer.table':32} {'read':>9} {'written':>9} {'version':>8} {'seconds':>8}")
     for r in rows:
@@ -269,11 +282,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="build the dbt marts after gold (default: LAKEHOUSE_PIPELINE__DBT_MARTS)",
     )
-    m.add_argument(
+    only = m.add_mutually_exclusive_group()
+    only.add_argument(
         "--sources",
         type=_sources,
         help="comma-separated sources for bronze and silver, of orders, users, "
         "events (default: all); gold rebuilds its tables for the range either way",
+    )
+    only.add_argument(
+        "--tables",
+        type=_tables,
+        help="comma-separated layer/table to run instead, e.g. silver/orders,gold/daily_revenue: "
+        "their layers, bronze and silver for the sources named, the gold tables named",
     )
     m.set_defaults(fn=cmd_medallion)
     i = sub.add_parser("show-tables", help="print tables, row counts and a time-travel read")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from lakehouse.errors import ConfigError
 from lakehouse.jobs import SparkJob
@@ -34,6 +35,54 @@ def check_sources(sources: Sequence[str] | None) -> tuple[Source, ...]:
     return tuple(s for s in SOURCES if s in sources)
 
 
+GOLD_TABLES = ("hourly_stats", "daily_revenue", "daily_revenue_by_country")
+"""The Spark gold tables (spark_jobs/gold.py's TABLES; a unit test keeps the two equal)."""
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    """What a run limited to some tables (``--tables``) runs."""
+
+    layers: list[Layer]
+    sources: tuple[Source, ...] | None
+    """Sources bronze and silver run for (None: every source)."""
+    gold_tables: tuple[str, ...] | None
+    """Gold tables rebuilt (None: every one)."""
+
+
+def plan_tables(tables: Sequence[str] | None, layers: Sequence[str], sources: Sequence[str] | None) -> TablePlan:
+    """The layers, sources and gold tables of a run limited to ``tables`` (``layer/name``; None:
+    no limit). Bronze and silver run for every source named in either layer: they share one
+    source list, so ``bronze/orders`` with ``silver/users`` runs both layers for both sources."""
+    plan = ordered_layers(layers)
+    if tables is None:
+        return TablePlan(plan, check_sources(sources) if sources is not None else None, None)
+    if sources is not None:
+        raise ConfigError("give either tables or sources, not both (tables names the sources itself)")
+    named: dict[str, list[str]] = {layer: [] for layer in LAYERS}
+    bad = []
+    for table in tables:
+        layer, _, name = table.strip().replace(".", "/", 1).partition("/")
+        valid = SOURCES if layer in ("bronze", "silver") else GOLD_TABLES if layer == "gold" else ()
+        if name in valid:
+            named[layer].append(name)
+        else:
+            bad.append(table)
+    if bad or not tables:
+        hint = " (silver/users_history is written with silver/users)" if any("users_history" in t for t in bad) else ""
+        raise ConfigError(
+            f"unknown table(s) {bad or list(tables)}{hint}; valid tables: "
+            + ", ".join([f"bronze/{s}" for s in SOURCES] + [f"silver/{s}" for s in SOURCES])
+            + ", "
+            + ", ".join(f"gold/{t}" for t in GOLD_TABLES)
+        )
+    chosen = [layer for layer in plan if named[layer]]
+    if not chosen:
+        raise ConfigError(f"none of the tables {list(tables)} is in the layers {plan}")
+    srcs = tuple(s for s in SOURCES if s in named["bronze"] + named["silver"])
+    return TablePlan(chosen, srcs or None, tuple(t for t in GOLD_TABLES if t in named["gold"]) or None)
+
+
 def layer_job(
     layer: Layer,
     settings: Settings,
@@ -43,6 +92,7 @@ def layer_job(
     run_id: str,
     full_refresh: bool = False,
     sources: Sequence[str] = SOURCES,
+    gold_tables: Sequence[str] | None = None,
 ) -> SparkJob:
     """The SparkJob of one medallion layer over the landing dates ``start``..``end``."""
     if start > end:
@@ -61,6 +111,8 @@ def layer_job(
     ]
     if layer != "gold":
         args += ["--sources", ",".join(sources)]
+    if gold_tables:  # read by the gold layer only (alone or in the fused medallion job)
+        args += ["--gold-tables", ",".join(gold_tables)]
     if settings.contracts_dir:
         args += ["--contracts-dir", settings.contracts_dir]
     if full_refresh:
@@ -82,18 +134,21 @@ def medallion_jobs(
     run_id: str,
     full_refresh: bool = False,
     sources: Sequence[str] | None = None,
+    tables: Sequence[str] | None = None,
 ) -> list[SparkJob]:
     """The jobs of one medallion run: one job running all ``layers`` in a single driver, or one
     job per layer when ``settings.pipeline.job_per_layer`` is set. ``sources`` limits bronze and
-    silver to those sources (default: all); gold always rebuilds its tables for the range."""
-    plan = ordered_layers(layers)
-    chosen = check_sources(sources)
+    silver to those sources (default: all); gold rebuilds all its tables for the range.
+    ``tables`` (``layer/name``) instead runs only those tables' layers, sources and gold tables
+    (:func:`plan_tables`)."""
+    limit = plan_tables(tables, layers, sources)
+    plan, chosen = limit.layers, limit.sources or SOURCES
+    common: dict[str, Any] = dict(
+        start=start, end=end, run_id=run_id, full_refresh=full_refresh, sources=chosen, gold_tables=limit.gold_tables
+    )
     if settings.pipeline.job_per_layer:
-        return [
-            layer_job(layer, settings, start=start, end=end, run_id=run_id, full_refresh=full_refresh, sources=chosen)
-            for layer in plan
-        ]
-    job = layer_job("bronze", settings, start=start, end=end, run_id=run_id, full_refresh=full_refresh, sources=chosen)
+        return [layer_job(layer, settings, **common) for layer in plan]
+    job = layer_job("bronze", settings, **common)
     return [
         job.model_copy(
             update={

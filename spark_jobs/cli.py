@@ -55,6 +55,12 @@ def batch_parser(prog: str, description: str) -> argparse.ArgumentParser:
         help="Comma-separated sources (default: every source with a contract).",
     )
     p.add_argument(
+        "--gold-tables",
+        type=_names,
+        default=None,
+        help="Comma-separated gold tables to rebuild (default: every gold table; gold only).",
+    )
+    p.add_argument(
         "--contracts-dir",
         type=Path,
         default=DEFAULT_CONTRACTS_DIR,

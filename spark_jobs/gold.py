@@ -131,8 +131,13 @@ def refresh(spark: SparkSession, args: argparse.Namespace, table: GoldTable, rep
 def run(spark: SparkSession, args: argparse.Namespace) -> Report:
     """Recompute every gold table for the dates touched by pending silver rows."""
     report = Report("gold")
-    for_each_table(spark, TABLES, lambda session, table: refresh(session, args, table, report), args.parallelism)
-    report.order([t.name for t in TABLES])
+    wanted = getattr(args, "gold_tables", None)
+    unknown = sorted(set(wanted or ()) - {t.name for t in TABLES})
+    if unknown:
+        raise ValueError(f"unknown gold table(s) {unknown}; valid: {', '.join(t.name for t in TABLES)}")
+    tables = [t for t in TABLES if not wanted or t.name in wanted]
+    for_each_table(spark, tables, lambda session, table: refresh(session, args, table, report), args.parallelism)
+    report.order([t.name for t in tables])
     return report
 
 

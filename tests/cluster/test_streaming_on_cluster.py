@@ -29,7 +29,7 @@ from lakehouse.kafka import SentMessage, produce_events
 from lakehouse.settings import DeploySettings, Settings
 from lakehouse.streaming import read_stream_status, streaming_job
 from lakehouse.testing.stream_chaos import exactly_once_problems
-from tests.cluster.conftest import NS, Apps, ClusterPrefect, wait_until
+from tests.cluster.conftest import NS, Apps, ClusterPrefect, flow_run_pods, wait_until
 from tests.fixtures.cluster import RealCluster
 from tests.fixtures.s3 import new_bucket
 from tests.kafka.streaming_support import BASE, read_table, settings_for
@@ -44,6 +44,7 @@ class Stream:
 
     def __init__(self, cluster: RealCluster, prefect: ClusterPrefect, spark: Any) -> None:
         self.cluster, self.prefect, self.spark = cluster, prefect, spark
+        self.flow_run_id = ""  # of the last ensure run
         self.bootstrap = cluster.env["LAKEHOUSE_CLUSTER_KAFKA_BOOTSTRAP"]
         store = cluster.s3()
         root = f"s3a://{new_bucket(store, spark, 'stream')}/lake"
@@ -135,6 +136,7 @@ class Stream:
         out = self.prefect.cli(*args)
         flow_run_id = next(line.split("UUID:")[1].strip() for line in out.splitlines() if "UUID:" in line)
         final = self.prefect.wait_final(flow_run_id, 420)
+        self.flow_run_id = flow_run_id
         logs = self.prefect.wait_logs(flow_run_id, f": {outcome}")
         assert final.state.is_completed(), (final.state, logs[-20:])
         assert any(m.startswith("streaming app ") and m.endswith(f": {outcome}") for m in logs), logs[-20:]
@@ -157,6 +159,11 @@ def stream(real_cluster: RealCluster, spark: Any) -> Iterator[Stream]:
 def test_events_reach_bronze_and_dead_letters_exactly_once(stream: Stream) -> None:
     app = stream.running()
     assert app["spec"]["restartPolicy"]["type"] == "Always"
+    # the deployment's own job variables (deployments/prefect.yaml: small_pod_pool) sized the pod
+    [pod] = flow_run_pods(stream.cluster, stream.flow_run_id)
+    flow = next(c for c in pod["spec"]["containers"] if c["name"] == "prefect-job")
+    want = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+    assert flow["resources"] == want
     stream.produce(1500, "c1")
     stream.wait_exactly_once()
     bronze, dead = stream.keys()

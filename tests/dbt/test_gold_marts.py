@@ -23,6 +23,7 @@ import pytest
 
 from lakehouse.datagen import GenConfig, generate
 from tests import expected, marts
+from tests.e2e.support import latest_run_name
 
 # Each stage runs real spark-submit jobs and a real dbt build on a machine shared with other work:
 # generous, still finite, bounds per test (setup included).
@@ -203,6 +204,7 @@ def test_build_runs_every_node_as_its_own_prefect_task(first_build: dict[str, An
     tasks = first_build["tasks"]
     assert {f"model {m}" for m in models} <= tasks
     assert "test unique_fct_daily_revenue_date_day" in tasks
+    assert latest_run_name("dbt-build") == "dbt-build all"
     assert "unit_test fct_daily_revenue_counts_sums_and_rounds_half_up" in tasks
 
 

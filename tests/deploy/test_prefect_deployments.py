@@ -240,6 +240,11 @@ def test_deploy_all_registers_the_deployments(workspace: Workspace) -> None:
         assert [(a.type, a.block_document_id) for a in automations[name].actions] == [
             ("send-notification", webhook_id)
         ], name
+    # flows that only submit and watch Spark work get a smaller flow-run pod on the Kubernetes pool
+    small = {"cpu_request": "250m", "cpu_limit": "1", "memory_request": "512Mi", "memory_limit": "1Gi"}
+    sized = {name for name in DEPLOYMENTS if deployments[name].job_variables}
+    assert sized == {"streaming/ensure", "streaming-monitor/monitor", "freshness/hourly", "restore-table/on-demand"}
+    assert all(deployments[name].job_variables == small for name in sized)
     monitor = deployments["streaming-monitor/monitor"]
     assert [s.schedule.interval for s in monitor.schedules] == [dt.timedelta(minutes=5)]
     weekly = deployments["maintenance/weekly"]

@@ -44,3 +44,16 @@ def write_orders(root: Path, rows: list[dict[str, Any]], day: str = "2026-02-01"
     folder = root / "landing" / "orders" / f"date={day}"
     folder.mkdir(parents=True)
     (folder / "part-00000.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def latest_run_name(flow_name: str) -> str:
+    """The name of the newest run of the flow ``flow_name`` in the test harness's API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        (latest,) = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])), sort=FlowRunSort.START_TIME_DESC, limit=1
+        )
+    return str(latest.name)

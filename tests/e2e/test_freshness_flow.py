@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from tests.e2e.support import ORDER, contracts_with, write_orders
+from tests.e2e.support import ORDER, contracts_with, latest_run_name, write_orders
 from tests.fixtures.webhook import WebhookReceiver
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
@@ -68,6 +68,7 @@ def test_silence_is_noticed_reported_once_and_its_end_reported(
         "events": (True, "breached"),
     }
     assert first["events"]["newest"] is None
+    assert latest_run_name("freshness") == "freshness all"
     assert 3 * 86400 - 120 < first["orders"]["age_seconds"] < 3 * 86400 + 600
     assert first["orders"]["limit_seconds"] == 48 * 3600
 

@@ -1,4 +1,4 @@
-"""`lakehouse tables / history / sql / restore` and `medallion --sources` on real Spark + Delta.
+"""`lakehouse tables / history / sql / restore` and `medallion --sources/--tables` on real Spark + Delta.
 
 The tables are written here with the test's own Spark (two commits of known rows), so every
 expected figure comes from what the test wrote, not from the code under test. The inspect
@@ -150,3 +150,29 @@ def test_medallion_runs_only_the_sources_asked_for(
     with pytest.raises(SystemExit) as exc:  # a usage error, before any flow run
         main(["medallion", "--start", day.isoformat(), "--sources", "clicks"])
     assert exc.value.code == 2 and "unknown source(s) ['clicks']" in capsys.readouterr().err
+
+
+def test_medallion_runs_only_the_tables_asked_for(
+    tmp_path: Path, use_root: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lakehouse.datagen import GenConfig, generate
+
+    root = tmp_path / "lake"
+    day = dt.date(2026, 2, 1)
+    generate(root / "landing", GenConfig(start=day, days=1, events_per_day=20, orders_per_day=5, users_initial=5))
+    use_root(root)
+    tables = "bronze/orders,silver/orders,gold/daily_revenue"
+    code, out, err = _cli(capsys, "medallion", "--start", day.isoformat(), "--tables", tables, "--no-dbt-marts")
+    assert code == 0, (out + err)[-3000:]
+    written = {
+        f"{layer.name}/{t.name}" for layer in (root / "warehouse").iterdir() for t in layer.iterdir() if t.is_dir()
+    }
+    # besides silver's side tables (quarantine, rule metrics): only the tables asked for
+    assert written - {"quarantine/orders", "quality/metrics"} == set(tables.split(","))
+    printed = [line.split()[0] for line in out.splitlines() if re.match(r"^(bronze|silver|gold)\.\w+ ", line)]
+    assert printed == ["bronze.orders", "silver.orders", "gold.daily_revenue"]
+    from lakehouse.cli import main
+
+    with pytest.raises(SystemExit) as exc:  # a usage error, before any flow run
+        main(["medallion", "--start", day.isoformat(), "--tables", "gold/nope"])
+    assert exc.value.code == 2 and "unknown table(s) ['gold/nope']" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from lakehouse.errors import ConfigError
+from tests.e2e.support import latest_run_name
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
 SCHEMA = "event_id string, user_id string, event_type string, event_date date"
@@ -43,9 +44,11 @@ def test_maintenance_compacts_and_restore_returns_earlier_content(
     hist = next(m for m in metrics if m.get("operation") == "HISTORY")
     assert [c["operation"] for c in hist["commits"][:2]] == ["VACUUM END", "VACUUM START"]
     assert sorted(tuple(r) for r in spark.read.format("delta").load(str(path)).collect()) == sorted(rows)
+    assert latest_run_name("maintenance") == "maintenance optimize,vacuum silver/events"
 
     restore_table(table="silver/events", version=1)
     assert spark.read.format("delta").load(str(path)).count() == 20
+    assert latest_run_name("restore-table") == "restore-table silver/events"
 
 
 def test_time_travel_and_restore_by_timestamp(

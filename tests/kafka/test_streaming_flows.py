@@ -20,6 +20,7 @@ from prefect.client.schemas.sorting import ArtifactSort
 from lakehouse.kafka import MALFORMED_KINDS, produce_events
 from lakehouse.settings import get_settings
 from lakehouse.testing.kafka_broker import KafkaBroker
+from tests.e2e.support import latest_run_name
 from tests.fixtures.k8s import K8sCluster
 from tests.kafka.streaming_support import BASE, RULES
 
@@ -96,6 +97,7 @@ def test_local_streaming_flow_and_monitor(
     assert f"lag {N} messages is above the threshold of 100" in message
     assert "never committed a batch" in message
     assert _latest_lag_artifact()[-1]["lag"] == N
+    assert latest_run_name("streaming-monitor") == f"streaming-monitor {get_settings().streaming.query_name}"
 
     # The streaming flow runs the job locally (availableNow) and reports what it wrote.
     out = streaming(trigger="available-now")

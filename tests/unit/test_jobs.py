@@ -133,6 +133,33 @@ def test_one_fused_job_by_default_or_one_job_per_layer(tmp_path: Path) -> None:
     assert [j.entrypoint for j in split] == ["spark_jobs.bronze", "spark_jobs.gold"]
 
 
+def test_tables_choose_layers_sources_and_gold_tables(tmp_path: Path) -> None:
+    from lakehouse.pipeline import LAYERS, medallion_jobs, plan_tables
+
+    plan = plan_tables(["gold.daily_revenue", "silver/users", "bronze/orders"], LAYERS, None)
+    assert (plan.layers, plan.sources, plan.gold_tables) == (list(LAYERS), ("orders", "users"), ("daily_revenue",))
+    only_gold = plan_tables(["gold/hourly_stats"], LAYERS, None)
+    assert (only_gold.layers, only_gold.sources, only_gold.gold_tables) == (["gold"], None, ("hourly_stats",))
+    with pytest.raises(ConfigError, match=r"written with silver/users"):
+        plan_tables(["silver/users_history"], LAYERS, None)
+    with pytest.raises(ConfigError, match="either tables or sources"):
+        plan_tables(["silver/users"], LAYERS, ["users"])
+    with pytest.raises(ConfigError, match="none of the tables"):
+        plan_tables(["gold/daily_revenue"], ["bronze"], None)
+    kw = dict(start=dt.date(2026, 1, 1), end=dt.date(2026, 1, 1), run_id="r")
+    (job,) = medallion_jobs(LAYERS, Settings(storage={"root": str(tmp_path)}), tables=["gold/daily_revenue"], **kw)
+    args = list(job.args)
+    assert args[args.index("--layers") + 1] == "gold"
+    assert args[args.index("--gold-tables") + 1] == "daily_revenue"
+
+
+def test_gold_table_names_match_the_gold_job() -> None:
+    from lakehouse.pipeline import GOLD_TABLES
+    from spark_jobs.gold import TABLES
+
+    assert tuple(t.name for t in TABLES) == GOLD_TABLES
+
+
 @pytest.mark.parametrize(("cores", "parts"), [(1, "4"), (2, "4"), (3, "6"), (16, "32")])
 def test_preset_sizes_shuffle_and_delta_snapshot_partitions_to_the_cores(cores: int, parts: str) -> None:
     from spark_jobs.conf import tuning_preset
