@@ -30,6 +30,7 @@ from tasks.kafka import (
     publish_stream_status,
     stream_status,
 )
+from tasks.lineage import record_spark_lineage
 from tasks.notify import ALERT_HOOKS
 from tasks.quality import publish_quality, quality_rows
 from tasks.spark import run_spark_job
@@ -76,6 +77,7 @@ def streaming(
     job = streaming_job(settings, trigger=trigger, max_seconds=max_seconds)
     logger.info("running %s locally: %s", job.name, " ".join(job.args))
     result = run_spark_job(job)
+    record_spark_lineage(job.name, result)
     rows = summary_rows([result])
     publish_summary(
         "streaming-summary",

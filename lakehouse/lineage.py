@@ -5,15 +5,15 @@ Two views of the same graph, landing -> bronze -> silver -> gold -> dbt marts:
 - **Prefect assets.** Every table is an asset keyed ``spark://<layer>/<table>``: the key
   prefect-dbt gives a dbt source or model (``<adapter>://<schema>/<table>``; the silver tables are
   dbt's sources ``silver.<table>``, the marts ``gold.<model>``), so the Spark tables and the dbt
-  models join into one graph. A landing folder is an asset keyed by its location. The Spark side
-  is recorded by ``tasks.lineage`` (one materialization per table a job committed), the dbt side
-  by prefect-dbt.
+  models join into one graph. A landing folder, or the stream's Kafka topic, is an asset keyed by
+  its location. The Spark side is recorded by ``tasks.lineage`` (one materialization per table a
+  job committed), the dbt side by prefect-dbt.
 - **OpenLineage run events** (START and COMPLETE) for every table a job committed and every dbt
   model built: inputs, outputs, the Delta version, schema and row-count facets, and the Prefect
   flow run as the parent run. Tables are named as in the catalog (namespace
   ``spark://<lineage.namespace>``, name ``<layer>.<table>``, dbt's naming too), their storage
-  location in the datasource facet; a landing folder is named by its location (namespace
-  ``file`` or ``s3://<bucket>``, OpenLineage's naming for files). The transport is the
+  location in the datasource facet; a landing folder or a topic is named by its location
+  (namespace ``file``, ``s3://<bucket>`` or ``kafka://<broker>``, OpenLineage's naming). The transport is the
   ``lineage`` settings': a JSON-lines file by default, HTTP for a Marquez-style backend.
 
 Why not openlineage-dbt: its artifact processor refuses dbt-spark's ``session`` connection
@@ -36,6 +36,9 @@ from urllib.parse import urlparse
 
 from lakehouse.settings import REPO_ROOT, Settings
 
+LOCATIONS = ("landing", "kafka")
+"""Inputs named by their location, not as tables: landing folders and Kafka topics."""
+
 PRODUCER = "https://lakehouse.invalid/lineage"
 """The OpenLineage ``producer`` of the events (an identifier, never contacted)."""
 
@@ -57,7 +60,7 @@ def location_key(path: str) -> str:
 def asset_key(ref: Mapping[str, Any]) -> str:
     """The asset key of one lineage reference (``{"table": "layer/name", "path": ...}``)."""
     table = str(ref["table"])
-    return location_key(str(ref["path"])) if table.startswith("landing/") else table_asset_key(table)
+    return location_key(str(ref["path"])) if table.split("/")[0] in LOCATIONS else table_asset_key(table)
 
 
 def _split(table: str) -> tuple[str, str]:
@@ -134,7 +137,7 @@ def _dataset(cls: Any, ref: Mapping[str, Any], namespace: str, **extra: Any) -> 
     table = str(ref["table"])
     path = ref.get("path")
     facets: dict[str, Any] = {}
-    if table.startswith("landing/"):
+    if table.split("/")[0] in LOCATIONS:
         ns, name = _location(str(path))
     else:
         layer, table_name = _split(table)

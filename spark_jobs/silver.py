@@ -73,7 +73,8 @@ def _metric(rule: str, action: str, evaluated: int, failed: int, **extra: Any) -
 
 def _write_metrics(
     spark: SparkSession, args: argparse.Namespace, table: str, batches: Sequence[str], metrics: list[dict[str, Any]]
-) -> None:
+) -> dict[str, Any]:
+    """Append the rule outcomes of ``table`` to quality/metrics; return that table's lineage output."""
     rows = [
         (
             args.run_id,
@@ -90,7 +91,10 @@ def _write_metrics(
     ]
     df = spark.createDataFrame(rows, quality.METRICS_SCHEMA)
     key = hashlib.sha256("|".join([args.run_id, table, *batches]).encode()).hexdigest()[:16]
-    io.append(df, table_path(args.root, "quality", "metrics"), txn_app_id=f"lakehouse-quality-{key}", txn_version=0)
+    path = table_path(args.root, "quality", "metrics")
+    io.append(df, path, txn_app_id=f"lakehouse-quality-{key}", txn_version=0)
+    # the version as seen right after this append (the sources' appends may interleave)
+    return lineage_output(spark, "quality/metrics", path, io.last_commit(spark, path)["version"], committed=True)
 
 
 def _merged(spark: SparkSession, path: str) -> tuple[int, int, int | None]:
@@ -228,7 +232,7 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
             inserted, updated, version = _merged(spark, silver_path)
     finally:
         evaluated.unpersist()
-    _write_metrics(spark, args, name, pending, metrics)
+    metrics_output = _write_metrics(spark, args, name, pending, metrics)
     # quarantine is (re)written for every applied batch once it exists (see above)
     q_written = not failures and (quarantined > 0 or io.is_delta(spark, quarantine_path))
     q_version = io.last_commit(spark, quarantine_path)["version"] if q_written else None
@@ -241,6 +245,7 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
         )
     if q_written:
         outputs.append(lineage_output(spark, f"quarantine/{name}", quarantine_path, q_version, committed=True))
+    outputs.append(metrics_output)
     report.table(
         "silver",
         name,

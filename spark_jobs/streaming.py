@@ -57,7 +57,7 @@ from spark_jobs import storage
 from spark_jobs import stream_io as sio
 from spark_jobs.cli import CONFIG_ERROR_EXIT
 from spark_jobs.contract import DEFAULT_CONTRACTS_DIR, Contract, ContractError, load_contract
-from spark_jobs.report import Report
+from spark_jobs.report import Report, lineage_output
 from spark_jobs.session import run_job
 from spark_jobs.transforms import quality
 from spark_jobs.transforms import streaming as tx
@@ -503,6 +503,20 @@ def run_continuous(
         _stop_gracefully(queries)
 
 
+def _table_name(path: str) -> str:
+    """``layer/name`` of a table at ``<root>/warehouse/<layer>/<name>``."""
+    return "/".join(path.rstrip("/").rsplit("/", 2)[-2:])
+
+
+def _topic_uri(bootstrap_servers: str, topic: str) -> str:
+    """``kafka://<first bootstrap server>/<topic>``: the topic's name in lineage."""
+    return f"kafka://{bootstrap_servers.split(',')[0].strip()}/{topic}"
+
+
+def _lineage(spark: SparkSession, path: str, version: int | None, before: int | None) -> dict[str, Any]:
+    return lineage_output(spark, _table_name(path), path, version, committed=version is not None and version != before)
+
+
 def _delta_written(spark: SparkSession, path: str, after: int | None) -> tuple[int | None, int]:
     """Latest version of ``path`` and the rows its commits after version ``after`` wrote."""
     if not storage.is_delta(spark, path):
@@ -532,6 +546,7 @@ def run(spark: SparkSession, args: argparse.Namespace, contract: Contract | None
     )
     sio.ensure_table(spark, args.dead_letter, tx.ddl(tx.DEAD_LETTER_COLUMNS))
     gold_before = None if args.no_gold else storage.last_commit(spark, args.gold)["version"]
+    before = {path: storage.last_commit(spark, path)["version"] for path in (args.bronze, args.dead_letter)}
     if args.metrics:
         sio.ensure_table(spark, args.metrics, quality.METRICS_SCHEMA)
     writer = BronzeBatchWriter(
@@ -598,14 +613,25 @@ def run(spark: SparkSession, args: argparse.Namespace, contract: Contract | None
         "contract": f"{contract.name} v{contract.version}" if contract is not None else None,
         "quality": writer.quality(),
     }
-    report.table("bronze", args.bronze.rstrip("/").rsplit("/", 1)[-1], started, **values)
+    topic = [{"table": f"kafka/{args.topic}", "path": _topic_uri(args.bootstrap_servers, args.topic)}]
+    report.table(
+        "bronze",
+        args.bronze.rstrip("/").rsplit("/", 1)[-1],
+        started,
+        **values,
+        inputs=topic,
+        outputs=[_lineage(spark, args.bronze, values["version"], before[args.bronze])],
+    )
+    dead_version = storage.last_commit(spark, args.dead_letter)["version"]
     report.table(
         "quarantine",
         args.dead_letter.rstrip("/").rsplit("/", 1)[-1],
         started,
         rows_read=writer.invalid,
         rows_written=writer.invalid,
-        version=storage.last_commit(spark, args.dead_letter)["version"],
+        version=dead_version,
+        inputs=topic,
+        outputs=[_lineage(spark, args.dead_letter, dead_version, before[args.dead_letter])],
     )
     if not args.no_gold:
         version, rows = _delta_written(spark, args.gold, gold_before)
@@ -618,6 +644,8 @@ def run(spark: SparkSession, args: argparse.Namespace, contract: Contract | None
             version=version,
             late_events=late[0] if late else 0,
             windows_missed=late[1] if late else 0,
+            inputs=[{"table": _table_name(args.bronze), "path": args.bronze}],
+            outputs=[_lineage(spark, args.gold, version, gold_before)],
         )
     print(f"[streaming] done in {seconds:.1f}s: {writer.records} records in {writer.batches} batches", flush=True)
     return report

@@ -24,7 +24,7 @@ def _asset(ref: Mapping[str, Any]) -> Asset:
     table = str(ref["table"])
     layer, _, name = table.partition("/")
     where = ref.get("path")
-    kind = "Landing files of the source" if layer == "landing" else "Delta table"
+    kind = {"landing": "Landing files of the source", "kafka": "Kafka topic"}.get(layer, "Delta table")
     return Asset(
         key=lineage.asset_key(ref),
         properties=AssetProperties(

@@ -113,6 +113,21 @@ def test_local_streaming_flow_and_monitor(
     assert {r["rule"]: r["failed"] for r in quality if r["failed"]} == dict(want)
     assert {r["evaluated"] for r in quality} == {N}
     assert {r["table"] for r in quality} == {"events_stream"}
+    # lineage: the topic feeds bronze and the dead letters, bronze feeds the windowed gold table
+    events = [json.loads(line) for line in (lake_root / "lineage" / "openlineage.jsonl").read_text().splitlines()]
+    graph = {
+        (o["namespace"], o["name"]): {(i["namespace"], i["name"]) for i in e["inputs"]}
+        for e in events
+        if e["eventType"] == "COMPLETE"
+        for o in e["outputs"]
+    }
+    s = get_settings().streaming
+    kafka = (f"kafka://{kafka_broker.bootstrap_servers.split(',')[0]}", topic)
+    assert graph == {
+        ("spark://lakehouse", f"bronze.{s.bronze_table}"): {kafka},
+        ("spark://lakehouse", f"quarantine.{s.dead_letter_table}"): {kafka},
+        ("spark://lakehouse", f"gold.{s.gold_table}"): {("spark://lakehouse", f"bronze.{s.bronze_table}")},
+    }
 
     # Caught up: the monitor passes and reports lag 0 on every partition.
     rows = streaming_monitor()
