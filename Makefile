@@ -7,7 +7,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 PYTEST_ARGS ?=
 UI_PORT ?= 4200
 
-.PHONY: help setup demo test test-fast lint bench bench-streaming bench-storage bench-k8s kafka-up kafka-down k8s-tools cluster-tools images cluster-up cluster-down cluster-status blocks deploy ui clean
+.PHONY: help setup demo test test-fast lint up down bench bench-warm bench-streaming bench-storage bench-k8s kafka-up kafka-down k8s-tools cluster-tools images cluster-up cluster-down cluster-status blocks deploy ui clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -22,6 +22,12 @@ test: setup lint k8s-tools cluster-tools ## set-up + lint + the whole test suite
 	@scripts/kafka.sh install >/dev/null
 	@scripts/seaweedfs.sh install >/dev/null
 	@scripts/test.sh $(PYTEST_ARGS)
+
+up: setup ## start the warm local Spark now (LAKEHOUSE_SPARK__MODE=warm starts it on first use anyway)
+	@LAKEHOUSE_SPARK__MODE=warm $(PY) -m lakehouse.backends.warm start
+
+down: ## stop every warm local Spark of this user
+	@$(PY) -m lakehouse.backends.warm stop --all
 
 k8s-tools: ## build kube-apiserver + etcd + kustomize from their Go modules and fetch the operator CRDs (cached)
 	@scripts/k8s-tools.sh >/dev/null
@@ -55,6 +61,9 @@ lint: setup ## ruff check + ruff format --check + mypy (strict); part of make te
 
 bench: setup ## medallion benchmark (BENCH_EVENTS=10000000 by default) -> bench/results/medallion.json
 	@$(PY) bench/medallion.py
+
+bench-warm: setup ## warm local Spark vs spark-submit on the demo data, ABAB, plus driver memory over 100 runs -> bench/results/warm_spark.json
+	@$(PY) bench/warm_spark.py
 
 bench-streaming: setup ## Kafka -> bronze Delta: ingest rate + latency p50/p99 -> bench/results/streaming.json
 	@scripts/kafka.sh install >/dev/null && $(PY) bench/streaming.py

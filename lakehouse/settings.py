@@ -85,6 +85,14 @@ class SparkSettings(BaseModel):
         description="Start local driver JVMs from the class-data archive `make setup` builds "
         "(lakehouse/cds.py; cached per Java, Spark and jar set): seconds less per job start.",
     )
+    mode: Literal["submit", "warm"] = Field(
+        default="submit",
+        description="How local batch jobs run: `submit` (one spark-submit driver per job) or `warm` "
+        "(submitted to a long-running local Spark started on first use: lakehouse/backends/warm.py).",
+    )
+    warm_idle_seconds: float = Field(
+        default=900.0, gt=0, description="The warm Spark stops itself after this long without a run."
+    )
 
 
 class NotificationSettings(BaseModel):

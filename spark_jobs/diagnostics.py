@@ -1,7 +1,7 @@
 """Diagnostics job: proves a backend end to end (Spark starts, logs flow back, exit codes and
 timeouts are honoured) without touching any table.
 
-Usage: spark-submit spark_jobs/diagnostics.py [--rows N] [--sleep SECONDS] [--exit-code CODE]
+Usage: spark-submit spark_jobs/diagnostics.py [--rows N] [--busy S] [--sleep S] [--exit-code CODE]
        [--fail-attempts N --attempts-file PATH]
 """
 
@@ -39,6 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rows", type=int, default=1000)
     p.add_argument("--sleep", type=float, default=0.0)
     p.add_argument("--exit-code", type=int, default=0)
+    p.add_argument(
+        "--busy",
+        type=float,
+        default=0.0,
+        help="Run a Spark job whose tasks take this many seconds (something to cancel or time out).",
+    )
     p.add_argument("--tag", default="", help="Free text, e.g. to find the job's processes.")
     p.add_argument(
         "--fail-attempts",
@@ -57,6 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         archives = class_data_archives(spark)
         shown = "unknown" if archives is None else ", ".join(archives) or "none"
         print(f"diagnostics: driver class-data archive: {shown}", flush=True)
+        if args.busy:
+            print(f"diagnostics: a Spark job of {args.busy:g}s", flush=True)
+            seconds = args.busy
+
+            def slow(x: int) -> int:
+                time.sleep(seconds)
+                return x
+
+            spark.sparkContext.parallelize(range(2), 2).map(slow).count()
         report = Report("diagnostics")
         report.table("diagnostics", "range", started, rows_read=n, rows_written=0)
         report.emit()

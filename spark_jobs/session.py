@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -16,6 +17,10 @@ from spark_jobs.report import Report
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+RUN_SESSION: contextvars.ContextVar[SparkSession | None] = contextvars.ContextVar("run_session", default=None)
+"""The session of the run on this thread when a long-running server runs jobs
+(spark_jobs/warm_server.py): :func:`job_session` uses it and leaves it to its owner."""
 
 
 def build_session(
@@ -62,7 +67,7 @@ def running_session() -> SparkSession | None:
 def job_session(app_name: str) -> Iterator[SparkSession]:
     """The session of an entrypoint: the one this process already runs (used as it is and left
     running: its owner stops it), else a new one, stopped at the end whatever happened."""
-    existing = running_session()
+    existing = RUN_SESSION.get() or running_session()
     spark = existing or build_session(app_name)
     try:
         yield spark
@@ -99,18 +104,27 @@ def for_each_table(
     """
     if parallelism <= 1 or len(items) <= 1:
         return [fn(spark, item) for item in items]
-    jvm = spark.sparkContext._jvm
+    sc = spark.sparkContext
+    jvm = sc._jvm
     assert jvm is not None
+    tags = sc.getJobTags()  # a run's tags (warm server) reach its tables' threads too
 
     def work(item: T) -> R:
         session = spark.newSession()
         jvm.org.apache.spark.sql.SparkSession.setActiveSession(session._jsparkSession)
+        for tag in tags:
+            sc.addJobTag(tag)
+        if tags:
+            sc.setInterruptOnCancel(True)
         try:
             return fn(session, item)
         finally:
+            for tag in tags:
+                sc.removeJobTag(tag)
             jvm.org.apache.spark.sql.SparkSession.clearActiveSession()
 
     with ThreadPoolExecutor(max_workers=min(parallelism, len(items)), thread_name_prefix="table") as pool:
-        futures = [pool.submit(work, item) for item in items]
+        # each in a copy of the caller's context: a warm server's run-scoped variables follow
+        futures = [pool.submit(contextvars.copy_context().run, work, item) for item in items]
         wait(futures)
     return [f.result() for f in futures]

@@ -11,6 +11,10 @@ __all__ = ["Backend", "JobResult", "LogSink", "get_backend"]
 def get_backend(settings: Settings) -> Backend:
     """Return the backend chosen by ``settings.backend``."""
     if settings.backend == "local":
+        if settings.spark.mode == "warm":
+            from lakehouse.backends.warm import WarmBackend
+
+            return WarmBackend(settings)
         from lakehouse.backends.local import LocalBackend
 
         return LocalBackend(settings)

@@ -144,6 +144,38 @@ def test_overlapping_backfills_equal_one_run(
         assert silver.count() == silver.select(KEYS[s]).distinct().count()
 
 
+def test_the_warm_path_writes_the_same_tables_and_reruns_as_nothing(
+    spark: SparkSession, first_run: dict[str, Any], landed: tuple[Path, Manifest], tmp_path: Path
+) -> None:
+    """``LAKEHOUSE_SPARK__MODE=warm``: the same flow through the long-running local Spark gives
+    the tables the spark-submit path gave (lineage columns aside), and a rerun writes nothing."""
+    import json
+    import uuid
+
+    from lakehouse.backends.local import LocalBackend
+    from lakehouse.backends.warm import WarmServer
+    from lakehouse.settings import get_settings
+
+    root = _fresh_root(tmp_path, landed[0])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LAKEHOUSE_STORAGE__ROOT", str(root))
+        mp.setenv("LAKEHOUSE_SPARK__MODE", "warm")
+        mp.setenv("LAKEHOUSE_SPARK__CONF", json.dumps({"spark.lakehouse.test.server": uuid.uuid4().hex}))
+        get_settings.cache_clear()
+        server = WarmServer(LocalBackend(get_settings()))
+        try:
+            summary = _run(start_date=START, end_date=DATES[-1])
+            again = _run(start_date=START, end_date=DATES[-1])
+            runs = (server.ping() or {}).get("runs")
+        finally:
+            server.stop()
+    get_settings.cache_clear()
+    assert runs == 2  # both runs went to the one warm server
+    check_tables(spark, root, landed[1], summary, DATES)
+    assert _snapshot(spark, root, drop_lineage=True) == first_run["content"]
+    assert [r["rows_written"] for r in again] == [0] * len(again)
+
+
 def test_rerun_and_full_refresh_leave_identical_tables(
     spark: SparkSession, first_run: dict[str, Any], use_root: Any
 ) -> None:

@@ -186,3 +186,16 @@ def test_in_process_run_needs_a_live_spark_session() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True)
     assert "SparkJobError" in out.stdout and "no SparkSession runs here" in out.stdout
     assert out.stdout.strip().endswith("False")  # nothing was imported to find out
+
+
+def test_warm_mode_runs_batch_jobs_warm_and_leaves_the_rest_to_spark_submit() -> None:
+    from lakehouse.backends import get_backend
+    from lakehouse.backends.local import LocalBackend
+    from lakehouse.backends.warm import WarmBackend, eligible
+
+    assert type(get_backend(Settings())) is LocalBackend  # spark-submit stays the default
+    assert isinstance(get_backend(Settings(spark={"mode": "warm"})), WarmBackend)
+    assert eligible(SparkJob(name="medallion", entrypoint="spark_jobs.medallion"))
+    assert not eligible(SparkJob(name="stream", entrypoint="spark_jobs.streaming"))
+    assert not eligible(SparkJob(name="x", entrypoint="spark_jobs.bronze", secret_env=("KAFKA_PASSWORD",)))
+    assert not eligible(SparkJob(name="x", entrypoint="spark_jobs.bronze", conf={"spark.x": "1"}))

@@ -1,0 +1,301 @@
+"""The warm local path: batch jobs submitted to a long-running local Spark.
+
+``LAKEHOUSE_SPARK__MODE=warm`` makes the local backend hand each batch job to the server of
+``spark_jobs/warm_server.py`` instead of starting a spark-submit driver for it. The server is
+started on first use with the very command a job would get (Delta, the jars, the tuning preset,
+the class-data archive), health-checked before each run, started again when it died, and stops
+by itself after ``spark.warm_idle_seconds`` without a run (``stop`` stops it now). One server
+runs per distinct command, so a change of settings that changes the Spark conf gets a new one.
+
+What stays on spark-submit: jobs that need a credential of their own (``secret_env``), extra
+jars, conf or JVM options, and the stream (long-running; it has its own driver).
+
+Files: the log under ``.lakehouse/spark-warm/<key>.log``; the socket in a private directory of
+the temporary directory (a Unix socket path is limited to about 100 characters).
+
+Usage: python -m lakehouse.backends.warm start|stop [--all]|status   (make up / make down)
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from lakehouse.backends.base import JobResult, LogSink, parse_metrics
+from lakehouse.backends.local import LocalBackend
+from lakehouse.diagnosis import Diagnoser
+from lakehouse.errors import SparkJobError, SparkJobTimeout
+from lakehouse.jobs import SparkJob
+from lakehouse.settings import REPO_ROOT, Settings, get_settings
+
+STREAMING_ENTRYPOINTS = ("spark_jobs.streaming",)
+START_TIMEOUT_S = 180.0
+
+
+class WarmServer:
+    """One warm Spark server: where it listens and logs, how to start, ping and stop it."""
+
+    def __init__(self, backend: LocalBackend) -> None:
+        self.backend = backend
+        self.job = SparkJob(
+            name="lakehouse-warm",
+            entrypoint="spark_jobs.warm_server",
+            args=("--idle-seconds", f"{backend.settings.spark.warm_idle_seconds:g}"),
+        )
+        command = backend.command(self.job)
+        key = hashlib.sha256(json.dumps(command).encode()).hexdigest()[:12]
+        sockets = socket_dir()
+        sockets.mkdir(mode=0o700, exist_ok=True)
+        self.socket = sockets / f"warm-{key}.sock"
+        self.log = REPO_ROOT / ".lakehouse" / "spark-warm" / f"{key}.log"
+        self.lock = self.log.with_suffix(".lock")
+        self.command = [*command, "--socket", str(self.socket)]
+
+    # -- talking to it -----------------------------------------------------------------------
+
+    def _connect(self, timeout: float | None = 5.0) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(str(self.socket))
+        return sock
+
+    def request(self, message: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+        """Send one request and return its one answer."""
+        with self._connect(timeout) as sock, sock.makefile("rwb") as stream:
+            stream.write((json.dumps(message) + "\n").encode())
+            stream.flush()
+            answer: dict[str, Any] = json.loads(stream.readline() or b"{}")
+            return answer
+
+    def ping(self) -> dict[str, Any] | None:
+        """The server's status, or None when none answers on the socket."""
+        try:
+            return self.request({"op": "ping"})
+        except (OSError, ValueError):
+            return None
+
+    def ensure(self, log: LogSink) -> dict[str, Any]:
+        """The running server's status; start one first when none answers (one starter at a time)."""
+        status = self.ping()
+        if status is not None:
+            return status
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be starting it right now
+            status = self.ping()
+            if status is not None:
+                return status
+            return self._start(log)
+
+    def _start(self, log: LogSink) -> dict[str, Any]:
+        with contextlib.suppress(FileNotFoundError):
+            self.socket.unlink()  # a server that died leaves its socket behind
+        log(f"starting the warm local Spark (log: {self.log}) ...")
+        with open(self.log, "ab") as out:
+            proc = subprocess.Popen(
+                self.command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.backend.environment(self.job),  # with the object store's keys on s3a://
+                cwd=self.backend.project_root,
+                start_new_session=True,  # outlives this process: that is the point
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            status = self.ping()
+            if status is not None:
+                log(f"warm local Spark {status['pid']} ready")
+                return status
+            if proc.poll() is not None:
+                raise SparkJobError(
+                    self.job.name,
+                    f"the warm local Spark exited with code {proc.returncode} while starting; see {self.log}",
+                    exit_code=proc.returncode,
+                    log_tail=self.log_tail(),
+                )
+            time.sleep(0.5)
+        proc.kill()
+        raise SparkJobError(
+            self.job.name, f"the warm local Spark did not start in {START_TIMEOUT_S:g}s; see {self.log}"
+        )
+
+    def stop(self, timeout: float = 60.0) -> bool:
+        """Stop the server if one runs; True when one was stopped."""
+        status = self.ping()
+        if status is None:
+            return False
+        with contextlib.suppress(OSError, ValueError):
+            self.request({"op": "stop"})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.socket.exists():
+            time.sleep(0.2)
+        return True
+
+    def log_tail(self, lines: int = 40) -> list[str]:
+        try:
+            return self.log.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return []
+
+
+def socket_dir() -> Path:
+    """The user's private directory of warm-server sockets."""
+    return Path(tempfile.gettempdir()) / f"lakehouse-{os.getuid()}"
+
+
+def stop_all(timeout: float = 60.0) -> int:
+    """Stop every warm server of this user (any settings, any checkout); return how many."""
+    stopped = 0
+    for path in sorted(socket_dir().glob("warm-*.sock")):
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(5)
+                sock.connect(str(path))
+                sock.sendall(b'{"op": "stop"}\n')
+                sock.recv(1024)
+        except OSError:
+            continue  # a socket left by a server that died
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and path.exists():
+            time.sleep(0.2)
+        stopped += 1
+    return stopped
+
+
+def eligible(job: SparkJob) -> bool:
+    """Whether ``job`` can run on the warm server (see the module docstring)."""
+    return not (job.secret_env or job.jars or job.conf or job.java_options or job.entrypoint in STREAMING_ENTRYPOINTS)
+
+
+class WarmBackend(LocalBackend):
+    """The local backend with batch jobs on the warm server (``spark.mode=warm``)."""
+
+    def run(self, job: SparkJob, *, log: LogSink) -> JobResult:
+        if not eligible(job):
+            return super().run(job, log=log)
+        server = WarmServer(self)
+        server.ensure(log)
+        timeout = job.timeout_seconds or self.settings.spark.job_timeout_seconds
+        tag = f"{job.name}-{uuid.uuid4().hex[:12]}"
+        tail: collections.deque[str] = collections.deque(maxlen=self.settings.spark.log_tail_lines)
+        metrics: list[dict[str, Any]] = []
+        diagnoser = Diagnoser(self.settings)
+        log(f"warm {job.entrypoint} {' '.join(job.args)}")
+        start = time.monotonic()
+        request = {"op": "run", "entrypoint": job.entrypoint, "args": list(job.args), "tag": tag, "timeout": timeout}
+        end: dict[str, Any] | None = None
+        # the connection stays open both ways until the end: the server cancels the run when it closes
+        sock = server._connect(timeout=None)
+        try:
+            with sock, sock.makefile("rwb") as stream:
+                stream.write((json.dumps(request) + "\n").encode())
+                stream.flush()
+                # a bound on top of the server's own timeout (which cancels the run's Spark jobs)
+                sock.settimeout(timeout + 60)
+                for raw in stream:
+                    message = json.loads(raw)
+                    if "line" in message:
+                        line = str(message["line"])
+                        found = parse_metrics(line)
+                        if found is not None:
+                            metrics.extend(found)
+                            continue
+                        tail.append(line)
+                        diagnoser.feed(line)
+                        log(line)
+                    elif "exit" in message:
+                        end = message
+                        break
+        except TimeoutError:
+            self._cancel(server, tag)
+            raise SparkJobTimeout(
+                job.name, f"ran past its timeout of {timeout:g}s", state="TIMEOUT", log_tail=list(tail)
+            ) from None
+        except BaseException:
+            # Prefect cancellation, KeyboardInterrupt: the run's Spark jobs stop, the server stays
+            self._cancel(server, tag)
+            raise
+        duration = time.monotonic() - start
+        if end is None:
+            raise SparkJobError(
+                job.name,
+                f"the warm local Spark stopped during the run (see {server.log}); the next run starts a new one",
+                state="FAILED",
+                log_tail=[*tail, *server.log_tail(10)],
+                metrics=metrics,
+            )
+        code = int(end["exit"])
+        if end.get("cancelled"):
+            error_type = SparkJobTimeout if str(end.get("error", "")).startswith("timed out") else SparkJobError
+            raise error_type(
+                job.name,
+                f"{end['error']} (after {duration:.1f}s)",
+                exit_code=code,
+                state="TIMEOUT" if error_type is SparkJobTimeout else "CANCELLED",
+                log_tail=list(tail),
+                metrics=metrics,
+            )
+        if code != 0:
+            error = SparkJobError(
+                job.name,
+                diagnoser.explain(f"failed with exit code {code}"),
+                exit_code=code,
+                state="FAILED",
+                log_tail=list(tail),
+                metrics=metrics,
+            )
+            error.permanent = diagnoser.cause is not None and diagnoser.cause.permanent
+            raise error
+        return JobResult(
+            job=job.name,
+            backend=self.name,
+            state="COMPLETED",
+            exit_code=0,
+            duration_s=round(duration, 3),
+            metrics=metrics,
+            log_tail=list(tail),
+        )
+
+    @staticmethod
+    def _cancel(server: WarmServer, tag: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            server.request({"op": "cancel", "tag": tag})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``start``, ``stop`` or ``status`` of the warm local Spark of the current settings."""
+    command = (argv if argv is not None else sys.argv[1:]) or ["status"]
+    settings: Settings = get_settings()
+    server = WarmServer(LocalBackend(settings))
+    if command[0] == "start":
+        status = server.ensure(lambda line: print(line, flush=True))
+        print(f"warm local Spark {status['pid']} on {server.socket} (log {server.log})")
+    elif command[0] == "stop" and command[1:] == ["--all"]:
+        print(f"stopped {stop_all()} warm local Spark(s)")
+    elif command[0] == "stop":
+        print("stopped" if server.stop() else "not running")
+    elif command[0] == "status":
+        found = server.ping()
+        print(f"running: {found}" if found else "not running")
+        return 0 if found else 3
+    else:
+        print(f"usage: python -m lakehouse.backends.warm start|stop|status (got {command[0]!r})", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

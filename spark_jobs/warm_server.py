@@ -1,0 +1,272 @@
+"""A long-running local Spark that jobs are submitted to (the warm path of the local backend).
+
+Started by ``lakehouse.backends.warm`` with the same spark-submit command as any job (Delta, the
+jars, the tuning preset, the class-data archive), it keeps one driver JVM and runs every job's
+entrypoint (``spark_jobs.<module>.main(argv)``) in it, so a run pays no JVM start, no cold JIT
+and reads Delta logs the cache already holds. The jobs' code is unchanged: each run gets a
+session of its own (``newSession``: its own SQL conf, temporary views and commit metadata),
+handed to :func:`spark_jobs.session.job_session` through a context variable, and its printed
+lines go back to the client that submitted it, not to this server's log.
+
+Protocol: JSON lines over a Unix socket, one request per connection.
+
+- ``{"op": "ping"}`` -> ``{"ok": true, "pid": ..., "runs": ..., "active": ...}``
+- ``{"op": "run", "entrypoint": "spark_jobs.bronze", "args": [...], "tag": "...", "timeout": s}``
+  -> ``{"line": "..."}`` per printed line, then ``{"exit": code, "error": "..."}``
+- ``{"op": "cancel", "tag": "..."}`` -> ``{"ok": true, "cancelled": bool}``
+- ``{"op": "stop"}`` -> ``{"ok": true}``, then the server stops.
+
+A run is cancelled (``cancel``, its ``timeout``, or its client going away) through Spark's job
+tags: every Spark job of the run carries the run's tag and is cancelled, again and again until
+the run's code gives up, without touching the other runs. The server stops itself after
+``--idle-seconds`` without a run.
+
+Usage: spark-submit spark_jobs/warm_server.py --socket PATH [--idle-seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import contextvars
+import importlib
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from spark_jobs.session import RUN_SESSION, build_session
+
+RUN_SINK: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar("run_sink", default=None)
+"""Where the printed lines of the run on this thread go (None: the server's own log)."""
+
+
+class _Router:
+    """``sys.stdout`` of the server: a run's lines to its client, the rest to the real stream."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.buffers: dict[int, str] = {}
+        self.lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        sink = RUN_SINK.get()
+        if sink is None:
+            return int(self.real.write(text))
+        key = id(sink)
+        with self.lock:
+            buffered = self.buffers.pop(key, "") + text
+            *lines, rest = buffered.split("\n")
+            if rest:
+                self.buffers[key] = rest
+        for line in lines:
+            sink(line)
+        return len(text)
+
+    def flush(self) -> None:
+        self.real.flush()
+
+    def finish(self, sink: Callable[[str], None]) -> None:
+        with self.lock:
+            rest = self.buffers.pop(id(sink), "")
+        if rest:
+            sink(rest)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+class Server:
+    def __init__(self, path: str, idle_seconds: float) -> None:
+        self.path = path
+        self.idle_seconds = idle_seconds
+        self.spark = build_session("lakehouse-warm")
+        self.runs = 0
+        self.active: dict[str, threading.Event] = {}  # tag -> set when the run ended
+        self.cancelled: set[str] = set()
+        self.lock = threading.Lock()
+        self.last_activity = time.monotonic()
+        self.stopping = threading.Event()
+        self.router = _Router(sys.stdout)
+        self.err_router = _Router(sys.stderr)
+        sys.stdout, sys.stderr = self.router, self.err_router
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    def run(self, request: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
+        tag = str(request["tag"])
+        entrypoint = str(request["entrypoint"])
+        if not entrypoint.startswith("spark_jobs.") or entrypoint == __name__:
+            send({"exit": 2, "error": f"not a job entrypoint: {entrypoint}"})
+            return
+        done = threading.Event()
+        with self.lock:
+            if tag in self.active:
+                send({"exit": 2, "error": f"a run tagged {tag} is already running"})
+                return
+            self.active[tag] = done
+            self.runs += 1
+        timeout = float(request.get("timeout") or 0)
+        timer = threading.Timer(timeout, self.cancel, args=(tag,)) if timeout > 0 else None
+
+        def line(text: str) -> None:
+            send({"line": text})
+
+        session = self.spark.newSession()
+        jvm = self.spark.sparkContext._jvm
+        assert jvm is not None
+        code, error = 0, ""
+        RUN_SINK.set(line)
+        RUN_SESSION.set(session)
+        jvm.org.apache.spark.sql.SparkSession.setActiveSession(session._jsparkSession)
+        self.spark.sparkContext.addJobTag(tag)
+        self.spark.sparkContext.setInterruptOnCancel(True)  # a cancelled task stops at once
+        if timer is not None:
+            timer.start()
+        try:
+            result = importlib.import_module(entrypoint).main(list(request.get("args") or []))
+            code = int(result or 0)
+        except SystemExit as exc:  # argparse, or a driver's sys.exit(code)
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException as exc:  # the job failed: its traceback is its last lines
+            code = 1
+            for text in traceback.format_exception(exc):
+                for part in text.rstrip("\n").split("\n"):
+                    line(part)
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self.router.finish(line)
+            self.err_router.finish(line)
+            self.spark.sparkContext.removeJobTag(tag)
+            jvm.org.apache.spark.sql.SparkSession.clearActiveSession()
+            with self.lock:
+                self.active.pop(tag, None)
+                was_cancelled = tag in self.cancelled
+                self.cancelled.discard(tag)
+                self.last_activity = time.monotonic()
+            done.set()
+        if was_cancelled:
+            reason = "timed out" if timer is not None and timer.finished.is_set() else "cancelled"
+            send({"exit": code or 1, "error": f"{reason}: its Spark jobs were cancelled", "cancelled": True})
+        else:
+            send({"exit": code, "error": error})
+
+    def cancel(self, tag: str) -> bool:
+        """Cancel the Spark jobs of the run ``tag`` until it ends (its code may start more)."""
+        with self.lock:
+            done = self.active.get(tag)
+            if done is None:
+                return False
+            self.cancelled.add(tag)
+
+        def keep_cancelling() -> None:
+            while not done.wait(0.5):
+                self.spark.sparkContext.cancelJobsWithTag(tag)
+
+        self.spark.sparkContext.cancelJobsWithTag(tag)
+        threading.Thread(target=keep_cancelling, name=f"cancel-{tag}", daemon=True).start()
+        return True
+
+    # -- serving ---------------------------------------------------------------------------------
+
+    def handle(self, conn: socket.socket) -> None:
+        stream = conn.makefile("rwb", buffering=0)
+        gone = threading.Event()
+        write_lock = threading.Lock()
+
+        def send(message: dict[str, Any]) -> None:
+            if gone.is_set():
+                return
+            try:
+                with write_lock:
+                    stream.write((json.dumps(message, default=str) + "\n").encode())
+            except OSError:
+                gone.set()
+
+        try:
+            raw = stream.readline()
+            if not raw:
+                return
+            request = json.loads(raw)
+            op = request.get("op")
+            if op == "ping":
+                with self.lock:
+                    send({"ok": True, "pid": os.getpid(), "runs": self.runs, "active": sorted(self.active)})
+            elif op == "run":
+                self.last_activity = time.monotonic()
+                watcher = threading.Thread(
+                    target=self._cancel_when_gone, args=(conn, str(request["tag"]), gone), daemon=True
+                )
+                watcher.start()
+                self.run(request, send)
+            elif op == "cancel":
+                send({"ok": True, "cancelled": self.cancel(str(request["tag"]))})
+            elif op == "stop":
+                send({"ok": True})
+                self.stopping.set()
+            else:
+                send({"ok": False, "error": f"unknown op {op!r}"})
+        except Exception as exc:  # a bad request: answer it, keep serving
+            send({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+        finally:
+            gone.set()
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)  # wakes the watcher's recv
+            with contextlib.suppress(OSError):
+                stream.close()
+                conn.close()
+
+    def _cancel_when_gone(self, conn: socket.socket, tag: str, gone: threading.Event) -> None:
+        """The client of a run closed its connection (it was killed, or gave up): cancel the run."""
+        with contextlib.suppress(OSError):
+            conn.recv(1)  # the client sends nothing more; this returns when either side closes
+        if not gone.is_set():
+            gone.set()
+            self.cancel(tag)
+
+    def serve(self) -> None:
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(self.path)
+        os.chmod(self.path, 0o600)
+        listener.listen(16)
+        listener.settimeout(0.5)
+        print(f"warm Spark server {os.getpid()} listening on {self.path}", file=self.err_router.real, flush=True)
+        try:
+            while not self.stopping.is_set():
+                with self.lock:
+                    idle = not self.active and time.monotonic() - self.last_activity > self.idle_seconds
+                if idle:
+                    print(f"idle for {self.idle_seconds:g}s: stopping", file=self.err_router.real, flush=True)
+                    break
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+        finally:
+            listener.close()
+            if os.path.exists(self.path):
+                os.unlink(self.path)
+            self.spark.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="warm_server", description=__doc__)
+    p.add_argument("--socket", required=True, help="Unix socket path to listen on.")
+    p.add_argument("--idle-seconds", type=float, default=900.0, help="Stop after this long without a run.")
+    args = p.parse_args(argv)
+    Server(args.socket, args.idle_seconds).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""The warm local Spark (lakehouse/backends/warm.py, spark_jobs/warm_server.py), real processes.
+
+Each test gets a server of its own (a conf key only it sets makes its own server key) and stops
+it, or kills it, at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from lakehouse.backends.warm import WarmBackend, WarmServer, stop_all
+from lakehouse.errors import SparkJobError, SparkJobTimeout
+from lakehouse.jobs import SparkJob
+from lakehouse.settings import REPO_ROOT, Settings
+
+pytestmark = [pytest.mark.spark, pytest.mark.timeout(600)]
+
+
+def _settings(**spark: Any) -> Settings:
+    conf = {"spark.lakehouse.test.server": uuid.uuid4().hex}  # this test's own server
+    return Settings(spark={"mode": "warm", "master": "local[2]", "conf": conf, **spark})
+
+
+@pytest.fixture
+def warm() -> Iterator[WarmBackend]:
+    backend = WarmBackend(_settings())
+    yield backend
+    _teardown(WarmServer(backend))
+
+
+def _teardown(server: WarmServer) -> None:
+    status = server.ping()
+    server.stop(timeout=30)
+    if status is not None and psutil.pid_exists(status["pid"]):
+        os.kill(status["pid"], signal.SIGKILL)
+
+
+def _diag(*args: str, timeout: float | None = None) -> SparkJob:
+    return SparkJob(name="diag", entrypoint="spark_jobs.diagnostics", args=args, timeout_seconds=timeout)
+
+
+def _quiet(line: str) -> None:
+    return None
+
+
+def test_first_use_starts_the_server_later_runs_reuse_it(warm: WarmBackend) -> None:
+    server = WarmServer(warm)
+    assert server.ping() is None
+    lines: list[str] = []
+    first = warm.run(_diag("--rows", "1234"), log=lines.append)
+    assert first.metrics[0]["rows_read"] == 1234
+    assert "diagnostics: counted 1234 rows" in lines
+    pid = server.ping()["pid"]  # type: ignore[index]
+    second = warm.run(_diag("--rows", "99"), log=_quiet)
+    assert second.metrics[0]["rows_read"] == 99
+    status = server.ping()
+    assert status is not None and status["pid"] == pid and status["runs"] == 2
+    # its log is in the project's .lakehouse/, the socket private to the user
+    assert server.log.is_relative_to(REPO_ROOT / ".lakehouse") and server.log.exists()
+    assert oct(server.socket.parent.stat().st_mode & 0o777) == "0o700"
+    with pytest.raises(SparkJobError) as err:  # an exit code comes back as it does from spark-submit
+        warm.run(_diag("--exit-code", "3"), log=_quiet)
+    assert err.value.exit_code == 3 and "failing on purpose" in "\n".join(err.value.log_tail)
+    # `make down`
+    assert stop_all() >= 1
+    assert server.ping() is None and not server.socket.exists()
+
+
+def test_concurrent_runs_keep_their_own_session(warm: WarmBackend, tmp_path: Path) -> None:
+    """Two runs (bronze and silver) at once on two roots: each silver table's commits carry its
+    own run's id (the commit metadata is session conf, set by each run while the other runs)."""
+    from lakehouse.datagen import GenConfig, generate
+
+    day = dt.date(2026, 3, 1)
+    roots = {}
+    for name in ("a", "b"):
+        roots[name] = tmp_path / name
+        generate(roots[name] / "landing", GenConfig(start=day, days=1, events_per_day=400, orders_per_day=80))
+    errors: list[BaseException] = []
+
+    def bronze(name: str) -> None:
+        args = ("--root", str(roots[name]), "--start", day.isoformat(), "--end", day.isoformat(), "--run-id", name)
+        job = SparkJob(name="medallion", entrypoint="spark_jobs.medallion", args=(*args, "--layers", "bronze,silver"))
+        try:
+            warm.run(job, log=_quiet)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=bronze, args=(n,)) for n in roots]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert errors == []
+    for name, root in roots.items():
+        for source in ("orders", "users", "events"):
+            log = root / "warehouse" / "silver" / source / "_delta_log"
+            commits = [
+                json.loads(line)["commitInfo"]
+                for f in sorted(log.glob("*.json"))
+                for line in f.read_text().splitlines()
+                if "commitInfo" in line
+            ]
+            assert commits and all(json.loads(c["userMetadata"])["run_id"] == name for c in commits), (name, source)
+
+
+def test_timeout_cancels_that_run_only(warm: WarmBackend) -> None:
+    warm.run(_diag(), log=_quiet)  # started and warm
+    outcome: dict[str, Any] = {}
+
+    def slow() -> None:
+        try:
+            warm.run(_diag("--busy", "300", timeout=8), log=_quiet)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    started = time.monotonic()
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(2)
+    other = warm.run(_diag("--rows", "77"), log=_quiet)  # runs beside it, untouched
+    t.join(120)
+    assert other.metrics[0]["rows_read"] == 77
+    assert isinstance(outcome.get("error"), SparkJobTimeout), outcome
+    assert "timed out" in str(outcome["error"])
+    assert time.monotonic() - started < 60  # not the 300 s of its Spark job
+    status = WarmServer(warm).ping()
+    assert status is not None and status["active"] == []  # the server is still up, idle
+
+
+def test_a_killed_client_cancels_its_run(warm: WarmBackend) -> None:
+    """The flow process dies mid-run (a cancelled or crashed flow run): its Spark work stops."""
+    server = WarmServer(warm)
+    warm.run(_diag(), log=_quiet)
+    code = (
+        "import sys; from lakehouse.backends.warm import WarmBackend; from lakehouse.jobs import SparkJob; "
+        "from lakehouse.settings import Settings; s = Settings.model_validate_json(sys.argv[1]); "
+        "WarmBackend(s).run(SparkJob(name='diag', entrypoint='spark_jobs.diagnostics', args=('--busy', '300')), "
+        "log=lambda line: print(line, flush=True))"
+    )
+    client = subprocess.Popen(
+        [sys.executable, "-c", code, warm.settings.model_dump_json()], stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT
+    )
+    try:
+        assert client.stdout is not None
+        for line in client.stdout:
+            if "a Spark job of 300s" in line:
+                break
+        status = server.ping()
+        assert status is not None and len(status["active"]) == 1
+        client.kill()
+        client.wait(30)
+        deadline = time.monotonic() + 60
+        while (status := server.ping()) is not None and status["active"] and time.monotonic() < deadline:
+            time.sleep(1)
+        assert status is not None and status["active"] == []
+    finally:
+        if client.poll() is None:
+            client.kill()
+
+
+def test_a_server_killed_mid_run_fails_that_run_and_the_next_starts_a_new_one(warm: WarmBackend) -> None:
+    server = WarmServer(warm)
+    warm.run(_diag(), log=_quiet)
+    pid = server.ping()["pid"]  # type: ignore[index]
+
+    def kill_when_busy(line: str) -> None:
+        if "a Spark job of" in line:
+            os.kill(pid, signal.SIGKILL)
+
+    with pytest.raises(SparkJobError, match="stopped during the run") as err:
+        warm.run(_diag("--busy", "300"), log=kill_when_busy)
+    assert "the next run starts a new one" in str(err.value)
+    again = warm.run(_diag("--rows", "5"), log=_quiet)
+    assert again.metrics[0]["rows_read"] == 5
+    status = server.ping()
+    assert status is not None and status["pid"] != pid
+
+
+def test_the_server_stops_after_its_idle_time() -> None:
+    backend = WarmBackend(_settings(warm_idle_seconds=3))
+    server = WarmServer(backend)
+    try:
+        backend.run(_diag(), log=_quiet)
+        pid = server.ping()["pid"]  # type: ignore[index]
+        deadline = time.monotonic() + 60
+        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "the idle server is still running"
+            time.sleep(0.5)
+        assert server.ping() is None and not server.socket.exists()
+        assert "idle for 3s: stopping" in server.log.read_text()
+    finally:
+        _teardown(server)
