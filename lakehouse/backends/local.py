@@ -72,6 +72,54 @@ class _Lines:
             self.buffer = ""
 
 
+class JobOutput:
+    """A job's output as a backend reads it, line by line: the metrics lines collected, every
+    other line logged, kept in the tail and fed to the diagnoser; :meth:`result` turns the exit
+    code into the job's result or its error."""
+
+    def __init__(self, settings: Settings, job: SparkJob, backend: str, log: LogSink) -> None:
+        self.job, self.backend, self.log = job, backend, log
+        self.tail: collections.deque[str] = collections.deque(maxlen=settings.spark.log_tail_lines)
+        self.metrics: list[dict[str, Any]] = []
+        self.diagnoser = Diagnoser(settings)
+
+    def feed(self, line: str) -> None:
+        found = parse_metrics(line)
+        if found is not None:
+            self.metrics.extend(found)
+            return
+        self.tail.append(line)
+        self.diagnoser.feed(line)
+        self.log(line)
+
+    def result(self, code: int, duration: float) -> JobResult:
+        """The job's result for exit code 0.
+
+        Raises:
+            SparkJobError: Any other exit code, explained by the diagnoser when it knows the cause.
+        """
+        if code != 0:
+            error = SparkJobError(
+                self.job.name,
+                self.diagnoser.explain(f"failed with exit code {code}"),
+                exit_code=code,
+                state="FAILED",
+                log_tail=list(self.tail),
+                metrics=self.metrics,
+            )
+            error.permanent = self.diagnoser.cause is not None and self.diagnoser.cause.permanent
+            raise error
+        return JobResult(
+            job=self.job.name,
+            backend=self.backend,
+            state="COMPLETED",
+            exit_code=code,
+            duration_s=round(duration, 3),
+            metrics=self.metrics,
+            log_tail=list(self.tail),
+        )
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     """Ask Linux to SIGKILL the launcher if the process that started it goes away."""
     try:
@@ -164,8 +212,7 @@ class LocalBackend:
     def run(self, job: SparkJob, *, log: LogSink) -> JobResult:
         """Run ``job`` to the end; see the module docstring for failure handling."""
         timeout = job.timeout_seconds or self.settings.spark.job_timeout_seconds
-        tail: collections.deque[str] = collections.deque(maxlen=self.settings.spark.log_tail_lines)
-        metrics: list[dict[str, Any]] = []
+        output = JobOutput(self.settings, job, self.name, log)
         cmd = self.command(job)
         log(f"spark-submit {job.entrypoint} {' '.join(job.args)}")
         start = time.monotonic()
@@ -183,7 +230,6 @@ class LocalBackend:
             bufsize=1,
         )
         lines: queue.Queue[str | None] = queue.Queue()
-        diagnoser = Diagnoser(self.settings)
 
         def pump() -> None:
             assert proc.stdout is not None
@@ -204,7 +250,7 @@ class LocalBackend:
                         f"ran past its timeout of {timeout:g}s and was stopped",
                         exit_code=proc.returncode,
                         state="TIMEOUT",
-                        log_tail=list(tail),
+                        log_tail=list(output.tail),
                     )
                 try:
                     line = lines.get(timeout=min(remaining, 1.0))
@@ -213,13 +259,7 @@ class LocalBackend:
                 if line is None:
                     eof = True
                     continue
-                found = parse_metrics(line)
-                if found is not None:
-                    metrics.extend(found)
-                    continue
-                tail.append(line)
-                diagnoser.feed(line)
-                log(line)
+                output.feed(line)
             code = proc.wait(timeout=max(1.0, timeout - (time.monotonic() - start)))
         except BaseException:
             # Timeout, Prefect cancellation, KeyboardInterrupt, crash of the caller: no strays.
@@ -227,27 +267,7 @@ class LocalBackend:
             raise
         finally:
             reader.join(timeout=5)
-        duration = time.monotonic() - start
-        if code != 0:
-            error = SparkJobError(
-                job.name,
-                diagnoser.explain(f"failed with exit code {code}"),
-                exit_code=code,
-                state="FAILED",
-                log_tail=list(tail),
-                metrics=metrics,
-            )
-            error.permanent = diagnoser.cause is not None and diagnoser.cause.permanent
-            raise error
-        return JobResult(
-            job=job.name,
-            backend=self.name,
-            state="COMPLETED",
-            exit_code=code,
-            duration_s=round(duration, 3),
-            metrics=metrics,
-            log_tail=list(tail),
-        )
+        return output.result(code, time.monotonic() - start)
 
     def run_in_process(self, job: SparkJob, *, log: LogSink) -> JobResult:
         """Run ``job``'s entrypoint here, in the SparkSession this process already runs.

@@ -18,7 +18,6 @@ Usage: python -m lakehouse.backends.warm start|stop [--all]|status   (make up / 
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import fcntl
 import hashlib
@@ -33,9 +32,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from lakehouse.backends.base import JobResult, LogSink, parse_metrics
-from lakehouse.backends.local import LocalBackend
-from lakehouse.diagnosis import Diagnoser
+from lakehouse.backends.base import JobResult, LogSink
+from lakehouse.backends.local import JobOutput, LocalBackend
 from lakehouse.errors import SparkJobError, SparkJobTimeout
 from lakehouse.jobs import SparkJob
 from lakehouse.settings import REPO_ROOT, Settings, get_settings
@@ -190,9 +188,7 @@ class WarmBackend(LocalBackend):
         server.ensure(log)
         timeout = job.timeout_seconds or self.settings.spark.job_timeout_seconds
         tag = f"{job.name}-{uuid.uuid4().hex[:12]}"
-        tail: collections.deque[str] = collections.deque(maxlen=self.settings.spark.log_tail_lines)
-        metrics: list[dict[str, Any]] = []
-        diagnoser = Diagnoser(self.settings)
+        output = JobOutput(self.settings, job, self.name, log)
         log(f"warm {job.entrypoint} {' '.join(job.args)}")
         start = time.monotonic()
         request = {"op": "run", "entrypoint": job.entrypoint, "args": list(job.args), "tag": tag, "timeout": timeout}
@@ -208,21 +204,14 @@ class WarmBackend(LocalBackend):
                 for raw in stream:
                     message = json.loads(raw)
                     if "line" in message:
-                        line = str(message["line"])
-                        found = parse_metrics(line)
-                        if found is not None:
-                            metrics.extend(found)
-                            continue
-                        tail.append(line)
-                        diagnoser.feed(line)
-                        log(line)
+                        output.feed(str(message["line"]))
                     elif "exit" in message:
                         end = message
                         break
         except TimeoutError:
             self._cancel(server, tag)
             raise SparkJobTimeout(
-                job.name, f"ran past its timeout of {timeout:g}s", state="TIMEOUT", log_tail=list(tail)
+                job.name, f"ran past its timeout of {timeout:g}s", state="TIMEOUT", log_tail=list(output.tail)
             ) from None
         except BaseException:
             # Prefect cancellation, KeyboardInterrupt: the run's Spark jobs stop, the server stays
@@ -234,8 +223,8 @@ class WarmBackend(LocalBackend):
                 job.name,
                 f"the warm local Spark stopped during the run (see {server.log}); the next run starts a new one",
                 state="FAILED",
-                log_tail=[*tail, *server.log_tail(10)],
-                metrics=metrics,
+                log_tail=[*output.tail, *server.log_tail(10)],
+                metrics=output.metrics,
             )
         code = int(end["exit"])
         if end.get("cancelled"):
@@ -245,29 +234,10 @@ class WarmBackend(LocalBackend):
                 f"{end['error']} (after {duration:.1f}s)",
                 exit_code=code,
                 state="TIMEOUT" if error_type is SparkJobTimeout else "CANCELLED",
-                log_tail=list(tail),
-                metrics=metrics,
+                log_tail=list(output.tail),
+                metrics=output.metrics,
             )
-        if code != 0:
-            error = SparkJobError(
-                job.name,
-                diagnoser.explain(f"failed with exit code {code}"),
-                exit_code=code,
-                state="FAILED",
-                log_tail=list(tail),
-                metrics=metrics,
-            )
-            error.permanent = diagnoser.cause is not None and diagnoser.cause.permanent
-            raise error
-        return JobResult(
-            job=job.name,
-            backend=self.name,
-            state="COMPLETED",
-            exit_code=0,
-            duration_s=round(duration, 3),
-            metrics=metrics,
-            log_tail=list(tail),
-        )
+        return output.result(code, duration)
 
     @staticmethod
     def _cancel(server: WarmServer, tag: str) -> None:

@@ -131,15 +131,22 @@ def test_restore_needs_a_version_or_a_timestamp(capsys: pytest.CaptureFixture[st
     assert "one of the arguments --version --timestamp is required" in capsys.readouterr().err
 
 
-def test_medallion_runs_only_the_sources_asked_for(
-    tmp_path: Path, use_root: Any, capsys: pytest.CaptureFixture[str]
-) -> None:
+DAY = dt.date(2026, 2, 1)
+
+
+@pytest.fixture
+def one_day(tmp_path: Path, use_root: Any) -> Path:
+    """A root with one small generated day (DAY) of every source, the settings pointed at it."""
     from lakehouse.datagen import GenConfig, generate
 
     root = tmp_path / "lake"
-    day = dt.date(2026, 2, 1)
-    generate(root / "landing", GenConfig(start=day, days=1, events_per_day=20, orders_per_day=5, users_initial=5))
+    generate(root / "landing", GenConfig(start=DAY, days=1, events_per_day=20, orders_per_day=5, users_initial=5))
     use_root(root)
+    return root
+
+
+def test_medallion_runs_only_the_sources_asked_for(one_day: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root, day = one_day, DAY
     code, out, err = _cli(
         capsys, "medallion", "--start", day.isoformat(), "--layers", "bronze", "--sources", "events", "--no-dbt-marts"
     )
@@ -152,15 +159,8 @@ def test_medallion_runs_only_the_sources_asked_for(
     assert exc.value.code == 2 and "unknown source(s) ['clicks']" in capsys.readouterr().err
 
 
-def test_medallion_runs_only_the_tables_asked_for(
-    tmp_path: Path, use_root: Any, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from lakehouse.datagen import GenConfig, generate
-
-    root = tmp_path / "lake"
-    day = dt.date(2026, 2, 1)
-    generate(root / "landing", GenConfig(start=day, days=1, events_per_day=20, orders_per_day=5, users_initial=5))
-    use_root(root)
+def test_medallion_runs_only_the_tables_asked_for(one_day: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root, day = one_day, DAY
     tables = "bronze/orders,silver/orders,gold/daily_revenue"
     code, out, err = _cli(capsys, "medallion", "--start", day.isoformat(), "--tables", tables, "--no-dbt-marts")
     assert code == 0, (out + err)[-3000:]
