@@ -36,7 +36,6 @@ Nothing here imports Prefect at import time: the run identity comes from ``run_i
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import threading
 import time
@@ -46,8 +45,7 @@ from typing import Any, Literal
 import urllib3
 from kubernetes import client
 
-from lakehouse.backends.base import JobResult, LogSink, parse_metrics
-from lakehouse.diagnosis import Diagnoser
+from lakehouse.backends.base import JobOutput, JobResult, LogSink
 from lakehouse.errors import ConfigError
 from lakehouse.jobs import SparkJob
 from lakehouse.k8s import pods, states
@@ -370,15 +368,14 @@ class _Follower:
         self.report = report
         self.deadline = deadline
         self.unknown_timeout = k.unknown_state_timeout_seconds
-        self.tail: collections.deque[str] = collections.deque(maxlen=backend.settings.spark.log_tail_lines)
-        self.metrics: list[dict[str, Any]] = []
-        self.diagnoser = Diagnoser(backend.settings)
         self._log_lock = threading.Lock()
         self._log = log
+        # the driver's log lines: metrics apart, the rest logged, kept in the tail, diagnosed
+        self.output = JobOutput(backend.settings, job, backend.name, self.log)
         self.core = client.CoreV1Api(api)
         self.container = k.driver_container
         self.logs = DriverLogFollower(
-            self.core, apps.namespace, k.driver_container, self._driver_line, on_pod=self._driver_pod
+            self.core, apps.namespace, k.driver_container, self.output.feed, on_pod=self._driver_pod
         )
         self.watch_timeout = k.watch_timeout_seconds
         self.drain_s = k.log_drain_seconds
@@ -394,18 +391,6 @@ class _Follower:
     def log(self, line: str) -> None:
         with self._log_lock:
             self._log(line)
-
-    def _driver_line(self, line: str) -> None:
-        try:
-            found = parse_metrics(line)
-        except ValueError:
-            found = None
-        if found is not None:
-            self.metrics.extend(found)
-            return
-        self.tail.append(line)
-        self.diagnoser.feed(line)
-        self.log(line)
 
     def _observe(self, obj: dict[str, Any]) -> None:
         r = self.report
@@ -477,7 +462,7 @@ class _Follower:
             error_message=r.error_message,
             state=r.state,
             attempts=max(1, r.execution_attempts),
-            log_tail=list(self.tail),
+            log_tail=list(self.output.tail),
         )
 
     def _exit_code(self, obj: dict[str, Any]) -> tuple[int | None, str | None]:
@@ -510,17 +495,17 @@ class _Follower:
         r = self.report
         error = SparkApplicationFailed(
             self.job.name,
-            self.diagnoser.explain(message),
+            self.output.diagnoser.explain(message),
             app=r.name,
             namespace=r.namespace,
             error_message=r.error_message,
             state=state,
             attempts=max(1, r.execution_attempts),
-            log_tail=list(self.tail),
+            log_tail=list(self.output.tail),
             exit_code=exit_code,
-            metrics=self.metrics,
+            metrics=self.output.metrics,
         )
-        error.permanent = self.diagnoser.cause is not None and self.diagnoser.cause.permanent
+        error.permanent = self.output.diagnoser.cause is not None and self.output.diagnoser.cause.permanent
         return error
 
     def run(self, obj: dict[str, Any], start: float) -> JobResult:
@@ -543,7 +528,7 @@ class _Follower:
                         namespace=self.apps.namespace,
                         state=self.report.state,
                         attempts=max(1, self.report.execution_attempts),
-                        log_tail=list(self.tail),
+                        log_tail=list(self.output.tail),
                     )
                 unknown_for = now - (self.unknown_since or now)
                 if self.unknown_since is not None and unknown_for > self.unknown_timeout:
@@ -587,8 +572,8 @@ class _Follower:
             state=self.report.state,
             exit_code=None,
             duration_s=round(time.monotonic() - start, 3),
-            metrics=self.metrics,
-            log_tail=list(self.tail),
+            metrics=self.output.metrics,
+            log_tail=list(self.output.tail),
         )
 
 

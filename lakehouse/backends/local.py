@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse import cds, jars, objectstore
-from lakehouse.backends.base import JobResult, LogSink, parse_metrics
-from lakehouse.diagnosis import Diagnoser
+from lakehouse.backends.base import JobOutput, JobResult, LogSink, parse_metrics
 from lakehouse.errors import ConfigError, SparkJobError, SparkJobTimeout
 from lakehouse.jobs import SparkJob
 from lakehouse.settings import REPO_ROOT, Settings, credentials
@@ -70,54 +69,6 @@ class _Lines:
         if self.buffer:
             self.sink(self.buffer)
             self.buffer = ""
-
-
-class JobOutput:
-    """A job's output as a backend reads it, line by line: the metrics lines collected, every
-    other line logged, kept in the tail and fed to the diagnoser; :meth:`result` turns the exit
-    code into the job's result or its error."""
-
-    def __init__(self, settings: Settings, job: SparkJob, backend: str, log: LogSink) -> None:
-        self.job, self.backend, self.log = job, backend, log
-        self.tail: collections.deque[str] = collections.deque(maxlen=settings.spark.log_tail_lines)
-        self.metrics: list[dict[str, Any]] = []
-        self.diagnoser = Diagnoser(settings)
-
-    def feed(self, line: str) -> None:
-        found = parse_metrics(line)
-        if found is not None:
-            self.metrics.extend(found)
-            return
-        self.tail.append(line)
-        self.diagnoser.feed(line)
-        self.log(line)
-
-    def result(self, code: int, duration: float) -> JobResult:
-        """The job's result for exit code 0.
-
-        Raises:
-            SparkJobError: Any other exit code, explained by the diagnoser when it knows the cause.
-        """
-        if code != 0:
-            error = SparkJobError(
-                self.job.name,
-                self.diagnoser.explain(f"failed with exit code {code}"),
-                exit_code=code,
-                state="FAILED",
-                log_tail=list(self.tail),
-                metrics=self.metrics,
-            )
-            error.permanent = self.diagnoser.cause is not None and self.diagnoser.cause.permanent
-            raise error
-        return JobResult(
-            job=self.job.name,
-            backend=self.backend,
-            state="COMPLETED",
-            exit_code=code,
-            duration_s=round(duration, 3),
-            metrics=self.metrics,
-            log_tail=list(self.tail),
-        )
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec

@@ -32,8 +32,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from lakehouse.backends.base import JobResult, LogSink
-from lakehouse.backends.local import JobOutput, LocalBackend
+from lakehouse.backends.base import JobOutput, JobResult, LogSink
+from lakehouse.backends.local import LocalBackend
 from lakehouse.errors import SparkJobError, SparkJobTimeout
 from lakehouse.jobs import SparkJob
 from lakehouse.settings import REPO_ROOT, Settings, get_settings
@@ -71,11 +71,7 @@ class WarmServer:
 
     def request(self, message: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
         """Send one request and return its one answer."""
-        with self._connect(timeout) as sock, sock.makefile("rwb") as stream:
-            stream.write((json.dumps(message) + "\n").encode())
-            stream.flush()
-            answer: dict[str, Any] = json.loads(stream.readline() or b"{}")
-            return answer
+        return _ask(self.socket, message, timeout)
 
     def ping(self) -> dict[str, Any] | None:
         """The server's status, or None when none answers on the socket."""
@@ -149,6 +145,18 @@ class WarmServer:
             return []
 
 
+def _ask(path: Path, message: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    """Send one request to the server on ``path`` and return its one answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        with sock.makefile("rwb") as stream:
+            stream.write((json.dumps(message) + "\n").encode())
+            stream.flush()
+            answer: dict[str, Any] = json.loads(stream.readline() or b"{}")
+            return answer
+
+
 def socket_dir() -> Path:
     """The user's private directory of warm-server sockets."""
     return Path(tempfile.gettempdir()) / f"lakehouse-{os.getuid()}"
@@ -159,12 +167,8 @@ def stop_all(timeout: float = 60.0) -> int:
     stopped = 0
     for path in sorted(socket_dir().glob("warm-*.sock")):
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(5)
-                sock.connect(str(path))
-                sock.sendall(b'{"op": "stop"}\n')
-                sock.recv(1024)
-        except OSError:
+            _ask(path, {"op": "stop"})
+        except (OSError, ValueError):
             continue  # a socket left by a server that died
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and path.exists():
