@@ -131,8 +131,10 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
     """Run the ``streaming`` flow (locally: a bounded run; on Kubernetes: ensure the app)."""
     from flows.streaming import streaming
+    from lakehouse.prefect_env import direct_run
 
-    out = streaming(trigger=args.trigger, max_seconds=args.max_seconds)
+    with direct_run():
+        out = streaming(trigger=args.trigger, max_seconds=args.max_seconds)
     for key, value in out.items():
         print(f"{key}: {value}")
     return 0

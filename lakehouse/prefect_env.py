@@ -8,13 +8,16 @@ the user set win, as they do over ``prefect.toml``.
 
 - ``PREFECT_HOME``: ``.lakehouse/prefect`` of the project, the database ``make ui`` serves, so a
   run started with the README's commands shows in the UI.
+- No flow-run heartbeats for flows the command calls itself (:func:`direct_run`).
 - Results persist, under ``<storage.root>/prefect-results`` (``LAKEHOUSE_RESULTS_DIR``
   overrides); a configured default result storage block wins over this.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 from lakehouse.settings import REPO_ROOT, get_settings
 
@@ -30,3 +33,31 @@ def apply() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # see prefect.toml: the temporary API server's first start also creates the database
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+
+HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+
+
+@contextlib.contextmanager
+def direct_run() -> Iterator[None]:
+    """Flow runs called in this process (the CLI, a benchmark) send no heartbeats.
+
+    A heartbeat lets an automation notice a deployment's run whose process died and reschedule
+    it. A flow called straight from a command has no deployment to reschedule, and its caller
+    sees the process die. Prefect 3.9 sends them anyway and joins the heartbeat thread at the end
+    of every flow and subflow run; the thread sleeps in one-second steps, so each run waited up to
+    a second at its end for nothing (a trivial flow took 1.07 s, 0.98 s of it in that join). The
+    setting cannot be unset from the environment (it parses numbers only), so it is set to None
+    here for the calls inside. A frequency the user chose (in the environment, a profile or
+    prefect.toml: anything but Prefect's default) is kept; deployment runs (started by a worker,
+    not by this) keep theirs.
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+    from prefect.settings.models.flows import FlowsSettings
+
+    default = FlowsSettings.model_fields["heartbeat_frequency"].default
+    if os.environ.get(HEARTBEAT_ENV) or get_current_settings().flows.heartbeat_frequency != default:
+        yield
+        return
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
