@@ -62,7 +62,8 @@ def ingest(spark: SparkSession, args: argparse.Namespace, name: str, report: Rep
             .collect()
         }
     new = [(d, f) for d, f in landed if (d, f.name) not in seen]
-    before = io.last_commit(spark, path)["version"]
+    previous = io.last_commit(spark, path)
+    before = previous["version"]
     if new:
         bid = batch_id(name, new)
         rows = parse_landing(
@@ -83,7 +84,7 @@ def ingest(spark: SparkSession, args: argparse.Namespace, name: str, report: Rep
                 txn_app_id=f"lakehouse-bronze-{name}-{bid}",
                 txn_version=0,
             )
-    commit = io.last_commit(spark, path)
+    commit = io.last_commit(spark, path) if new else previous  # nothing new: nothing committed
     written = int(commit["metrics"].get("numOutputRows", 0)) if commit["version"] != before else 0
     # Read back only the partitions just written (the batch id alone would scan the table).
     malformed = (

@@ -104,13 +104,13 @@ def refresh(spark: SparkSession, args: argparse.Namespace, table: GoldTable, rep
         for r in slice_.select("_batch_id", table.silver_date).distinct().collect()
         if r[0] is not None and r[1] is not None
     ]
-    applied = set() if args.full_refresh else io.applied_batches(spark, path)
+    applied, version = io.applied_state(spark, path)
+    if args.full_refresh:
+        applied = set()
     pending = sorted({b for b, _ in pairs} - applied)
     dates = sorted({d.isoformat() for b, d in pairs if b not in applied})
     if not dates:
-        report.table(
-            "gold", table.name, started, dates=[], rows_written=0, version=io.last_commit(spark, path)["version"]
-        )
+        report.table("gold", table.name, started, dates=[], rows_written=0, version=version)
         return
     rows = table.build(spark, args.root, io.sql_in(table.silver_date, dates))
     with io.commit_metadata(spark, pending, run_id=args.run_id):

@@ -123,20 +123,12 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
     history_path = table_path(args.root, "silver", contract.history_table) if contract.history_table else None
     bronze = io.read_delta(spark, bronze_path, in_range)
     batches = io.distinct_values(bronze, "_batch_id")
-    applied = io.applied_batches(spark, silver_path)
+    applied, silver_version = io.applied_state(spark, silver_path)
     if history_path:  # a batch is done once both tables have it (merging it again changes nothing)
         applied &= io.applied_batches(spark, history_path)
     pending = batches if args.full_refresh else sorted(set(batches) - applied)
     if not pending:
-        report.table(
-            "silver",
-            name,
-            started,
-            rows_read=0,
-            rows_written=0,
-            batches=0,
-            version=io.last_commit(spark, silver_path)["version"],
-        )
+        report.table("silver", name, started, rows_read=0, rows_written=0, batches=0, version=silver_version)
         return []
     rows = bronze.where(io.sql_in("_batch_id", pending))
 

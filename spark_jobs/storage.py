@@ -273,16 +273,24 @@ def applied_batches(spark: SparkSession, path: str) -> set[str]:
     History older than the Delta log retention is forgotten; such batches are then applied
     again, which the idempotent writes (MERGE on strictly newer rows, replaceWhere) absorb.
     """
+    return applied_state(spark, path)[0]
+
+
+def applied_state(spark: SparkSession, path: str) -> tuple[set[str], int | None]:
+    """:func:`applied_batches` and the table's latest version (None: no table), from one read of
+    its history: a run with nothing to apply needs no second look at the log for its version."""
     if not is_delta(spark, path):
-        return set()
+        return set(), None
     done: set[str] = set()
-    for row in DeltaTable.forPath(spark, path).history().select("userMetadata").collect():
-        if row[0]:
+    latest: int | None = None
+    for version, meta in DeltaTable.forPath(spark, path).history().select("version", "userMetadata").collect():
+        latest = int(version) if latest is None else max(latest, int(version))
+        if meta:
             try:
-                done.update(json.loads(row[0]).get("batches", []))
+                done.update(json.loads(meta).get("batches", []))
             except (ValueError, AttributeError):
                 continue
-    return done
+    return done, latest
 
 
 def distinct_values(df: DataFrame, column: str) -> list[Any]:
