@@ -23,7 +23,7 @@ test: setup lint k8s-tools cluster-tools ## set-up + lint + the whole test suite
 	@scripts/seaweedfs.sh install >/dev/null
 	@scripts/test.sh $(PYTEST_ARGS)
 
-up: setup ## start the warm local Spark now (LAKEHOUSE_SPARK__MODE=warm starts it on first use anyway)
+up: setup ## start the warm local Spark now (local runs start it on first use anyway)
 	@LAKEHOUSE_SPARK__MODE=warm $(PY) -m lakehouse.backends.warm start
 
 down: ## stop every warm local Spark of this user

@@ -76,16 +76,18 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_medallion(args: argparse.Namespace, settings: Settings) -> int:
     from flows.medallion import medallion
+    from lakehouse.prefect_env import direct_run
 
-    rows = medallion(
-        start_date=args.start,
-        end_date=args.end or args.start,
-        layers=args.layers.split(","),
-        full_refresh=args.full_refresh,
-        dbt_marts=args.dbt_marts,
-        sources=getattr(args, "sources", None),
-        tables=getattr(args, "tables", None),
-    )
+    with direct_run():
+        rows = medallion(
+            start_date=args.start,
+            end_date=args.end or args.start,
+            layers=args.layers.split(","),
+            full_refresh=args.full_refresh,
+            dbt_marts=args.dbt_marts,
+            sources=getattr(args, "sources", None),
+            tables=getattr(args, "tables", None),
+        )
     print(f"{'layer.table':32} {'read':>9} {'written':>9} {'version':>8} {'seconds':>8}")
     for r in rows:
         print(
@@ -110,15 +112,22 @@ def _where_runs_are() -> str:
 
 def _run_short_job(settings: Settings, job: Any) -> int:
     """Run a short look-at-the-tables job, printing its output: in this process's Spark when one
-    runs (after the demo's dbt marts, dbt's local target leaves its Spark warm), else spark-submit."""
+    runs (after the demo's dbt marts, dbt's local target leaves its Spark warm), else on the warm
+    local Spark (``spark.mode=warm``, the default), else with spark-submit. Always on this machine,
+    whatever ``backend`` is: reading a table needs no cluster."""
     from lakehouse.backends.local import LocalBackend, live_spark_session
+    from lakehouse.backends.warm import WarmBackend
 
-    backend = LocalBackend(settings)
+    def out(line: str) -> None:
+        print(line, flush=True)
+
     if live_spark_session() is not None:
-        backend.run_in_process(job, log=lambda line: print(line, flush=True))
+        LocalBackend(settings).run_in_process(job, log=out)
+    elif settings.spark.mode == "warm":
+        WarmBackend(settings).run(job, log=out)
     else:
         print(f"starting a local Spark driver for {job.name} (about 15 s) ...", file=sys.stderr, flush=True)
-        backend.run(job, log=lambda line: print(line, flush=True))
+        LocalBackend(settings).run(job, log=out)
     return 0
 
 
@@ -150,10 +159,12 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
     from flows.maintenance import restore_table
+    from lakehouse.prefect_env import direct_run
 
     target = f"version {args.version}" if args.version is not None else f"timestamp {args.timestamp}"
     print(f"restoring {args.table} to {target} (a restore-table flow run) ...", file=sys.stderr, flush=True)
-    metrics = restore_table(table=args.table, version=args.version, timestamp=args.timestamp)
+    with direct_run():
+        metrics = restore_table(table=args.table, version=args.version, timestamp=args.timestamp)
     for m in metrics:
         if m.get("operation") == "RESTORE":
             print(f"{m['layer']}.{m['table']}: restored to {target}, version {m['version_before']} -> {m['version']}")
@@ -189,7 +200,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             settings,
         )
     print("== 3/3 tables, row counts and a time-travel read (silver.users at version 0 vs latest)")
-    return cmd_show_tables(args, settings)
+    code = cmd_show_tables(args, settings)
+    if settings.backend == "local" and settings.spark.mode == "warm":
+        idle = settings.spark.warm_idle_seconds
+        print(
+            f"The warm local Spark stays up for your next runs: it stops after {idle / 60:g} min without one, "
+            "or now with `make down`."
+        )
+    return code
 
 
 def cmd_contracts(args: argparse.Namespace, settings: Settings) -> int:

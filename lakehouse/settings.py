@@ -86,12 +86,19 @@ class SparkSettings(BaseModel):
         "(lakehouse/cds.py; cached per Java, Spark and jar set): seconds less per job start.",
     )
     mode: Literal["submit", "warm"] = Field(
-        default="submit",
-        description="How local batch jobs run: `submit` (one spark-submit driver per job) or `warm` "
-        "(submitted to a long-running local Spark started on first use: lakehouse/backends/warm.py).",
+        default="warm",
+        description="How local batch jobs run: `warm` (submitted to a long-running local Spark started "
+        "on first use, stopped by `make down` or when idle: lakehouse/backends/warm.py) or `submit` "
+        "(one spark-submit driver per job: a process of its own for each job).",
     )
     warm_idle_seconds: float = Field(
         default=900.0, gt=0, description="The warm Spark stops itself after this long without a run."
+    )
+    warm_dir: str | None = Field(
+        default=None,
+        description="Private directory of the warm Spark servers' sockets (`make down` stops the servers "
+        "found there); default: lakehouse-<uid> in the temporary directory. Keep the path short: a "
+        "Unix socket path has at most about 100 characters.",
     )
 
 
@@ -661,7 +668,7 @@ class Settings(BaseSettings):
 
     backend: Literal["local", "kubernetes"] = Field(
         default="local",
-        description="Where Spark jobs run: `local` (spark-submit) or `kubernetes` (Spark operator).",
+        description="Where Spark jobs run: `local` (this machine: see spark.mode) or `kubernetes` (Spark operator).",
     )
     storage: StorageSettings = Field(default_factory=StorageSettings, description="Storage layout.")
     spark: SparkSettings = Field(default_factory=SparkSettings, description="Local Spark.")

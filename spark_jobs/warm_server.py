@@ -12,14 +12,18 @@ Protocol: JSON lines over a Unix socket, one request per connection.
 
 - ``{"op": "ping"}`` -> ``{"ok": true, "pid": ..., "runs": ..., "active": ...}``
 - ``{"op": "run", "entrypoint": "spark_jobs.bronze", "args": [...], "tag": "...", "timeout": s}``
-  -> ``{"line": "..."}`` per printed line, then ``{"exit": code, "error": "..."}``
+  -> ``{"started": true}`` once the run is taken, ``{"line": "..."}`` per printed line, then
+  ``{"exit": code, "error": "..."}``. A connection closed before ``started`` ran nothing (the
+  server was stopping), so the client may submit again to a new server.
 - ``{"op": "cancel", "tag": "..."}`` -> ``{"ok": true, "cancelled": bool}``
+- ``{"op": "memory"}`` -> ``{"ok": true, "heap_used_after_gc": bytes, "heap_max": bytes}``: the
+  driver's heap after a full collection (what the runs left behind; the benchmark's question).
 - ``{"op": "stop"}`` -> ``{"ok": true}``, then the server stops.
 
 A run is cancelled (``cancel``, its ``timeout``, or its client going away) through Spark's job
 tags: every Spark job of the run carries the run's tag and is cancelled, again and again until
 the run's code gives up, without touching the other runs. The server stops itself after
-``--idle-seconds`` without a run.
+``--idle-seconds`` with no run and no connection.
 
 Usage: spark-submit spark_jobs/warm_server.py --socket PATH [--idle-seconds S]
 """
@@ -111,6 +115,7 @@ class Server:
                 return
             self.active[tag] = done
             self.runs += 1
+        send({"started": True})
         timeout = float(request.get("timeout") or 0)
         timer = threading.Timer(timeout, self.cancel, args=(tag,)) if timeout > 0 else None
 
@@ -176,6 +181,15 @@ class Server:
 
     # -- serving ---------------------------------------------------------------------------------
 
+    def heap_after_gc(self) -> dict[str, int]:
+        """The driver JVM's heap in use right after a full collection, and its maximum."""
+        jvm = self.spark.sparkContext._jvm
+        assert jvm is not None
+        bean = jvm.java.lang.management.ManagementFactory.getMemoryMXBean()
+        bean.gc()
+        heap = bean.getHeapMemoryUsage()
+        return {"heap_used_after_gc": int(heap.getUsed()), "heap_max": int(heap.getMax())}
+
     def handle(self, conn: socket.socket) -> None:
         stream = conn.makefile("rwb", buffering=0)
         gone = threading.Event()
@@ -208,6 +222,8 @@ class Server:
                 self.run(request, send)
             elif op == "cancel":
                 send({"ok": True, "cancelled": self.cancel(str(request["tag"]))})
+            elif op == "memory":
+                send({"ok": True, **self.heap_after_gc()})
             elif op == "stop":
                 send({"ok": True})
                 self.stopping.set()
@@ -251,6 +267,8 @@ class Server:
                     conn, _ = listener.accept()
                 except TimeoutError:
                     continue
+                with self.lock:  # a connection is activity: the idle stop never races a run's request
+                    self.last_activity = time.monotonic()
                 threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
         finally:
             listener.close()
@@ -262,7 +280,7 @@ class Server:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="warm_server", description=__doc__)
     p.add_argument("--socket", required=True, help="Unix socket path to listen on.")
-    p.add_argument("--idle-seconds", type=float, default=900.0, help="Stop after this long without a run.")
+    p.add_argument("--idle-seconds", type=float, default=900.0, help="Stop after this long idle.")
     args = p.parse_args(argv)
     Server(args.socket, args.idle_seconds).serve()
     return 0

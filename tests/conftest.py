@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
+import signal
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +22,36 @@ os.environ.setdefault("LAKEHOUSE_SPARK__DRIVER_MEMORY", "1g")
 # that step (tests/dbt, and the deployment test whose flow run is a process of its own).
 os.environ.setdefault("LAKEHOUSE_PIPELINE__DBT_MARTS", "false")
 
+# Local batch jobs run on the warm local Spark, the default (lakehouse/backends/warm.py). This
+# session's servers keep their sockets in a directory of its own: `make down`, or the other
+# tier's session, never stops them mid-run, and pytest_sessionfinish stops every one of them.
+# Flow runs in subprocesses (the deployment tests' workers) inherit it with the environment.
+WARM_DIR = tempfile.mkdtemp(prefix="lh-warm-")
+os.environ["LAKEHOUSE_SPARK__WARM_DIR"] = WARM_DIR
+# a server a settings variant started (a conf key, a deployment's cores) does not idle for 15 min
+os.environ.setdefault("LAKEHOUSE_SPARK__WARM_IDLE_SECONDS", "300")
+
 DEMO_START = dt.date(2026, 1, 1)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop the warm Spark servers this session started; kill one that does not stop."""
+    import psutil
+
+    from lakehouse.backends.warm import _ask, stop_all
+    from lakehouse.settings import Settings
+
+    pids = []
+    for path in Path(WARM_DIR).glob("warm-*.sock"):
+        try:
+            pids.append(int(_ask(path, {"op": "ping"})["pid"]))
+        except (OSError, ValueError, KeyError):
+            continue
+    stop_all(Settings(), timeout=30)
+    for pid in pids:
+        if psutil.pid_exists(pid):
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(WARM_DIR, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

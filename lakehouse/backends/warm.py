@@ -1,17 +1,20 @@
 """The warm local path: batch jobs submitted to a long-running local Spark.
 
-``LAKEHOUSE_SPARK__MODE=warm`` makes the local backend hand each batch job to the server of
-``spark_jobs/warm_server.py`` instead of starting a spark-submit driver for it. The server is
+``LAKEHOUSE_SPARK__MODE=warm`` (the default) makes the local backend hand each batch job to the
+server of ``spark_jobs/warm_server.py`` instead of starting a spark-submit driver for it
+(``submit`` keeps one driver process per job). The server is
 started on first use with the very command a job would get (Delta, the jars, the tuning preset,
-the class-data archive), health-checked before each run, started again when it died, and stops
+the class-data archive), health-checked before each run, started again when it died (a run the
+server closed before taking it goes to the new one), and stops
 by itself after ``spark.warm_idle_seconds`` without a run (``stop`` stops it now). One server
 runs per distinct command, so a change of settings that changes the Spark conf gets a new one.
 
 What stays on spark-submit: jobs that need a credential of their own (``secret_env``), extra
 jars, conf or JVM options, and the stream (long-running; it has its own driver).
 
-Files: the log under ``.lakehouse/spark-warm/<key>.log``; the socket in a private directory of
-the temporary directory (a Unix socket path is limited to about 100 characters).
+Files: the log under ``.lakehouse/spark-warm/<key>.log``; the socket and the start lock in a
+private directory, ``spark.warm_dir`` or ``lakehouse-<uid>`` in the temporary directory (a Unix
+socket path is limited to about 100 characters).
 
 Usage: python -m lakehouse.backends.warm start|stop [--all]|status   (make up / make down)
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import hmac
 import json
 import os
 import socket
@@ -32,6 +36,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from lakehouse import objectstore
 from lakehouse.backends.base import JobOutput, JobResult, LogSink
 from lakehouse.backends.local import LocalBackend
 from lakehouse.errors import SparkJobError, SparkJobTimeout
@@ -53,12 +58,16 @@ class WarmServer:
             args=("--idle-seconds", f"{backend.settings.spark.warm_idle_seconds:g}"),
         )
         command = backend.command(self.job)
-        key = hashlib.sha256(json.dumps(command).encode()).hexdigest()[:12]
-        sockets = socket_dir()
-        sockets.mkdir(mode=0o700, exist_ok=True)
+        sockets = socket_dir(backend.settings)
+        sockets.mkdir(mode=0o700, parents=True, exist_ok=True)
+        identity = json.dumps(command)
+        secrets = objectstore.credential_env(backend.settings)
+        if secrets:  # other keys, another server: one started with old keys is never reused
+            identity += _fingerprint(sockets, secrets)
+        key = hashlib.sha256(identity.encode()).hexdigest()[:12]
         self.socket = sockets / f"warm-{key}.sock"
+        self.lock = sockets / f"warm-{key}.lock"
         self.log = REPO_ROOT / ".lakehouse" / "spark-warm" / f"{key}.log"
-        self.lock = self.log.with_suffix(".lock")
         self.command = [*command, "--socket", str(self.socket)]
 
     # -- talking to it -----------------------------------------------------------------------
@@ -157,15 +166,29 @@ def _ask(path: Path, message: dict[str, Any], timeout: float = 5.0) -> dict[str,
             return answer
 
 
-def socket_dir() -> Path:
-    """The user's private directory of warm-server sockets."""
+def _fingerprint(private: Path, secrets: dict[str, str]) -> str:
+    """An HMAC of ``secrets`` under a random key kept in ``private`` (mode 0600): it tells
+    credentials apart without putting anything derived from them alone into a file name."""
+    path = private / "fingerprint.key"
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(os.urandom(32))
+    return hmac.new(path.read_bytes(), json.dumps(secrets, sort_keys=True).encode(), "sha256").hexdigest()
+
+
+def socket_dir(settings: Settings) -> Path:
+    """The private directory of warm-server sockets: ``spark.warm_dir``, or the user's own one."""
+    if settings.spark.warm_dir:
+        return Path(settings.spark.warm_dir)
     return Path(tempfile.gettempdir()) / f"lakehouse-{os.getuid()}"
 
 
-def stop_all(timeout: float = 60.0) -> int:
-    """Stop every warm server of this user (any settings, any checkout); return how many."""
+def stop_all(settings: Settings, timeout: float = 60.0) -> int:
+    """Stop every warm server with a socket in ``socket_dir(settings)`` (any settings, any
+    checkout); return how many."""
     stopped = 0
-    for path in sorted(socket_dir().glob("warm-*.sock")):
+    for path in sorted(socket_dir(settings).glob("warm-*.sock")):
         try:
             _ask(path, {"op": "stop"})
         except (OSError, ValueError):
@@ -182,40 +205,41 @@ def eligible(job: SparkJob) -> bool:
     return not (job.secret_env or job.jars or job.conf or job.java_options or job.entrypoint in STREAMING_ENTRYPOINTS)
 
 
+class ServerGone(Exception):
+    """The server closed a run's connection before taking the run: nothing ran."""
+
+
 class WarmBackend(LocalBackend):
-    """The local backend with batch jobs on the warm server (``spark.mode=warm``)."""
+    """The local backend with batch jobs on the warm server (``spark.mode=warm``, the default)."""
 
     def run(self, job: SparkJob, *, log: LogSink) -> JobResult:
         if not eligible(job):
             return super().run(job, log=log)
         server = WarmServer(self)
-        server.ensure(log)
         timeout = job.timeout_seconds or self.settings.spark.job_timeout_seconds
         tag = f"{job.name}-{uuid.uuid4().hex[:12]}"
         output = JobOutput(self.settings, job, self.name, log)
         log(f"warm {job.entrypoint} {' '.join(job.args)}")
-        start = time.monotonic()
         request = {"op": "run", "entrypoint": job.entrypoint, "args": list(job.args), "tag": tag, "timeout": timeout}
-        end: dict[str, Any] | None = None
-        # the connection stays open both ways until the end: the server cancels the run when it closes
-        sock = server._connect(timeout=None)
+        start = time.monotonic()
         try:
-            with sock, sock.makefile("rwb") as stream:
-                stream.write((json.dumps(request) + "\n").encode())
-                stream.flush()
-                # a bound on top of the server's own timeout (which cancels the run's Spark jobs)
-                sock.settimeout(timeout + 60)
-                for raw in stream:
-                    message = json.loads(raw)
-                    if "line" in message:
-                        output.feed(str(message["line"]))
-                    elif "exit" in message:
-                        end = message
-                        break
+            try:
+                server.ensure(log)
+                end = self._submit(server, request, output, timeout)
+            except ServerGone:
+                # it stopped (idle, make down) between the health check and the request: the run
+                # never started, so it goes to a new server
+                log("the warm local Spark stopped before taking the run; starting a new one")
+                server.ensure(log)
+                end = self._submit(server, request, output, timeout)
         except TimeoutError:
             self._cancel(server, tag)
             raise SparkJobTimeout(
                 job.name, f"ran past its timeout of {timeout:g}s", state="TIMEOUT", log_tail=list(output.tail)
+            ) from None
+        except ServerGone:
+            raise SparkJobError(
+                job.name, f"the warm local Spark closed the run's connection twice (see {server.log})", state="FAILED"
             ) from None
         except BaseException:
             # Prefect cancellation, KeyboardInterrupt: the run's Spark jobs stop, the server stays
@@ -244,6 +268,43 @@ class WarmBackend(LocalBackend):
         return output.result(code, duration)
 
     @staticmethod
+    def _submit(
+        server: WarmServer, request: dict[str, Any], output: JobOutput, timeout: float
+    ) -> dict[str, Any] | None:
+        """Send the run and feed its lines to ``output``; return its end message, or None when the
+        server went away during the run.
+
+        Raises:
+            ServerGone: the server was not there or closed the connection before taking the run.
+            TimeoutError: no word from the server for ``timeout`` + 60 s.
+        """
+        try:
+            # the connection stays open both ways until the end: the server cancels the run when it closes
+            sock = server._connect(timeout=None)
+        except OSError as exc:
+            raise ServerGone from exc
+        started = False
+        with sock, sock.makefile("rwb") as stream:
+            try:
+                stream.write((json.dumps(request) + "\n").encode())
+                stream.flush()
+                # a bound on top of the server's own timeout (which cancels the run's Spark jobs)
+                sock.settimeout(timeout + 60)
+                for raw in stream:
+                    message = json.loads(raw)
+                    if "line" in message:
+                        output.feed(str(message["line"]))
+                    elif "exit" in message:
+                        return dict(message)
+                    elif message.get("started"):
+                        started = True
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        if not started:
+            raise ServerGone
+        return None
+
+    @staticmethod
     def _cancel(server: WarmServer, tag: str) -> None:
         with contextlib.suppress(OSError, ValueError):
             server.request({"op": "cancel", "tag": tag})
@@ -258,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         status = server.ensure(lambda line: print(line, flush=True))
         print(f"warm local Spark {status['pid']} on {server.socket} (log {server.log})")
     elif command[0] == "stop" and command[1:] == ["--all"]:
-        print(f"stopped {stop_all()} warm local Spark(s)")
+        print(f"stopped {stop_all(settings)} warm local Spark(s)")
     elif command[0] == "stop":
         print("stopped" if server.stop() else "not running")
     elif command[0] == "status":

@@ -1,6 +1,6 @@
 """The gold marts built by dbt on Spark + Delta, run by the dbt-build flow (prefect-dbt's runner).
 
-Silver comes from the real medallion flow (spark-submit) on generated data; dbt then runs in
+Silver comes from the real medallion flow (the warm local Spark) on generated data; dbt then runs in
 this process through dbt-spark's session method, with the Hive catalog's Derby metastore under
 the module's lakehouse root. One root and one dbt Spark session serve the whole module: build
 (3 days) -> incremental run after a 4th day -> a late cancellation -> a failing test.
@@ -25,7 +25,7 @@ from lakehouse.datagen import GenConfig, generate
 from tests import expected, marts
 from tests.e2e.support import latest_run_name
 
-# Each stage runs real spark-submit jobs and a real dbt build on a machine shared with other work:
+# Each stage runs real Spark jobs and a real dbt build on a machine shared with other work:
 # generous, still finite, bounds per test (setup included).
 pytestmark = [pytest.mark.dbt, pytest.mark.spark, pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(2400)]
 

@@ -3,7 +3,7 @@
 The tables are written here with the test's own Spark (two commits of known rows), so every
 expected figure comes from what the test wrote, not from the code under test. The inspect
 commands run their job in the test's Spark (the CLI's in-process path, as after the demo's dbt
-build); restore and medallion are real flow runs submitting spark-submit drivers.
+build); restore and medallion are real flow runs submitting their jobs to the warm local Spark.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The maintenance flows through spark-submit under Prefect's harness."""
+"""The maintenance flows on the warm local Spark (the default) under Prefect's harness."""
 
 from __future__ import annotations
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -57,7 +59,17 @@ def _quiet(line: str) -> None:
     return None
 
 
-def test_first_use_starts_the_server_later_runs_reuse_it(warm: WarmBackend) -> None:
+@pytest.fixture
+def warm_alone(tmp_path: Path) -> Iterator[WarmBackend]:
+    """A warm backend with a socket directory of its own (short: a socket path is limited)."""
+    backend = WarmBackend(_settings(warm_dir=tempfile.mkdtemp(prefix="lh-w-")))
+    yield backend
+    _teardown(WarmServer(backend))
+    shutil.rmtree(backend.settings.spark.warm_dir or "", ignore_errors=True)
+
+
+def test_first_use_starts_the_server_later_runs_reuse_it(warm_alone: WarmBackend) -> None:
+    warm = warm_alone
     server = WarmServer(warm)
     assert server.ping() is None
     lines: list[str] = []
@@ -75,8 +87,8 @@ def test_first_use_starts_the_server_later_runs_reuse_it(warm: WarmBackend) -> N
     with pytest.raises(SparkJobError) as err:  # an exit code comes back as it does from spark-submit
         warm.run(_diag("--exit-code", "3"), log=_quiet)
     assert err.value.exit_code == 3 and "failing on purpose" in "\n".join(err.value.log_tail)
-    # `make down`
-    assert stop_all() >= 1
+    # `make down`: the servers of its socket directory, here this test's one
+    assert stop_all(warm.settings) == 1
     assert server.ping() is None and not server.socket.exists()
 
 
@@ -205,3 +217,41 @@ def test_the_server_stops_after_its_idle_time() -> None:
         assert "idle for 3s: stopping" in server.log.read_text()
     finally:
         _teardown(server)
+
+
+def test_a_run_the_server_closed_before_taking_it_goes_to_a_new_server(warm_alone: WarmBackend) -> None:
+    """A server stopping (idle, `make down`) between the health check and the request: the run
+    never started there, so it is submitted to a new server instead of failing. The stopping
+    server is stood in for by a socket that answers the health check, then closes the run's
+    connection unanswered and goes away (the timing cannot be had from a real one on demand)."""
+    import socket as sockets
+
+    server = WarmServer(warm_alone)
+    listener = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+    listener.bind(str(server.socket))
+    listener.listen(4)
+    seen: list[str] = []
+
+    def stopping_server() -> None:
+        for _ in range(2):
+            conn, _ = listener.accept()
+            with conn, conn.makefile("rwb") as stream:
+                op = json.loads(stream.readline())["op"]
+                seen.append(op)
+                if op == "ping":
+                    stream.write(json.dumps({"ok": True, "pid": os.getpid(), "runs": 0, "active": []}).encode() + b"\n")
+                    stream.flush()
+                else:  # gone before the run's connection closes, as a stopping server is
+                    listener.close()
+                    server.socket.unlink()
+
+    thread = threading.Thread(target=stopping_server, daemon=True)
+    thread.start()
+    lines: list[str] = []
+    result = warm_alone.run(_diag("--rows", "321"), log=lines.append)
+    thread.join(10)
+    assert seen == ["ping", "run"]
+    assert result.metrics[0]["rows_read"] == 321
+    assert any("stopped before taking the run" in line for line in lines), lines
+    status = server.ping()  # the run went to a real server started for it
+    assert status is not None and status["pid"] != os.getpid() and status["runs"] == 1

@@ -2,10 +2,11 @@
 travel and restore on s3a:// tables, with the same assertions as on disk.
 
 The store is a real SeaweedFS S3 gateway on loopback with authentication on (tests/fixtures/s3.py).
-The landing files are uploaded to the bucket; the flow runs its real spark-submit jobs with the
-S3A connector (the ``s3`` jar set) and the key pair from the settings, which reach the driver in
-its environment only. The tables are read back with the in-process session and compared with the
-figures of the generator's manifest and tests/expected.py, computed from a local copy of the
+The landing files are uploaded to the bucket; the flow runs its real Spark jobs (on a warm local
+Spark of its own: the keys are part of a server's identity) with the S3A connector (the ``s3``
+jar set) and the key pair from the settings, which reach the driver in its environment only.
+The tables are read back with the in-process session and compared with the figures of the
+generator's manifest and tests/expected.py, computed from a local copy of the
 same landing files. dbt then builds the gold marts over the bucket's silver, in a process of its
 own as a flow run is.
 """

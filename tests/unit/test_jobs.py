@@ -188,14 +188,38 @@ def test_in_process_run_needs_a_live_spark_session() -> None:
     assert out.stdout.strip().endswith("False")  # nothing was imported to find out
 
 
-def test_warm_mode_runs_batch_jobs_warm_and_leaves_the_rest_to_spark_submit() -> None:
+def test_warm_mode_runs_batch_jobs_warm_and_leaves_the_rest_to_spark_submit(monkeypatch: pytest.MonkeyPatch) -> None:
     from lakehouse.backends import get_backend
     from lakehouse.backends.local import LocalBackend
     from lakehouse.backends.warm import WarmBackend, eligible
 
-    assert type(get_backend(Settings())) is LocalBackend  # spark-submit stays the default
-    assert isinstance(get_backend(Settings(spark={"mode": "warm"})), WarmBackend)
+    monkeypatch.delenv("LAKEHOUSE_SPARK__MODE", raising=False)
+    assert isinstance(get_backend(Settings()), WarmBackend)  # warm is the default for local runs
+    assert type(get_backend(Settings(spark={"mode": "submit"}))) is LocalBackend
     assert eligible(SparkJob(name="medallion", entrypoint="spark_jobs.medallion"))
     assert not eligible(SparkJob(name="stream", entrypoint="spark_jobs.streaming"))
     assert not eligible(SparkJob(name="x", entrypoint="spark_jobs.bronze", secret_env=("KAFKA_PASSWORD",)))
     assert not eligible(SparkJob(name="x", entrypoint="spark_jobs.bronze", conf={"spark.x": "1"}))
+
+
+def test_a_warm_server_is_never_reused_with_other_object_store_keys(tmp_path: Path) -> None:
+    """The server holds the keys it was started with: other keys get another server, and its
+    socket's name carries nothing computed from the keys alone."""
+    import hashlib
+
+    from lakehouse.backends.warm import WarmServer
+
+    def server(key_id: str, secret: str) -> WarmServer:
+        deploy = {"object_store_access_key_id": key_id, "object_store_secret_access_key": secret}
+        settings = Settings(storage={"root": "s3a://lake/x"}, deploy=deploy, spark={"warm_dir": str(tmp_path)})
+        return WarmServer(LocalBackend(settings))
+
+    a, a_again, b = server("id-a", "secret-a"), server("id-a", "secret-a"), server("id-a", "secret-b")
+    assert a.socket == a_again.socket != b.socket
+    assert a.socket.parent == tmp_path
+    assert oct((tmp_path / "fingerprint.key").stat().st_mode & 0o777) == "0o600"
+    for secret in ("secret-a", '{"AWS_ACCESS_KEY_ID": "id-a", "AWS_SECRET_ACCESS_KEY": "secret-a"}'):
+        assert hashlib.sha256(secret.encode()).hexdigest()[:12] not in a.socket.name
+    # off the object store nothing is fingerprinted and no key file is needed
+    local = WarmServer(LocalBackend(Settings(spark={"warm_dir": str(tmp_path / "other")})))
+    assert not (tmp_path / "other" / "fingerprint.key").exists() and local.socket.parent == tmp_path / "other"
