@@ -10,11 +10,13 @@ landing data (3 days of 2,000 events and 400 orders a day):
 The rounds alternate submit, warm, submit, warm (BENCH_ROUNDS pairs, default 2) and each side's
 median counts; the warm server is started once before the first warm round (``make``-free first
 use costs one driver start, reported on its own) and reused after. Then BENCH_MEMORY_RUNS
-(default 100) no-op runs on the warm server, sampling the driver JVM's resident memory, to show
-whether it grows with runs (cached plans, Delta logs); those runs go to the backend directly.
+(default 100) no-op runs on the warm server, sampling the driver JVM's resident memory and its heap
+right after a full collection, to show whether it grows with runs (cached plans, Delta logs);
+those runs go to the backend directly.
 
-The Prefect flow is timed end to end (its temporary API server started before any timing), with
-the dbt marts off: the same comparison for both modes. Writes bench/results/warm_spark.json.
+The Prefect flow is timed end to end as the ``lakehouse`` command calls it (no flow-run
+heartbeats: ``lakehouse.prefect_env.direct_run``; its temporary API server started before any
+timing), with the dbt marts off: the same comparison for both modes. Writes bench/results/warm_spark.json.
 """
 
 from __future__ import annotations
@@ -54,9 +56,11 @@ def _use(root: Path, mode: str) -> None:
 
 def _flow(start: dt.date, end: dt.date) -> tuple[float, list[dict[str, Any]]]:
     from flows.medallion import medallion
+    from lakehouse.prefect_env import direct_run
 
     t0 = time.perf_counter()
-    rows = medallion(start_date=start, end_date=end)
+    with direct_run():  # as the lakehouse command calls it
+        rows = medallion(start_date=start, end_date=end)
     return round(time.perf_counter() - t0, 2), rows
 
 
@@ -82,6 +86,12 @@ def _rss_mib(pid: int) -> float:
     jvm = psutil.Process(pid).parent()
     assert jvm is not None
     return round(jvm.memory_info().rss / 2**20, 1)
+
+
+def _heap_mib(server: Any) -> float:
+    """The warm driver's heap in use right after a full collection, in MiB."""
+    answer = server.request({"op": "memory"}, timeout=60)
+    return round(float(answer["heap_used_after_gc"]) / 2**20, 1)
 
 
 def main() -> int:
@@ -122,6 +132,7 @@ def main() -> int:
         status = server.ping()
         assert status is not None
         rss = [_rss_mib(status["pid"])]
+        heap = [_heap_mib(server)]
         noop_times = []
         settings = get_settings()
         backend = get_backend(settings)
@@ -133,7 +144,12 @@ def main() -> int:
             noop_times.append(seconds)
             if (i + 1) % 10 == 0:
                 rss.append(_rss_mib(status["pid"]))
-                print(f"  memory: {i + 1} runs, driver RSS {rss[-1]} MiB, last run {seconds}s", flush=True)
+                heap.append(_heap_mib(server))
+                print(
+                    f"  memory: {i + 1} runs, driver RSS {rss[-1]} MiB, heap after GC {heap[-1]} MiB, "
+                    f"last run {seconds}s",
+                    flush=True,
+                )
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
@@ -155,6 +171,7 @@ def main() -> int:
         "memory": {
             "runs": memory_runs,
             "driver_rss_mib_every_10_runs": rss,
+            "driver_heap_after_gc_mib_every_10_runs": heap,
             "noop_run_s_first_last_10_median": [
                 round(statistics.median(noop_times[:10]), 2),
                 round(statistics.median(noop_times[-10:]), 2),
