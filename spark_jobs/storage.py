@@ -281,16 +281,15 @@ def applied_state(spark: SparkSession, path: str) -> tuple[set[str], int | None]
     its history: a run with nothing to apply needs no second look at the log for its version."""
     if not is_delta(spark, path):
         return set(), None
+    rows = DeltaTable.forPath(spark, path).history().select("version", "userMetadata").collect()
     done: set[str] = set()
-    latest: int | None = None
-    for version, meta in DeltaTable.forPath(spark, path).history().select("version", "userMetadata").collect():
-        latest = int(version) if latest is None else max(latest, int(version))
+    for _, meta in rows:
         if meta:
             try:
                 done.update(json.loads(meta).get("batches", []))
             except (ValueError, AttributeError):
                 continue
-    return done, latest
+    return done, max((int(version) for version, _ in rows), default=None)
 
 
 def distinct_values(df: DataFrame, column: str) -> list[Any]:

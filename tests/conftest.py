@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,22 +34,11 @@ DEMO_START = dt.date(2026, 1, 1)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Stop the warm Spark servers this session started; kill one that does not stop."""
-    import psutil
-
-    from lakehouse.backends.warm import _ask, stop_all
+    """Stop the warm Spark servers this session started (stop_all kills one that does not stop)."""
+    from lakehouse.backends.warm import stop_all
     from lakehouse.settings import Settings
 
-    pids = []
-    for path in Path(WARM_DIR).glob("warm-*.sock"):
-        try:
-            pids.append(int(_ask(path, {"op": "ping"})["pid"]))
-        except (OSError, ValueError, KeyError):
-            continue
     stop_all(Settings(), timeout=30)
-    for pid in pids:
-        if psutil.pid_exists(pid):
-            os.kill(pid, signal.SIGKILL)
     shutil.rmtree(WARM_DIR, ignore_errors=True)
 
 

@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -186,16 +187,21 @@ def socket_dir(settings: Settings) -> Path:
 
 def stop_all(settings: Settings, timeout: float = 60.0) -> int:
     """Stop every warm server with a socket in ``socket_dir(settings)`` (any settings, any
-    checkout); return how many."""
+    checkout); one still there after ``timeout`` is killed. Return how many were running."""
     stopped = 0
     for path in sorted(socket_dir(settings).glob("warm-*.sock")):
         try:
+            pid = int(_ask(path, {"op": "ping"})["pid"])
             _ask(path, {"op": "stop"})
-        except (OSError, ValueError):
+        except (OSError, ValueError, KeyError):
             continue  # a socket left by a server that died
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and path.exists():
             time.sleep(0.2)
+        if path.exists():  # hung: its driver (the JVM) exits with it
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            path.unlink(missing_ok=True)
         stopped += 1
     return stopped
 
