@@ -14,6 +14,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import sys
 import time
@@ -112,7 +113,7 @@ def _where_runs_are() -> str:
 
 def _run_short_job(settings: Settings, job: Any) -> int:
     """Run a short look-at-the-tables job, printing its output: in this process's Spark when one
-    runs (after the demo's dbt marts, dbt's local target leaves its Spark warm), else on the warm
+    runs (dbt's local target, with spark.mode=submit, leaves its Spark running), else on the warm
     local Spark (``spark.mode=warm``, the default), else with spark-submit. Always on this machine,
     whatever ``backend`` is: reading a table needs no cluster."""
     from lakehouse.backends.local import LocalBackend, live_spark_session
@@ -172,6 +173,22 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _start_warm_spark_meanwhile(settings: Settings) -> None:
+    """Start the warm local Spark in the background while the demo generates data and Prefect's
+    server starts (its first run would otherwise wait for it). A failure is left to that run,
+    which starts it itself and reports why it cannot."""
+    import threading
+
+    from lakehouse.backends.local import LocalBackend
+    from lakehouse.backends.warm import WarmServer
+
+    def start() -> None:
+        with contextlib.suppress(Exception):
+            WarmServer(LocalBackend(settings)).ensure(lambda line: print(line, flush=True))
+
+    threading.Thread(target=start, name="warm-spark-start", daemon=True).start()
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     import shutil
 
@@ -183,6 +200,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     # the last three days up to yesterday, so the freshness SLAs of the contracts hold
     first = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)
     gen = argparse.Namespace(start=first, days=3, seed=42, events_per_day=2000, orders_per_day=400)
+    if settings.backend == "local" and settings.spark.mode == "warm":
+        _start_warm_spark_meanwhile(settings)
     print(f"== 1/3 generating 3 days of landing data ({first} .. {first + dt.timedelta(days=2)})")
     cmd_generate(gen, settings)
     print(f"== 2/3 medallion flow, first day ({first}), then the next two days incrementally")

@@ -11,6 +11,14 @@ invocation. Two targets:
     Derby admits one process at a time: only dbt opens it (the medallion's spark-submit jobs use
     paths, not the catalog), so one dbt run at a time per lakehouse root; and that Spark lives
     as long as the process, so a process runs dbt for one root (see ``spark_session_scope``).
+``warm``
+    the same ``session`` method as a Spark Connect client of the warm local Spark
+    (:mod:`lakehouse.backends.warm`, the default with ``spark.mode=warm``): the SQL runs in the
+    driver the medallion jobs already warmed, so dbt starts no JVM of its own. The endpoint is
+    loopback only, with a token handed out over the server's private socket; the catalog is that
+    driver's in-memory one, filled from the storage at the start of every dbt invocation
+    (``on-run-start``), so nothing is lost when the server stops; one dbt client at a time uses
+    it (a second one waits).
 ``cluster``
     the same ``session`` method as a Spark Connect client (``spark.remote``) of the Spark
     Connect server that ``spark-operator/dbt/`` runs as a SparkApplication; the catalog lives in
@@ -75,11 +83,12 @@ class DbtSettings(BaseSettings):
     profiles_dir: Path | None = Field(
         default=None, description="Directory holding profiles.yml. Default: the project directory."
     )
-    target: Literal["local", "cluster"] | None = Field(
+    target: Literal["local", "warm", "cluster"] | None = Field(
         default=None,
-        description="Profile target: `local` (embedded Spark in the flow process) or `cluster` "
-        "(Spark Connect server on Kubernetes). Default: `cluster` with the kubernetes backend, "
-        "else `local`.",
+        description="Profile target: `local` (embedded Spark in the flow process, Derby "
+        "metastore), `warm` (the warm local Spark over Spark Connect) or `cluster` (Spark Connect "
+        "server on Kubernetes). Default: `cluster` with the kubernetes backend, `warm` with "
+        "spark.mode=warm, else `local`.",
     )
     threads: int = Field(default=1, ge=1, description="dbt threads (models run concurrently).")
     metastore_dir: str | None = Field(
@@ -117,11 +126,13 @@ class DbtSettings(BaseSettings):
         """Directory holding profiles.yml."""
         return self.profiles_dir or self.project_dir
 
-    def resolved_target(self, settings: Settings) -> Literal["local", "cluster"]:
-        """The profile target: as set, else the one matching the Spark backend."""
+    def resolved_target(self, settings: Settings) -> Literal["local", "warm", "cluster"]:
+        """The profile target: as set, else the one matching the Spark backend and mode."""
         if self.target is not None:
             return self.target
-        return "cluster" if settings.backend == "kubernetes" else "local"
+        if settings.backend == "kubernetes":
+            return "cluster"
+        return "warm" if settings.spark.mode == "warm" else "local"
 
 
 @lru_cache(maxsize=1)
@@ -157,16 +168,16 @@ def metastore_dir(settings: Settings, dbt: DbtSettings) -> Path:
 
 
 def storage_is_here(settings: Settings, dbt: DbtSettings) -> bool:
-    """True when this process itself reads the storage root: the local target on a local root.
-    With the cluster target the SQL runs in the Spark Connect server, which mounts the storage;
-    the calling process (a flow-run pod) need not see it."""
-    return dbt.resolved_target(settings) == "local" and is_local_path(settings.storage.root)
+    """True when this process itself reads the storage root: the local or warm target on a local
+    root. With the cluster target the SQL runs in the Spark Connect server, which mounts the
+    storage; the calling process (a flow-run pod) need not see it."""
+    return dbt.resolved_target(settings) != "cluster" and is_local_path(settings.storage.root)
 
 
 def storage_is_listed(settings: Settings, dbt: DbtSettings) -> bool:
-    """True when this process lists the tables itself before dbt runs: the local target on a
-    local root or on an ``s3a://`` one (through s3fs with the object store settings)."""
-    return dbt.resolved_target(settings) == "local" and (
+    """True when this process lists the tables itself before dbt runs: the local or warm target
+    on a local root or on an ``s3a://`` one (through s3fs with the object store settings)."""
+    return dbt.resolved_target(settings) != "cluster" and (
         is_local_path(settings.storage.root) or objectstore.uses_s3(settings)
     )
 
@@ -272,6 +283,10 @@ def dbt_env(settings: Settings, dbt: DbtSettings) -> dict[str, str]:
     if target == "local":
         env[f"{ENV_PREFIX}SPARK_CONF"] = json.dumps(local_spark_conf(settings, dbt), sort_keys=True)
         env[f"{ENV_PREFIX}CATALOG_DIR"] = str(metastore_dir(settings, dbt) / "warehouse")
+    elif target == "warm":
+        # DBT_LAKEHOUSE_SPARK_REMOTE comes with the server's endpoint (dbt_environment)
+        if is_local_path(settings.storage.root):  # the schemas' own (empty) directories
+            env[f"{ENV_PREFIX}CATALOG_DIR"] = str(_local(settings.storage.root) / "metastore" / "warehouse")
     else:
         if not dbt.spark_remote:
             raise ConfigError(
@@ -390,35 +405,75 @@ def spark_session_scope(conf: Mapping[str, str] | None) -> Iterator[None]:
 @contextmanager
 def dbt_environment(settings: Settings | None = None, dbt: DbtSettings | None = None) -> Iterator[dict[str, str]]:
     """Set the ``DBT_LAKEHOUSE_*`` variables for the duration of dbt invocations (restored
-    afterwards) and manage the local target's in-process Spark session; yields the variables."""
+    afterwards) and manage the local target's in-process Spark session, or the warm target's
+    endpoint; yields the variables."""
     settings = settings or get_settings()
     dbt = dbt or get_dbt_settings()
     env = dbt_env(settings, dbt)
-    # the in-process Spark binds to loopback only (it would otherwise pick the host's address)
-    process_env = {**env, "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")}
-    if env[f"{ENV_PREFIX}TARGET"] == "local":
-        # s3a:// with a key pair: S3A's credentials provider reads it from the environment the
-        # in-process JVM starts with (never from the conf, which dbt logs)
-        process_env.update(objectstore.credential_env(settings))
-    saved = {k: os.environ.get(k) for k in process_env}
-    os.environ.update(process_env)
-    local = env[f"{ENV_PREFIX}TARGET"] == "local"
-    conf = json.loads(env[f"{ENV_PREFIX}SPARK_CONF"]) if local else None
-    if not local:
-        # dbt-spark's session asks for Hive support on every connection; over Spark Connect that
-        # static setting belongs to the server (which has it) and pyspark warns each time
-        warnings.filterwarnings(
-            "ignore", message=r"Failed to set spark\.sql\.catalogImplementation", category=UserWarning
-        )
+    if env[f"{ENV_PREFIX}TARGET"] == "warm":
+        from lakehouse.backends.warm import spark_connect
+
+        with spark_connect(settings, log.info) as (remote, token):
+            env[f"{ENV_PREFIX}SPARK_REMOTE"] = remote
+            # read by pyspark's Connect client; never in the profile or the URL (dbt logs those)
+            with _process_env({"SPARK_CONNECT_AUTHENTICATE_TOKEN": token}):
+                try:
+                    with _dbt_process_env(settings, env):
+                        yield env
+                finally:
+                    _stop_connect_session()
+        return
+    with _dbt_process_env(settings, env):
+        yield env
+
+
+@contextmanager
+def _process_env(values: Mapping[str, str]) -> Iterator[None]:
+    """``values`` in ``os.environ`` for the block, the previous values restored afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
-        with spark_session_scope(conf):
-            yield env
+        yield
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _stop_connect_session() -> None:
+    """Release this process's Spark Connect session (dbt's): its server-side state goes, and the
+    next dbt invocation connects afresh (to whichever endpoint it is given)."""
+    if "pyspark.sql.connect.session" not in sys.modules:
+        return
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    for session in (ConnectSession.getActiveSession(), ConnectSession._get_default_session()):
+        if session is not None:
+            session.stop()  # idempotent: the second is a no-op when both are the same
+
+
+@contextmanager
+def _dbt_process_env(settings: Settings, env: dict[str, str]) -> Iterator[None]:
+    """The process environment of dbt invocations: ``env``, loopback, the local target's keys;
+    and the local target's in-process Spark session scope."""
+    # the in-process Spark binds to loopback only (it would otherwise pick the host's address)
+    process_env = {**env, "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")}
+    if env[f"{ENV_PREFIX}TARGET"] == "local":
+        # s3a:// with a key pair: S3A's credentials provider reads it from the environment the
+        # in-process JVM starts with (never from the conf, which dbt logs)
+        process_env.update(objectstore.credential_env(settings))
+    local = env[f"{ENV_PREFIX}TARGET"] == "local"
+    conf = json.loads(env[f"{ENV_PREFIX}SPARK_CONF"]) if local else None
+    if not local:
+        # dbt-spark's session asks for Hive support on every connection; over Spark Connect that
+        # static setting belongs to the server and pyspark warns each time
+        warnings.filterwarnings(
+            "ignore", message=r"Failed to set spark\.sql\.catalogImplementation", category=UserWarning
+        )
+    with _process_env(process_env), spark_session_scope(conf):
+        yield
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -430,6 +485,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.parse_args(argv)
     try:
         settings, dbt = get_settings(), get_dbt_settings()
+        if dbt.resolved_target(settings) == "warm":
+            raise ConfigError(
+                "the warm target's endpoint exists only while a lakehouse flow holds it; for the "
+                "dbt CLI by hand use the local target: LAKEHOUSE_DBT__TARGET=local"
+            )
         env = dbt_env(settings, dbt)
     except LakehouseError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -16,6 +16,10 @@ Protocol: JSON lines over a Unix socket, one request per connection.
   ``{"exit": code, "error": "..."}``. A connection closed before ``started`` ran nothing (the
   server was stopping), so the client may submit again to a new server.
 - ``{"op": "cancel", "tag": "..."}`` -> ``{"ok": true, "cancelled": bool}``
+- ``{"op": "connect"}`` -> ``{"ok": true, "port": ..., "token": ...}``: the Spark Connect endpoint
+  of this driver (started on first ask, loopback only, a random token per server), for a client
+  that runs SQL here itself (dbt's ``warm`` target). The connection is then a lease: held open by
+  the client for as long as it uses the endpoint, it keeps the idle stop away.
 - ``{"op": "memory"}`` -> ``{"ok": true, "heap_used_after_gc": bytes, "heap_max": bytes}``: the
   driver's heap after a full collection (what the runs left behind; the benchmark's question).
 - ``{"op": "stop"}`` -> ``{"ok": true}``, then the server stops.
@@ -23,7 +27,7 @@ Protocol: JSON lines over a Unix socket, one request per connection.
 A run is cancelled (``cancel``, its ``timeout``, or its client going away) through Spark's job
 tags: every Spark job of the run carries the run's tag and is cancelled, again and again until
 the run's code gives up, without touching the other runs. The server stops itself after
-``--idle-seconds`` with no run and no connection.
+``--idle-seconds`` with no run, no connection and no lease.
 
 Usage: spark-submit spark_jobs/warm_server.py --socket PATH [--idle-seconds S]
 """
@@ -36,6 +40,7 @@ import contextvars
 import importlib
 import json
 import os
+import secrets
 import socket
 import sys
 import threading
@@ -95,6 +100,8 @@ class Server:
         self.cancelled: set[str] = set()
         self.lock = threading.Lock()
         self.last_activity = time.monotonic()
+        self.leases = 0  # open ``connect`` connections: Spark Connect clients at work
+        self.connect: tuple[int, str] | None = None  # (port, token) once started
         self.stopping = threading.Event()
         self.router = _Router(sys.stdout)
         self.err_router = _Router(sys.stderr)
@@ -181,6 +188,42 @@ class Server:
 
     # -- serving ---------------------------------------------------------------------------------
 
+    def connect_endpoint(self) -> tuple[int, str]:
+        """The port and token of this driver's Spark Connect service, started on first call.
+
+        Loopback only, an ephemeral port, and a random pre-shared token that every client must
+        present (the port is reachable by every local user; the token is only handed out over
+        this server's private socket)."""
+        with self.lock:
+            if self.connect is None:
+                sc = self.spark.sparkContext
+                conf = sc._jsc.sc().conf()
+                token = secrets.token_urlsafe(32)
+                conf.set("spark.connect.grpc.binding.address", "127.0.0.1")
+                conf.set("spark.connect.grpc.binding.port", "0")
+                conf.set("spark.connect.authenticate.token", token)  # redacted in Spark's logs
+                service = sc._jvm.org.apache.spark.sql.connect.service  # type: ignore[union-attr]
+                service.SparkConnectService.start(sc._jsc.sc())
+                port = int(getattr(service, "SparkConnectService$").__getattr__("MODULE$").localPort())
+                self.connect = (port, token)
+                print(f"Spark Connect on 127.0.0.1:{port}", file=self.err_router.real, flush=True)
+            return self.connect
+
+    def lease(self, conn: socket.socket, send: Callable[[dict[str, Any]], None]) -> None:
+        """Answer ``connect`` and hold the connection as a lease until the client closes it."""
+        port, token = self.connect_endpoint()
+        with self.lock:
+            self.leases += 1
+        try:
+            send({"ok": True, "port": port, "token": token})
+            with contextlib.suppress(OSError):
+                while conn.recv(1024):  # the client sends nothing; returns when it closes
+                    pass
+        finally:
+            with self.lock:
+                self.leases -= 1
+                self.last_activity = time.monotonic()
+
     def heap_after_gc(self) -> dict[str, int]:
         """The driver JVM's heap in use right after a full collection, and its maximum."""
         jvm = self.spark.sparkContext._jvm
@@ -212,7 +255,15 @@ class Server:
             op = request.get("op")
             if op == "ping":
                 with self.lock:
-                    send({"ok": True, "pid": os.getpid(), "runs": self.runs, "active": sorted(self.active)})
+                    send(
+                        {
+                            "ok": True,
+                            "pid": os.getpid(),
+                            "runs": self.runs,
+                            "active": sorted(self.active),
+                            "leases": self.leases,
+                        }
+                    )
             elif op == "run":
                 self.last_activity = time.monotonic()
                 watcher = threading.Thread(
@@ -222,6 +273,8 @@ class Server:
                 self.run(request, send)
             elif op == "cancel":
                 send({"ok": True, "cancelled": self.cancel(str(request["tag"]))})
+            elif op == "connect":
+                self.lease(conn, send)
             elif op == "memory":
                 send({"ok": True, **self.heap_after_gc()})
             elif op == "stop":
@@ -259,7 +312,11 @@ class Server:
         try:
             while not self.stopping.is_set():
                 with self.lock:
-                    idle = not self.active and time.monotonic() - self.last_activity > self.idle_seconds
+                    idle = (
+                        not self.active
+                        and not self.leases
+                        and time.monotonic() - self.last_activity > self.idle_seconds
+                    )
                 if idle:
                     print(f"idle for {self.idle_seconds:g}s: stopping", file=self.err_router.real, flush=True)
                     break
@@ -274,6 +331,11 @@ class Server:
             listener.close()
             if os.path.exists(self.path):
                 os.unlink(self.path)
+            if self.connect is not None:
+                with contextlib.suppress(Exception):  # stopping anyway: Spark's own stop follows
+                    service = self.spark.sparkContext._jvm.org.apache.spark.sql.connect.service  # type: ignore[union-attr]
+                    cls = service.SparkConnectService
+                    cls.stop(getattr(cls, "stop$default$1")(), getattr(cls, "stop$default$2")())
             self.spark.stop()
 
 

@@ -16,9 +16,8 @@ pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.s3", "tests.fixtures.k
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("LAKEHOUSE_SPARK__DRIVER_MEMORY", "1g")
-# The medallion flow's dbt gold step starts an in-process Spark bound to one lakehouse root per
-# process; tests run many roots in this process, so it is off here and turned on by the tests of
-# that step (tests/dbt, and the deployment test whose flow run is a process of its own).
+# The medallion flow's dbt gold step is off here (it adds a dbt build to every medallion test) and
+# turned on by the tests of that step (tests/dbt, and the deployment test's daily run).
 os.environ.setdefault("LAKEHOUSE_PIPELINE__DBT_MARTS", "false")
 
 # Local batch jobs run on the warm local Spark, the default (lakehouse/backends/warm.py). This

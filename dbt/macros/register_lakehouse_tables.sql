@@ -10,7 +10,10 @@
     - a mart registered at another location than <location_root>/<model>, or whose Delta table
       is gone (DBT_LAKEHOUSE_DELTA_TABLES, listed for local roots), is dropped from the catalog
       (external table: no file is touched), so dbt builds it afresh where it belongs instead of
-      merging into another root's table or a table that no longer exists.
+      merging into another root's table or a table that no longer exists;
+    - a mart that is not in the catalog but whose Delta table is listed at its location is
+      registered there, so an incremental model carries on from it. (The warm target's catalog
+      is in memory: after the server stops, it starts empty and is filled from the storage here.)
 
     The warehouse comes from DBT_LAKEHOUSE_WAREHOUSE (set by lakehouse/dbt.py).
 -#}
@@ -43,7 +46,9 @@
             {% set location = lakehouse_location(node.config.location_root ~ '/' ~ node.alias) %}
             {% set listed_path = node.config.location_root.rstrip('/').split('/')[-1] ~ '/' ~ node.alias %}
             {% if not lakehouse_is_registered(node.schema, node.alias) %}
-                {# nothing to check #}
+                {% if delta_tables is not none and listed_path in delta_tables %}
+                    {% do lakehouse_register_external(node.schema, node.alias, location) %}
+                {% endif %}
             {% elif delta_tables is not none and listed_path not in delta_tables %}
                 {{ log('catalog: ' ~ name ~ ' has no Delta table at ' ~ location ~ ' any more; dropping the catalog entry', info=true) }}
                 {% do run_query('drop table if exists ' ~ name) %}

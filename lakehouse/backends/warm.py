@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +205,48 @@ def stop_all(settings: Settings, timeout: float = 60.0) -> int:
             path.unlink(missing_ok=True)
         stopped += 1
     return stopped
+
+
+@contextlib.contextmanager
+def spark_connect(settings: Settings, log: LogSink) -> Iterator[tuple[str, str]]:
+    """The warm Spark of ``settings`` as a Spark Connect endpoint: yields its URL (loopback) and
+    token, for a client that runs its SQL there itself (dbt's ``warm`` target).
+
+    The server (started if none runs) has one catalog for every client, so one client holds it
+    at a time: a second one waits for the first to finish. While in this block the server does
+    not stop for idleness (the connection it was asked on is held open as a lease).
+    """
+    server = WarmServer(LocalBackend(settings))
+    server.log.parent.mkdir(parents=True, exist_ok=True)
+    with open(server.lock.with_suffix(".connect-lock"), "w") as serial:
+        try:
+            fcntl.flock(serial, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("waiting for another Spark Connect client of the warm local Spark to finish (one catalog)")
+            fcntl.flock(serial, fcntl.LOCK_EX)
+        for attempt in (1, 2):
+            server.ensure(log)
+            try:
+                sock = server._connect(timeout=60.0)
+                stream = sock.makefile("rwb")
+                stream.write(b'{"op": "connect"}\n')
+                stream.flush()
+                raw = stream.readline()
+                if not raw:
+                    raise ConnectionResetError("closed before answering")
+                answer = json.loads(raw)
+            except (OSError, ValueError) as exc:  # it stopped (idle, make down) right then
+                if attempt == 2:
+                    raise SparkJobError("lakehouse-warm", f"the warm local Spark refused Spark Connect: {exc}") from exc
+                continue
+            if not answer.get("ok"):
+                sock.close()
+                raise SparkJobError(
+                    "lakehouse-warm", f"the warm local Spark could not start Spark Connect: {answer.get('error')}"
+                )
+            break
+        with sock, stream:
+            yield f"sc://localhost:{int(answer['port'])}", str(answer["token"])
 
 
 def eligible(job: SparkJob) -> bool:

@@ -29,7 +29,7 @@ def test_local_target_environment(tmp_path: Path) -> None:
     root = tmp_path / "lake"
     (root / "warehouse" / "silver" / "orders" / "_delta_log").mkdir(parents=True)
     (root / "warehouse" / "gold" / "not_delta").mkdir(parents=True)
-    env = lhdbt.dbt_env(_settings(str(root)), DbtSettings(spark_conf={"spark.x": "1"}))
+    env = lhdbt.dbt_env(_settings(str(root)), DbtSettings(target="local", spark_conf={"spark.x": "1"}))
     assert env["DBT_LAKEHOUSE_TARGET"] == "local"
     assert env["DBT_LAKEHOUSE_WAREHOUSE"] == f"{root}/warehouse"
     assert env["DBT_LAKEHOUSE_CATALOG_DIR"] == f"{root}/metastore/warehouse"
@@ -45,12 +45,32 @@ def test_local_target_environment(tmp_path: Path) -> None:
     assert conf["spark.x"] == "1"  # the dbt spark_conf setting wins
 
 
+def test_the_target_follows_the_backend_and_the_spark_mode(tmp_path: Path) -> None:
+    """warm (the default mode) -> the warm Spark over Spark Connect; submit -> in-process;
+    kubernetes -> the cluster's server. The warm target needs no local metastore (the catalog is
+    the server's), and gets its endpoint only while a flow holds it (dbt_environment)."""
+    root = tmp_path / "lake"
+    assert DbtSettings().resolved_target(_settings(str(root))) == "warm"
+    submit = Settings(storage=StorageSettings(root=str(root)), spark={"mode": "submit"})
+    assert DbtSettings().resolved_target(submit) == "local"
+    on_k8s = Settings(backend="kubernetes", storage=StorageSettings(root=str(root)))
+    assert DbtSettings().resolved_target(on_k8s) == "cluster"
+    env = lhdbt.dbt_env(_settings(str(root)), DbtSettings())
+    assert env["DBT_LAKEHOUSE_TARGET"] == "warm"
+    assert env["DBT_LAKEHOUSE_CATALOG_DIR"] == f"{root}/metastore/warehouse"
+    assert "DBT_LAKEHOUSE_SPARK_CONF" not in env and "DBT_LAKEHOUSE_SPARK_REMOTE" not in env
+    assert lhdbt.artifacts_dir(_settings(str(root)), DbtSettings()) == root / "dbt"
+    abfs = lhdbt.dbt_env(_settings("abfss://lake@account.dfs.core.windows.net/prod"), DbtSettings())
+    assert abfs["DBT_LAKEHOUSE_TARGET"] == "warm" and "DBT_LAKEHOUSE_CATALOG_DIR" not in abfs
+    assert lhdbt.main(["env"]) == 1  # the endpoint is a flow's, not for export lines
+
+
 def test_remote_root_needs_a_local_metastore_or_the_cluster_target() -> None:
     s3 = _settings("s3a://bucket/lake")
     with pytest.raises(ConfigError, match="LAKEHOUSE_DBT__METASTORE_DIR"):
-        lhdbt.dbt_env(s3, DbtSettings())  # refused before anything reaches the store
+        lhdbt.dbt_env(s3, DbtSettings(target="local"))  # refused before anything reaches the store
     abfs = _settings("abfss://lake@account.dfs.core.windows.net/prod")
-    env = lhdbt.dbt_env(abfs, DbtSettings(metastore_dir="/var/lib/metastore"))
+    env = lhdbt.dbt_env(abfs, DbtSettings(target="local", metastore_dir="/var/lib/metastore"))
     assert env["DBT_LAKEHOUSE_WAREHOUSE"] == "abfss://lake@account.dfs.core.windows.net/prod/warehouse"
     assert "DBT_LAKEHOUSE_DELTA_TABLES" not in env  # only local and s3a:// roots are listed
     with pytest.raises(ConfigError, match="LAKEHOUSE_DBT__SPARK_REMOTE"):
@@ -84,7 +104,7 @@ def test_an_unreachable_object_store_is_named_when_the_tables_are_listed() -> No
     )
     began = time.monotonic()
     with pytest.raises(ConfigError, match="LAKEHOUSE_DEPLOY__OBJECT_STORE_ENDPOINT") as refused:
-        lhdbt.dbt_env(settings, DbtSettings(metastore_dir="/var/lib/metastore"))
+        lhdbt.dbt_env(settings, DbtSettings(target="local", metastore_dir="/var/lib/metastore"))
     assert time.monotonic() - began < 60
     assert "s3a://bucket/lake/warehouse" in str(refused.value)
     # the cause is the closed port, not some other failure on the way
@@ -150,7 +170,7 @@ def test_a_process_runs_the_local_target_for_one_metastore_only(
     monkeypatch.delenv("DBT_LAKEHOUSE_WAREHOUSE", raising=False)
     with (
         pytest.raises(ConfigError, match="cannot switch"),
-        lhdbt.dbt_environment(_settings(str(tmp_path)), DbtSettings()),
+        lhdbt.dbt_environment(_settings(str(tmp_path)), DbtSettings(target="local")),
     ):
         pass
     assert "DBT_LAKEHOUSE_WAREHOUSE" not in os.environ  # restored on the way out
@@ -161,7 +181,7 @@ def test_profile_and_project_hold_no_machine_specific_path() -> None:
         text = (PROJECT / name).read_text()
         assert str(REPO_ROOT) not in text and "/tmp/" not in text and "/home/" not in text
     profile = yaml.safe_load((PROJECT / "profiles.yml").read_text())["lakehouse"]
-    assert set(profile["outputs"]) == {"local", "cluster"}
+    assert set(profile["outputs"]) == {"local", "warm", "cluster"}
     assert all(o["type"] == "spark" and o["method"] == "session" for o in profile["outputs"].values())
 
 

@@ -1,9 +1,12 @@
 """The gold marts built by dbt on Spark + Delta, run by the dbt-build flow (prefect-dbt's runner).
 
-Silver comes from the real medallion flow (the warm local Spark) on generated data; dbt then runs in
-this process through dbt-spark's session method, with the Hive catalog's Derby metastore under
-the module's lakehouse root. One root and one dbt Spark session serve the whole module: build
-(3 days) -> incremental run after a 4th day -> a late cancellation -> a failing test.
+Silver comes from the real medallion flow (the warm local Spark) on generated data; dbt then runs
+with its default target there, ``warm``: dbt-spark's session method as a Spark Connect client of
+that same warm Spark, whose in-memory catalog each invocation fills from the storage. The marts
+are read back through that catalog (a Spark Connect session of the test's own). One root serves
+the whole module: build (3 days) -> incremental run after a 4th day -> a late cancellation -> a
+failing test. (The local target, an in-process Spark with a Derby metastore, is run by
+tests/storage/test_medallion_on_s3.py.)
 
 Expected figures come from tests/expected.py, which recomputes silver and the aggregates from
 the landing files in plain Python; the Delta history is read from the _delta_log JSON files.
@@ -13,9 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +46,21 @@ MART_DIR = ("warehouse", "gold")
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-def _spark() -> Any:
-    """The in-process session dbt started (the test reads through the very same catalog)."""
-    from pyspark.sql import SparkSession
+@contextmanager
+def _spark() -> Iterator[Any]:
+    """A Spark Connect session of the warm Spark dbt ran on (the test reads through the very same
+    catalog), released at the end."""
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
 
-    return SparkSession.builder.getOrCreate()
+    from lakehouse.backends.warm import spark_connect
+    from lakehouse.settings import get_settings
+
+    with spark_connect(get_settings(), print) as (url, token):
+        session = ConnectSession.builder.remote(f"{url}/;token={token}").create()
+        try:
+            yield session
+        finally:
+            session.stop()
 
 
 def _medallion(start: dt.date, end: dt.date, layers: tuple[str, ...] = ("bronze", "silver")) -> Any:
@@ -91,7 +104,8 @@ def _commits(table: Path) -> list[dict[str, Any]]:
 
 
 def _snapshot(landing: Path, dates: list[dt.date]) -> dict[str, Any]:
-    return marts.snapshot(_spark(), landing, dates)
+    with _spark() as spark:
+        return marts.snapshot(spark, landing, dates)
 
 
 # -- stages (module-scoped: one lakehouse root, one dbt Spark session) ---------------------------
@@ -107,13 +121,6 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     generate(root / "landing", GenConfig(start=START, days=4, **CFG))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LAKEHOUSE_STORAGE__ROOT", str(root))
-        mp.setenv("LAKEHOUSE_DBT__SPARK_MASTER", "local[2]")
-        memory = os.environ.get("LAKEHOUSE_DBT__DRIVER_MEMORY", "2g")
-        mp.setenv("LAKEHOUSE_DBT__DRIVER_MEMORY", memory)
-        mp.setenv(
-            "LAKEHOUSE_DBT__SPARK_CONF",
-            json.dumps({"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"}),
-        )
         get_settings.cache_clear()
         get_dbt_settings.cache_clear()
         # every layer, Spark gold included: the lineage test follows the graph through all of them
@@ -304,7 +311,11 @@ def test_lineage_graph_reaches_prefect_assets_and_openlineage(lake: Path, first_
     assert {e["run"]["facets"]["parent"]["job"]["name"] for e in complete} == {"medallion", "dbt-build"}
 
     # facets of the Spark tables: Delta version, schema and row count as the tables stand
-    spark = _spark()
+    with _spark() as spark:
+        _check_table_facets(lake, complete, spark)
+
+
+def _check_table_facets(lake: Path, complete: list[dict[str, Any]], spark: Any) -> None:
     for e in complete:
         for out in e["outputs"]:
             layer, name = out["name"].split(".")
@@ -366,7 +377,8 @@ def test_late_cancellation_rewrites_only_its_own_day(lake: Path, fourth_day: dic
 
     dates = [*INITIAL, FOURTH, LATE]
     want = expected.daily_revenue(expected.latest_rows(landing, "orders", dates))
-    assert marts.daily_revenue(_spark()) == want
+    with _spark() as spark:
+        assert marts.daily_revenue(spark) == want
     assert want[START] != fourth_day["want"]["daily"][START]  # the cancellation did change day 1
     last = _commits(lake.joinpath(*MART_DIR, "fct_daily_revenue"))[-1]
     m = last["operationMetrics"]

@@ -255,3 +255,56 @@ def test_a_run_the_server_closed_before_taking_it_goes_to_a_new_server(warm_alon
     assert any("stopped before taking the run" in line for line in lines), lines
     status = server.ping()  # the run went to a real server started for it
     assert status is not None and status["pid"] != os.getpid() and status["runs"] == 1
+
+
+def test_a_spark_connect_client_runs_sql_here_holds_the_server_and_needs_the_token(tmp_path: Path) -> None:
+    """dbt's warm target: the server's Spark Connect endpoint answers SQL with the token only;
+    while a client holds it the idle stop waits, a second client waits for the first (one
+    catalog), and once released the server stops for idleness as before."""
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    from lakehouse.backends.warm import spark_connect
+
+    backend = WarmBackend(_settings(warm_idle_seconds=3))
+    settings = backend.settings
+    server = WarmServer(backend)
+    order: list[str] = []
+    try:
+        with spark_connect(settings, _quiet) as (url, token):
+            assert url.startswith("sc://localhost:")
+            good = ConnectSession.builder.remote(f"{url}/;token={token}").create()
+            try:
+                assert good.sql("select 40 + 2 as x").collect()[0]["x"] == 42
+                good.sql(f"create table lh_t (a int) using delta location '{tmp_path / 't'}'").collect()
+                good.sql("insert into lh_t values (1), (2), (3)").collect()
+            finally:
+                good.stop()
+            # written through the server's catalog, with Delta: the log is on disk
+            assert len(list((tmp_path / "t" / "_delta_log").glob("*.json"))) == 2
+            bad = ConnectSession.builder.remote(f"{url}/;token=not-the-token").create()
+            try:
+                with pytest.raises(Exception, match=r"UNAUTHENTICATED|authentication"):
+                    bad.sql("select 1").collect()
+            finally:
+                bad.stop()
+
+            def second_client() -> None:
+                with spark_connect(settings, lambda line: order.append(line)):
+                    order.append("second in")
+
+            waiter = threading.Thread(target=second_client, daemon=True)
+            waiter.start()
+            time.sleep(8)  # well past the idle time: the lease keeps it up, the second waits
+            status = server.ping()
+            assert status is not None and status["leases"] == 1
+            assert "second in" not in order and any("waiting for another" in line for line in order)
+            order.append("first out")
+        waiter.join(60)
+        assert order[-2:] == ["first out", "second in"]
+        pid = server.ping()["pid"]  # type: ignore[index]
+        deadline = time.monotonic() + 60
+        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "the released server did not stop for idleness"
+            time.sleep(0.5)
+    finally:
+        _teardown(server)

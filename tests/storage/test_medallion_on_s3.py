@@ -163,6 +163,8 @@ def test_dbt_marts_over_the_s3_tables(
     env = {
         **os.environ,
         "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        # the in-process target (tests/dbt runs the default, warm one)
+        "LAKEHOUSE_DBT__TARGET": "local",
         "LAKEHOUSE_DBT__METASTORE_DIR": str(tmp_path / "metastore"),
         "LAKEHOUSE_DBT__ARTIFACTS_DIR": str(tmp_path / "dbt"),
         "LAKEHOUSE_DBT__SPARK_MASTER": "local[2]",
