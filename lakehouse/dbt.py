@@ -2,7 +2,7 @@
 
 The project's ``profiles.yml`` holds no path: every value comes from ``DBT_LAKEHOUSE_*``
 variables that :func:`dbt_environment` derives from the lakehouse settings for the time of a dbt
-invocation. Two targets:
+invocation. Three targets:
 
 ``local``
     dbt-spark's ``session`` method: dbt starts Spark inside the calling process (the Prefect
@@ -24,8 +24,9 @@ invocation. Two targets:
     Connect server that ``spark-operator/dbt/`` runs as a SparkApplication; the catalog lives in
     that server.
 
-Plain Python: nothing here imports pyspark. ``python -m lakehouse.dbt env`` prints the variables
-as ``export`` lines for running the dbt CLI by hand.
+Plain Python: nothing here imports pyspark (the warm target only releases the Spark Connect
+session dbt-spark opened, when one was). ``python -m lakehouse.dbt env`` prints the variables as
+``export`` lines for running the dbt CLI by hand (local and cluster targets).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -46,7 +47,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lakehouse import cds, jars, objectstore
-from lakehouse.backends.local import live_spark_session
+from lakehouse.backends.local import CONNECT_CLIENT_ENV, live_spark_session
 from lakehouse.errors import ConfigError, LakehouseError
 from lakehouse.settings import REPO_ROOT, Settings, get_settings
 from spark_jobs.conf import default_conf
@@ -413,15 +414,18 @@ def dbt_environment(settings: Settings | None = None, dbt: DbtSettings | None = 
     if env[f"{ENV_PREFIX}TARGET"] == "warm":
         from lakehouse.backends.warm import spark_connect
 
-        with spark_connect(settings, log.info) as (remote, token):
+        with spark_connect(settings, log.info) as (remote, token), _restored_env(CONNECT_CLIENT_ENV):
             env[f"{ENV_PREFIX}SPARK_REMOTE"] = remote
             # read by pyspark's Connect client; never in the profile or the URL (dbt logs those)
-            with _process_env({"SPARK_CONNECT_AUTHENTICATE_TOKEN": token}):
-                try:
-                    with _dbt_process_env(settings, env):
-                        yield env
-                finally:
-                    _stop_connect_session()
+            os.environ["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = token
+            try:
+                with _dbt_process_env(settings, env):
+                    yield env
+            finally:
+                # release dbt's session; pyspark also marked the process as a Connect client
+                # (SPARK_CONNECT_MODE_ENABLED), which _restored_env takes back: a Spark started
+                # here later (or a driver launched from here) is a classic one again
+                _stop_connect_session()
         return
     with _dbt_process_env(settings, env):
         yield env
@@ -430,8 +434,15 @@ def dbt_environment(settings: Settings | None = None, dbt: DbtSettings | None = 
 @contextmanager
 def _process_env(values: Mapping[str, str]) -> Iterator[None]:
     """``values`` in ``os.environ`` for the block, the previous values restored afterwards."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
+    with _restored_env(values):
+        os.environ.update(values)
+        yield
+
+
+@contextmanager
+def _restored_env(keys: Iterable[str]) -> Iterator[None]:
+    """``os.environ``'s values of ``keys`` as they were before the block, whatever it set."""
+    saved = {k: os.environ.get(k) for k in keys}
     try:
         yield
     finally:

@@ -45,18 +45,25 @@
             {% set name = node.schema ~ '.' ~ node.alias %}
             {% set location = lakehouse_location(node.config.location_root ~ '/' ~ node.alias) %}
             {% set listed_path = node.config.location_root.rstrip('/').split('/')[-1] ~ '/' ~ node.alias %}
+            {#- dbt listed the catalog into its relation cache before this hook: every change
+                made here goes into that cache too, or a materialization would decide on the
+                catalog as it was (e.g. rebuild a registered incremental mart from scratch) -#}
+            {% set relation = api.Relation.create(database=node.database, schema=node.schema, identifier=node.alias, type='table') %}
             {% if not lakehouse_is_registered(node.schema, node.alias) %}
                 {% if delta_tables is not none and listed_path in delta_tables %}
                     {% do lakehouse_register_external(node.schema, node.alias, location) %}
+                    {% do adapter.cache_added(relation) %}
                 {% endif %}
             {% elif delta_tables is not none and listed_path not in delta_tables %}
                 {{ log('catalog: ' ~ name ~ ' has no Delta table at ' ~ location ~ ' any more; dropping the catalog entry', info=true) }}
                 {% do run_query('drop table if exists ' ~ name) %}
+                {% do adapter.cache_dropped(relation) %}
             {% else %}
                 {% set registered = lakehouse_registered_location(node.schema, node.alias) %}
                 {% if registered != location %}
                     {{ log('catalog: ' ~ name ~ ' is registered at ' ~ registered ~ ', expected ' ~ location ~ '; dropping the catalog entry (files kept)', info=true) }}
                     {% do run_query('drop table if exists ' ~ name) %}
+                    {% do adapter.cache_dropped(relation) %}
                 {% endif %}
             {% endif %}
         {% endfor %}

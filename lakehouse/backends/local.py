@@ -80,6 +80,16 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         pass
 
 
+CONNECT_CLIENT_ENV = (
+    "SPARK_CONNECT_MODE_ENABLED",
+    "SPARK_REMOTE",
+    "SPARK_LOCAL_REMOTE",
+    "SPARK_API_MODE",
+    "SPARK_CONNECT_AUTHENTICATE_TOKEN",
+)
+"""Variables that would make a pyspark driver a Spark Connect client (or hand it a token)."""
+
+
 class LocalBackend:
     """Runs SparkJobs with spark-submit in local mode."""
 
@@ -141,7 +151,9 @@ class LocalBackend:
         Raises:
             ConfigError: ``job`` needs a credential the settings do not have.
         """
-        env = dict(os.environ)
+        # a driver is never a Spark Connect client, whatever a client in this process left set
+        # (pyspark's builder marks the whole process once it made a Connect session)
+        env = {k: v for k, v in os.environ.items() if k not in CONNECT_CLIENT_ENV}
         if job is not None:
             known = {c.env: c.value.get_secret_value() for c in credentials(self.settings) if c.value is not None}
             known.update(objectstore.credential_env(self.settings))  # settings, or this environment

@@ -223,3 +223,16 @@ def test_a_warm_server_is_never_reused_with_other_object_store_keys(tmp_path: Pa
     # off the object store nothing is fingerprinted and no key file is needed
     local = WarmServer(LocalBackend(Settings(spark={"warm_dir": str(tmp_path / "other")})))
     assert not (tmp_path / "other" / "fingerprint.key").exists() and local.socket.parent == tmp_path / "other"
+
+
+def test_a_driver_never_inherits_a_spark_connect_client_mark(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyspark marks a whole process as a Spark Connect client once it made a Connect session
+    (dbt's warm target does, in the flow process): a driver or warm server launched from there
+    afterwards must still start a classic Spark, and gets no Connect token."""
+    monkeypatch.setenv("SPARK_CONNECT_MODE_ENABLED", "1")
+    monkeypatch.setenv("SPARK_REMOTE", "sc://localhost:15002")
+    monkeypatch.setenv("SPARK_CONNECT_AUTHENTICATE_TOKEN", "a-token")
+    monkeypatch.setenv("LAKEHOUSE_UNRELATED", "kept")
+    env = LocalBackend(Settings()).environment()
+    assert not {"SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE", "SPARK_CONNECT_AUTHENTICATE_TOKEN"} & set(env)
+    assert env["LAKEHOUSE_UNRELATED"] == "kept"
