@@ -314,6 +314,12 @@ def test_a_killed_run_still_sends_exactly_one_message(workspace: Workspace) -> N
     reports the run Crashed, and the automation lakehouse-flow-run-failed sends the one message."""
     import psutil
 
+    from lakehouse.backends.warm import stop_all
+    from lakehouse.settings import Settings
+
+    # On a warm Spark the run takes a second or two and may end between two looks at it: with
+    # none running (this session's, in its own directory) it must start one first (JVM start).
+    stop_all(Settings())
     before = len(workspace.receiver.snapshot())
     flow_run_id = workspace.run("freshness/hourly")
     deadline = time.monotonic() + 300
@@ -325,7 +331,7 @@ def test_a_killed_run_still_sends_exactly_one_message(workspace: Workspace) -> N
                 break
             assert state not in FINAL, run.state
             assert time.monotonic() < deadline, f"not running after 300s: {run.state}\n{workspace.worker.tail(40)}"
-            time.sleep(0.5)
+            time.sleep(0.1)
     process = psutil.Process(int(str(run.infrastructure_pid).rsplit(":", 1)[-1]))
     family = [process, *process.children(recursive=True)]  # the flow's process and its Spark driver
     for p in family:
