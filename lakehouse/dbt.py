@@ -24,9 +24,10 @@ invocation. Three targets:
     Connect server that ``spark-operator/dbt/`` runs as a SparkApplication; the catalog lives in
     that server.
 
-Plain Python: nothing here imports pyspark (the warm target only releases the Spark Connect
-session dbt-spark opened, when one was). ``python -m lakehouse.dbt env`` prints the variables as
-``export`` lines for running the dbt CLI by hand (local and cluster targets).
+Plain Python: nothing here imports pyspark up front (the warm target hands dbt-spark a Spark
+Connect builder and releases its session, while dbt runs, when dbt-spark has imported it
+anyway). ``python -m lakehouse.dbt env`` prints the variables as ``export`` lines for running the
+dbt CLI by hand (local and cluster targets).
 """
 
 from __future__ import annotations
@@ -419,7 +420,7 @@ def dbt_environment(settings: Settings | None = None, dbt: DbtSettings | None = 
             # read by pyspark's Connect client; never in the profile or the URL (dbt logs those)
             os.environ["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = token
             try:
-                with _dbt_process_env(settings, env):
+                with _dbt_process_env(settings, env), _connect_builder_for_dbt():
                     yield env
             finally:
                 # release dbt's session; pyspark also marked the process as a Connect client
@@ -451,6 +452,51 @@ def _restored_env(keys: Iterable[str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+class _ConnectBuilder:
+    """What dbt-spark's session method needs of ``SparkSession.builder``, always building a Spark
+    Connect session (Hive support is the server's business: asking for it changes nothing)."""
+
+    def __init__(self) -> None:
+        from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+        self._builder = ConnectSession.builder
+
+    def enableHiveSupport(self) -> _ConnectBuilder:
+        return self
+
+    def config(self, key: str, value: Any) -> _ConnectBuilder:
+        self._builder = self._builder.config(key, value)
+        return self
+
+    def getOrCreate(self) -> Any:
+        return self._builder.getOrCreate()
+
+
+class _ConnectSessionClass:
+    """Stands in for ``pyspark.sql.SparkSession`` in dbt-spark's session module."""
+
+    @property
+    def builder(self) -> _ConnectBuilder:
+        return _ConnectBuilder()
+
+
+@contextmanager
+def _connect_builder_for_dbt() -> Iterator[None]:
+    """dbt-spark's session method builds its session with pyspark's classic builder, which
+    refuses to make a Spark Connect session in a process that already runs a classic Spark
+    (``SESSION_ALREADY_EXIST``: a notebook, a test process, a flow that ran the local target).
+    For the block its module gets a builder that always makes the Connect session of
+    ``spark.remote``, the warm server's."""
+    import dbt.adapters.spark.session as dbt_spark_session  # imports pyspark, as dbt-spark does
+
+    before = getattr(dbt_spark_session, "SparkSession")  # noqa: B009 (not an export of it)
+    setattr(dbt_spark_session, "SparkSession", _ConnectSessionClass())  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(dbt_spark_session, "SparkSession", before)  # noqa: B010
 
 
 def _stop_connect_session() -> None:

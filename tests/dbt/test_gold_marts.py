@@ -112,8 +112,12 @@ def _snapshot(landing: Path, dates: list[dt.date]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A lakehouse root with 4 generated days of landing data and silver built for the first 3."""
+def lake(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> Iterator[Path]:
+    """A lakehouse root with 4 generated days of landing data and silver built for the first 3.
+
+    This process runs a classic Spark of its own (``spark``), as the rest of the suite does and a
+    notebook would: dbt's Spark Connect session to the warm server must be made all the same
+    (pyspark's own builder refuses that, SESSION_ALREADY_EXIST)."""
     from lakehouse.dbt import get_dbt_settings
     from lakehouse.settings import get_settings
 
