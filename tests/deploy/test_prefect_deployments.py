@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import re
 import subprocess
 import time
@@ -153,6 +154,10 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, webhook_receiver: Webhoo
         "LAKEHOUSE_DEPLOY__MISSED_RUN_GRACE_SECONDS": "10",
         "LAKEHOUSE_SPARK__DRIVER_MEMORY": "1g",
         "LAKEHOUSE_SPARK__CORES": "2",
+        # the flow runs' warm Spark lives in this session's directory (tests/conftest.py), like
+        # every other of the session: stopped at its end, out of `make down`'s reach meanwhile
+        "LAKEHOUSE_SPARK__WARM_DIR": os.environ["LAKEHOUSE_SPARK__WARM_DIR"],
+        "LAKEHOUSE_SPARK__WARM_IDLE_SECONDS": os.environ.get("LAKEHOUSE_SPARK__WARM_IDLE_SECONDS", "300"),
     }
     with prefect_server(workdir) as server:
         env = {k: v for k, v in server.env.items() if not k.startswith("LAKEHOUSE_")}
@@ -318,7 +323,8 @@ def test_a_killed_run_still_sends_exactly_one_message(workspace: Workspace) -> N
     from lakehouse.settings import Settings
 
     # On a warm Spark the run takes a second or two and may end between two looks at it: with
-    # none running (this session's, in its own directory) it must start one first (JVM start).
+    # none running (this session's directory, the flow runs' too) it must start one (JVM start).
+    assert Settings().spark.warm_dir == workspace.env["LAKEHOUSE_SPARK__WARM_DIR"]
     stop_all(Settings())
     before = len(workspace.receiver.snapshot())
     flow_run_id = workspace.run("freshness/hourly")
