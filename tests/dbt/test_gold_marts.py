@@ -108,7 +108,7 @@ def _snapshot(landing: Path, dates: list[dt.date]) -> dict[str, Any]:
         return marts.snapshot(spark, landing, dates)
 
 
-# -- stages (module-scoped: one lakehouse root, one dbt Spark session) ---------------------------
+# -- stages (module-scoped: one lakehouse root) ------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
