@@ -1,29 +1,43 @@
 #!/usr/bin/env bash
-# `make demo` end to end, spark-submit vs the warm local Spark (a new server each time: `make
-# down` first), ABAB, 2 rounds. Writes bench/results/demo.json with the machine it ran on.
+# `make demo` end to end, side by side in one run (ABAB..., 2 rounds), a new warm server each
+# time (`make down` first). Sides (arguments; default all three):
+#   submit       spark-submit, one driver per job
+#   warm         the warm local Spark (the default), with its warm-up
+#   warm-no-up   the warm local Spark without its warm-up (LAKEHOUSE_SPARK__WARM_UP=false)
+# Writes bench/results/demo.json with the machine it ran on (DEMO_AB_OUT overrides the path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+sides=("$@")
+[ ${#sides[@]} -gt 0 ] || sides=(submit warm warm-no-up)
+out=${DEMO_AB_OUT:-bench/results/demo.json}
 runs=()
 for i in 1 2; do
-  for mode in submit warm; do
+  for side in "${sides[@]}"; do
+    case $side in
+      submit) env=(LAKEHOUSE_SPARK__MODE=submit) ;;
+      warm) env=(LAKEHOUSE_SPARK__MODE=warm LAKEHOUSE_SPARK__WARM_UP=true) ;;
+      warm-no-up) env=(LAKEHOUSE_SPARK__MODE=warm LAKEHOUSE_SPARK__WARM_UP=false) ;;
+      *) echo "unknown side: $side" >&2; exit 2 ;;
+    esac
     make down >/dev/null 2>&1
     s=$(date +%s.%N)
-    LAKEHOUSE_SPARK__MODE=$mode make demo >".lakehouse/bench-demo-$mode-$i.log" 2>&1
+    env "${env[@]}" make demo >".lakehouse/bench-demo-$side-$i.log" 2>&1
     e=$(date +%s.%N)
-    runs+=("$mode=$(.venv/bin/python -c "print(round($e - $s, 1))")")
+    runs+=("$side=$(.venv/bin/python -c "print(round($e - $s, 1))")")
     echo "${runs[-1]}"
   done
 done
 make down >/dev/null 2>&1
-.venv/bin/python - "${runs[@]}" <<'PY'
+.venv/bin/python - "$out" "${sides[*]}" "${runs[@]}" <<'PY'
 import json, statistics, sys
 from bench.machine import describe
-runs = {"submit": [], "warm": []}
-for item in sys.argv[1:]:
-    mode, seconds = item.split("=")
-    runs[mode].append(float(seconds))
-out = {"benchmark": "make demo", "order": "ABAB (submit, warm), make down before each", "machine": describe(),
+out_path, sides = sys.argv[1], sys.argv[2].split()
+runs = {side: [] for side in sides}
+for item in sys.argv[3:]:
+    side, seconds = item.split("=")
+    runs[side].append(float(seconds))
+out = {"benchmark": "make demo", "order": f"ABAB ({', '.join(sides)}), make down before each", "machine": describe(),
        "runs_s": runs, "median_s": {m: round(statistics.median(v), 1) for m, v in runs.items()}, "goal_s": 90}
-open("bench/results/demo.json", "w").write(json.dumps(out, indent=1) + "\n")
+open(out_path, "w").write(json.dumps(out, indent=1) + "\n")
 print(out["median_s"])
 PY

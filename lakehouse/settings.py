@@ -94,6 +94,12 @@ class SparkSettings(BaseModel):
     warm_idle_seconds: float = Field(
         default=900.0, gt=0, description="The warm Spark stops itself after this long without a run."
     )
+    warm_up: bool = Field(
+        default=True,
+        description="A new warm Spark first runs the medallion job on a little sample data in a scratch "
+        "directory, so that your first run finds its code compiled; a run that starts meanwhile "
+        "cancels the warm-up.",
+    )
     warm_dir: str | None = Field(
         default=None,
         description="Private directory of the warm Spark servers' sockets (`make down` stops the servers "

@@ -8,7 +8,8 @@ yet are checked against the source's data contract (contracts/<source>.yaml):
   row, ``drop`` leaves it out and counts it, ``quarantine`` writes it to ``quarantine/<source>``
   with the failed rule names, a readable reason, the run id and time, ``fail`` stops the batch;
 - dataset rules: exact duplicate versions (uniqueness), row count, freshness SLA;
-- every rule's outcome (evaluated, passed, failed) is appended to ``quality/metrics``.
+- every rule's outcome (evaluated, passed, failed) is appended to ``quality/metrics`` (one
+  append for all the sources of a run).
 
 Rows that pass are cast to the contract's types, reduced to the latest version per key, and
 MERGEd into silver (SCD type 1). A contract with ``history`` also keeps every version in
@@ -26,9 +27,11 @@ Usage: spark-submit spark_jobs/silver.py --root R --start D --end D [--sources .
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import hashlib
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -71,30 +74,41 @@ def _metric(rule: str, action: str, evaluated: int, failed: int, **extra: Any) -
     }
 
 
-def _write_metrics(
-    spark: SparkSession, args: argparse.Namespace, table: str, batches: Sequence[str], metrics: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """Append the rule outcomes of ``table`` to quality/metrics; return that table's lineage output."""
-    rows = [
-        (
-            args.run_id,
-            table,
-            m["rule"],
-            m["action"],
-            m["evaluated"],
-            m["passed"],
-            m["failed"],
-            list(batches),
-            dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
-        )
-        for m in metrics
-    ]
-    df = spark.createDataFrame(rows, quality.METRICS_SCHEMA)
-    key = hashlib.sha256("|".join([args.run_id, table, *batches]).encode()).hexdigest()[:16]
-    path = table_path(args.root, "quality", "metrics")
-    io.append(df, path, txn_app_id=f"lakehouse-quality-{key}", txn_version=0)
-    # the version as seen right after this append (the sources' appends may interleave)
-    return lineage_output(spark, "quality/metrics", path, io.last_commit(spark, path)["version"], committed=True)
+class _Outcomes:
+    """The rule outcomes of a silver run's sources, collected as each source finishes and then
+    appended to quality/metrics in one commit for the whole layer (one append instead of one per
+    source, which on a small batch cost more than the rows they wrote)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._found: list[tuple[str, list[str], list[dict[str, Any]], dict[str, Any]]] = []
+
+    def add(self, table: str, batches: Sequence[str], metrics: list[dict[str, Any]], entry: dict[str, Any]) -> None:
+        """``metrics`` of ``table`` over ``batches``; ``entry`` is its report entry, whose outputs
+        get the quality/metrics version once written."""
+        with self._lock:
+            self._found.append((table, list(batches), metrics, entry))
+
+    def write(self, spark: SparkSession, args: argparse.Namespace) -> None:
+        """Append every collected outcome (nothing when there are none); idempotent per run and
+        set of (table, batches): a rerun that finds the same work pending appends nothing."""
+        if not self._found:
+            return
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        found = sorted(self._found, key=lambda f: f[0])
+        rows = [
+            (args.run_id, table, m["rule"], m["action"], m["evaluated"], m["passed"], m["failed"], batches, now)
+            for table, batches, metrics, _ in found
+            for m in metrics
+        ]
+        df = spark.createDataFrame(rows, quality.METRICS_SCHEMA)
+        parts = [args.run_id] + [f"{table}:{','.join(batches)}" for table, batches, _, _ in found]
+        key = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+        path = table_path(args.root, "quality", "metrics")
+        io.append(df, path, txn_app_id=f"lakehouse-quality-{key}", txn_version=0)
+        output = lineage_output(spark, "quality/metrics", path, io.last_commit(spark, path)["version"], committed=True)
+        for _, _, _, entry in found:
+            entry.setdefault("outputs", []).append(output)
 
 
 def _merged(spark: SparkSession, path: str) -> tuple[int, int, int | None]:
@@ -109,8 +123,11 @@ def _merged(spark: SparkSession, path: str) -> tuple[int, int, int | None]:
     )
 
 
-def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, report: Report) -> list[str]:
-    """Promote one source's pending bronze batches; return the ``fail`` rules that stopped it."""
+def promote(
+    spark: SparkSession, args: argparse.Namespace, contract: Contract, report: Report, outcomes: _Outcomes
+) -> list[str]:
+    """Promote one source's pending bronze batches; return the ``fail`` rules that stopped it.
+    Its rule outcomes go to ``outcomes`` (written for the whole layer by :func:`run`)."""
     started = time.monotonic()
     name = contract.name
     bronze_path = table_path(args.root, "bronze", name)
@@ -124,8 +141,10 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
     bronze = io.read_delta(spark, bronze_path, in_range)
     batches = io.distinct_values(bronze, "_batch_id")
     applied, silver_version = io.applied_state(spark, silver_path)
+    history_version = None
     if history_path:  # a batch is done once both tables have it (merging it again changes nothing)
-        applied &= io.applied_batches(spark, history_path)
+        history_applied, history_version = io.applied_state(spark, history_path)
+        applied &= history_applied
     pending = batches if args.full_refresh else sorted(set(batches) - applied)
     if not pending:
         report.table("silver", name, started, rows_read=0, rows_written=0, batches=0, version=silver_version)
@@ -169,8 +188,9 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
         dropped = by_action.get("drop", 0) + (dups if dup_action in ("drop", "warn") else 0)
         inserted = updated = 0
         history: dict[str, Any] = {}
-        version = before = io.last_commit(spark, silver_path)["version"]
-        h_version = h_before = io.last_commit(spark, history_path)["version"] if history_path else None
+        # the versions the history reads above found (nothing of this source was written since)
+        version = before = silver_version
+        h_version = h_before = history_version
         if not failures:
             to_quarantine = evaluated.where(F.col("_action") == "quarantine")
             if dup_action == "quarantine":
@@ -224,7 +244,6 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
             inserted, updated, version = _merged(spark, silver_path)
     finally:
         evaluated.unpersist()
-    metrics_output = _write_metrics(spark, args, name, pending, metrics)
     # quarantine is (re)written for every applied batch once it exists (see above)
     q_written = not failures and (quarantined > 0 or io.is_delta(spark, quarantine_path))
     q_version = io.last_commit(spark, quarantine_path)["version"] if q_written else None
@@ -237,8 +256,7 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
         )
     if q_written:
         outputs.append(lineage_output(spark, f"quarantine/{name}", quarantine_path, q_version, committed=True))
-    outputs.append(metrics_output)
-    report.table(
+    entry = report.table(
         "silver",
         name,
         started,
@@ -261,6 +279,7 @@ def promote(spark: SparkSession, args: argparse.Namespace, contract: Contract, r
         inputs=[{"table": f"bronze/{name}", "path": bronze_path}],
         outputs=outputs,
     )
+    outcomes.add(name, pending, metrics, entry)
     return failures
 
 
@@ -308,7 +327,17 @@ def run(spark: SparkSession, args: argparse.Namespace) -> Report:
     """Promote every source; raise :class:`ContractViolation` after all of them if any failed."""
     report = Report("silver")
     contracts = list(args.contracts.values())
-    found = for_each_table(spark, contracts, lambda session, c: promote(session, args, c, report), args.parallelism)
+    outcomes = _Outcomes()
+    try:
+        found = for_each_table(
+            spark, contracts, lambda session, c: promote(session, args, c, report, outcomes), args.parallelism
+        )
+    except BaseException:
+        # the outcomes of the sources that finished are kept; the crash is the error to report
+        with contextlib.suppress(Exception):
+            outcomes.write(spark, args)
+        raise
+    outcomes.write(spark, args)
     report.order(list(args.contracts))
     report.violations = {c.name: rules for c, rules in zip(contracts, found, strict=True) if rules}
     return report

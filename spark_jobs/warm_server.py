@@ -10,7 +10,7 @@ lines go back to the client that submitted it, not to this server's log.
 
 Protocol: JSON lines over a Unix socket, one request per connection.
 
-- ``{"op": "ping"}`` -> ``{"ok": true, "pid": ..., "runs": ..., "active": ...}``
+- ``{"op": "ping"}`` -> ``{"ok": true, "pid": ..., "runs": ..., "active": [...], "leases": ..., "warming": ...}``
 - ``{"op": "run", "entrypoint": "spark_jobs.bronze", "args": [...], "tag": "...", "timeout": s}``
   -> ``{"started": true}`` once the run is taken, ``{"line": "..."}`` per printed line, then
   ``{"exit": code, "error": "..."}``. A connection closed before ``started`` ran nothing (the
@@ -29,6 +29,11 @@ tags: every Spark job of the run carries the run's tag and is cancelled, again a
 the run's code gives up, without touching the other runs. The server stops itself after
 ``--idle-seconds`` with no run, no connection and no lease.
 
+With ``--warm-up PLAN`` a new server first runs the plan's jobs (small ones, on sample data in a
+scratch directory it then deletes) so that the first real run finds Spark's and Delta's code
+loaded, generated and compiled. The warm-up is not a run (``ping`` counts it in neither ``runs``
+nor ``active``) and gives way: a run that starts cancels it.
+
 Usage: spark-submit spark_jobs/warm_server.py --socket PATH [--idle-seconds S]
 """
 
@@ -41,6 +46,7 @@ import importlib
 import json
 import os
 import secrets
+import shutil
 import socket
 import sys
 import threading
@@ -50,6 +56,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from spark_jobs.session import RUN_SESSION, build_session
+
+WARMUP_TAG = "lakehouse-warm-up"
+"""The job tag of the warm-up's Spark jobs."""
 
 RUN_SINK: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar("run_sink", default=None)
 """Where the printed lines of the run on this thread go (None: the server's own log)."""
@@ -91,9 +100,12 @@ class _Router:
 
 
 class Server:
-    def __init__(self, path: str, idle_seconds: float) -> None:
+    def __init__(self, path: str, idle_seconds: float, warm_up: str | None = None) -> None:
         self.path = path
         self.idle_seconds = idle_seconds
+        self.warm_up_plan = warm_up
+        self.warming = threading.Event()  # set while the warm-up runs
+        self.given_way = threading.Event()  # set once real work asked the warm-up to stop
         self.spark = build_session("lakehouse-warm")
         self.runs = 0
         self.active: dict[str, threading.Event] = {}  # tag -> set when the run ended
@@ -123,41 +135,20 @@ class Server:
             self.active[tag] = done
             self.runs += 1
         send({"started": True})
+        self.give_way()  # a real run never shares the driver with the warm-up
         timeout = float(request.get("timeout") or 0)
         timer = threading.Timer(timeout, self.cancel, args=(tag,)) if timeout > 0 else None
 
         def line(text: str) -> None:
             send({"line": text})
 
-        session = self.spark.newSession()
-        jvm = self.spark.sparkContext._jvm
-        assert jvm is not None
-        code, error = 0, ""
-        RUN_SINK.set(line)
-        RUN_SESSION.set(session)
-        jvm.org.apache.spark.sql.SparkSession.setActiveSession(session._jsparkSession)
-        self.spark.sparkContext.addJobTag(tag)
-        self.spark.sparkContext.setInterruptOnCancel(True)  # a cancelled task stops at once
         if timer is not None:
             timer.start()
         try:
-            result = importlib.import_module(entrypoint).main(list(request.get("args") or []))
-            code = int(result or 0)
-        except SystemExit as exc:  # argparse, or a driver's sys.exit(code)
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        except BaseException as exc:  # the job failed: its traceback is its last lines
-            code = 1
-            for text in traceback.format_exception(exc):
-                for part in text.rstrip("\n").split("\n"):
-                    line(part)
-            error = f"{type(exc).__name__}: {exc}"
+            code, error = self.execute(tag, entrypoint, list(request.get("args") or []), line)
         finally:
             if timer is not None:
                 timer.cancel()
-            self.router.finish(line)
-            self.err_router.finish(line)
-            self.spark.sparkContext.removeJobTag(tag)
-            jvm.org.apache.spark.sql.SparkSession.clearActiveSession()
             with self.lock:
                 self.active.pop(tag, None)
                 was_cancelled = tag in self.cancelled
@@ -169,6 +160,89 @@ class Server:
             send({"exit": code or 1, "error": f"{reason}: its Spark jobs were cancelled", "cancelled": True})
         else:
             send({"exit": code, "error": error})
+
+    def execute(self, tag: str, entrypoint: str, args: list[str], line: Callable[[str], None]) -> tuple[int, str]:
+        """Run ``entrypoint.main(args)`` in a session of its own, its Spark jobs tagged ``tag`` and
+        its printed lines sent to ``line``; return its exit code and error (empty when none)."""
+        session = self.spark.newSession()
+        jvm = self.spark.sparkContext._jvm
+        assert jvm is not None
+        code, error = 0, ""
+        RUN_SINK.set(line)
+        RUN_SESSION.set(session)
+        jvm.org.apache.spark.sql.SparkSession.setActiveSession(session._jsparkSession)
+        self.spark.sparkContext.addJobTag(tag)
+        self.spark.sparkContext.setInterruptOnCancel(True)  # a cancelled task stops at once
+        try:
+            result = importlib.import_module(entrypoint).main(args)
+            code = int(result or 0)
+        except SystemExit as exc:  # argparse, or a driver's sys.exit(code)
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException as exc:  # the job failed: its traceback is its last lines
+            code = 1
+            for text in traceback.format_exception(exc):
+                for part in text.rstrip("\n").split("\n"):
+                    line(part)
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.router.finish(line)
+            self.err_router.finish(line)
+            self.spark.sparkContext.removeJobTag(tag)
+            jvm.org.apache.spark.sql.SparkSession.clearActiveSession()
+        return code, error
+
+    def warm_up(self, plan_path: str) -> None:
+        """Run the warm-up plan (``--warm-up``): small jobs on sample data in a scratch directory,
+        so that the first real run finds Spark's and Delta's code loaded, generated and compiled
+        (a new driver's first run took 31 s where the same job takes 13 s on a used one). It
+        gives way to real work: a run that starts cancels it. Whatever happens, the scratch
+        directory is deleted, and a failure is only logged: the warm-up is a speed-up."""
+        log = self.err_router.real
+        started = time.monotonic()
+        scratch = None
+        outcome, done = "done", 0
+        try:
+            with open(plan_path) as f:
+                plan = json.load(f)
+            scratch = plan.get("scratch")
+            lines: list[str] = []
+            for step in plan.get("runs", []):
+                if self.given_way.is_set() or self.stopping.is_set():
+                    break
+                lines.clear()
+                code, error = self.execute(WARMUP_TAG, str(step["entrypoint"]), list(step["args"]), lines.append)
+                if code and not (self.given_way.is_set() or self.stopping.is_set()):
+                    print("\n".join(lines[-20:]), file=log, flush=True)
+                    outcome = f"failed ({error or f'exit {code}'})"
+                    break
+                if not code:
+                    done += 1
+            if self.given_way.is_set() or self.stopping.is_set():
+                outcome = "given way to real work" if self.given_way.is_set() else "stopped"
+        except Exception as exc:  # a bad plan: log it; the server serves anyway
+            outcome = f"failed ({type(exc).__name__}: {exc})"
+        finally:
+            if scratch:
+                shutil.rmtree(scratch, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.unlink(plan_path)
+            self.warming.clear()
+        print(f"warm-up {outcome}: {done} run(s) in {time.monotonic() - started:.1f}s", file=log, flush=True)
+
+    def give_way(self) -> None:
+        """Cancel the warm-up's Spark jobs until it has ended (a run or a Spark Connect client
+        has started: real work never shares the driver with it)."""
+        with self.lock:
+            if not self.warming.is_set() or self.given_way.is_set():
+                return
+            self.given_way.set()
+
+        def keep_cancelling() -> None:
+            while self.warming.is_set():
+                self.spark.sparkContext.cancelJobsWithTag(WARMUP_TAG)
+                time.sleep(0.2)
+
+        threading.Thread(target=keep_cancelling, name="warm-up-cancel", daemon=True).start()
 
     def cancel(self, tag: str) -> bool:
         """Cancel the Spark jobs of the run ``tag`` until it ends (its code may start more)."""
@@ -211,6 +285,7 @@ class Server:
 
     def lease(self, conn: socket.socket, send: Callable[[dict[str, Any]], None]) -> None:
         """Answer ``connect`` and hold the connection as a lease until the client closes it."""
+        self.give_way()
         port, token = self.connect_endpoint()
         with self.lock:
             self.leases += 1
@@ -262,6 +337,7 @@ class Server:
                             "runs": self.runs,
                             "active": sorted(self.active),
                             "leases": self.leases,
+                            "warming": self.warming.is_set(),
                         }
                     )
             elif op == "run":
@@ -309,12 +385,16 @@ class Server:
         listener.listen(16)
         listener.settimeout(0.5)
         print(f"warm Spark server {os.getpid()} listening on {self.path}", file=self.err_router.real, flush=True)
+        if self.warm_up_plan:
+            self.warming.set()
+            threading.Thread(target=self.warm_up, args=(self.warm_up_plan,), name="warm-up", daemon=True).start()
         try:
             while not self.stopping.is_set():
                 with self.lock:
                     idle = (
                         not self.active
                         and not self.leases
+                        and not self.warming.is_set()
                         and time.monotonic() - self.last_activity > self.idle_seconds
                     )
                 if idle:
@@ -331,6 +411,8 @@ class Server:
             listener.close()
             if os.path.exists(self.path):
                 os.unlink(self.path)
+            if self.warming.is_set():
+                self.spark.sparkContext.cancelJobsWithTag(WARMUP_TAG)
             if self.connect is not None:
                 with contextlib.suppress(Exception):  # stopping anyway: Spark's own stop follows
                     service = self.spark.sparkContext._jvm.org.apache.spark.sql.connect.service  # type: ignore[union-attr]
@@ -343,8 +425,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="warm_server", description=__doc__)
     p.add_argument("--socket", required=True, help="Unix socket path to listen on.")
     p.add_argument("--idle-seconds", type=float, default=900.0, help="Stop after this long idle.")
+    p.add_argument("--warm-up", default=None, help="JSON plan of warm-up runs (deleted with its scratch directory).")
     args = p.parse_args(argv)
-    Server(args.socket, args.idle_seconds).serve()
+    Server(args.socket, args.idle_seconds, args.warm_up).serve()
     return 0
 
 

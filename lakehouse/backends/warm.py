@@ -22,11 +22,13 @@ Usage: python -m lakehouse.backends.warm start|stop [--all]|status   (make up / 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import hashlib
 import hmac
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -47,6 +49,8 @@ from lakehouse.settings import REPO_ROOT, Settings, get_settings
 
 STREAMING_ENTRYPOINTS = ("spark_jobs.streaming",)
 START_TIMEOUT_S = 180.0
+WARM_UP_START = dt.date(2026, 1, 1)
+"""First of the warm-up's two sample days (any date works: they live in a scratch directory)."""
 
 
 class WarmServer:
@@ -108,9 +112,12 @@ class WarmServer:
         with contextlib.suppress(FileNotFoundError):
             self.socket.unlink()  # a server that died leaves its socket behind
         log(f"starting the warm local Spark (log: {self.log}) ...")
+        command = list(self.command)
+        if self.backend.settings.spark.warm_up:
+            command += ["--warm-up", str(self._warm_up_plan())]
         with open(self.log, "ab") as out:
             proc = subprocess.Popen(
-                self.command,
+                command,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -136,6 +143,36 @@ class WarmServer:
         raise SparkJobError(
             self.job.name, f"the warm local Spark did not start in {START_TIMEOUT_S:g}s; see {self.log}"
         )
+
+    def _warm_up_plan(self) -> Path:
+        """Write the new server's warm-up plan: the medallion job over two days of small sample
+        data (the first day creates the tables, the second MERGEs into them: the code paths of
+        every later run) in a scratch directory beside the socket, which the server deletes."""
+        from lakehouse.datagen import GenConfig, generate
+        from lakehouse.pipeline import LAYERS, medallion_jobs
+
+        scratch = self.socket.with_suffix(".warm-up")
+        shutil.rmtree(scratch, ignore_errors=True)  # one a server that died left behind
+        settings = self.backend.settings
+        local = settings.model_copy(
+            update={
+                "storage": settings.storage.model_copy(update={"root": str(scratch / "lake")}),
+                "pipeline": settings.pipeline.model_copy(update={"job_per_layer": False}),
+            }
+        )
+        first = WARM_UP_START
+        generate(
+            scratch / "lake" / "landing",
+            GenConfig(start=first, days=2, seed=7, events_per_day=300, orders_per_day=60, users_initial=40),
+        )
+        runs = []
+        for i in range(2):
+            day = first + dt.timedelta(days=i)
+            (job,) = medallion_jobs(LAYERS, local, start=day, end=day, run_id=f"warm-up-{i + 1}")
+            runs.append({"entrypoint": job.entrypoint, "args": list(job.args)})
+        plan = scratch / "plan.json"
+        plan.write_text(json.dumps({"scratch": str(scratch), "runs": runs}))
+        return plan
 
     def stop(self, timeout: float = 60.0) -> bool:
         """Stop the server if one runs; True when one was stopped."""

@@ -308,3 +308,57 @@ def test_a_spark_connect_client_runs_sql_here_holds_the_server_and_needs_the_tok
             time.sleep(0.5)
     finally:
         _teardown(server)
+
+
+def _wait_warm_up_over(server: WarmServer, timeout: float = 240) -> str:
+    """Wait until the server's warm-up has ended; return its log line."""
+    deadline = time.monotonic() + timeout
+    while (status := server.ping()) is not None and status["warming"]:
+        assert time.monotonic() < deadline, "the warm-up did not end"
+        time.sleep(0.5)
+    assert status is not None, "the server died during its warm-up"
+    lines = [line for line in server.log.read_text().splitlines() if line.startswith("warm-up ")]
+    assert lines, "no warm-up line in the server's log"
+    return lines[-1]
+
+
+def test_a_new_server_warms_up_on_sample_data_and_deletes_it(warm_alone: WarmBackend) -> None:
+    """With nothing to do, a new server runs the medallion job over the two sample days (its
+    warm-up), then deletes their scratch directory; the warm-up is no run of anybody's."""
+    server = WarmServer(warm_alone)
+    scratch = server.socket.with_suffix(".warm-up")
+    server.ensure(_quiet)
+    assert server.ping()["warming"] is True  # type: ignore[index]
+    assert (scratch / "plan.json").is_file() and (scratch / "lake" / "landing").is_dir()
+    line = _wait_warm_up_over(server)
+    assert line.startswith("warm-up done: 2 run(s) in"), line
+    assert not scratch.exists()
+    status = server.ping()
+    assert status is not None and status["runs"] == 0 and status["active"] == []
+    assert warm_alone.run(_diag("--rows", "12"), log=_quiet).metrics[0]["rows_read"] == 12
+
+
+def test_a_run_that_starts_during_the_warm_up_stops_it(warm_alone: WarmBackend) -> None:
+    """Real work never shares the new driver with the warm-up: the first run cancels it (its
+    Spark jobs by their tag, not the run's), and its scratch directory still goes."""
+    server = WarmServer(warm_alone)
+    server.ensure(_quiet)
+    assert server.ping()["warming"] is True  # type: ignore[index]
+    result = warm_alone.run(_diag("--rows", "4321"), log=_quiet)
+    assert result.metrics[0]["rows_read"] == 4321
+    line = _wait_warm_up_over(server, timeout=60)  # cancelled: far sooner than a whole warm-up
+    assert line.startswith("warm-up given way to real work: 0 run(s)"), line
+    assert not server.socket.with_suffix(".warm-up").exists()
+
+
+def test_without_warm_up_a_new_server_only_serves(tmp_path: Path) -> None:
+    backend = WarmBackend(_settings(warm_up=False, warm_dir=tempfile.mkdtemp(prefix="lh-w-")))
+    server = WarmServer(backend)
+    try:
+        server.ensure(_quiet)
+        assert server.ping()["warming"] is False  # type: ignore[index]
+        assert not server.socket.with_suffix(".warm-up").exists()
+        assert "warm-up" not in server.log.read_text()
+    finally:
+        _teardown(server)
+        shutil.rmtree(backend.settings.spark.warm_dir or "", ignore_errors=True)
