@@ -49,8 +49,6 @@ from lakehouse.settings import REPO_ROOT, Settings, get_settings
 
 STREAMING_ENTRYPOINTS = ("spark_jobs.streaming",)
 START_TIMEOUT_S = 180.0
-WARM_UP_START = dt.date(2026, 1, 1)
-"""First of the warm-up's two sample days (any date works: they live in a scratch directory)."""
 
 
 class WarmServer:
@@ -160,7 +158,9 @@ class WarmServer:
                 "pipeline": settings.pipeline.model_copy(update={"job_per_layer": False}),
             }
         )
-        first = WARM_UP_START
+        # the two days before today, so that the contracts' freshness SLAs hold as they do for
+        # a daily run (a breach with action fail would stop the warm-up after its first day)
+        first = dt.date.today() - dt.timedelta(days=2)
         generate(
             scratch / "lake" / "landing",
             GenConfig(start=first, days=2, seed=7, events_per_day=300, orders_per_day=60, users_initial=40),
