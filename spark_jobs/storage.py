@@ -246,7 +246,7 @@ def commit_metadata(spark: SparkSession, batches: Iterable[str], **extra: Any) -
     """Record ``batches`` (and ``extra``) in the commit info of every Delta write inside.
 
     Each table thereby remembers which upstream batches it has applied (see
-    :func:`applied_batches`), so a rerun finds nothing new and commits nothing.
+    :func:`applied_state`), so a rerun finds nothing new and commits nothing.
     """
     payload = json.dumps({"batches": sorted(set(batches)), **extra}, sort_keys=True)
     spark.conf.set(_USER_METADATA, payload)
@@ -267,18 +267,14 @@ def mark_applied(spark: SparkSession, path: str) -> None:
     spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('lakehouse.lastAppliedRun' = '{last}')")
 
 
-def applied_batches(spark: SparkSession, path: str) -> set[str]:
-    """Upstream batch ids recorded by :func:`commit_metadata` in the table's history.
+def applied_state(spark: SparkSession, path: str) -> tuple[set[str], int | None]:
+    """The upstream batch ids recorded by :func:`commit_metadata` in the table's history, and its
+    latest version (None: no table), from one read of that history: a run with nothing to apply
+    needs no second look at the log for its version.
 
     History older than the Delta log retention is forgotten; such batches are then applied
     again, which the idempotent writes (MERGE on strictly newer rows, replaceWhere) absorb.
     """
-    return applied_state(spark, path)[0]
-
-
-def applied_state(spark: SparkSession, path: str) -> tuple[set[str], int | None]:
-    """:func:`applied_batches` and the table's latest version (None: no table), from one read of
-    its history: a run with nothing to apply needs no second look at the log for its version."""
     if not is_delta(spark, path):
         return set(), None
     rows = DeltaTable.forPath(spark, path).history().select("version", "userMetadata").collect()

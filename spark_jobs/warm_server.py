@@ -236,13 +236,7 @@ class Server:
             if not self.warming.is_set() or self.given_way.is_set():
                 return
             self.given_way.set()
-
-        def keep_cancelling() -> None:
-            while self.warming.is_set():
-                self.spark.sparkContext.cancelJobsWithTag(WARMUP_TAG)
-                time.sleep(0.2)
-
-        threading.Thread(target=keep_cancelling, name="warm-up-cancel", daemon=True).start()
+        self._cancel_until(WARMUP_TAG, lambda: not self.warming.is_set())
 
     def cancel(self, tag: str) -> bool:
         """Cancel the Spark jobs of the run ``tag`` until it ends (its code may start more)."""
@@ -251,14 +245,20 @@ class Server:
             if done is None:
                 return False
             self.cancelled.add(tag)
+        self._cancel_until(tag, done.is_set)
+        return True
+
+    def _cancel_until(self, tag: str, ended: Callable[[], bool]) -> None:
+        """Cancel the Spark jobs tagged ``tag`` now, then again and again (its code may start
+        more) until ``ended()``."""
 
         def keep_cancelling() -> None:
-            while not done.wait(0.5):
+            while not ended():
                 self.spark.sparkContext.cancelJobsWithTag(tag)
+                time.sleep(0.2)
 
         self.spark.sparkContext.cancelJobsWithTag(tag)
         threading.Thread(target=keep_cancelling, name=f"cancel-{tag}", daemon=True).start()
-        return True
 
     # -- serving ---------------------------------------------------------------------------------
 
