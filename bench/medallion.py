@@ -108,7 +108,7 @@ def _prefect_api_up() -> float:
 
 
 def _plain(root: Path, start: dt.date, end: dt.date) -> float:
-    from lakehouse.backends.local import LocalBackend
+    from lakehouse.backends.local import LocalBackend, private_tmp
     from lakehouse.pipeline import LAYERS, medallion_jobs
     from lakehouse.settings import get_settings
 
@@ -117,14 +117,15 @@ def _plain(root: Path, start: dt.date, end: dt.date) -> float:
     backend = LocalBackend(settings)
     (job,) = medallion_jobs(list(LAYERS), settings, start=start, end=end, run_id="plain")
     t0 = time.perf_counter()
-    subprocess.run(
-        backend.command(job),
-        env=backend.environment(),
-        cwd=ROOT,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with private_tmp() as tmp:
+        subprocess.run(
+            backend.command(job, tmp_dir=tmp),
+            env=backend.environment(tmp_dir=tmp),
+            cwd=ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     return time.perf_counter() - t0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 
@@ -63,6 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         archives = class_data_archives(spark)
         shown = "unknown" if archives is None else ", ".join(archives) or "none"
         print(f"diagnostics: driver class-data archive: {shown}", flush=True)
+        jvm = spark.sparkContext._jvm
+        assert jvm is not None
+        java_tmp = jvm.java.lang.System.getProperty("java.io.tmpdir")
+        local_dir = spark.sparkContext.getConf().get("spark.local.dir", "unset")
+        print(
+            f"diagnostics: temporary dirs: java {java_tmp}, spark {local_dir}, python {tempfile.gettempdir()}",
+            flush=True,
+        )
         if args.busy:
             print(f"diagnostics: a Spark job of {args.busy:g}s", flush=True)
             seconds = args.busy

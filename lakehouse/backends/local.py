@@ -7,6 +7,11 @@ group (launcher JVM, Python driver, Python workers) is terminated, then killed.
 
 :meth:`LocalBackend.run_in_process` runs a short job in the Spark this process already runs
 instead (the one dbt's local target starts inside a flow run), with no JVM start at all.
+
+Every launched Spark gets a temporary directory of its own (:func:`private_tmp`: the JVM's
+``java.io.tmpdir``, ``spark.local.dir`` and the Python side's ``TMPDIR``), removed when it ends:
+what a killed JVM cannot delete itself (block-manager and ``spark-*`` directories, the native
+libraries it unpacks) never piles up in the machine's temporary directory.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ import ctypes
 import importlib
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +87,16 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         pass
 
 
+@contextlib.contextmanager
+def private_tmp() -> Iterator[Path]:
+    """A new private temporary directory for one Spark process, removed with all it holds."""
+    path = Path(tempfile.mkdtemp(prefix="lakehouse-spark-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 CONNECT_CLIENT_ENV = (
     "SPARK_CONNECT_MODE_ENABLED",
     "SPARK_REMOTE",
@@ -104,8 +121,9 @@ class LocalBackend:
         self.project_root = project_root
         self.java_options = cds.java_options(settings) if java_options is None else list(java_options)
 
-    def command(self, job: SparkJob) -> list[str]:
-        """Render ``job`` into the spark-submit command line."""
+    def command(self, job: SparkJob, *, tmp_dir: Path | None = None) -> list[str]:
+        """Render ``job`` into the spark-submit command line; with ``tmp_dir``, the driver's
+        temporary files (``java.io.tmpdir``) and Spark's local dir go there."""
         s = self.settings.spark
         submit = jars.spark_home() / "bin" / "spark-submit"
         log4j = self.project_root / "spark_jobs" / "log4j2.properties"
@@ -119,10 +137,13 @@ class LocalBackend:
                     f"-Dlog4j2.configurationFile=file:{log4j}",
                     f"-Dlakehouse.log.level={s.log_level}",
                     *self.java_options,
+                    *([f"-Djava.io.tmpdir={tmp_dir}"] if tmp_dir is not None else []),
                     *job.java_options,
                 ]
             ),
         }
+        if tmp_dir is not None:
+            local["spark.local.dir"] = str(tmp_dir)
         conf = {**default_conf(s.cores), **objectstore.job_conf(self.settings), **local, **s.conf, **job.conf}
         all_jars = [str(p) for p in jars.job_jars(self.settings.storage.root)] + list(job.jars)
         cmd = [
@@ -143,10 +164,11 @@ class LocalBackend:
         cmd += list(job.args)
         return cmd
 
-    def environment(self, job: SparkJob | None = None) -> dict[str, str]:
+    def environment(self, job: SparkJob | None = None, *, tmp_dir: Path | None = None) -> dict[str, str]:
         """Environment of the launcher: this interpreter runs the Python driver and workers;
         the credentials ``job`` reads (``secret_env``, and the object store's keys on s3a://
-        storage) come from the settings, never its arguments.
+        storage) come from the settings, never its arguments. With ``tmp_dir``, ``TMPDIR``
+        (the launcher's and the Python side's temporary files) is there.
 
         Raises:
             ConfigError: ``job`` needs a credential the settings do not have.
@@ -170,13 +192,19 @@ class LocalBackend:
         env["LAKEHOUSE_SPARK_LOG_LEVEL"] = self.settings.spark.log_level
         path = env.get("PYTHONPATH")
         env["PYTHONPATH"] = str(self.project_root) + (os.pathsep + path if path else "")
+        if tmp_dir is not None:
+            env["TMPDIR"] = str(tmp_dir)
         return env
 
     def run(self, job: SparkJob, *, log: LogSink) -> JobResult:
         """Run ``job`` to the end; see the module docstring for failure handling."""
         timeout = job.timeout_seconds or self.settings.spark.job_timeout_seconds
+        with private_tmp() as tmp:
+            return self._run(job, tmp, timeout, log)
+
+    def _run(self, job: SparkJob, tmp: Path, timeout: float, log: LogSink) -> JobResult:
         output = JobOutput(self.settings, job, self.name, log)
-        cmd = self.command(job)
+        cmd = self.command(job, tmp_dir=tmp)
         log(f"spark-submit {job.entrypoint} {' '.join(job.args)}")
         start = time.monotonic()
         proc = subprocess.Popen(
@@ -184,7 +212,7 @@ class LocalBackend:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=self.environment(job),
+            env=self.environment(job, tmp_dir=tmp),
             cwd=self.project_root,
             start_new_session=True,
             preexec_fn=_die_with_parent,

@@ -71,8 +71,10 @@ class WarmServer:
         key = hashlib.sha256(identity.encode()).hexdigest()[:12]
         self.socket = sockets / f"warm-{key}.sock"
         self.lock = sockets / f"warm-{key}.lock"
+        # its temporary files: emptied at each start (a killed JVM cannot clean up) and by stop_all
+        self.tmp = self.socket.with_suffix(".tmp")
         self.log = REPO_ROOT / ".lakehouse" / "spark-warm" / f"{key}.log"
-        self.command = [*command, "--socket", str(self.socket)]
+        self.command = [*backend.command(self.job, tmp_dir=self.tmp), "--socket", str(self.socket)]
 
     # -- talking to it -----------------------------------------------------------------------
 
@@ -109,6 +111,8 @@ class WarmServer:
     def _start(self, log: LogSink) -> dict[str, Any]:
         with contextlib.suppress(FileNotFoundError):
             self.socket.unlink()  # a server that died leaves its socket behind
+        shutil.rmtree(self.tmp, ignore_errors=True)  # and its temporary files
+        self.tmp.mkdir(mode=0o700)
         log(f"starting the warm local Spark (log: {self.log}) ...")
         command = list(self.command)
         if self.backend.settings.spark.warm_up:
@@ -119,7 +123,7 @@ class WarmServer:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=self.backend.environment(self.job),  # with the object store's keys on s3a://
+                env=self.backend.environment(self.job, tmp_dir=self.tmp),  # with the object store's keys on s3a://
                 cwd=self.backend.project_root,
                 start_new_session=True,  # outlives this process: that is the point
             )
@@ -184,6 +188,8 @@ class WarmServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.socket.exists():
             time.sleep(0.2)
+        if not self.socket.exists():
+            shutil.rmtree(self.tmp, ignore_errors=True)
         return True
 
     def log_tail(self, lines: int = 40) -> list[str]:
@@ -240,6 +246,7 @@ def stop_all(settings: Settings, timeout: float = 60.0) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             path.unlink(missing_ok=True)
+        shutil.rmtree(path.with_suffix(".tmp"), ignore_errors=True)
         stopped += 1
     return stopped
 

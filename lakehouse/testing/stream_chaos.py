@@ -14,13 +14,16 @@ import os
 import queue
 import random
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from lakehouse.backends.local import LocalBackend
 from lakehouse.errors import LakehouseError
@@ -50,15 +53,17 @@ class StreamProcess:
         self.tail: collections.deque[str] = collections.deque(maxlen=30)
         self.proc: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
+        self.tmp: Path | None = None
 
     def start(self) -> StreamProcess:
         """Launch spark-submit (a new session: its pid is the process group id)."""
+        self.tmp = Path(tempfile.mkdtemp(prefix="lakehouse-spark-"))  # removed once it is stopped
         self.proc = subprocess.Popen(
-            self.backend.command(self.job),
+            self.backend.command(self.job, tmp_dir=self.tmp),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=self.backend.environment(self.job),
+            env=self.backend.environment(self.job, tmp_dir=self.tmp),
             cwd=self.backend.project_root,
             start_new_session=True,
             text=True,
@@ -121,6 +126,8 @@ class StreamProcess:
             time.sleep(0.1)
         if self._reader is not None:
             self._reader.join(timeout=5)
+        if self.tmp is not None:  # what the killed JVM could not delete itself
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 @dataclass(frozen=True)

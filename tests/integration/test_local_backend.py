@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -113,6 +117,35 @@ def test_interrupted_caller_stops_the_job() -> None:
 
     with pytest.raises(Cancelled):
         LocalBackend(Settings()).run(job, log=log)
+    assert _wait_gone(tag) == []
+
+
+def test_a_killed_driver_leaves_no_temporary_files() -> None:
+    """Every run has a private temporary directory (the JVM's, Spark's local dir, the Python
+    driver's): what a JVM killed by SIGKILL cannot delete goes with it, not into /tmp."""
+    tag = f"kill9-{uuid.uuid4().hex}"
+    job = SparkJob(name="diag-kill9", entrypoint="spark_jobs.diagnostics", args=("--sleep", "600", "--tag", tag))
+    dirs: list[str] = []
+    held: list[str] = []
+
+    def log(line: str) -> None:
+        if line.startswith("diagnostics: temporary dirs: "):
+            dirs.extend(re.findall(r"(?:java|spark|python) ([^\s,]+)", line))
+        if "sleeping" in line:
+            held.extend(p.name for p in Path(dirs[0]).iterdir())
+            (launcher, *_) = _procs_with(tag)
+            os.killpg(os.getpgid(launcher.pid), signal.SIGKILL)
+
+    with pytest.raises(SparkJobError) as err:
+        LocalBackend(Settings()).run(job, log=log)
+    assert err.value.exit_code == -signal.SIGKILL
+    assert len(dirs) == 3 and len(set(dirs)) == 1, dirs
+    private = Path(dirs[0])
+    assert private.name.startswith("lakehouse-spark-") and private.parent == Path(tempfile.gettempdir())
+    # the driver wrote there (its block manager, Spark's own temp dir) ...
+    assert any(name.startswith("blockmgr-") for name in held) and any(n.startswith("spark-") for n in held), held
+    # ... and it is gone although the JVM never ran its shutdown hooks
+    assert not private.exists()
     assert _wait_gone(tag) == []
 
 

@@ -76,6 +76,9 @@ def test_first_use_starts_the_server_later_runs_reuse_it(warm_alone: WarmBackend
     first = warm.run(_diag("--rows", "1234"), log=lines.append)
     assert first.metrics[0]["rows_read"] == 1234
     assert "diagnostics: counted 1234 rows" in lines
+    # its temporary files are in a directory of its own beside the socket
+    tmp = server.socket.with_suffix(".tmp")
+    assert f"diagnostics: temporary dirs: java {tmp}, spark {tmp}, python {tmp}" in lines
     pid = server.ping()["pid"]  # type: ignore[index]
     second = warm.run(_diag("--rows", "99"), log=_quiet)
     assert second.metrics[0]["rows_read"] == 99
@@ -89,7 +92,7 @@ def test_first_use_starts_the_server_later_runs_reuse_it(warm_alone: WarmBackend
     assert err.value.exit_code == 3 and "failing on purpose" in "\n".join(err.value.log_tail)
     # `make down`: the servers of its socket directory, here this test's one
     assert stop_all(warm.settings) == 1
-    assert server.ping() is None and not server.socket.exists()
+    assert server.ping() is None and not server.socket.exists() and not tmp.exists()
 
 
 def test_concurrent_runs_keep_their_own_session(warm: WarmBackend, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import datetime as dt
 import http.server
 import ipaddress
 import select
+import shutil
 import socket
 import ssl
 import tempfile
@@ -357,6 +358,7 @@ class FakeKubelet:
             self._server.server_close()
         with contextlib.suppress(client.ApiException):
             self.core.delete_node(self.node_name)
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     # ---- pods and logs
 

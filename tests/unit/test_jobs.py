@@ -236,3 +236,19 @@ def test_a_driver_never_inherits_a_spark_connect_client_mark(monkeypatch: pytest
     env = LocalBackend(Settings()).environment()
     assert not {"SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE", "SPARK_CONNECT_AUTHENTICATE_TOKEN"} & set(env)
     assert env["LAKEHOUSE_UNRELATED"] == "kept"
+
+
+def test_a_private_temporary_directory_reaches_the_jvm_spark_and_python(tmp_path: Path) -> None:
+    job = SparkJob(name="diag", entrypoint="spark_jobs.diagnostics")
+    backend = LocalBackend(Settings())
+    cmd = backend.command(job, tmp_dir=tmp_path)
+    confs = dict(c.split("=", 1) for c in cmd if c.startswith("spark."))
+    assert confs["spark.local.dir"] == str(tmp_path)
+    assert f"-Djava.io.tmpdir={tmp_path}" in confs["spark.driver.extraJavaOptions"].split()
+    assert backend.environment(job, tmp_dir=tmp_path)["TMPDIR"] == str(tmp_path)
+    # without one, neither is set; a spark.local.dir of the user's settings wins
+    plain = backend.command(job)
+    assert not [c for c in plain if c.startswith("spark.local.dir=") or "java.io.tmpdir" in c]
+    spill = str(tmp_path / "spill")
+    own = LocalBackend(Settings(spark={"conf": {"spark.local.dir": spill}})).command(job, tmp_dir=tmp_path)
+    assert f"spark.local.dir={spill}" in own and f"spark.local.dir={tmp_path}" not in own
