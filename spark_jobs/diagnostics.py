@@ -67,7 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         jvm = spark.sparkContext._jvm
         assert jvm is not None
         java_tmp = jvm.java.lang.System.getProperty("java.io.tmpdir")
-        local_dir = spark.sparkContext.getConf().get("spark.local.dir", "unset")
+        # the local dirs Spark resolved (SPARK_LOCAL_DIRS, else spark.local.dir, else java.io.tmpdir)
+        conf = spark.sparkContext._jsc.sc().conf()
+        local_dir = ",".join(jvm.org.apache.spark.util.Utils.getConfiguredLocalDirs(conf))
         print(
             f"diagnostics: temporary dirs: java {java_tmp}, spark {local_dir}, python {tempfile.gettempdir()}",
             flush=True,

@@ -9,7 +9,7 @@ group (launcher JVM, Python driver, Python workers) is terminated, then killed.
 instead (the one dbt's local target starts inside a flow run), with no JVM start at all.
 
 Every launched Spark gets a temporary directory of its own (:func:`private_tmp`: the JVM's
-``java.io.tmpdir``, ``spark.local.dir`` and the Python side's ``TMPDIR``), removed when it ends:
+``java.io.tmpdir``, Spark's local dirs and the Python side's ``TMPDIR``), removed when it ends:
 what a killed JVM cannot delete itself (block-manager and ``spark-*`` directories, the native
 libraries it unpacks) never piles up in the machine's temporary directory.
 """
@@ -122,8 +122,8 @@ class LocalBackend:
         self.java_options = cds.java_options(settings) if java_options is None else list(java_options)
 
     def command(self, job: SparkJob, *, tmp_dir: Path | None = None) -> list[str]:
-        """Render ``job`` into the spark-submit command line; with ``tmp_dir``, the driver's
-        temporary files (``java.io.tmpdir``) and Spark's local dir go there."""
+        """Render ``job`` into the spark-submit command line; with ``tmp_dir``, the driver JVM's
+        temporary files (``java.io.tmpdir``) go there (Spark's local dirs: :meth:`environment`)."""
         s = self.settings.spark
         submit = jars.spark_home() / "bin" / "spark-submit"
         log4j = self.project_root / "spark_jobs" / "log4j2.properties"
@@ -142,8 +142,6 @@ class LocalBackend:
                 ]
             ),
         }
-        if tmp_dir is not None:
-            local["spark.local.dir"] = str(tmp_dir)
         conf = {**default_conf(s.cores), **objectstore.job_conf(self.settings), **local, **s.conf, **job.conf}
         all_jars = [str(p) for p in jars.job_jars(self.settings.storage.root)] + list(job.jars)
         cmd = [
@@ -168,7 +166,10 @@ class LocalBackend:
         """Environment of the launcher: this interpreter runs the Python driver and workers;
         the credentials ``job`` reads (``secret_env``, and the object store's keys on s3a://
         storage) come from the settings, never its arguments. With ``tmp_dir``, ``TMPDIR``
-        (the launcher's and the Python side's temporary files) is there.
+        (the launcher's and the Python side's temporary files) and ``SPARK_LOCAL_DIRS`` (block
+        manager, shuffle and spill files; an environment variable, not ``spark.local.dir``,
+        which makes Spark warn in every run) are there, unless the settings or the job give
+        ``spark.local.dir`` themselves.
 
         Raises:
             ConfigError: ``job`` needs a credential the settings do not have.
@@ -194,6 +195,8 @@ class LocalBackend:
         env["PYTHONPATH"] = str(self.project_root) + (os.pathsep + path if path else "")
         if tmp_dir is not None:
             env["TMPDIR"] = str(tmp_dir)
+            if "spark.local.dir" not in {**self.settings.spark.conf, **(job.conf if job else {})}:
+                env["SPARK_LOCAL_DIRS"] = str(tmp_dir)
         return env
 
     def run(self, job: SparkJob, *, log: LogSink) -> JobResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -243,12 +244,15 @@ def test_a_private_temporary_directory_reaches_the_jvm_spark_and_python(tmp_path
     backend = LocalBackend(Settings())
     cmd = backend.command(job, tmp_dir=tmp_path)
     confs = dict(c.split("=", 1) for c in cmd if c.startswith("spark."))
-    assert confs["spark.local.dir"] == str(tmp_path)
     assert f"-Djava.io.tmpdir={tmp_path}" in confs["spark.driver.extraJavaOptions"].split()
-    assert backend.environment(job, tmp_dir=tmp_path)["TMPDIR"] == str(tmp_path)
-    # without one, neither is set; a spark.local.dir of the user's settings wins
-    plain = backend.command(job)
-    assert not [c for c in plain if c.startswith("spark.local.dir=") or "java.io.tmpdir" in c]
+    assert "spark.local.dir" not in confs  # Spark warns in every run when that is set
+    env = backend.environment(job, tmp_dir=tmp_path)
+    assert env["TMPDIR"] == env["SPARK_LOCAL_DIRS"] == str(tmp_path)
+    # without one, none is set
+    assert not [c for c in backend.command(job) if "java.io.tmpdir" in c]
+    assert not {"TMPDIR", "SPARK_LOCAL_DIRS"} & (backend.environment(job).keys() - os.environ.keys())
+    # a spark.local.dir of the user's settings wins (SPARK_LOCAL_DIRS would override it)
     spill = str(tmp_path / "spill")
-    own = LocalBackend(Settings(spark={"conf": {"spark.local.dir": spill}})).command(job, tmp_dir=tmp_path)
-    assert f"spark.local.dir={spill}" in own and f"spark.local.dir={tmp_path}" not in own
+    own = LocalBackend(Settings(spark={"conf": {"spark.local.dir": spill}}))
+    assert f"spark.local.dir={spill}" in own.command(job, tmp_dir=tmp_path)
+    assert own.environment(job, tmp_dir=tmp_path).get("SPARK_LOCAL_DIRS") == os.environ.get("SPARK_LOCAL_DIRS")
