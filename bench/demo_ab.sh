@@ -4,6 +4,8 @@
 #   submit       spark-submit, one driver per job
 #   warm         the warm local Spark (the default), with its warm-up
 #   warm-no-up   the warm local Spark without its warm-up (LAKEHOUSE_SPARK__WARM_UP=false)
+# A side may add settings after a '+', comma-separated: warm+LAKEHOUSE_DBT__THREADS=1 is the
+# warm side with one dbt thread (its runs are reported under that whole name).
 # Writes bench/results/demo.json with the machine it ran on (DEMO_AB_OUT overrides the path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,15 +15,20 @@ out=${DEMO_AB_OUT:-bench/results/demo.json}
 runs=()
 for i in 1 2; do
   for side in "${sides[@]}"; do
-    case $side in
+    base=${side%%+*}
+    case $base in
       submit) env=(LAKEHOUSE_SPARK__MODE=submit) ;;
       warm) env=(LAKEHOUSE_SPARK__MODE=warm LAKEHOUSE_SPARK__WARM_UP=true) ;;
       warm-no-up) env=(LAKEHOUSE_SPARK__MODE=warm LAKEHOUSE_SPARK__WARM_UP=false) ;;
-      *) echo "unknown side: $side" >&2; exit 2 ;;
+      *) echo "unknown side: $base" >&2; exit 2 ;;
     esac
+    if [ "$base" != "$side" ]; then
+      IFS=, read -r -a extra <<<"${side#*+}"
+      env+=("${extra[@]}")
+    fi
     make down >/dev/null 2>&1
     s=$(date +%s.%N)
-    env "${env[@]}" make demo >".lakehouse/bench-demo-$side-$i.log" 2>&1
+    env "${env[@]}" make demo >".lakehouse/bench-demo-${side//[^A-Za-z0-9_=-]/_}-$i.log" 2>&1
     e=$(date +%s.%N)
     runs+=("$side=$(.venv/bin/python -c "print(round($e - $s, 1))")")
     echo "${runs[-1]}"
@@ -34,7 +41,7 @@ from bench.machine import describe
 out_path, sides = sys.argv[1], sys.argv[2].split()
 runs = {side: [] for side in sides}
 for item in sys.argv[3:]:
-    side, seconds = item.split("=")
+    side, seconds = item.rsplit("=", 1)
     runs[side].append(float(seconds))
 out = {"benchmark": "make demo", "order": f"ABAB ({', '.join(sides)}), make down before each", "machine": describe(),
        "runs_s": runs, "median_s": {m: round(statistics.median(v), 1) for m, v in runs.items()}, "goal_s": 90}
