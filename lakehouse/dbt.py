@@ -260,6 +260,9 @@ def local_spark_conf(settings: Settings, dbt: DbtSettings) -> dict[str, str]:
         "spark.hadoop.javax.jdo.option.ConnectionURL": (
             f"jdbc:derby:;databaseName={meta / 'metastore_db'};create=true"
         ),
+        # Hive's session makes <tmp>/<session id>_resources and never removes it (Spark does not
+        # close that session): one more empty directory in /tmp per flow run, kept here instead
+        "spark.hadoop.hive.downloaded.resources.dir": str(meta / "resources"),
         "spark.driver.extraJavaOptions": " ".join(java_opts),
         # s3a://: the connector's endpoint, region, bounded retries (the keys: see dbt_environment)
         **objectstore.job_conf(settings),

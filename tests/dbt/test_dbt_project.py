@@ -39,6 +39,8 @@ def test_local_target_environment(tmp_path: Path) -> None:
         f"jdbc:derby:;databaseName={root}/metastore/metastore_db;create=true"
     )
     assert f"-Dderby.system.home={root}/metastore" in conf["spark.driver.extraJavaOptions"]
+    # Hive's per-session resources directory (never removed) is kept beside the metastore, not in /tmp
+    assert conf["spark.hadoop.hive.downloaded.resources.dir"] == f"{root}/metastore/resources"
     assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
     assert conf["spark.driver.bindAddress"] == "127.0.0.1"
     assert all(Path(j).is_file() for j in conf["spark.jars"].split(","))
