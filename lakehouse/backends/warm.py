@@ -71,7 +71,7 @@ class WarmServer:
         key = hashlib.sha256(identity.encode()).hexdigest()[:12]
         self.socket = sockets / f"warm-{key}.sock"
         self.lock = sockets / f"warm-{key}.lock"
-        # its temporary files: emptied at each start (a killed JVM cannot clean up) and by stop_all
+        # its temporary files: emptied at each start (a killed JVM cannot clean up) and when it is stopped
         self.tmp = self.socket.with_suffix(".tmp")
         self.log = REPO_ROOT / ".lakehouse" / "spark-warm" / f"{key}.log"
         self.command = [*backend.command(self.job, tmp_dir=self.tmp), "--socket", str(self.socket)]

@@ -14,18 +14,15 @@ import os
 import queue
 import random
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
-from lakehouse.backends.local import LocalBackend
+from lakehouse.backends.local import LocalBackend, private_tmp
 from lakehouse.errors import LakehouseError
 from lakehouse.jobs import SparkJob
 from lakehouse.kafka import SentMessage
@@ -53,17 +50,17 @@ class StreamProcess:
         self.tail: collections.deque[str] = collections.deque(maxlen=30)
         self.proc: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
-        self.tmp: Path | None = None
+        self._tmp = contextlib.ExitStack()  # its private temporary directory, removed by kill9
 
     def start(self) -> StreamProcess:
         """Launch spark-submit (a new session: its pid is the process group id)."""
-        self.tmp = Path(tempfile.mkdtemp(prefix="lakehouse-spark-"))  # removed once it is stopped
+        tmp = self._tmp.enter_context(private_tmp())
         self.proc = subprocess.Popen(
-            self.backend.command(self.job, tmp_dir=self.tmp),
+            self.backend.command(self.job, tmp_dir=tmp),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=self.backend.environment(self.job, tmp_dir=self.tmp),
+            env=self.backend.environment(self.job, tmp_dir=tmp),
             cwd=self.backend.project_root,
             start_new_session=True,
             text=True,
@@ -126,8 +123,7 @@ class StreamProcess:
             time.sleep(0.1)
         if self._reader is not None:
             self._reader.join(timeout=5)
-        if self.tmp is not None:  # what the killed JVM could not delete itself
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        self._tmp.close()  # what the killed JVM could not delete itself
 
 
 @dataclass(frozen=True)
