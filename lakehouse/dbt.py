@@ -50,8 +50,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from lakehouse import cds, jars, objectstore
 from lakehouse.backends.local import CONNECT_CLIENT_ENV, live_spark_session
 from lakehouse.errors import ConfigError, LakehouseError
+from lakehouse.pipeline import small_lakehouse
 from lakehouse.settings import REPO_ROOT, Settings, get_settings
-from spark_jobs.conf import default_conf
+from spark_jobs.conf import INTERPRETED_CONF, default_conf
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +245,7 @@ def local_spark_conf(settings: Settings, dbt: DbtSettings) -> dict[str, str]:
         f"-Dlakehouse.log.level={settings.spark.log_level}",
         # the same class-data archive as the spark-submit drivers: the JVM is the same
         *cds.java_options(settings),
+        *settings.spark.java_options,
     ]
     if log4j.exists():
         java_opts.append(f"-Dlog4j2.configurationFile=file:{log4j}")
@@ -266,6 +268,7 @@ def local_spark_conf(settings: Settings, dbt: DbtSettings) -> dict[str, str]:
         "spark.driver.extraJavaOptions": " ".join(java_opts),
         # s3a://: the connector's endpoint, region, bounded retries (the keys: see dbt_environment)
         **objectstore.job_conf(settings),
+        **(INTERPRETED_CONF if small_lakehouse(settings) else {}),
         **settings.spark.conf,
         **dbt.spark_conf,
     }
@@ -296,6 +299,8 @@ def dbt_env(settings: Settings, dbt: DbtSettings) -> dict[str, str]:
         env[f"{ENV_PREFIX}CATALOG_DIR"] = str(metastore_dir(settings, dbt) / "warehouse")
     elif target == "warm":
         # DBT_LAKEHOUSE_SPARK_REMOTE comes with the server's endpoint (dbt_environment)
+        if small_lakehouse(settings):  # the Spark Connect session's own SQL conf
+            env[f"{ENV_PREFIX}SESSION_CONF"] = json.dumps(INTERPRETED_CONF, sort_keys=True)
         if is_local_path(settings.storage.root):  # the schemas' own (empty) directories
             env[f"{ENV_PREFIX}CATALOG_DIR"] = str(_local(settings.storage.root) / "metastore" / "warehouse")
     else:
@@ -480,6 +485,8 @@ class _ConnectBuilder:
         return self
 
     def getOrCreate(self) -> Any:
+        for key, value in json.loads(os.environ.get(f"{ENV_PREFIX}SESSION_CONF", "{}")).items():
+            self._builder = self._builder.config(key, value)
         return self._builder.getOrCreate()
 
 

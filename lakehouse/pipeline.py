@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -108,6 +110,8 @@ def layer_job(
         run_id,
         "--parallelism",
         str(settings.pipeline.table_parallelism),
+        "--interpret-below-mb",
+        f"{settings.spark.interpret_below_mb:g}",
     ]
     if layer != "gold":
         args += ["--sources", ",".join(sources)]
@@ -164,6 +168,7 @@ def show_tables_job(settings: Settings, *, table: str = "silver/users", as_of: s
     """A job printing every table's path, row count and version, plus a time-travel read of
     ``table`` (layer/name) as of ``as_of`` (a version or a timestamp; default version 0)."""
     args = ["--root", settings.storage.root, "--time-travel", table]
+    args += ["--interpret-below-mb", f"{settings.spark.interpret_below_mb:g}"]
     if as_of is not None:
         args += ["--as-of", as_of]
     return SparkJob(
@@ -269,3 +274,22 @@ def maintenance_job(
         args=tuple(args),
         timeout_seconds=settings.spark.job_timeout_seconds,
     )
+
+
+def small_lakehouse(settings: Settings) -> bool:
+    """True when the tables' files on a local root add up to less than ``spark.interpret_below_mb``
+    MiB: dbt's queries then run interpreted, as the jobs' do on a small lakehouse
+    (:data:`spark_jobs.conf.INTERPRETED_CONF`), and a new warm Spark warms up that way. An
+    ``s3a://`` root is never counted as small (the jobs count it themselves)."""
+    limit = settings.spark.interpret_below_mb * 1024 * 1024
+    root = settings.storage.root
+    if limit <= 0 or ("://" in root and not root.startswith("file://")):
+        return False
+    total = 0
+    for directory, _dirs, files in os.walk(settings.storage.warehouse.removeprefix("file://")):
+        for name in files:
+            with contextlib.suppress(OSError):  # a file a concurrent job just replaced
+                total += os.stat(os.path.join(directory, name)).st_size
+            if total >= limit:
+                return False
+    return True

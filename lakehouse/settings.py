@@ -76,6 +76,20 @@ class SparkSettings(BaseModel):
         default_factory=dict,
         description="Extra Spark conf for every job, as JSON (wins over the tuning preset).",
     )
+    java_options: list[str] = Field(
+        default_factory=list,
+        description="Extra JVM options of every local driver (spark-submit jobs and the warm Spark), "
+        'as JSON, e.g. ["-XX:+UseParallelGC"]; a job\'s own options come after them.',
+    )
+    interpret_below_mb: float = Field(
+        default=16.0,
+        ge=0,
+        description="While the lakehouse is small (its tables' files plus a run's landing input below "
+        "this many MiB), Spark runs its queries interpreted, without generating and compiling Java "
+        "for each new query shape, which costs more CPU than it saves on little data (measured: "
+        "bench/results/demo.json, interpreted.json). Applies to the medallion jobs, `show-tables` "
+        "and the dbt marts on the local and warm targets; 0: always generate code.",
+    )
     job_timeout_seconds: float = Field(
         default=3600.0, gt=0, description="A local job running longer than this is killed."
     )

@@ -73,6 +73,13 @@ def batch_parser(prog: str, description: str) -> argparse.ArgumentParser:
         help="Rebuild the date range from its inputs instead of applying only what is new.",
     )
     p.add_argument(
+        "--interpret-below-mb",
+        type=float,
+        default=0.0,
+        help="Run the queries interpreted, without code generation, when the run's landing input is "
+        "smaller than this many MiB (0: never).",
+    )
+    p.add_argument(
         "--parallelism",
         type=_positive,
         default=DEFAULT_PARALLELISM,

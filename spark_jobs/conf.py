@@ -14,6 +14,16 @@ DELTA_CONF: dict[str, str] = {
 }
 
 
+INTERPRETED_CONF: dict[str, str] = {
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+}
+"""Queries evaluated by Spark's interpreted operators and expressions: no Java source generated and
+compiled (Janino) for each new query shape, and no generated classes for the JIT to compile. On a
+small lakehouse that compiling costs more CPU than the compiled code saves (measured:
+bench/results/demo.json, bench/results/interpreted.json); see ``spark.interpret_below_mb``."""
+
+
 def tuning_preset(cores: int | None = None) -> dict[str, str]:
     """Return the tuning preset.
 

@@ -144,7 +144,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> Report:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entrypoint: parse arguments, run, print metrics; exceptions exit non-zero."""
     args = parse_batch("gold", __doc__ or "", argv)
-    run_job("lakehouse-gold", lambda spark: run(spark, args))
+    run_job("lakehouse-gold", lambda spark: run(spark, args), args)
     return 0
 
 

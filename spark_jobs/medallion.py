@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = batch_parser("medallion", __doc__ or "")
     parser.add_argument("--layers", type=_layers, default=list(LAYERS), help="Layers to run, in order.")
     args = check_batch(parser, parser.parse_args(argv))
-    reports = run_job("lakehouse-medallion", lambda spark: run(spark, args))
+    reports = run_job("lakehouse-medallion", lambda spark: run(spark, args), args)
     if reports[-1].violations:
         print(silver.violation_message(reports[-1]), file=sys.stderr, flush=True)
         return silver.CONTRACT_VIOLATION_EXIT

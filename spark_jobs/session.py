@@ -7,12 +7,12 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
-from spark_jobs.conf import default_conf
+from spark_jobs.conf import INTERPRETED_CONF, default_conf
 from spark_jobs.report import Report
 
 T = TypeVar("T")
@@ -21,6 +21,11 @@ R = TypeVar("R")
 RUN_SESSION: contextvars.ContextVar[SparkSession | None] = contextvars.ContextVar("run_session", default=None)
 """The session of the run on this thread when a long-running server runs jobs
 (spark_jobs/warm_server.py): :func:`job_session` uses it and leaves it to its owner."""
+
+
+RUN_CONF: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar("run_conf", default=None)
+"""SQL conf of the current run that every session of the run gets, also the table sessions of
+:func:`for_each_table` (``newSession`` starts from the defaults, not from its parent's conf)."""
 
 
 def build_session(
@@ -76,14 +81,82 @@ def job_session(app_name: str) -> Iterator[SparkSession]:
             spark.stop()
 
 
-def run_job(app_name: str, run: Callable[[SparkSession], Report | Sequence[Report]]) -> list[Report]:
+MIB = 1024 * 1024
+
+
+def lakehouse_bytes(spark: SparkSession, root: str, landing_dirs: Sequence[str], limit: int) -> int:
+    """Bytes of the landing files in ``landing_dirs`` (a run's input) plus the files under
+    ``<root>/warehouse`` (every table), counted until they reach ``limit``."""
+    from spark_jobs.storage import list_landing
+
+    total = sum(f.size for d in landing_dirs for f in list_landing(spark, d)[0])
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    path = jvm.org.apache.hadoop.fs.Path(root.rstrip("/") + "/warehouse")
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if total >= limit or not fs.exists(path):
+        return total
+    files = fs.listFiles(path, True)
+    while total < limit and files.hasNext():
+        total += int(files.next().getLen())
+    return total
+
+
+def run_conf(spark: SparkSession, root: str, limit_mb: float, landing_dirs: Sequence[str] = ()) -> dict[str, str]:
+    """The run's own SQL conf: :data:`~spark_jobs.conf.INTERPRETED_CONF` when the lakehouse is
+    small, i.e. its tables' files plus the run's landing input are below ``limit_mb`` MiB (0:
+    never), else nothing."""
+    if limit_mb <= 0:
+        return {}
+    limit = int(limit_mb * MIB)
+    size = lakehouse_bytes(spark, root, landing_dirs, limit)
+    if size >= limit:
+        return {}
+    print(
+        f"[run] tables and input {size / MIB:.2f} MiB, below {limit_mb:g} MiB: queries run interpreted "
+        "(no code generation)",
+        flush=True,
+    )
+    return dict(INTERPRETED_CONF)
+
+
+def batch_run_conf(spark: SparkSession, args: Any) -> dict[str, str]:
+    """:func:`run_conf` of a batch run (``check_batch``'s args): its sources' landing dates."""
+    from spark_jobs.cli import landing_dir
+
+    dirs = [landing_dir(args.root, s, d) for s in args.sources for d in args.dates]
+    return run_conf(spark, args.root, float(args.interpret_below_mb), dirs)
+
+
+@contextmanager
+def run_scope(spark: SparkSession, conf: Mapping[str, str]) -> Iterator[None]:
+    """``conf`` on ``spark`` and on every session of the run (:data:`RUN_CONF`) for the block;
+    the session's own values come back after it."""
+    before = {key: spark.conf.get(key, None) for key in conf}
+    for key, value in conf.items():
+        spark.conf.set(key, value)
+    token = RUN_CONF.set(conf)
+    try:
+        yield
+    finally:
+        RUN_CONF.reset(token)
+        for key, old in before.items():  # a session this run was handed goes back as it was
+            if old is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, old)
+
+
+def run_job(app_name: str, run: Callable[[SparkSession], Report | Sequence[Report]], args: Any = None) -> list[Report]:
     """The body of every entrypoint: get the session (:func:`job_session`), run, print each
-    report's metrics line (the line every backend reads); return the reports.
+    report's metrics line (the line every backend reads); return the reports. With a batch
+    run's ``args``, the run's own conf (:func:`batch_run_conf`) applies to all its sessions.
 
     An exception propagates, so the driver exits non-zero with its traceback in the log.
     """
     with job_session(app_name) as spark:
-        out = run(spark)
+        with run_scope(spark, batch_run_conf(spark, args) if args is not None else {}):
+            out = run(spark)
         reports = [out] if isinstance(out, Report) else list(out)
         for report in reports:
             report.emit()
@@ -111,6 +184,8 @@ def for_each_table(
 
     def work(item: T) -> R:
         session = spark.newSession()
+        for key, value in (RUN_CONF.get() or {}).items():
+            session.conf.set(key, value)
         jvm.org.apache.spark.sql.SparkSession.setActiveSession(session._jsparkSession)
         for tag in tags:
             sc.addJobTag(tag)

@@ -17,7 +17,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import storage as io
-from spark_jobs.session import job_session
+from spark_jobs.session import job_session, run_conf, run_scope
 
 LAYERS = ("bronze", "silver", "gold", "quarantine")
 
@@ -84,8 +84,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--root", required=True)
     p.add_argument("--time-travel", default="silver/users", help="layer/table of the time-travel read")
     p.add_argument("--as-of", help="version number or timestamp of the time-travel read (default: version 0)")
+    p.add_argument(
+        "--interpret-below-mb",
+        type=float,
+        default=0.0,
+        help="Run the queries interpreted when the tables' files are smaller than this many MiB (0: never).",
+    )
     args = p.parse_args(argv)
-    with job_session("lakehouse-show-tables") as spark:
+    with (
+        job_session("lakehouse-show-tables") as spark,
+        run_scope(spark, run_conf(spark, args.root, args.interpret_below_mb)),
+    ):
         run(spark, args.root, args.time_travel, args.as_of)
     return 0
 

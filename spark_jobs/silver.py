@@ -355,7 +355,7 @@ def violation_message(report: Report) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entrypoint: parse arguments, run, print metrics; exit 65 on a contract violation."""
     args = parse_batch("silver", __doc__ or "", argv)
-    (report,) = run_job("lakehouse-silver", lambda spark: run(spark, args))
+    (report,) = run_job("lakehouse-silver", lambda spark: run(spark, args), args)
     if report.violations:
         print(violation_message(report), file=sys.stderr, flush=True)
         return CONTRACT_VIOLATION_EXIT

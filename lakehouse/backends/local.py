@@ -137,6 +137,7 @@ class LocalBackend:
                     f"-Dlog4j2.configurationFile=file:{log4j}",
                     f"-Dlakehouse.log.level={s.log_level}",
                     *self.java_options,
+                    *s.java_options,
                     *([f"-Djava.io.tmpdir={tmp_dir}"] if tmp_dir is not None else []),
                     *job.java_options,
                 ]

@@ -151,7 +151,7 @@ class WarmServer:
         data (the first day creates the tables, the second MERGEs into them: the code paths of
         every later run) in a scratch directory beside the socket, which the server deletes."""
         from lakehouse.datagen import GenConfig, generate
-        from lakehouse.pipeline import LAYERS, medallion_jobs
+        from lakehouse.pipeline import LAYERS, medallion_jobs, small_lakehouse
 
         scratch = self.socket.with_suffix(".warm-up")
         shutil.rmtree(scratch, ignore_errors=True)  # one a server that died left behind
@@ -160,6 +160,11 @@ class WarmServer:
             update={
                 "storage": settings.storage.model_copy(update={"root": str(scratch / "lake")}),
                 "pipeline": settings.pipeline.model_copy(update={"job_per_layer": False}),
+                # the way the real runs will go: interpreted only while the real lakehouse is small
+                # (the sample data always is)
+                "spark": settings.spark.model_copy(
+                    update={"interpret_below_mb": settings.spark.interpret_below_mb if small_lakehouse(settings) else 0}
+                ),
             }
         )
         # the two days before today, so that the contracts' freshness SLAs hold as they do for

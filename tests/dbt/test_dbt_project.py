@@ -14,6 +14,7 @@ import yaml
 from lakehouse import dbt as lhdbt
 from lakehouse.dbt import DbtSettings
 from lakehouse.errors import ConfigError
+from lakehouse.pipeline import small_lakehouse
 from lakehouse.settings import REPO_ROOT, Settings, StorageSettings
 
 pytestmark = pytest.mark.dbt
@@ -233,3 +234,39 @@ def test_the_project_parses_with_one_yml_per_model(tmp_path: Path) -> None:
         assert s.freshness is not None and s.freshness.error_after.count == 50
     for sql in (PROJECT / "models").rglob("*.sql"):
         assert "select *" not in sql.read_text().lower(), f"{sql.name} selects *"
+
+
+def test_a_small_lakehouse_runs_dbt_interpreted(tmp_path: Path) -> None:
+    """Below spark.interpret_below_mb of table files, both in-process targets' sessions run their
+    queries interpreted, as the jobs do; at or above it, or on a remote root, they do not."""
+    root = tmp_path / "lake"
+    table = root / "warehouse" / "silver" / "orders"
+    (table / "_delta_log").mkdir(parents=True)
+    (table / "_delta_log" / "00000000000000000000.json").write_bytes(b"{" * 3000)
+    (table / "part-0.parquet").write_bytes(b"p" * 2000)  # 5,000 bytes in all
+    (root / "landing").mkdir()
+    (root / "landing" / "big.json").write_bytes(b"x" * 100_000)  # not a table: not counted
+
+    def settings(limit_bytes: float, **spark: object) -> Settings:
+        return Settings(
+            storage=StorageSettings(root=str(root)), spark={"interpret_below_mb": limit_bytes / 2**20, **spark}
+        )
+
+    interpreted = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
+    assert small_lakehouse(settings(5001)) and not small_lakehouse(settings(5000))
+    assert not small_lakehouse(settings(0))
+    assert not small_lakehouse(
+        Settings(storage=StorageSettings(root="s3a://lake/prod"), spark={"interpret_below_mb": 1e6})
+    )
+    # the warm target: the Spark Connect session's own conf
+    warm = lhdbt.dbt_env(settings(5001), DbtSettings())
+    assert json.loads(warm["DBT_LAKEHOUSE_SESSION_CONF"]) == interpreted
+    assert "DBT_LAKEHOUSE_SESSION_CONF" not in lhdbt.dbt_env(settings(5000), DbtSettings())
+    # the local target: its session's conf, where the user's own Spark conf still wins
+    local = json.loads(lhdbt.dbt_env(settings(5001), DbtSettings(target="local"))["DBT_LAKEHOUSE_SPARK_CONF"])
+    assert {k: local[k] for k in interpreted} == interpreted
+    mine = settings(5001, conf={"spark.sql.codegen.wholeStage": "true"})
+    local = json.loads(lhdbt.dbt_env(mine, DbtSettings(target="local"))["DBT_LAKEHOUSE_SPARK_CONF"])
+    assert local["spark.sql.codegen.wholeStage"] == "true"
+    big = json.loads(lhdbt.dbt_env(settings(5000), DbtSettings(target="local"))["DBT_LAKEHOUSE_SPARK_CONF"])
+    assert "spark.sql.codegen.factoryMode" not in big

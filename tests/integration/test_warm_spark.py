@@ -267,6 +267,8 @@ def test_a_spark_connect_client_runs_sql_here_holds_the_server_and_needs_the_tok
     from pyspark.sql.connect.session import SparkSession as ConnectSession
 
     from lakehouse.backends.warm import spark_connect
+    from lakehouse.dbt import _ConnectBuilder
+    from spark_jobs.conf import INTERPRETED_CONF
 
     backend = WarmBackend(_settings(warm_idle_seconds=3))
     settings = backend.settings
@@ -284,6 +286,17 @@ def test_a_spark_connect_client_runs_sql_here_holds_the_server_and_needs_the_tok
                 good.stop()
             # written through the server's catalog, with Delta: the log is on disk
             assert len(list((tmp_path / "t" / "_delta_log").glob("*.json"))) == 2
+            # dbt's session on a small lakehouse: built with the session conf dbt_env hands it
+            os.environ["DBT_LAKEHOUSE_SESSION_CONF"] = json.dumps(INTERPRETED_CONF)
+            try:
+                dbt_session = _ConnectBuilder().config("spark.remote", f"{url}/;token={token}").getOrCreate()
+            finally:
+                del os.environ["DBT_LAKEHOUSE_SESSION_CONF"]
+            try:
+                assert {k: dbt_session.conf.get(k) for k in INTERPRETED_CONF} == INTERPRETED_CONF
+                assert dbt_session.sql(f"select sum(a) as s from delta.`{tmp_path / 't'}`").collect()[0]["s"] == 6
+            finally:
+                dbt_session.stop()
             bad = ConnectSession.builder.remote(f"{url}/;token=not-the-token").create()
             try:
                 with pytest.raises(Exception, match=r"UNAUTHENTICATED|authentication"):

@@ -73,6 +73,8 @@ def test_spark_submit_rendering(tmp_path: Path) -> None:
         "r1",
         "--parallelism",
         "3",
+        "--interpret-below-mb",
+        "16",
         "--sources",
         "orders,users,events",
         "--full-refresh",
@@ -224,6 +226,26 @@ def test_a_warm_server_is_never_reused_with_other_object_store_keys(tmp_path: Pa
     # off the object store nothing is fingerprinted and no key file is needed
     local = WarmServer(LocalBackend(Settings(spark={"warm_dir": str(tmp_path / "other")})))
     assert not (tmp_path / "other" / "fingerprint.key").exists() and local.socket.parent == tmp_path / "other"
+
+
+def test_a_new_warm_server_warms_up_the_way_the_real_runs_will_go(tmp_path: Path) -> None:
+    """Its warm-up runs interpreted while the real lakehouse is small (as its runs will), with
+    code generation once it is not (its sample data alone is always small)."""
+    import json
+
+    from lakehouse.backends.warm import WarmServer
+
+    def warm_up_limits(settings: Settings) -> set[str]:
+        plan = json.loads(WarmServer(LocalBackend(settings))._warm_up_plan().read_text())
+        return {r["args"][r["args"].index("--interpret-below-mb") + 1] for r in plan["runs"]}
+
+    root = tmp_path / "lake"
+    (root / "warehouse" / "silver" / "events").mkdir(parents=True)
+    (root / "warehouse" / "silver" / "events" / "part-0.parquet").write_bytes(b"p" * 3000)
+    spark = {"warm_dir": str(tmp_path / "sockets"), "interpret_below_mb": 4000 / 2**20}
+    assert warm_up_limits(Settings(storage={"root": str(root)}, spark=spark)) == {f"{4000 / 2**20:g}"}
+    (root / "warehouse" / "silver" / "events" / "part-1.parquet").write_bytes(b"p" * 1000)  # now 4,000 bytes
+    assert warm_up_limits(Settings(storage={"root": str(root)}, spark=spark)) == {"0"}
 
 
 def test_a_driver_never_inherits_a_spark_connect_client_mark(monkeypatch: pytest.MonkeyPatch) -> None:
