@@ -87,8 +87,9 @@ class SparkSettings(BaseModel):
         description="While the lakehouse is small (its tables' files plus a run's landing input below "
         "this many MiB), Spark runs its queries interpreted, without generating and compiling Java "
         "for each new query shape, which costs more CPU than it saves on little data (measured: "
-        "bench/results/demo.json, interpreted.json). Applies to the medallion jobs, `show-tables` "
-        "and the dbt marts on the local and warm targets; 0: always generate code.",
+        "bench/results/demo.json, interpreted.json). Applies to the medallion jobs (on every backend: "
+        "the driver counts), `show-tables` and the dbt marts on the local and warm targets; 0: always "
+        "generate code.",
     )
     job_timeout_seconds: float = Field(
         default=3600.0, gt=0, description="A local job running longer than this is killed."

@@ -76,8 +76,8 @@ def batch_parser(prog: str, description: str) -> argparse.ArgumentParser:
         "--interpret-below-mb",
         type=float,
         default=0.0,
-        help="Run the queries interpreted, without code generation, when the run's landing input is "
-        "smaller than this many MiB (0: never).",
+        help="Run the queries interpreted, without code generation, when the tables' files plus the "
+        "run's landing input are smaller than this many MiB (0: never).",
     )
     p.add_argument(
         "--parallelism",

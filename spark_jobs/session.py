@@ -89,12 +89,16 @@ def lakehouse_bytes(spark: SparkSession, root: str, landing_dirs: Sequence[str],
     ``<root>/warehouse`` (every table), counted until they reach ``limit``."""
     from spark_jobs.storage import list_landing
 
-    total = sum(f.size for d in landing_dirs for f in list_landing(spark, d)[0])
+    total = 0
+    for directory in landing_dirs:  # a backfill's many dates on an object store: no more listings than needed
+        total += sum(f.size for f in list_landing(spark, directory)[0])
+        if total >= limit:
+            return total
     jvm = spark.sparkContext._jvm
     assert jvm is not None
     path = jvm.org.apache.hadoop.fs.Path(root.rstrip("/") + "/warehouse")
     fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    if total >= limit or not fs.exists(path):
+    if not fs.exists(path):
         return total
     files = fs.listFiles(path, True)
     while total < limit and files.hasNext():
