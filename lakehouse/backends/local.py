@@ -143,6 +143,8 @@ class LocalBackend:
                 ]
             ),
         }
+        if tmp_dir is not None:  # Hadoop's own temporary files (S3A's upload buffers) go there too
+            local["spark.hadoop.hadoop.tmp.dir"] = str(tmp_dir)
         conf = {**default_conf(s.cores), **objectstore.job_conf(self.settings), **local, **s.conf, **job.conf}
         all_jars = [str(p) for p in jars.job_jars(self.settings.storage.root)] + list(job.jars)
         cmd = [

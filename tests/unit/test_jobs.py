@@ -268,10 +268,11 @@ def test_a_private_temporary_directory_reaches_the_jvm_spark_and_python(tmp_path
     confs = dict(c.split("=", 1) for c in cmd if c.startswith("spark."))
     assert f"-Djava.io.tmpdir={tmp_path}" in confs["spark.driver.extraJavaOptions"].split()
     assert "spark.local.dir" not in confs  # Spark warns in every run when that is set
+    assert confs["spark.hadoop.hadoop.tmp.dir"] == str(tmp_path)  # S3A's upload buffers too
     env = backend.environment(job, tmp_dir=tmp_path)
     assert env["TMPDIR"] == env["SPARK_LOCAL_DIRS"] == str(tmp_path)
     # without one, none is set
-    assert not [c for c in backend.command(job) if "java.io.tmpdir" in c]
+    assert not [c for c in backend.command(job) if "java.io.tmpdir" in c or "hadoop.tmp.dir" in c]
     assert not {"TMPDIR", "SPARK_LOCAL_DIRS"} & (backend.environment(job).keys() - os.environ.keys())
     # a spark.local.dir of the user's settings wins (SPARK_LOCAL_DIRS would override it)
     spill = str(tmp_path / "spill")
