@@ -189,14 +189,33 @@ def _start_warm_spark_meanwhile(settings: Settings) -> None:
     threading.Thread(target=start, name="warm-spark-start", daemon=True).start()
 
 
-def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+# dbt's saved parse of the project, under a local root's dbt artifacts (lakehouse.dbt.artifacts_dir)
+DBT_PARSE_CACHE = Path("dbt") / "target" / "partial_parse.msgpack"
+
+
+def reset_demo_root(root: Path) -> None:
+    """Remove the demo's tables, landing files, catalog and dbt artifacts under `root`, but keep
+    dbt's saved parse of the project: it describes the project's files, not the tables, and dbt
+    checks it against them, so the next dbt run parses only what changed (measured in the
+    demo's dbt log on 2 cores: 2.6-3.0 s from dbt's start to its parsed project with a full
+    parse, about 1 s with the saved one)."""
     import shutil
 
+    for part in ("landing", "warehouse", "metastore"):
+        shutil.rmtree(root / part, ignore_errors=True)
+    keep = root / DBT_PARSE_CACHE
+    saved = keep.read_bytes() if keep.is_file() else None
+    shutil.rmtree(root / "dbt", ignore_errors=True)
+    if saved is not None:
+        keep.parent.mkdir(parents=True)
+        keep.write_bytes(saved)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     root = Path(settings.storage.root)
     if root.exists() and not args.keep:
-        # the tables, and the dbt catalog and artifacts that describe them
-        for part in ("landing", "warehouse", "metastore", "dbt"):
-            shutil.rmtree(root / part, ignore_errors=True)
+        # the tables, and the dbt catalog and artifacts that describe them (all but dbt's saved parse)
+        reset_demo_root(root)
     # the last three days up to yesterday, so the freshness SLAs of the contracts hold
     first = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)
     gen = argparse.Namespace(start=first, days=3, seed=42, events_per_day=2000, orders_per_day=400)

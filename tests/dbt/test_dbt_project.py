@@ -188,6 +188,38 @@ def test_profile_and_project_hold_no_machine_specific_path() -> None:
     assert all(o["type"] == "spark" and o["method"] == "session" for o in profile["outputs"].values())
 
 
+def test_the_demos_reset_keeps_dbts_saved_parse_and_dbt_starts_from_it(tmp_path: Path) -> None:
+    """`lakehouse demo` starts from no tables and no dbt artifacts, except dbt's saved parse of
+    the project: dbt's next parse starts from it instead of parsing the whole project again."""
+    from dbt.cli.main import dbtRunner
+
+    from lakehouse.cli import DBT_PARSE_CACHE, reset_demo_root
+
+    settings = _settings(str(tmp_path))
+    # the demo's artifacts (a local root's default); the cluster target parses without Spark
+    dbt = CLUSTER.model_copy(update={"artifacts_dir": str(tmp_path / "dbt")})
+    events: list[str] = []
+
+    def parse() -> None:
+        events.clear()
+        with lhdbt.dbt_environment(settings, dbt):
+            runner = dbtRunner(callbacks=[lambda e: events.append(e.info.name)])
+            res = runner.invoke(lhdbt.command_args(["parse"], settings, dbt))
+        assert res.success, res.exception
+
+    parse()
+    assert "UnableToPartialParse" in events  # nothing saved yet: a full parse
+    assert (tmp_path / DBT_PARSE_CACHE).is_file() and (tmp_path / "dbt" / "target" / "manifest.json").is_file()
+    for part in ("landing", "warehouse", "metastore"):
+        (tmp_path / part / "t").mkdir(parents=True)
+        (tmp_path / part / "t" / "f").write_text("x")
+    reset_demo_root(tmp_path)
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert left == [DBT_PARSE_CACHE.as_posix()]
+    parse()
+    assert "PartialParsingEnabled" in events and "UnableToPartialParse" not in events
+
+
 def test_the_project_parses_with_one_yml_per_model(tmp_path: Path) -> None:
     """dbt parse (no Spark connection): the models, their tests and unit tests are all there."""
     from dbt.cli.main import dbtRunner
