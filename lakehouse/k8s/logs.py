@@ -3,7 +3,13 @@
 The follower is told which pod to follow (``status.driverInfo.podName`` and the execution
 attempt) and follows a new pod when a rerun replaces the driver, even under the same name (a
 new pod UID). Lines carry the kubelet's timestamps, so a stream that drops and is reopened does
-not repeat lines already passed on. Waiting for a driver pod to appear or start is a short
+not repeat lines already passed on: the reopened stream replays the log from its start, and a
+replayed line is one older than the newest line seen by more than :data:`REORDER_WINDOW_S`, or
+one of the lines seen within that window (same timestamp, same text). Timestamps are not in file
+order: containerd stamps each stream's line (stdout, stderr) before the two streams take turns
+writing the log file, so a line may follow one stamped after it. Such a line is passed on, never
+taken for a repeat (a Python driver's stdout, where the metrics lines go, and the JVM's log4j on
+stderr race like this at the end of every job). Waiting for a driver pod to appear or start is a short
 backoff on GET pod (the log is opened only once the container runs or ran: the log of a pod
 not yet on a node is an empty 200, which would otherwise be reopened at once, again and again);
 each pod read is handed to ``on_pod`` (the backend looks there for a driver that cannot start).
@@ -12,8 +18,11 @@ The log itself is pushed by the server as it is written.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import datetime as dt
 import logging
+import re
 import socket
 import threading
 from collections.abc import Callable
@@ -30,16 +39,25 @@ _log = logging.getLogger(__name__)
 RETRY_START_S = 0.25
 RETRY_MAX_S = 2.0
 READ_TIMEOUT_S = 600.0
+REORDER_WINDOW_S = 10.0
+"""How far back a line's timestamp may be from the newest one before it (lines of the two
+streams stamped and written in a different order), and so how much of the log a reopened stream
+compares line by line with what was seen; older replayed lines are skipped by their timestamp."""
+
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
 
 
-def _timestamp_key(ts: str) -> tuple[str, int] | None:
-    """Sortable key of an RFC3339(Nano) UTC timestamp, or None when ``ts`` is not one."""
-    if len(ts) < 20 or ts[10] != "T" or not ts.endswith("Z"):
+def _timestamp_ns(ts: str) -> int | None:
+    """Nanoseconds since the epoch of an RFC3339(Nano) timestamp, or None when ``ts`` is not one."""
+    m = _RFC3339.fullmatch(ts)
+    if m is None:
         return None
-    seconds, _, frac = ts[:-1].partition(".")
-    if not frac.isdigit() and frac:
+    seconds, frac, zone = m.groups()
+    try:
+        when = dt.datetime.fromisoformat(seconds + ("+00:00" if zone == "Z" else zone))
+    except ValueError:
         return None
-    return seconds, int((frac or "0").ljust(9, "0")[:9])
+    return int(when.timestamp()) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
 
 
 class DriverLogFollower:
@@ -67,8 +85,11 @@ class DriverLogFollower:
         self._finishing = threading.Event()
         self._finished_uids: set[str] = set()
         self._uid: str | None = None
-        self._last: tuple[str, int] | None = None
-        self._same_ts = 0
+        self._newest: int | None = None
+        """Newest timestamp (ns) passed on from the current pod."""
+        self._recent: collections.Counter[tuple[int, str]] = collections.Counter()
+        """(timestamp, text) of the current pod's lines within the reorder window of the newest."""
+        self._recent_order: collections.deque[tuple[int, str]] = collections.deque()
         self._resp: Any = None
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="driver-log", daemon=True)
@@ -161,8 +182,13 @@ class DriverLogFollower:
         if not pods.started(pod, container):
             return False  # not on a node yet, pulling, waiting for a Secret...: look again
         if uid != self._uid:
-            self._uid, self._last, self._same_ts = uid, None, 0
+            self._uid, self._newest = uid, None
+            self._recent.clear()
+            self._recent_order.clear()
             self.pods.append((name, uid))
+        # what this stream replays of the pod's log (nothing on its first stream)
+        replay = collections.Counter(self._recent)
+        horizon = None if self._newest is None else self._newest - int(REORDER_WINDOW_S * 1e9)
         resp: Any = self.core.read_namespaced_pod_log(
             name,
             self.namespace,
@@ -177,9 +203,8 @@ class DriverLogFollower:
         try:
             if self._stop.is_set():  # stop() missed this stream: do not block on it
                 return False
-            seen_at_last = 0
             for raw in iter_lines(resp):
-                seen_at_last = self._emit(raw.decode("utf-8", errors="replace"), seen_at_last)
+                self._emit(raw.decode("utf-8", errors="replace"), replay, horizon)
         finally:
             with self._lock:
                 self._resp = None
@@ -192,26 +217,39 @@ class DriverLogFollower:
             return False
         return True  # the stream ended but the container runs on: reconnect
 
-    def _emit(self, line: str, seen_at_last: int) -> int:
+    def _emit(self, line: str, replay: collections.Counter[tuple[int, str]], horizon: int | None) -> None:
+        """Pass ``line`` on unless it repeats one an earlier stream of this pod passed on:
+        older than ``horizon`` (the newest timestamp seen, less the reorder window, when the
+        stream opened), or one of the ``replay`` lines (consumed as they come back)."""
         ts, _, text = line.partition(" ")
-        key = _timestamp_key(ts)
+        key = _timestamp_ns(ts)
         if key is None:
             text = line
-        elif self._last is not None and key <= self._last:
-            if key < self._last:
-                return seen_at_last
-            seen_at_last += 1
-            if seen_at_last <= self._same_ts:
-                return seen_at_last  # the same line, seen before the stream dropped
-            self._same_ts += 1
         else:
-            self._last, self._same_ts, seen_at_last = key, 1, 1
+            if horizon is not None and key < horizon:
+                return
+            seen = (key, text)
+            if replay[seen] > 0:
+                replay[seen] -= 1
+                return
+            self._remember(seen)
         self.lines += 1
         try:
             self.sink(text.rstrip("\r"))
         except Exception:  # a sink failure must not stop the log
             _log.exception("driver log sink failed")
-        return seen_at_last
+
+    def _remember(self, seen: tuple[int, str]) -> None:
+        """Keep ``seen`` among the recent lines; forget those now outside the reorder window."""
+        self._newest = seen[0] if self._newest is None else max(self._newest, seen[0])
+        self._recent[seen] += 1
+        self._recent_order.append(seen)
+        oldest = self._newest - int(REORDER_WINDOW_S * 1e9)
+        while self._recent_order and self._recent_order[0][0] < oldest:
+            gone = self._recent_order.popleft()
+            self._recent[gone] -= 1
+            if self._recent[gone] <= 0:
+                del self._recent[gone]
 
     def _terminated(self, name: str, uid: str, container: str) -> bool:
         try:

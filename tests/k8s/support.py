@@ -285,8 +285,9 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def _nano() -> str:
-    t = time.time_ns()
+def _nano(t: int | None = None) -> str:
+    """``t`` (ns since the epoch, default now) as the kubelet stamps log lines: RFC3339Nano, UTC."""
+    t = time.time_ns() if t is None else t
     secs, nanos = divmod(t, 1_000_000_000)
     base = dt.datetime.fromtimestamp(secs, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{base}.{nanos:09d}Z"
@@ -539,6 +540,14 @@ class FakeKubelet:
         with self._cond:
             log = self._logs[(namespace, pod)]
             log.lines += [(_nano(), line) for line in lines]
+            self._cond.notify_all()
+
+    def write_stamped(self, namespace: str, pod: str, *lines: tuple[int, str]) -> None:
+        """Append ``(timestamp ns, line)`` pairs in this order, whatever their timestamps: as
+        containerd writes a container's stdout and stderr, each line stamped before the two
+        streams take turns at the log file."""
+        with self._cond:
+            self._logs[(namespace, pod)].lines += [(_nano(t), line) for t, line in lines]
             self._cond.notify_all()
 
     def finish(self, namespace: str, pod: str, exit_code: int = 0) -> None:

@@ -15,6 +15,7 @@ changed for this.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -125,6 +126,60 @@ def test_dropped_log_stream_is_resumed_without_repeats_or_losses(
     operator.completed(name)
     run.wait()
     assert [line for line in run.lines if line.startswith("line ")] == [f"line {i}" for i in range(10)]
+
+
+def test_lines_stamped_out_of_file_order_all_arrive_once_also_after_a_dropped_stream(
+    harness: Harness, operator: Operator, kubelet: FakeKubelet
+) -> None:
+    """containerd stamps each stream's line before stdout and stderr take turns at the log file,
+    so a line can follow one stamped after it: here the job's stdout metrics lines among the
+    JVM's stderr lines at the end of a run. Every line reaches the sink once, in file order, the
+    metrics lines are all read, and a stream dropped between them replays nothing twice."""
+    ns = operator.namespace
+    job = make_job()
+    name = harness.name(job)
+    pod = f"{name}-driver"
+    run = harness.start(job)
+    operator.wait_for(name)
+    operator.submit(name)
+    _pod(kubelet, harness, ns, pod)
+    operator.running(name)
+    bronze = [{"layer": "bronze", "table": "orders", "rows_read": 5, "rows_written": 5, "version": 1, "duration_s": 1}]
+    silver = [{"layer": "silver", "table": "orders", "rows_read": 5, "rows_written": 4, "version": 1, "duration_s": 2}]
+    ms = 1_000_000
+    t0 = time.time_ns()
+    kubelet.write_stamped(
+        ns,
+        pod,
+        (t0, "stderr: job ends"),
+        (t0 + 2 * ms, "stderr: stopping the context"),
+        (t0 + 1 * ms, METRICS_MARKER + json.dumps(bronze)),  # stamped before the line above it
+        (t0 + 3 * ms, METRICS_MARKER + json.dumps(silver)),
+        (t0 + 3 * ms, "stderr: same stamp, other text"),
+    )
+    run.wait_for_line("stderr: same stamp, other text")
+    kubelet.cut()  # the reopened stream replays all of the above
+    kubelet.write_stamped(
+        ns,
+        pod,
+        (t0 + 2 * ms + ms // 2, "stdout: written late, stamped early"),
+        (t0 + 3 * ms, "stderr: same stamp, other text"),  # a new line that repeats an old one
+        (t0 + 5 * ms, "stderr: context stopped"),
+    )
+    run.wait_for_line("stderr: context stopped")
+    kubelet.finish(ns, pod)
+    operator.succeeding(name)
+    operator.completed(name)
+    result = run.wait()
+    assert result.metrics == bronze + silver
+    assert [line for line in run.lines if line.startswith(("stderr:", "stdout:"))] == [
+        "stderr: job ends",
+        "stderr: stopping the context",
+        "stderr: same stamp, other text",
+        "stdout: written late, stamped early",
+        "stderr: same stamp, other text",
+        "stderr: context stopped",
+    ]
 
 
 def test_log_written_before_the_follower_attached_is_not_lost(
