@@ -121,7 +121,7 @@ RUN --mount=type=secret,id=pip-ca,required=false \
     if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca SSL_CERT_FILE=/run/secrets/pip-ca; fi \
     && python3 -m pip install --no-cache-dir --break-system-packages --target /tmp/uv "uv==${UV_VERSION}" \
     && /tmp/uv/bin/uv venv --python /usr/bin/python3 /opt/venv \
-    && /tmp/uv/bin/uv pip install --python /opt/venv/bin/python --require-hashes \
+    && /tmp/uv/bin/uv pip install --python /opt/venv/bin/python --require-hashes --compile-bytecode \
          -r /tmp/requirements.lock \
     && rm -rf /tmp/uv /tmp/requirements.lock /root/.cache
 WORKDIR /opt/lakehouse
@@ -133,8 +133,11 @@ COPY tasks/ tasks/
 COPY contracts/ contracts/
 COPY dbt/ dbt/
 COPY deployments/ deployments/
-# dbt writes its target/ and logs/ next to the project
-RUN mkdir -p dbt/target dbt/logs && chown -R 10001:10001 dbt/target dbt/logs
+# dbt writes its target/ and logs/ next to the project. Everything is compiled to bytecode here
+# (the packages by `uv pip install --compile-bytecode`): with PYTHONDONTWRITEBYTECODE, a pod
+# would otherwise compile every module it imports from source, at every start.
+RUN mkdir -p dbt/target dbt/logs && chown -R 10001:10001 dbt/target dbt/logs \
+    && python -m compileall -q lakehouse spark_jobs flows tasks
 USER 10001:10001
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["prefect", "worker", "start", "--pool", "lakehouse-kubernetes", "--type", "kubernetes", "--with-healthcheck"]

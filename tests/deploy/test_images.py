@@ -97,6 +97,18 @@ def test_prefect_image(built: None) -> None:
     dev = {"pytest", "ruff", "mypy", "pytest-timeout"}
     assert dev <= _pinned("requirements-dev.lock")  # the dev tools are locked, for .venv only
     assert not dev & listed
+    # compiled to bytecode in the image: a pod does not compile what it imports from source
+    probe = (
+        "import importlib.util as u, pathlib as p, sys, prefect, prefect_kubernetes\n"
+        "files = [f for m in (prefect, prefect_kubernetes) for f in p.Path(m.__file__).parent.rglob('*.py')]\n"
+        "files += [f for d in ('lakehouse', 'flows', 'tasks') for f in p.Path(d).rglob('*.py')]\n"
+        "missing = [str(f) for f in files if not p.Path(u.cache_from_source(str(f))).is_file()]\n"
+        "print(sys.dont_write_bytecode, len(files), missing)"
+    )
+    no_writes, count, missing = _run("prefect", "/opt/venv/bin/python", "-c", probe).strip().split(" ", 2)
+    assert no_writes == "True"  # PYTHONDONTWRITEBYTECODE: nothing is written at run time
+    assert int(count) > 500
+    assert missing == "[]"
 
 
 def _name(name: str) -> str:
