@@ -9,11 +9,13 @@ one of the lines seen within that window (same timestamp, same text). Timestamps
 order: containerd stamps each stream's line (stdout, stderr) before the two streams take turns
 writing the log file, so a line may follow one stamped after it. Such a line is passed on, never
 taken for a repeat (a Python driver's stdout, where the metrics lines go, and the JVM's log4j on
-stderr race like this at the end of every job). Waiting for a driver pod to appear or start is a short
-backoff on GET pod (the log is opened only once the container runs or ran: the log of a pod
-not yet on a node is an empty 200, which would otherwise be reopened at once, again and again);
-each pod read is handed to ``on_pod`` (the backend looks there for a driver that cannot start).
-The log itself is pushed by the server as it is written.
+stderr race like this at the end of every job).
+
+Waiting for a driver pod to appear or start is a short backoff on GET pod (the log is opened
+only once the container runs or ran: the log of a pod not yet on a node is an empty 200, which
+would otherwise be reopened at once, again and again); each pod read is handed to ``on_pod``
+(the backend looks there for a driver that cannot start). The log itself is pushed by the
+server as it is written.
 """
 
 from __future__ import annotations
