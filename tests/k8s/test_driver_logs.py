@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 
@@ -31,6 +32,27 @@ pytestmark = [pytest.mark.k8s, pytest.mark.timeout(120)]
 def _pod(kubelet: FakeKubelet, h: Harness, ns: str, pod: str) -> str:
     spec = render_spec(make_job(), h.settings)["driver"]
     return kubelet.start_pod(ns, pod, pod_security=spec["podSecurityContext"], security=spec["securityContext"])
+
+
+def _running_driver(harness: Harness, operator: Operator, kubelet: FakeKubelet) -> tuple[Any, str, str, str]:
+    """A started run whose app is RUNNING with its driver pod up: (run, namespace, app, pod)."""
+    ns = operator.namespace
+    job = make_job()
+    name = harness.name(job)
+    pod = f"{name}-driver"
+    run = harness.start(job)
+    operator.wait_for(name)
+    operator.submit(name)
+    _pod(kubelet, harness, ns, pod)
+    operator.running(name)
+    return run, ns, name, pod
+
+
+def _complete(operator: Operator, kubelet: FakeKubelet, ns: str, name: str, pod: str) -> None:
+    """The driver exits 0 and the app completes."""
+    kubelet.finish(ns, pod)
+    operator.succeeding(name)
+    operator.completed(name)
 
 
 def test_driver_log_reaches_the_sink_with_metrics_and_follows_the_rerun_pod(
@@ -107,23 +129,13 @@ def test_failed_app_error_carries_the_log_tail(harness: Harness, operator: Opera
 def test_dropped_log_stream_is_resumed_without_repeats_or_losses(
     harness: Harness, operator: Operator, kubelet: FakeKubelet
 ) -> None:
-    ns = operator.namespace
-    job = make_job()
-    name = harness.name(job)
-    pod = f"{name}-driver"
-    run = harness.start(job)
-    operator.wait_for(name)
-    operator.submit(name)
-    _pod(kubelet, harness, ns, pod)
-    operator.running(name)
+    run, ns, name, pod = _running_driver(harness, operator, kubelet)
     kubelet.write(ns, pod, *[f"line {i}" for i in range(5)])
     run.wait_for_line("line 4")
     kubelet.cut()  # the kubelet connection drops mid-stream
     kubelet.write(ns, pod, *[f"line {i}" for i in range(5, 10)])
     run.wait_for_line("line 9")
-    kubelet.finish(ns, pod)
-    operator.succeeding(name)
-    operator.completed(name)
+    _complete(operator, kubelet, ns, name, pod)
     run.wait()
     assert [line for line in run.lines if line.startswith("line ")] == [f"line {i}" for i in range(10)]
 
@@ -135,15 +147,7 @@ def test_lines_stamped_out_of_file_order_all_arrive_once_also_after_a_dropped_st
     so a line can follow one stamped after it: here the job's stdout metrics lines among the
     JVM's stderr lines at the end of a run. Every line reaches the sink once, in file order, the
     metrics lines are all read, and a stream dropped between them replays nothing twice."""
-    ns = operator.namespace
-    job = make_job()
-    name = harness.name(job)
-    pod = f"{name}-driver"
-    run = harness.start(job)
-    operator.wait_for(name)
-    operator.submit(name)
-    _pod(kubelet, harness, ns, pod)
-    operator.running(name)
+    run, ns, name, pod = _running_driver(harness, operator, kubelet)
     bronze = [{"layer": "bronze", "table": "orders", "rows_read": 5, "rows_written": 5, "version": 1, "duration_s": 1}]
     silver = [{"layer": "silver", "table": "orders", "rows_read": 5, "rows_written": 4, "version": 1, "duration_s": 2}]
     ms = 1_000_000
@@ -167,9 +171,7 @@ def test_lines_stamped_out_of_file_order_all_arrive_once_also_after_a_dropped_st
         (t0 + 5 * ms, "stderr: context stopped"),
     )
     run.wait_for_line("stderr: context stopped")
-    kubelet.finish(ns, pod)
-    operator.succeeding(name)
-    operator.completed(name)
+    _complete(operator, kubelet, ns, name, pod)
     result = run.wait()
     assert result.metrics == bronze + silver
     assert [line for line in run.lines if line.startswith(("stderr:", "stdout:"))] == [
