@@ -96,15 +96,7 @@ def test_driver_log_reaches_the_sink_with_metrics_and_follows_the_rerun_pod(
 
 
 def test_failed_app_error_carries_the_log_tail(harness: Harness, operator: Operator, kubelet: FakeKubelet) -> None:
-    ns = operator.namespace
-    job = make_job()
-    name = harness.name(job)
-    pod = f"{name}-driver"
-    run = harness.start(job)
-    operator.wait_for(name)
-    operator.submit(name)
-    _pod(kubelet, harness, ns, pod)
-    operator.running(name)
+    run, ns, name, pod = _running_driver(harness, operator, kubelet)
     kubelet.write(
         ns,
         pod,
