@@ -285,9 +285,8 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def _nano(t: int | None = None) -> str:
-    """``t`` (ns since the epoch, default now) as the kubelet stamps log lines: RFC3339Nano, UTC."""
-    t = time.time_ns() if t is None else t
+def _nano(t: int) -> str:
+    """``t`` (ns since the epoch) as the kubelet stamps log lines: RFC3339Nano, UTC."""
     secs, nanos = divmod(t, 1_000_000_000)
     base = dt.datetime.fromtimestamp(secs, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{base}.{nanos:09d}Z"
@@ -537,10 +536,7 @@ class FakeKubelet:
         self.core.replace_namespaced_pod_status(name, namespace, pod)
 
     def write(self, namespace: str, pod: str, *lines: str) -> None:
-        with self._cond:
-            log = self._logs[(namespace, pod)]
-            log.lines += [(_nano(), line) for line in lines]
-            self._cond.notify_all()
+        self.write_stamped(namespace, pod, *((time.time_ns(), line) for line in lines))
 
     def write_stamped(self, namespace: str, pod: str, *lines: tuple[int, str]) -> None:
         """Append ``(timestamp ns, line)`` pairs in this order, whatever their timestamps: as
