@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -98,14 +98,18 @@ def append(
     txn_app_id: str | None = None,
     txn_version: int | None = None,
     merge_schema: bool = False,
+    properties: dict[str, str] | None = None,
 ) -> None:
     """Append to a Delta table (created on first write).
 
     With ``txn_app_id``/``txn_version`` the write is an idempotent Delta write: Delta skips it
     when that application already committed this version or a later one. ``merge_schema`` lets
-    new columns in ``df`` extend the table's schema.
+    new columns in ``df`` extend the table's schema. ``properties`` (``delta.*`` table
+    properties) are set when this write creates the table; an existing table keeps its own.
     """
     writer = df.write.format("delta").mode("append")
+    for key, value in (properties or {}).items():
+        writer = writer.option(key, value)
     if merge_schema:
         writer = writer.option("mergeSchema", "true")
     if partition_by:
@@ -143,6 +147,16 @@ def delete_where(spark: SparkSession, path: str, predicate: str) -> None:
         DeltaTable.forPath(spark, path).delete(predicate)
 
 
+MERGE_TARGET_PROPERTIES = {"delta.enableDeletionVectors": "true"}
+"""Table properties of the tables that MERGE upserts into (silver), set when they are created.
+
+Deletion vectors: an updated row is marked deleted in a small side file and its new version
+written with the inserts, instead of the whole Parquet file that held it being rewritten. A
+day's status updates of silver orders touch rows in every earlier day's files: without them the
+MERGE rewrote the whole table each day (measured: bench/results/medallion.json). Readers apply
+them transparently (Delta 2.3+); OPTIMIZE and ``REORG TABLE ... APPLY (PURGE)`` rewrite them away."""
+
+
 def merge_latest(
     spark: SparkSession,
     updates: DataFrame,
@@ -162,7 +176,7 @@ def merge_latest(
     (created empty, or a metadata-only commit), so :func:`commit_metadata` is recorded.
     """
     if not is_delta(spark, path):
-        append(updates, path, partition_by=[partition_by] if partition_by else [])
+        append(updates, path, partition_by=[partition_by] if partition_by else [], properties=MERGE_TARGET_PROPERTIES)
         return
     if evolve_schema:
         known = set(spark.read.format("delta").load(path).columns)
@@ -188,13 +202,15 @@ def merge_latest(
     if empty:
         mark_applied(spark, path)
         return
-    (
+    _recorded(
+        spark,
+        path,
         DeltaTable.forPath(spark, path)
         .alias("t")
         .merge(updates.alias("s"), cond)
         .whenMatchedUpdateAll(condition=f"s.{order_by} > t.{order_by} OR t.{order_by} IS NULL")
         .whenNotMatchedInsertAll()
-        .execute()
+        .execute(),
     )
 
 
@@ -208,12 +224,14 @@ def merge_history(spark: SparkSession, history: DataFrame, path: str, *, key: st
     Merging the same history again changes nothing.
     """
     if not is_delta(spark, path):
-        append(history, path)
+        append(history, path, properties=MERGE_TARGET_PROPERTIES)
         return
     if history.isEmpty():
         mark_applied(spark, path)
         return
-    (
+    _recorded(
+        spark,
+        path,
         DeltaTable.forPath(spark, path)
         .alias("t")
         .merge(history.alias("s"), f"t.{key} = s.{key} AND t.valid_from = s.valid_from")
@@ -221,8 +239,23 @@ def merge_history(spark: SparkSession, history: DataFrame, path: str, *, key: st
             condition="NOT (t.valid_to <=> s.valid_to)", set={"valid_to": "s.valid_to", "is_current": "s.is_current"}
         )
         .whenNotMatchedInsertAll()
-        .execute()
+        .execute(),
     )
+
+
+def _recorded(spark: SparkSession, path: str, merge_metrics: DataFrame) -> None:
+    """Make sure a MERGE that changed no row still recorded :func:`commit_metadata`.
+
+    On a table with deletion vectors Delta commits nothing for such a MERGE (e.g. a batch whose
+    rows are all older than silver's), so its batches would stay pending forever and the
+    table's last commit would be an older run's; a metadata-only commit records them."""
+    row = merge_metrics.first()
+    if row is None or int(row["num_affected_rows"]) != 0:
+        return
+    stamp = spark.conf.get(_USER_METADATA, None)
+    last = DeltaTable.forPath(spark, path).history(1).select("userMetadata").first()
+    if stamp and (last is None or last[0] != stamp):
+        mark_applied(spark, path)
 
 
 def last_commit(spark: SparkSession, path: str) -> dict[str, Any]:
@@ -267,25 +300,42 @@ def mark_applied(spark: SparkSession, path: str) -> None:
     spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('lakehouse.lastAppliedRun' = '{last}')")
 
 
-def applied_state(spark: SparkSession, path: str) -> tuple[set[str], int | None]:
-    """The upstream batch ids recorded by :func:`commit_metadata` in the table's history, and its
-    latest version (None: no table), from one read of that history: a run with nothing to apply
-    needs no second look at the log for its version.
+class AppliedState(NamedTuple):
+    """What a table's history says about its upstream batches (see :func:`applied_state`)."""
+
+    batches: set[str]
+    """Upstream batch ids recorded by :func:`commit_metadata` in any commit."""
+    version: int | None
+    """The table's latest version (None: no table)."""
+    latest: dict[str, Any]
+    """The :func:`commit_metadata` of the latest commit ({} when that commit has none, e.g. a
+    RESTORE or OPTIMIZE): what the run that wrote the table's current state recorded."""
+
+
+def applied_state(spark: SparkSession, path: str) -> AppliedState:
+    """The upstream batch ids recorded by :func:`commit_metadata` in the table's history, its
+    latest version and the latest commit's metadata, from one read of that history: a run with
+    nothing to apply needs no second look at the log.
 
     History older than the Delta log retention is forgotten; such batches are then applied
     again, which the idempotent writes (MERGE on strictly newer rows, replaceWhere) absorb.
     """
     if not is_delta(spark, path):
-        return set(), None
+        return AppliedState(set(), None, {})
     rows = DeltaTable.forPath(spark, path).history().select("version", "userMetadata").collect()
     done: set[str] = set()
-    for _, meta in rows:
+    decoded: dict[int, dict[str, Any]] = {}
+    for version, meta in rows:
         if meta:
             try:
-                done.update(json.loads(meta).get("batches", []))
+                found = json.loads(meta)
+                done.update(found.get("batches", []))
             except (ValueError, AttributeError):
                 continue
-    return done, max((int(version) for version, _ in rows), default=None)
+            if isinstance(found, dict):
+                decoded[int(version)] = found
+    latest = max((int(version) for version, _ in rows), default=None)
+    return AppliedState(done, latest, decoded.get(latest, {}) if latest is not None else {})
 
 
 def distinct_values(df: DataFrame, column: str) -> list[Any]:

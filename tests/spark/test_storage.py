@@ -44,9 +44,10 @@ def test_merge_updates_time_travel_and_restore(spark: SparkSession, tmp_path: Pa
     # time travel returns the pre-merge row
     before = spark.read.format("delta").option("versionAsOf", 0).load(path).where("user_id = 'u1'")
     assert [r.email for r in before.collect()] == ["old@x"]
-    # the same merge again changes nothing
+    # the same merge again changes nothing (Delta commits nothing for it: no batches to record)
     storage.merge_latest(spark, updates, path, key="user_id", order_by="updated_at")
-    assert storage.last_commit(spark, path)["metrics"].get("numTargetRowsUpdated") == "0"
+    assert storage.last_commit(spark, path)["version"] == commit["version"]
+    assertDataFrameEqual(spark.read.format("delta").load(path), latest)
     # restore brings the pre-merge row back
     DeltaTable.forPath(spark, path).restoreToVersion(0)
     assertDataFrameEqual(spark.read.format("delta").load(path), v0)
@@ -81,7 +82,36 @@ def test_commit_metadata_records_applied_batches_even_for_empty_merges(spark: Sp
     empty = spark.createDataFrame([], USERS)
     with storage.commit_metadata(spark, ["b2", "b3"]):
         storage.merge_latest(spark, empty, path, key="user_id", order_by="updated_at")
+    # a batch whose rows are all stale changes no row, and is still recorded as applied
+    stale = spark.createDataFrame([("u1", "old@x", t1 - dt.timedelta(days=1))], USERS)
+    with storage.commit_metadata(spark, ["b4"]):
+        storage.merge_latest(spark, stale, path, key="user_id", order_by="updated_at")
+    assert storage.last_commit(spark, path)["metrics"].get("numTargetRowsUpdated", "0") == "0"
     storage.append(spark.createDataFrame([("u9", "z@x", t1)], USERS), path)  # outside: records nothing
-    assert storage.applied_state(spark, path)[0] == {"b1", "b2", "b3"}
+    assert storage.applied_state(spark, path)[0] == {"b1", "b2", "b3", "b4"}
+    assert [r.email for r in spark.read.format("delta").load(path).where("user_id = 'u1'").collect()] == ["a@x"]
     assert spark.conf.get("spark.databricks.delta.commitInfo.userMetadata", None) in (None, "")
     assert storage.applied_state(spark, str(tmp_path / "missing"))[0] == set()
+
+
+def test_a_merge_updating_one_row_rewrites_no_file(spark: SparkSession, tmp_path: Path) -> None:
+    """Upsert targets get deletion vectors: an update marks the old row deleted and writes the new
+    version beside the inserts, leaving the file that held it (and its other rows) in place."""
+    path = str(tmp_path / "orders")
+    t1, t2 = dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 2)
+    rows = [(f"u{i:04d}", f"{i}@x", t1) for i in range(1000)]
+    first = spark.createDataFrame(rows, USERS).coalesce(1)
+    storage.merge_latest(spark, first, path, key="user_id", order_by="updated_at")
+    files_before = set(spark.read.format("delta").load(path).inputFiles())
+    assert len(files_before) == 1
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()
+    assert detail is not None and detail["properties"].get("delta.enableDeletionVectors") == "true"
+
+    update = spark.createDataFrame([("u0007", "new@x", t2), ("u2000", "ins@x", t2)], USERS)
+    storage.merge_latest(spark, update, path, key="user_id", order_by="updated_at")
+    m = storage.last_commit(spark, path)["metrics"]
+    assert (m["numTargetRowsUpdated"], m["numTargetRowsInserted"], m["numTargetFilesRemoved"]) == ("1", "1", "0")
+    assert m["numTargetDeletionVectorsAdded"] == "1"
+    assert files_before < set(spark.read.format("delta").load(path).inputFiles())
+    expected = [r for r in rows if r[0] != "u0007"] + [("u0007", "new@x", t2), ("u2000", "ins@x", t2)]
+    assertDataFrameEqual(spark.read.format("delta").load(path), spark.createDataFrame(expected, USERS))
