@@ -104,7 +104,7 @@ def refresh(spark: SparkSession, args: argparse.Namespace, table: GoldTable, rep
         for r in slice_.select("_batch_id", table.silver_date).distinct().collect()
         if r[0] is not None and r[1] is not None
     ]
-    applied, version = io.applied_state(spark, path)
+    applied, version, _ = io.applied_state(spark, path)
     if args.full_refresh:
         applied = set()
     pending = sorted({b for b, _ in pairs} - applied)

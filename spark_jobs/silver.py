@@ -140,10 +140,10 @@ def promote(
     history_path = table_path(args.root, "silver", contract.history_table) if contract.history_table else None
     bronze = io.read_delta(spark, bronze_path, in_range)
     batches = io.distinct_values(bronze, "_batch_id")
-    applied, silver_version = io.applied_state(spark, silver_path)
+    applied, silver_version, silver_latest = io.applied_state(spark, silver_path)
     history_version = None
     if history_path:  # a batch is done once both tables have it (merging it again changes nothing)
-        history_applied, history_version = io.applied_state(spark, history_path)
+        history_applied, history_version, _ = io.applied_state(spark, history_path)
         applied &= history_applied
     pending = batches if args.full_refresh else sorted(set(batches) - applied)
     if not pending:
@@ -158,6 +158,7 @@ def promote(
     rules = quality.row_rules(contract, drifted, list(undeclared)) + quality.shape_rules(contract)
 
     evaluated = quality.evaluate(rows, rules).persist(StorageLevel.MEMORY_AND_DISK)
+    cached = [evaluated]
     try:
         counts = quality.profile(evaluated, rules, contract)
         total = counts["_rows"]
@@ -211,14 +212,25 @@ def promote(
                 to_quarantine = to_quarantine.unionByName(dup_rows.drop("_dup"))
             extra = list(undeclared) if allow_new else []
             versions = typed(conforming.where(~F.col("_dup")), contract, extra)
-            good: DataFrame = latest_per_key(versions, contract)
+            # read by the SLA, the MERGE's partition list and the MERGE's two passes
+            good: DataFrame = latest_per_key(versions, contract).persist(StorageLevel.MEMORY_AND_DISK)
+            cached.append(good)
             # the SLA as silver would stand after this batch, decided before anything commits
             # (so that sla.action: fail stops the batch rather than reporting it afterwards)
-            fresh = _freshness(spark, contract, silver_path, good)
+            fresh = _freshness(spark, contract, silver_path, good, recorded_newest(contract, silver_latest))
             metrics += fresh
             failures += [m["rule"] for m in fresh if m["action"] == "fail" and m["failed"]]
         if not failures:
-            with io.commit_metadata(spark, pending, run_id=args.run_id):
+            # Silver's newest value once this commit lands, for the next run to read from here.
+            # Exact when the SLA's column is the one a MERGE orders versions by (a row is only
+            # replaced by a newer one) and nothing is deleted; otherwise the next run scans.
+            exact = contract.sla.freshness_column == contract.order_by and not args.full_refresh
+            newest = (
+                {"newest": fresh[0]["newest"], "newest_column": contract.sla.freshness_column}
+                if exact and fresh and fresh[0]["newest"] != "None"
+                else {}
+            )
+            with io.commit_metadata(spark, pending, run_id=args.run_id, **newest):
                 if args.full_refresh:
                     io.delete_where(spark, silver_path, in_range)
                 replaced = in_range if args.full_refresh else io.sql_in("_batch_id", pending)
@@ -243,7 +255,8 @@ def promote(
                 history = {"history_inserted": h_inserted, "history_updated": h_updated, "history_version": h_version}
             inserted, updated, version = _merged(spark, silver_path)
     finally:
-        evaluated.unpersist()
+        for df in cached:
+            df.unpersist()
     # quarantine is (re)written for every applied batch once it exists (see above)
     q_written = not failures and (quarantined > 0 or io.is_delta(spark, quarantine_path))
     q_version = io.last_commit(spark, quarantine_path)["version"] if q_written else None
@@ -284,19 +297,43 @@ def promote(
 
 
 def newest_value(
-    spark: SparkSession, contract: Contract, silver_path: str, batch: DataFrame | None = None
+    spark: SparkSession,
+    contract: Contract,
+    silver_path: str,
+    batch: DataFrame | None = None,
+    recorded: dt.datetime | None = None,
 ) -> dt.datetime | None:
     """The newest ``sla.freshness_column`` value in silver (and in ``batch``, the rows about to
-    be merged); None when there is no row at all."""
+    be merged); None when there is no row at all. ``recorded``: silver's newest value as its
+    latest commit recorded it (see :func:`recorded_newest`), read instead of scanning silver."""
     col = contract.sla.freshness_column
     assert col is not None
     found = []
-    if io.is_delta(spark, silver_path):
+    if recorded is not None:
+        found.append(recorded)
+    elif io.is_delta(spark, silver_path):
         found.append(io.read_delta(spark, silver_path).agg(F.max(col)).first()[0])  # type: ignore[index]
     if batch is not None:
         found.append(batch.agg(F.max(col)).first()[0])  # type: ignore[index]
     values = [v for v in found if v is not None]
     return max(values) if values else None
+
+
+def recorded_newest(contract: Contract, latest: dict[str, Any]) -> dt.datetime | None:
+    """Silver's newest ``sla.freshness_column`` value as recorded by the silver run that wrote
+    the table's current state (``latest``: its latest commit's metadata), or None when that
+    commit is not such a run's (a RESTORE, an OPTIMIZE, an older run): silver is scanned then.
+
+    A MERGE only adds rows or replaces them with newer ones (by ``order_by``), so when that is the
+    SLA's column the newest value after it is the newest of the value before it and the batch's:
+    a run needs no scan of the whole table for it (silver records it only then)."""
+    value = latest.get("newest")
+    if not contract.sla.freshness_column or latest.get("newest_column") != contract.sla.freshness_column:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def freshness_metric(contract: Contract, newest: dt.datetime | None, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -316,11 +353,13 @@ def freshness_metric(contract: Contract, newest: dt.datetime | None, now: dt.dat
     )
 
 
-def _freshness(spark: SparkSession, contract: Contract, silver_path: str, batch: DataFrame) -> list[dict[str, Any]]:
+def _freshness(
+    spark: SparkSession, contract: Contract, silver_path: str, batch: DataFrame, recorded: dt.datetime | None
+) -> list[dict[str, Any]]:
     """The freshness SLA as silver will stand once ``batch`` is merged ([] without an SLA)."""
     if contract.sla.freshness_seconds is None or contract.sla.freshness_column is None:
         return []
-    return [freshness_metric(contract, newest_value(spark, contract, silver_path, batch))]
+    return [freshness_metric(contract, newest_value(spark, contract, silver_path, batch, recorded))]
 
 
 def run(spark: SparkSession, args: argparse.Namespace) -> Report:

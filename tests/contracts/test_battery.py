@@ -170,7 +170,12 @@ def _contracts(tmp: Path, overrides: dict[str, Any]) -> Path:
 
 
 def _run(
-    spark: SparkSession, root: Path, contracts: Path, layers: str = "bronze,silver", run_id: str = "run-1"
+    spark: SparkSession,
+    root: Path,
+    contracts: Path,
+    layers: str = "bronze,silver",
+    run_id: str = "run-1",
+    day: dt.date = DAY,
 ) -> list[Any]:
     p = batch_parser("m", "")
     p.add_argument("--layers", type=lambda v: v.split(","))
@@ -181,9 +186,9 @@ def _run(
                 "--root",
                 str(root),
                 "--start",
-                DAY.isoformat(),
+                day.isoformat(),
                 "--end",
-                DAY.isoformat(),
+                day.isoformat(),
                 "--contracts-dir",
                 str(contracts),
                 "--sources",
