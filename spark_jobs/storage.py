@@ -147,14 +147,24 @@ def delete_where(spark: SparkSession, path: str, predicate: str) -> None:
         DeltaTable.forPath(spark, path).delete(predicate)
 
 
-MERGE_TARGET_PROPERTIES = {"delta.enableDeletionVectors": "true"}
-"""Table properties of the tables that MERGE upserts into (silver), set when they are created.
+DELETION_VECTORS_CONF = "spark.lakehouse.deletionVectors"
+"""Spark conf switch (default ``true``) for :func:`merge_target_properties`: ``false`` creates the
+upsert targets without deletion vectors, for readers older than Delta 2.3 (set it through
+``LAKEHOUSE_SPARK__CONF``)."""
 
-Deletion vectors: an updated row is marked deleted in a small side file and its new version
-written with the inserts, instead of the whole Parquet file that held it being rewritten. A
-day's status updates of silver orders touch rows in every earlier day's files: without them the
-MERGE rewrote the whole table each day (measured: bench/results/medallion.json). Readers apply
-them transparently (Delta 2.3+); OPTIMIZE and ``REORG TABLE ... APPLY (PURGE)`` rewrite them away."""
+
+def merge_target_properties(spark: SparkSession) -> dict[str, str]:
+    """Table properties of the tables that MERGE upserts into (silver), set when they are created.
+
+    Deletion vectors: an updated row is marked deleted in a small side file and its new version
+    written with the inserts, instead of the whole Parquet file that held it being rewritten. A
+    day's status updates of silver orders touch rows in every earlier day's files, which a MERGE
+    without them rewrites whole each day (silver orders' share of a new day: 29 s with, 36 s
+    without, bench/results/deletion_vectors.json).
+    Readers apply them transparently (Delta 2.3+); OPTIMIZE Z-ORDER and ``REORG TABLE ... APPLY
+    (PURGE)`` rewrite the files without the rows they mark."""
+    enabled = str(spark.conf.get(DELETION_VECTORS_CONF, "true")).strip().lower() != "false"
+    return {"delta.enableDeletionVectors": "true" if enabled else "false"}
 
 
 def merge_latest(
@@ -176,7 +186,12 @@ def merge_latest(
     (created empty, or a metadata-only commit), so :func:`commit_metadata` is recorded.
     """
     if not is_delta(spark, path):
-        append(updates, path, partition_by=[partition_by] if partition_by else [], properties=MERGE_TARGET_PROPERTIES)
+        append(
+            updates,
+            path,
+            partition_by=[partition_by] if partition_by else [],
+            properties=merge_target_properties(spark),
+        )
         return
     if evolve_schema:
         known = set(spark.read.format("delta").load(path).columns)
@@ -224,7 +239,7 @@ def merge_history(spark: SparkSession, history: DataFrame, path: str, *, key: st
     Merging the same history again changes nothing.
     """
     if not is_delta(spark, path):
-        append(history, path, properties=MERGE_TARGET_PROPERTIES)
+        append(history, path, properties=merge_target_properties(spark))
         return
     if history.isEmpty():
         mark_applied(spark, path)

@@ -115,3 +115,25 @@ def test_a_merge_updating_one_row_rewrites_no_file(spark: SparkSession, tmp_path
     assert files_before < set(spark.read.format("delta").load(path).inputFiles())
     expected = [r for r in rows if r[0] != "u0007"] + [("u0007", "new@x", t2), ("u2000", "ins@x", t2)]
     assertDataFrameEqual(spark.read.format("delta").load(path), spark.createDataFrame(expected, USERS))
+
+
+def test_deletion_vectors_can_be_turned_off_for_old_readers(spark: SparkSession, tmp_path: Path) -> None:
+    path = str(tmp_path / "plain")
+    t1 = dt.datetime(2026, 1, 1)
+    spark.conf.set(storage.DELETION_VECTORS_CONF, "false")
+    try:
+        storage.merge_latest(
+            spark, spark.createDataFrame([("u1", "a@x", t1)], USERS), path, key="user_id", order_by="updated_at"
+        )
+    finally:
+        spark.conf.unset(storage.DELETION_VECTORS_CONF)
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()
+    assert detail is not None and detail["properties"].get("delta.enableDeletionVectors") == "false"
+    update = spark.createDataFrame([("u1", "b@x", t1 + dt.timedelta(days=1))], USERS)
+    storage.merge_latest(spark, update, path, key="user_id", order_by="updated_at")
+    m = storage.last_commit(spark, path)["metrics"]
+    assert (m["numTargetRowsUpdated"], m["numTargetFilesRemoved"], m["numTargetDeletionVectorsAdded"]) == (
+        "1",
+        "1",
+        "0",
+    )
