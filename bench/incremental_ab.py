@@ -62,14 +62,14 @@ def main() -> int:
     base_env = dict(os.environ)
     print(f"Prefect's temporary API server up in {medallion._prefect_api_up():.1f}s", flush=True)
     history: dict[str, float] = {}
-    for label, settings in sides:
-        _apply(settings, base_env)
-        root = medallion._fresh(base, f"ab-history-{label}", landing)
-        seconds, _ = medallion._flow(root, medallion.START, last - dt.timedelta(days=1))
-        history[label] = round(seconds, 2)
-        print(f"history of {label}: {seconds:.1f}s", flush=True)
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in sides}
-    try:
+    try:  # the servers and the copies go also when a history build or a run fails
+        for label, settings in sides:
+            _apply(settings, base_env)
+            root = medallion._fresh(base, f"ab-history-{label}", landing)
+            seconds, _ = medallion._flow(root, medallion.START, last - dt.timedelta(days=1))
+            history[label] = round(seconds, 2)
+            print(f"history of {label}: {seconds:.1f}s", flush=True)
         for i in range(pairs):
             for label, settings in sides if i % 2 == 0 else sides[::-1]:
                 _apply(settings, base_env)
