@@ -49,6 +49,7 @@ def dbt_build(
     full_refresh: bool = False,
     freshness: bool = True,
     project_vars: dict[str, Any] | None = None,
+    unit_tests: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Build the gold marts with dbt.
 
@@ -58,6 +59,8 @@ def dbt_build(
         freshness: Run ``dbt source freshness`` before the build (stale silver fails the flow
             past the error threshold, warns past the warn threshold).
         project_vars: Extra dbt vars (``--vars``), e.g. ``{"enable_failing_test": true}``.
+        unit_tests: Run the dbt unit tests too; default: the ``dbt.unit_tests`` setting (off:
+            production builds leave them to development and CI, as dbt recommends).
 
     Returns:
         One row per dbt node run: command, type, name, status, seconds, rows affected, message.
@@ -85,6 +88,8 @@ def dbt_build(
                 for r in run_dbt(["source", "freshness"], settings, dbt, project_vars)
             ]
         build = ["build", *selection, *(["--full-refresh"] if full_refresh else [])]
+        if not (dbt.unit_tests if unit_tests is None else unit_tests):
+            build += ["--exclude-resource-type", "unit_test"]
         rows += [{"command": "build", **r} for r in run_dbt(build, settings, dbt, project_vars)]
     record_dbt_lineage(rows)
     summary = [{c: r.get(c) for c in SUMMARY_COLUMNS} for r in rows]

@@ -136,8 +136,9 @@ def lake(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> Iterator[Path]
 
 @pytest.fixture(scope="module")
 def first_build(lake: Path) -> dict[str, Any]:
-    """``dbt build`` (with source freshness) over the 3 initial days."""
-    state = _dbt_build()
+    """``dbt build`` (with source freshness, and the unit tests, which pipeline runs leave out)
+    over the 3 initial days."""
+    state = _dbt_build(unit_tests=True)
     assert state.is_completed(), state.message
     flow_run_id = state.state_details.flow_run_id
     return {
@@ -366,6 +367,15 @@ def test_incremental_run_touches_only_the_new_day(lake: Path, fourth_day: dict[s
     # the mart's history: one table creation, then this merge
     operations = [c["operation"] for c in fourth_day["commits"]]
     assert operations == ["CREATE OR REPLACE TABLE AS SELECT", "MERGE"]
+
+
+def test_unit_tests_run_only_when_asked(first_build: dict[str, Any], fourth_day: dict[str, Any]) -> None:
+    """The fourth day's build is a pipeline's (the dbt.unit_tests setting, off): the data tests run,
+    the unit tests do not; the first build asked for them."""
+    first = {r["resource_type"] for r in first_build["rows"]}
+    later = {r["resource_type"] for r in fourth_day["rows"]}
+    assert {"unit_test", "test", "model"} <= first
+    assert {"test", "model"} <= later and "unit_test" not in later
 
 
 def test_late_cancellation_rewrites_only_its_own_day(lake: Path, fourth_day: dict[str, Any]) -> None:
