@@ -84,14 +84,19 @@ def medallion(
         full_refresh,
         settings.backend,
     )
+    marts_on = "gold" in plan and (settings.pipeline.dbt_marts if dbt_marts is None else dbt_marts)
+    if marts_on:  # dbt and prefect-dbt load only when the marts are built, while the jobs run
+        from lakehouse.dbt import get_dbt_settings, preload
+
+        loading = preload(settings, get_dbt_settings())
     results = []
     for job in jobs:
         results.append(run_spark_job(job))
         record_spark_lineage(job.name, results[-1])
     rows = summary_rows(results)
-    marts_on = settings.pipeline.dbt_marts if dbt_marts is None else dbt_marts
-    if "gold" in plan and marts_on:
-        from flows.dbt_build import dbt_build  # dbt and prefect-dbt load only when the marts are built
+    if marts_on:
+        loading.join()
+        from flows.dbt_build import dbt_build
 
         # the gold step's second half: the dbt marts on the silver tables just written. Freshness
         # only means something for a run that reaches the present, not for a backfill.

@@ -33,10 +33,12 @@ dbt CLI by hand (local and cluster targets).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -150,6 +152,26 @@ class DbtSettings(BaseSettings):
         if settings.backend == "kubernetes":
             return "cluster"
         return "warm" if settings.spark.mode == "warm" else "local"
+
+
+def preload(settings: Settings, dbt: DbtSettings) -> threading.Thread:
+    """Import dbt and prefect-dbt (and the Spark Connect client, for the warm and cluster
+    targets) in a background thread, started while the Spark jobs run: a flow whose gold step
+    builds the marts would otherwise import them after those jobs, about 1.7 s on 2 cores,
+    with the flow waiting. ``join`` the thread before importing them; a failure here is left to
+    that import, which raises it where it belongs."""
+    remote = dbt.resolved_target(settings) != "local"
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            import prefect_dbt  # noqa: F401  (dbt's CLI and adapters come with it)
+
+            if remote:
+                import pyspark.sql.connect.session  # noqa: F401
+
+    thread = threading.Thread(target=load, name="dbt-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 @lru_cache(maxsize=1)

@@ -302,3 +302,25 @@ def test_a_small_lakehouse_runs_dbt_interpreted(tmp_path: Path) -> None:
     assert local["spark.sql.codegen.wholeStage"] == "true"
     big = json.loads(lhdbt.dbt_env(settings(5000), DbtSettings(target="local"))["DBT_LAKEHOUSE_SPARK_CONF"])
     assert "spark.sql.codegen.factoryMode" not in big
+
+
+@pytest.mark.parametrize(("target", "connect"), [("warm", True), ("local", False)])
+def test_preload_imports_dbt_in_the_background(tmp_path: Path, target: str, connect: bool) -> None:
+    """A fresh interpreter: after ``preload``'s thread ends, prefect-dbt (with dbt's CLI) is
+    imported, and the Spark Connect client only for a Spark Connect target."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from lakehouse.dbt import DbtSettings, preload\n"
+        "from lakehouse.settings import Settings, StorageSettings\n"
+        f"before = {{m for m in ('prefect_dbt', 'dbt.cli.main', 'pyspark.sql.connect.session') if m in sys.modules}}\n"
+        f"t = preload(Settings(storage=StorageSettings(root={str(tmp_path)!r})), DbtSettings(target={target!r}))\n"
+        "t.join(120)\n"
+        "print(sorted(before), t.is_alive(), 'prefect_dbt' in sys.modules, 'dbt.cli.main' in sys.modules, "
+        "'pyspark.sql.connect.session' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]", "False", "True", "True", str(connect)]
