@@ -136,9 +136,8 @@ class DbtSettings(BaseSettings):
         default=False,
         description="Run the dbt unit tests (the models' logic on fixed inputs) in the pipeline's dbt "
         "builds. Off by default, as dbt recommends for production builds: their inputs are fixed, so "
-        "new data cannot change their outcome, and they cost 2-3 s of a small build "
-        "(bench/results/demo.json). Development and CI run them: `make test` does (tests/dbt), and "
-        "the dbt-build flow's `unit_tests` parameter turns them on for one run.",
+        "new data cannot change their outcome. Development and CI run them: `make test` does "
+        "(tests/dbt), and the dbt-build flow's `unit_tests` parameter turns them on for one run.",
     )
 
     def resolved_profiles_dir(self) -> Path:
