@@ -188,6 +188,7 @@ def promote(
         quarantined = by_action.get("quarantine", 0) + (dups if dup_action == "quarantine" else 0)
         dropped = by_action.get("drop", 0) + (dups if dup_action in ("drop", "warn") else 0)
         inserted = updated = 0
+        q_written = False
         history: dict[str, Any] = {}
         # the versions the history reads above found (nothing of this source was written since)
         version = before = silver_version
@@ -230,11 +231,12 @@ def promote(
                 if exact and fresh and fresh[0]["newest"] != "None"
                 else {}
             )
+            q_written = quarantined > 0 or _quarantine_holds(spark, quarantine_path, pending, args.full_refresh)
             with io.commit_metadata(spark, pending, run_id=args.run_id, **newest):
                 if args.full_refresh:
                     io.delete_where(spark, silver_path, in_range)
                 replaced = in_range if args.full_refresh else io.sql_in("_batch_id", pending)
-                if quarantined or io.is_delta(spark, quarantine_path):
+                if q_written:
                     io.replace_where(quarantine_rows(to_quarantine, contract, args.run_id), quarantine_path, replaced)
                 io.merge_latest(
                     spark,
@@ -257,8 +259,7 @@ def promote(
     finally:
         for df in cached:
             df.unpersist()
-    # quarantine is (re)written for every applied batch once it exists (see above)
-    q_written = not failures and (quarantined > 0 or io.is_delta(spark, quarantine_path))
+    q_written = q_written and not failures
     q_version = io.last_commit(spark, quarantine_path)["version"] if q_written else None
     outputs = [lineage_output(spark, f"silver/{name}", silver_path, version, committed=version != before)]
     if history_path:
@@ -294,6 +295,17 @@ def promote(
     )
     outcomes.add(name, pending, metrics, entry)
     return failures
+
+
+def _quarantine_holds(spark: SparkSession, path: str, pending: Sequence[str], full_refresh: bool) -> bool:
+    """Whether quarantine may hold rows of the ``pending`` batches that a write of them must
+    replace, when the batches themselves quarantine nothing: on a full refresh, or when an
+    earlier attempt wrote their quarantine rows but stopped before silver's commit (the
+    quarantine commit records its batches as silver's does). Otherwise the write is skipped: it
+    would replace nothing with nothing, and cost a Delta commit per source and run."""
+    if not io.is_delta(spark, path):
+        return False
+    return full_refresh or bool(set(pending) & io.applied_state(spark, path).batches)
 
 
 def newest_value(

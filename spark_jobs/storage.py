@@ -236,13 +236,11 @@ def merge_history(spark: SparkSession, history: DataFrame, path: str, *, key: st
     ``valid_from``/``valid_to``/``is_current`` recomputed. A version is matched on
     (``key``, ``valid_from``): new ones are inserted, an existing one changes only when its
     interval closed or moved (an out-of-order version arrived after it); nothing is deleted.
-    Merging the same history again changes nothing.
+    Merging the same history again changes nothing. An empty ``history`` is merged too (no
+    separate pass to find out): :func:`_recorded` then makes the metadata-only commit.
     """
     if not is_delta(spark, path):
         append(history, path, properties=merge_target_properties(spark))
-        return
-    if history.isEmpty():
-        mark_applied(spark, path)
         return
     _recorded(
         spark,
