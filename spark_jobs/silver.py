@@ -259,7 +259,6 @@ def promote(
     finally:
         for df in cached:
             df.unpersist()
-    q_written = q_written and not failures
     q_version = io.last_commit(spark, quarantine_path)["version"] if q_written else None
     outputs = [lineage_output(spark, f"silver/{name}", silver_path, version, committed=version != before)]
     if history_path:
