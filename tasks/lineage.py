@@ -10,8 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from prefect.assets import Asset, AssetProperties, add_asset_metadata, materialize
+from prefect import task
+from prefect.assets import Asset, AssetProperties
 from prefect.cache_policies import NO_CACHE
+from prefect.context import AssetContext
+from prefect.events import emit_event
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
@@ -31,11 +34,6 @@ def _asset(ref: Mapping[str, Any]) -> Asset:
             name=f"{layer}.{name}", description=f"{kind} {name}" + (f" at {where}" if where else "")
         ),
     )
-
-
-def _record(key: str, metadata: dict[str, Any]) -> str:
-    add_asset_metadata(key, metadata)
-    return key
 
 
 def _parent() -> dict[str, str] | None:
@@ -58,22 +56,54 @@ def _emit(events: Iterable[Any], what: str) -> int:
     return len(events)
 
 
+MATERIALIZED_BY = "spark"
+"""The tool a Spark table's materialization names (prefect-dbt's models name ``dbt``)."""
+
+
+@task(name="record-lineage", task_run_name="lineage of {job_name}", cache_policy=NO_CACHE, persist_result=False)
+def materialize_tables(job_name: str, metrics: list[dict[str, Any]]) -> list[str]:
+    """One Prefect asset materialization per table the job committed, in one task run.
+
+    The events are the ones Prefect's ``@materialize`` sends (``prefect.asset.referenced`` for
+    each upstream asset, ``prefect.asset.materialization.succeeded`` per table, with its
+    upstream assets, ``materialized-by`` and its metadata), related to this task run and its
+    flow run. One task for the job instead of one ``@materialize`` task per table: a medallion
+    run commits about 15 tables, and each task run's three state changes are transactions of
+    their own in the Prefect server's database. On the local SQLite server those bursts made
+    the flow's next write (the SLA state, the dbt subflow's start) fail with ``database is
+    locked`` and Prefect's client retry it two seconds later, twice per ``make demo``.
+    Returns the assets' keys."""
+    tables = [
+        (_asset(out), [_asset(ref) for ref in entry.get("inputs") or []], lineage.materialization_metadata(entry, out))
+        for entry, out in lineage.committed_outputs(metrics)
+    ]
+    upstream = {dep.key: dep for _, deps, _ in tables for dep in deps}
+    for dep in upstream.values():
+        _send("prefect.asset.referenced", AssetContext.asset_as_resource(dep), [], None)
+    by = AssetContext.related_materialized_by(MATERIALIZED_BY)
+    for asset, deps, metadata in tables:
+        _send(
+            "prefect.asset.materialization.succeeded",
+            AssetContext.asset_as_resource(asset),
+            [*(AssetContext.asset_as_related(dep) for dep in deps), by],
+            metadata,
+        )
+    return [asset.key for asset, _, _ in tables]
+
+
+def _send(event: str, resource: dict[str, str], related: list[dict[str, str]], payload: dict[str, Any] | None) -> None:
+    try:
+        emit_event(event=event, resource=resource, related=related, payload=payload)
+    except Exception as exc:  # e.g. an event over the server's size limit: lineage never fails a run
+        get_run_logger().warning("Prefect event %s of %s not sent: %s", event, resource["prefect.resource.id"], exc)
+
+
 def record_spark_lineage(job_name: str, result: JobResult) -> list[str]:
     """Materialize an asset for every table the job committed (its upstream assets the tables
-    the job read for it) and send the job's OpenLineage events. Returns the assets' keys."""
-    keys = []
-    for entry, out in lineage.committed_outputs(result.metrics):
-        asset = _asset(out)
-        task = materialize(
-            asset,
-            by="spark",
-            asset_deps=[_asset(ref) for ref in entry.get("inputs") or []],
-            name="materialize-table",
-            task_run_name=f"materialize {asset.properties.name if asset.properties else asset.key}",
-            cache_policy=NO_CACHE,
-            persist_result=False,
-        )(_record)
-        keys.append(task(asset.key, lineage.materialization_metadata(entry, out)))
+    the job read for it; :func:`materialize_tables`) and send the job's OpenLineage events.
+    Returns the assets' keys."""
+    metrics = [dict(m) for m in result.metrics]
+    keys = materialize_tables(job_name, metrics) if lineage.committed_outputs(metrics) else []
     settings = get_settings()
     sent = _emit(
         lineage.spark_job_events(job_name, result.metrics, namespace=settings.lineage.namespace, parent=_parent()),
