@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from prefect import task
 from prefect.assets import Asset, AssetProperties
-from prefect.cache_policies import NO_CACHE
 from prefect.context import AssetContext
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
@@ -60,19 +58,18 @@ MATERIALIZED_BY = "spark"
 """The tool a Spark table's materialization names (prefect-dbt's models name ``dbt``)."""
 
 
-@task(name="record-lineage", task_run_name="lineage of {job_name}", cache_policy=NO_CACHE, persist_result=False)
-def materialize_tables(job_name: str, metrics: list[dict[str, Any]]) -> list[str]:
-    """One Prefect asset materialization per table the job committed, in one task run.
+def materialize_tables(metrics: Iterable[Mapping[str, Any]]) -> list[str]:
+    """One Prefect asset materialization per table a job committed (its ``metrics``).
 
-    The events are the ones Prefect's ``@materialize`` sends (``prefect.asset.referenced`` for
-    each upstream asset, ``prefect.asset.materialization.succeeded`` per table, with its
-    upstream assets, ``materialized-by`` and its metadata), related to this task run and its
-    flow run. One task for the job instead of one ``@materialize`` task per table: a medallion
-    run commits about 15 tables, and each task run's three state changes are transactions of
-    their own in the Prefect server's database. On the local SQLite server those bursts made
-    the flow's next write (the SLA state, the dbt subflow's start) fail with ``database is
-    locked`` and Prefect's client retry it two seconds later, twice per ``make demo``.
-    Returns the assets' keys."""
+    The events are the ones Prefect's ``@materialize`` tasks send (``prefect.asset.referenced``
+    for each upstream asset, ``prefect.asset.materialization.succeeded`` per table, with its
+    upstream assets, ``materialized-by`` and its metadata), sent from the flow run, which they
+    name as their run. Not one ``@materialize`` task run per table: a medallion run commits
+    about 15 tables, and every task run's three state changes are transactions of their own in
+    the Prefect server's database. On the local SQLite server those bursts made the flow's next
+    write (the SLA state, the dbt subflow's start) fail with ``database is locked``, and
+    Prefect's client retried it two seconds later, twice per ``make demo`` (a single task run
+    for all of them still stalled the dbt subflow's start). Returns the assets' keys."""
     tables = [
         (_asset(out), [_asset(ref) for ref in entry.get("inputs") or []], lineage.materialization_metadata(entry, out))
         for entry, out in lineage.committed_outputs(metrics)
@@ -102,8 +99,7 @@ def record_spark_lineage(job_name: str, result: JobResult) -> list[str]:
     """Materialize an asset for every table the job committed (its upstream assets the tables
     the job read for it; :func:`materialize_tables`) and send the job's OpenLineage events.
     Returns the assets' keys."""
-    metrics = [dict(m) for m in result.metrics]
-    keys = materialize_tables(job_name, metrics) if lineage.committed_outputs(metrics) else []
+    keys = materialize_tables(result.metrics)
     settings = get_settings()
     sent = _emit(
         lineage.spark_job_events(job_name, result.metrics, namespace=settings.lineage.namespace, parent=_parent()),

@@ -316,6 +316,16 @@ def test_lineage_graph_reaches_prefect_assets_and_openlineage(lake: Path, first_
             break
         time.sleep(2)
     assert got == want
+    # each names the tool that built it, and a Spark table's metadata is the commit it made
+    by = {e.resource.id: {r.id for r in e.related if r.role == "asset-materialized-by"} for e in events}
+    dbt_models = {k for k in want if k.startswith("spark://staging/") or k.split("/")[-1].startswith(("fct_", "dim_"))}
+    assert {k for k, tools in by.items() if tools == {"spark"}} == set(want) - dbt_models
+    assert {k for k, tools in by.items() if tools == {"dbt"}} == dbt_models
+    for e in events:
+        if by[e.resource.id] == {"spark"}:
+            layer_table = e.resource.id.removeprefix("spark://")
+            assert isinstance(e.payload["delta_version"], int), e.payload
+            assert str(e.payload["location"]).endswith(f"warehouse/{layer_table}"), e.payload
 
     # OpenLineage: the same graph from the file transport, each run a child of its flow run
     lines = (lake / "lineage" / "openlineage.jsonl").read_text().splitlines()
