@@ -94,6 +94,18 @@ def medallion(
         results.append(run_spark_job(job))
         record_spark_lineage(job.name, results[-1])
     rows = summary_rows(results)
+    # The Spark half's outcomes go out as soon as it is done, before the dbt marts: a failing dbt
+    # build still leaves the run's summary, rule outcomes and SLA state. (Also, on the local
+    # SQLite server the dbt subflow's start right after the job's last state change often met a
+    # database lock and waited 2 s for Prefect's retry; these writes come in between.)
+    publish_summary(
+        "medallion-summary",
+        rows,
+        f"Medallion run {start}..{end} ({', '.join(plan)}) on the {settings.backend} backend",
+    )
+    metrics = [m for r in results for m in r.metrics]
+    publish_quality(quality_rows(metrics), f"Data-contract rule outcomes, run {run_id}")
+    track_sla(metrics, run_id)
     if marts_on:
         loading.join()
         from flows.dbt_build import dbt_build
@@ -103,12 +115,4 @@ def medallion(
         yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
         marts = dbt_build(full_refresh=full_refresh, freshness=end >= yesterday)
         logger.info("dbt marts: %d node(s) built or tested", len(marts))
-    publish_summary(
-        "medallion-summary",
-        rows,
-        f"Medallion run {start}..{end} ({', '.join(plan)}) on the {settings.backend} backend",
-    )
-    metrics = [m for r in results for m in r.metrics]
-    publish_quality(quality_rows(metrics), f"Data-contract rule outcomes, run {run_id}")
-    track_sla(metrics, run_id)
     return rows
