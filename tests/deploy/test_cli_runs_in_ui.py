@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -28,14 +29,23 @@ REPO = Path(__file__).resolve().parents[2]
 DAY = dt.date(2026, 1, 1)
 
 
-def _api(port: int, path: str, body: dict[str, Any] | None = None, method: str = "POST") -> Any:
+def _api(port: int, path: str, body: dict[str, Any] | None = None, method: str = "POST", attempts: int = 6) -> Any:
+    """One API call. A 503 is the server's "retry later" (SQLite was locked by one of its own
+    services' writes): retried a second later, as Prefect's client does, up to ``attempts`` times."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api{path}", data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        raw = resp.read()
-    return json.loads(raw) if raw else None
+    for attempt in range(1, attempts + 1):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                raw = resp.read()
+            return json.loads(raw) if raw else None
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or attempt == attempts:
+                raise
+            time.sleep(1)
+    raise AssertionError("unreachable")
 
 
 def _wait_healthy(port: int, server: subprocess.Popen[bytes], timeout: float = 120) -> None:
