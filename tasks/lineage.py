@@ -68,8 +68,8 @@ def materialize_tables(metrics: Iterable[Mapping[str, Any]]) -> list[str]:
     about 15 tables, and every task run's three state changes are transactions of their own in
     the Prefect server's database. On the local SQLite server those bursts made the flow's next
     write (the SLA state, the dbt subflow's start) fail with ``database is locked``, and
-    Prefect's client retried it two seconds later, twice per ``make demo`` (a single task run
-    for all of them still stalled the dbt subflow's start). Returns the assets' keys."""
+    Prefect's client retried it two seconds later (see also the order of the medallion flow's
+    last steps). Returns the assets' keys."""
     tables = [
         (_asset(out), [_asset(ref) for ref in entry.get("inputs") or []], lineage.materialization_metadata(entry, out))
         for entry, out in lineage.committed_outputs(metrics)
