@@ -10,7 +10,8 @@ lines go back to the client that submitted it, not to this server's log.
 
 Protocol: JSON lines over a Unix socket, one request per connection.
 
-- ``{"op": "ping"}`` -> ``{"ok": true, "pid": ..., "runs": ..., "active": [...], "leases": ..., "warming": ...}``
+- ``{"op": "ping"}`` -> ``{"ok": true, "pid": ..., "runs": ..., "active": [...], "leases": ..., "warming": ...,
+  "stale": [...]}``
 - ``{"op": "run", "entrypoint": "spark_jobs.bronze", "args": [...], "tag": "...", "timeout": s}``
   -> ``{"started": true}`` once the run is taken, ``{"line": "..."}`` per printed line, then
   ``{"exit": code, "error": "..."}``. A connection closed before ``started`` ran nothing (the
@@ -28,6 +29,14 @@ A run is cancelled (``cancel``, its ``timeout``, or its client going away) throu
 tags: every Spark job of the run carries the run's tag and is cancelled, again and again until
 the run's code gives up, without touching the other runs. The server stops itself after
 ``--idle-seconds`` with no run, no connection and no lease.
+
+Job code is read again when it changes: before each run the server compares the files of the
+``spark_jobs`` package with those its job modules were imported from, and after an edit it
+forgets the job modules, so the run imports them anew (the JVM stays warm; the run's first line
+names the changed files). Runs already going keep the code they started with. The server's own
+modules (this one and what it imported at its start: ``session``, ``conf``, ``report``) cannot
+be replaced under it: ``ping`` lists such changed files as ``stale``, and the client restarts an
+idle stale server before its next run.
 
 With ``--warm-up PLAN`` a new server first runs the plan's jobs (small ones, on sample data in a
 scratch directory it then deletes) so that the first real run finds Spark's and Delta's code
@@ -53,6 +62,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from spark_jobs.session import RUN_SESSION, build_session
@@ -99,6 +109,66 @@ class _Router:
         return getattr(self.real, name)
 
 
+class JobCode:
+    """The job modules of ``package`` in this process, kept in step with their source files.
+
+    The modules imported when this is made are the server's own (its code and what that
+    imported): they are never re-imported. Every other module of the package is a job module."""
+
+    def __init__(self, package: str = "spark_jobs", also_own: Sequence[str] = ()) -> None:
+        self.package = package
+        self.root = Path(str(sys.modules[package].__file__)).parent
+        self.own = {n for n in sys.modules if n == package or n.startswith(f"{package}.")} | set(also_own)
+        self.seen = self._stamps()
+        self.lock = threading.Lock()
+
+    def _stamps(self) -> dict[str, tuple[int, int]]:
+        """(modification time, size) of every source file of the package, by relative path."""
+        found = {}
+        for path in self.root.rglob("*.py"):
+            with contextlib.suppress(FileNotFoundError):  # removed while listed
+                st = path.stat()
+                found[path.relative_to(self.root).as_posix()] = (st.st_mtime_ns, st.st_size)
+        return found
+
+    def module_of(self, relative: str) -> str:
+        """The module name of a source file (``transforms/silver.py`` -> ``spark_jobs.transforms.silver``)."""
+        parts = relative.removesuffix(".py").split("/")
+        return ".".join([self.package, *(parts[:-1] if parts[-1] == "__init__" else parts)])
+
+    def _changed(self, now: dict[str, tuple[int, int]]) -> list[str]:
+        return sorted(f for f in now.keys() | self.seen.keys() if now.get(f) != self.seen.get(f))
+
+    def stale(self) -> list[str]:
+        """The changed files of the server's own modules (this process cannot take them in)."""
+        with self.lock:
+            return [f for f in self._changed(self._stamps()) if self.module_of(f) in self.own]
+
+    def refresh(self) -> list[str]:
+        """When a job module's file changed (or one was added or removed) since the job modules
+        were imported, forget all of them, so the next import reads the files again; return the
+        changed files of job modules ([] when none: nothing is forgotten)."""
+        with self.lock:
+            now = self._stamps()
+            changed = [f for f in self._changed(now) if self.module_of(f) not in self.own]
+            if not changed:
+                return []
+            for name in [n for n in sys.modules if n.startswith(f"{self.package}.") and n not in self.own]:
+                del sys.modules[name]
+                parent, _, child = name.rpartition(".")
+                # ``from spark_jobs import storage`` takes the package's attribute when it has one
+                if parent in sys.modules and getattr(sys.modules[parent], child, None) is not None:
+                    with contextlib.suppress(AttributeError):
+                        delattr(sys.modules[parent], child)
+            importlib.invalidate_caches()
+            for f in changed:
+                if f in now:
+                    self.seen[f] = now[f]
+                else:
+                    self.seen.pop(f, None)
+            return changed
+
+
 class Server:
     def __init__(self, path: str, idle_seconds: float, warm_up: str | None = None) -> None:
         self.path = path
@@ -107,6 +177,8 @@ class Server:
         self.warming = threading.Event()  # set while the warm-up runs
         self.given_way = threading.Event()  # set once real work asked the warm-up to stop
         self.spark = build_session("lakehouse-warm")
+        # this module runs as a script (``__main__``): its file is the server's own code too
+        self.code = JobCode(also_own=["spark_jobs.warm_server"])
         self.runs = 0
         self.active: dict[str, threading.Event] = {}  # tag -> set when the run ended
         self.cancelled: set[str] = set()
@@ -142,6 +214,9 @@ class Server:
         def line(text: str) -> None:
             send({"line": text})
 
+        changed = self.code.refresh()
+        if changed:
+            line(f"[warm] job code changed since the last run ({', '.join(changed)}): imported again")
         if timer is not None:
             timer.start()
         try:
@@ -338,6 +413,7 @@ class Server:
                             "active": sorted(self.active),
                             "leases": self.leases,
                             "warming": self.warming.is_set(),
+                            "stale": self.code.stale(),
                         }
                     )
             elif op == "run":

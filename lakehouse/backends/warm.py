@@ -98,15 +98,29 @@ class WarmServer:
     def ensure(self, log: LogSink) -> dict[str, Any]:
         """The running server's status; start one first when none answers (one starter at a time)."""
         status = self.ping()
-        if status is not None:
+        if status is not None and not status.get("stale"):
             return status
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.lock, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be starting it right now
             status = self.ping()
+            if status is not None and status.get("stale"):
+                status = self._restart_stale(status, log)
             if status is not None:
                 return status
             return self._start(log)
+
+    def _restart_stale(self, status: dict[str, Any], log: LogSink) -> dict[str, Any] | None:
+        """Stop a server whose own code changed on disk (it re-imports job modules itself, not its
+        own) when nothing runs on it, and return None (a new one is to start); with runs or
+        Spark Connect clients on it, keep using it and say so."""
+        files = ", ".join(f"spark_jobs/{f}" for f in status["stale"])
+        if status.get("active") or status.get("leases"):
+            log(f"the warm local Spark runs older code of {files} (busy now; it restarts once idle, or `make down`)")
+            return status
+        log(f"the warm local Spark's own code changed ({files}): restarting it")
+        self.stop()
+        return None
 
     def _start(self, log: LogSink) -> dict[str, Any]:
         with contextlib.suppress(FileNotFoundError):

@@ -6,6 +6,7 @@ it, or kills it, at the end.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -377,5 +378,61 @@ def test_without_warm_up_a_new_server_only_serves(tmp_path: Path) -> None:
         assert not server.socket.with_suffix(".warm-up").exists()
         assert "warm-up" not in server.log.read_text()
     finally:
+        _teardown(server)
+        shutil.rmtree(backend.settings.spark.warm_dir or "", ignore_errors=True)
+
+
+def _touch_later(path: Path) -> tuple[int, int]:
+    """Move ``path``'s modification time a second on; return its times before."""
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    return st.st_atime_ns, st.st_mtime_ns
+
+
+def test_edited_job_code_runs_on_the_same_server_and_its_own_code_restarts_it(tmp_path: Path) -> None:
+    """A data engineer edits a transform between two runs: the second run runs the edit, on the
+    same warm driver. An edit of the server's own code (here spark_jobs/conf.py) restarts the
+    server at the next run, once nothing runs on it."""
+    backend = WarmBackend(_settings(warm_up=False, warm_dir=tempfile.mkdtemp(prefix="lh-w-")))
+    server = WarmServer(backend)
+    name = f"_probe_{uuid.uuid4().hex[:8]}"
+    probe = REPO_ROOT / "spark_jobs" / f"{name}.py"
+    job = SparkJob(name="probe", entrypoint=f"spark_jobs.{name}")
+    own = REPO_ROOT / "spark_jobs" / "conf.py"
+    source = (
+        "def main(argv):\n"
+        "    from spark_jobs.session import running_session\n"
+        "    print({!r}, running_session().range({}).count())\n"
+    )
+    times = None
+    try:
+        probe.write_text(source.format("probe v1", 3))
+        lines: list[str] = []
+        backend.run(job, log=lines.append)
+        assert "probe v1 3" in lines
+        pid = server.ping()["pid"]  # type: ignore[index]
+
+        probe.write_text(source.format("probe v2, edited", 5))
+        lines.clear()
+        backend.run(job, log=lines.append)
+        assert "probe v2, edited 5" in lines and "probe v1 3" not in lines
+        assert any(x.startswith("[warm] job code changed since the last run") and f"{name}.py" in x for x in lines)
+        status = server.ping()
+        assert status is not None and status["pid"] == pid and status["stale"] == []
+
+        times = _touch_later(own)
+        assert server.ping()["stale"] == ["conf.py"]  # type: ignore[index]
+        lines.clear()
+        backend.run(job, log=lines.append)
+        assert "the warm local Spark's own code changed (spark_jobs/conf.py): restarting it" in lines
+        assert "probe v2, edited 5" in lines
+        status = server.ping()
+        assert status is not None and status["pid"] != pid and status["stale"] == []
+        with contextlib.suppress(psutil.NoSuchProcess):  # the old one stops: Spark's stop, then exit
+            psutil.Process(pid).wait(timeout=60)
+    finally:
+        if times is not None:
+            os.utime(own, ns=times)
+        probe.unlink(missing_ok=True)
         _teardown(server)
         shutil.rmtree(backend.settings.spark.warm_dir or "", ignore_errors=True)
