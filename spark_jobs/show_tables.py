@@ -44,8 +44,7 @@ def run(spark: SparkSession, root: str, time_travel: str, as_of: str | None = No
         if not io.is_delta(spark, path):
             continue
         count = io.read_delta(spark, path).count()
-        version = io.last_commit(spark, path)["version"]
-        print(f"{layer + '.' + table:32} {count:>10} {version:>8}  {path}", flush=True)
+        print(f"{layer + '.' + table:32} {count:>10} {io.log_version(spark, path):>8}  {path}", flush=True)
     path = f"{root.rstrip('/')}/warehouse/{time_travel}"
     if io.is_delta(spark, path):
         print(time_travel_line(spark, path, time_travel, as_of), flush=True)
@@ -60,7 +59,7 @@ def version_as_of(spark: SparkSession, path: str, timestamp: str) -> int | None:
 
 def time_travel_line(spark: SparkSession, path: str, name: str, as_of: str | None) -> str:
     """``name`` as of ``as_of`` (version or timestamp; default version 0) against its latest."""
-    latest = io.last_commit(spark, path)["version"]
+    latest = io.log_version(spark, path)
     reader = spark.read.format("delta")
     if as_of is None or as_of.isdigit():
         version: int | None = int(as_of or 0)

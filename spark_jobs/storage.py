@@ -7,6 +7,7 @@ Paths may be local or any Hadoop filesystem URI (s3a:// on clusters).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -282,6 +283,26 @@ def last_commit(spark: SparkSession, path: str) -> dict[str, Any]:
         "operation": row["operation"],
         "metrics": dict(row["operationMetrics"] or {}),
     }
+
+
+_COMMIT_FILE = re.compile(r"\d{20}\.json")
+
+
+def log_version(spark: SparkSession, path: str) -> int | None:
+    """The table's latest version: its highest commit file ``_delta_log/<version>.json`` (the
+    Delta protocol's definition), from one listing of the log, None when it has no commit.
+    Needs a classic session (the Hadoop file system through the JVM).
+
+    The listing asks nothing of Delta: a ``DESCRIBE HISTORY`` per table (a Spark query) cost
+    about 0.1 s each, 1.75 s over the demo's 17 tables on 2 cores."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    log = jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/_delta_log")
+    fs = log.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(log):
+        return None
+    names = [s.getPath().getName() for s in fs.listStatus(log)]
+    return max((int(n[:20]) for n in names if _COMMIT_FILE.fullmatch(n)), default=None)
 
 
 _USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"

@@ -137,3 +137,15 @@ def test_deletion_vectors_can_be_turned_off_for_old_readers(spark: SparkSession,
         "1",
         "0",
     )
+
+
+def test_log_version_is_the_latest_commit_past_a_checkpoint(spark: SparkSession, tmp_path: Path) -> None:
+    """The version read from the log's listing is the one Delta's history reports, also once a
+    checkpoint (written at version 10) sits beside the commit files."""
+    path = str(tmp_path / "t")
+    assert storage.log_version(spark, path) is None
+    for i in range(12):
+        storage.append(spark.createDataFrame([(i,)], "id int"), path)
+    assert any(p.name.endswith(".checkpoint.parquet") for p in (tmp_path / "t" / "_delta_log").iterdir())
+    latest = DeltaTable.forPath(spark, path).history(1).first()
+    assert latest is not None and storage.log_version(spark, path) == latest["version"] == 11
