@@ -17,7 +17,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from lakehouse.dbt import dbt_environment, get_dbt_settings, missing_silver_tables
+from lakehouse.dbt import catalog_in_step, dbt_environment, get_dbt_settings, missing_silver_tables
 from lakehouse.errors import ConfigError
 from lakehouse.settings import get_settings
 from tasks.artifacts import publish_summary
@@ -79,18 +79,21 @@ def dbt_build(
         )
     selection = ["--select", *select] if select else []
     rows: list[dict[str, Any]] = []
+    build = ["build", *selection, *(["--full-refresh"] if full_refresh else [])]
+    if not (dbt.unit_tests if unit_tests is None else unit_tests):
+        build += ["--exclude-resource-type", "unit_test"]
     with dbt_environment(settings, dbt):
-        # Freshness first: nothing is built on stale silver. (Its on-run-start hook registers
-        # the sources in the catalog, as the build's does.)
-        if freshness:
+        if not freshness:
+            rows += [{"command": "build", **r} for r in run_dbt(build, settings, dbt, project_vars)]
+        else:
+            # Freshness first: nothing is built on stale silver. Its on-run-start hook brings the
+            # catalog in step with the storage; the build right after it skips that hook.
             rows += [
                 {"command": "source freshness", **r}
                 for r in run_dbt(["source", "freshness"], settings, dbt, project_vars)
             ]
-        build = ["build", *selection, *(["--full-refresh"] if full_refresh else [])]
-        if not (dbt.unit_tests if unit_tests is None else unit_tests):
-            build += ["--exclude-resource-type", "unit_test"]
-        rows += [{"command": "build", **r} for r in run_dbt(build, settings, dbt, project_vars)]
+            with catalog_in_step():
+                rows += [{"command": "build", **r} for r in run_dbt(build, settings, dbt, project_vars)]
     record_dbt_lineage(rows)
     summary = [{c: r.get(c) for c in SUMMARY_COLUMNS} for r in rows]
     publish_summary(

@@ -475,6 +475,18 @@ def dbt_environment(settings: Settings | None = None, dbt: DbtSettings | None = 
         yield env
 
 
+CATALOG_IN_STEP_ENV = f"{ENV_PREFIX}CATALOG_IN_STEP"
+
+
+@contextmanager
+def catalog_in_step() -> Iterator[None]:
+    """dbt invocations inside skip the on-run-start hook that brings the catalog in step with the
+    storage (``register_lakehouse_tables``): for a build right after another invocation ran it
+    (``dbt source freshness``), in the same environment, over the same tables."""
+    with _process_env({CATALOG_IN_STEP_ENV: "1"}):
+        yield
+
+
 @contextmanager
 def _process_env(values: Mapping[str, str]) -> Iterator[None]:
     """``values`` in ``os.environ`` for the block, the previous values restored afterwards."""
