@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import ssl
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 from lakehouse.settings import REPO_ROOT, get_settings
 
@@ -70,3 +73,46 @@ def direct_run() -> Iterator[None]:
         return
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield
+
+
+class _SharedVerifiedContexts:
+    """Stands in for the ``ssl`` module inside Prefect's client module: a verifying context for a
+    CA file is made once and shared by every client after it; everything else is ``ssl``'s own.
+
+    Prefect 3.9 makes a new ``ssl.create_default_context(cafile=<CA bundle>)`` for every
+    ``PrefectClient``/``SyncPrefectClient``, also for an ``http://`` API. Loading the bundle
+    takes about 16 ms of CPU, and prefect-dbt makes three clients per dbt node (the node's task
+    run engine twice, its tracker once): 177 contexts and about 2.8 s of the flow process's CPU
+    in the demo's dbt step, measured on 2 cores. (An open Prefect pull request lets clients share
+    a context.) httpx recommends sharing one context between clients; the verifying one is never
+    changed after it is made. The unverified context of ``PREFECT_API_TLS_INSECURE_SKIP_VERIFY``
+    (made without a CA file, then changed) is not shared."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self._lock = threading.Lock()
+        self._made: dict[str, Any] = {}
+
+    def create_default_context(
+        self, purpose: Any = None, *, cafile: str | None = None, capath: str | None = None, cadata: Any = None
+    ) -> Any:
+        purpose = purpose or self._real.Purpose.SERVER_AUTH
+        if not cafile or capath or cadata or purpose != self._real.Purpose.SERVER_AUTH:
+            return self._real.create_default_context(purpose, cafile=cafile, capath=capath, cadata=cadata)
+        with self._lock:
+            if cafile not in self._made:
+                self._made[cafile] = self._real.create_default_context(purpose, cafile=cafile)
+            return self._made[cafile]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def share_client_tls_context() -> None:
+    """Let every Prefect client of this process share its verifying TLS context (see
+    :class:`_SharedVerifiedContexts`); idempotent. Nothing changes when Prefect's client module
+    no longer makes its contexts through a module-level ``ssl``."""
+    import prefect.client.orchestration as orchestration
+
+    if getattr(orchestration, "ssl", None) is ssl:
+        setattr(orchestration, "ssl", _SharedVerifiedContexts(ssl))  # noqa: B010 (a module attribute, on purpose)

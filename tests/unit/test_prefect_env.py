@@ -39,3 +39,41 @@ def test_a_frequency_the_user_set_is_kept(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv(HEARTBEAT_ENV, "180")
     with direct_run():
         assert _heartbeat_seconds() == 180
+
+
+def test_prefect_clients_share_one_verifying_tls_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After share_client_tls_context, Prefect's clients load the CA bundle once between them; a
+    client told to skip verification still gets an unverified context of its own, and the
+    shared one keeps verifying."""
+    import ssl
+
+    import prefect.client.orchestration as orchestration
+    from prefect.client.orchestration import PrefectClient, SyncPrefectClient
+    from prefect.settings import PREFECT_API_TLS_INSECURE_SKIP_VERIFY, temporary_settings
+
+    from lakehouse.prefect_env import share_client_tls_context
+
+    monkeypatch.setattr(orchestration, "ssl", ssl)  # as Prefect ships it; put back after the test
+    made: list[ssl.SSLContext] = []
+    real = ssl.create_default_context
+
+    def counted(*args: object, **kwargs: object) -> ssl.SSLContext:
+        made.append(real(*args, **kwargs))  # type: ignore[arg-type]
+        return made[-1]
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    api = "http://127.0.0.1:9/api"
+    SyncPrefectClient(api), PrefectClient(api)
+    assert len(made) == 2  # Prefect alone: one per client
+
+    share_client_tls_context()
+    share_client_tls_context()  # idempotent
+    del made[:]
+    SyncPrefectClient(api), PrefectClient(api), SyncPrefectClient(api)
+    assert len(made) == 1 and made[0].verify_mode == ssl.CERT_REQUIRED and made[0].check_hostname
+
+    with temporary_settings(updates={PREFECT_API_TLS_INSECURE_SKIP_VERIFY: True}):
+        SyncPrefectClient(api), SyncPrefectClient(api)
+    assert len(made) == 3 and [c.verify_mode for c in made[1:]] == [ssl.CERT_NONE, ssl.CERT_NONE]
+    SyncPrefectClient(api)
+    assert len(made) == 3 and made[0].verify_mode == ssl.CERT_REQUIRED and made[0].check_hostname
