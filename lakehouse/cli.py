@@ -76,19 +76,22 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_medallion(args: argparse.Namespace, settings: Settings) -> int:
-    from flows.medallion import medallion
-    from lakehouse.prefect_env import direct_run
+    from lakehouse.prefect_env import command_api_server, direct_run, wait_for_api
 
-    with direct_run():
-        rows = medallion(
-            start_date=args.start,
-            end_date=args.end or args.start,
-            layers=args.layers.split(","),
-            full_refresh=args.full_refresh,
-            dbt_marts=args.dbt_marts,
-            sources=getattr(args, "sources", None),
-            tables=getattr(args, "tables", None),
-        )
+    with command_api_server():  # starts while the flow is imported (in a demo: already running)
+        from flows.medallion import medallion
+
+        wait_for_api()
+        with direct_run():
+            rows = medallion(
+                start_date=args.start,
+                end_date=args.end or args.start,
+                layers=args.layers.split(","),
+                full_refresh=args.full_refresh,
+                dbt_marts=args.dbt_marts,
+                sources=getattr(args, "sources", None),
+                tables=getattr(args, "tables", None),
+            )
     print(f"{'layer.table':32} {'read':>9} {'written':>9} {'version':>8} {'seconds':>8}")
     for r in rows:
         print(
@@ -159,13 +162,16 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
-    from flows.maintenance import restore_table
-    from lakehouse.prefect_env import direct_run
+    from lakehouse.prefect_env import command_api_server, direct_run, wait_for_api
 
     target = f"version {args.version}" if args.version is not None else f"timestamp {args.timestamp}"
     print(f"restoring {args.table} to {target} (a restore-table flow run) ...", file=sys.stderr, flush=True)
-    with direct_run():
-        metrics = restore_table(table=args.table, version=args.version, timestamp=args.timestamp)
+    with command_api_server():
+        from flows.maintenance import restore_table
+
+        wait_for_api()
+        with direct_run():
+            metrics = restore_table(table=args.table, version=args.version, timestamp=args.timestamp)
     for m in metrics:
         if m.get("operation") == "RESTORE":
             print(f"{m['layer']}.{m['table']}: restored to {target}, version {m['version_before']} -> {m['version']}")
@@ -221,22 +227,25 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     gen = argparse.Namespace(start=first, days=3, seed=42, events_per_day=2000, orders_per_day=400)
     if settings.backend == "local" and settings.spark.mode == "warm":
         _start_warm_spark_meanwhile(settings)
-    print(f"== 1/3 generating 3 days of landing data ({first} .. {first + dt.timedelta(days=2)})")
-    cmd_generate(gen, settings)
-    print(f"== 2/3 medallion flow, first day ({first}), then the next two days incrementally")
-    runs = ((first, first), (first + dt.timedelta(days=1), first + dt.timedelta(days=2)))
-    for start, end in runs:
-        # the dbt marts once, on the last run (incremental marts over all three days)
-        cmd_medallion(
-            argparse.Namespace(
-                start=start,
-                end=end,
-                layers="bronze,silver,gold",
-                full_refresh=False,
-                dbt_marts=None if end == runs[-1][1] else False,
-            ),
-            settings,
-        )
+    from lakehouse.prefect_env import command_api_server
+
+    with command_api_server():  # Prefect's API server for both runs, starting while the data is made
+        print(f"== 1/3 generating 3 days of landing data ({first} .. {first + dt.timedelta(days=2)})")
+        cmd_generate(gen, settings)
+        print(f"== 2/3 medallion flow, first day ({first}), then the next two days incrementally")
+        runs = ((first, first), (first + dt.timedelta(days=1), first + dt.timedelta(days=2)))
+        for start, end in runs:
+            # the dbt marts once, on the last run (incremental marts over all three days)
+            cmd_medallion(
+                argparse.Namespace(
+                    start=start,
+                    end=end,
+                    layers="bronze,silver,gold",
+                    full_refresh=False,
+                    dbt_marts=None if end == runs[-1][1] else False,
+                ),
+                settings,
+            )
     print("== 3/3 tables, row counts and a time-travel read (silver.users at version 0 vs latest)")
     code = cmd_show_tables(args, settings)
     if settings.backend == "local" and settings.spark.mode == "warm":

@@ -23,8 +23,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import ssl
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -116,3 +120,151 @@ def share_client_tls_context() -> None:
 
     if getattr(orchestration, "ssl", None) is ssl:
         setattr(orchestration, "ssl", _SharedVerifiedContexts(ssl))  # noqa: B010 (a module attribute, on purpose)
+
+
+class _CommandServer:
+    """Prefect's temporary API server for one ``lakehouse`` command, started by the command
+    itself: the same server process Prefect starts on a flow's first API call when no API is
+    configured (``uvicorn`` serving ``prefect.server.api.server:create_app`` with the ephemeral
+    flags, on a free loopback port, over the database of ``PREFECT_HOME``), started earlier."""
+
+    def __init__(self) -> None:
+        import prefect
+        from prefect.settings import get_current_settings
+
+        self.app_dir = str(prefect.__module_path__.parent)
+        self.env = {
+            **os.environ,
+            "PREFECT_UI_ENABLED": "0",
+            "PREFECT__SERVER_EPHEMERAL": "1",
+            "PREFECT__SERVER_FINAL": "1",
+            **get_current_settings().to_environment_variables(exclude_unset=True),
+        }
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self.ready = False
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def start(self) -> None:
+        self.port = _free_port()
+        self.process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "uvicorn", "--app-dir", self.app_dir),
+                *("--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1"),
+                *("--port", str(self.port), "--log-level", "error", "--lifespan", "on"),
+            ],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def wait(self, timeout: float) -> None:
+        """Until the server answers its health check."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0) as client:
+            while not self.ready:
+                assert self.process is not None
+                code = self.process.poll()
+                if code is not None:  # 3: another process took the free port in between
+                    raise RuntimeError(
+                        f"Prefect's temporary API server on port {self.port} exited with code {code} while starting"
+                    )
+                elif time.monotonic() > deadline:
+                    raise RuntimeError(f"Prefect's temporary API server did not answer within {timeout:g}s")
+                with contextlib.suppress(httpx.TransportError):
+                    self.ready = client.get(f"{self.api_url}/health").status_code == 200
+                if not self.ready:
+                    time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+_COMMAND_SERVER: list[_CommandServer] = []
+
+
+@contextlib.contextmanager
+def command_api_server() -> Iterator[None]:
+    """Flow runs inside go to a temporary Prefect API server that starts now, when no Prefect API
+    is configured (``PREFECT_API_URL`` in the environment or the profile); with one, nothing
+    changes. Call :func:`wait_for_api` before the first flow run.
+
+    Prefect would start the same server itself on the first flow's first API call, after the
+    command has imported its flows and Prefect's server module (2.8 s of CPU in this process,
+    for the class that starts the server) and then waited for the server's own start (about
+    4 s). Started here, before the flows are imported, the server starts while the command
+    imports them, and this process never imports Prefect's server. At the end, the flow runs'
+    remaining logs and events are sent, then the server stops."""
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    if get_current_settings().api.url:
+        yield
+        return
+    server = _CommandServer()
+    server.start()
+    print(f"starting Prefect's temporary API server on {server.api_url} for this command's flow runs", file=sys.stderr)
+    _COMMAND_SERVER.append(server)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}), _for_every_thread():
+            try:
+                yield
+            finally:
+                if server.ready:
+                    _send_pending_logs_and_events()
+    finally:
+        _COMMAND_SERVER.remove(server)
+        server.stop()
+
+
+@contextlib.contextmanager
+def _for_every_thread() -> Iterator[None]:
+    """The current settings also for threads that did not copy this thread's context (dbt runs
+    its nodes in threads of its own, and prefect-dbt's callbacks talk to the API from there):
+    without this, such a thread saw no API URL and Prefect started a second temporary server for
+    it, in the middle of the dbt step. Prefect's own test harness does the same, with the same
+    private helper; without it (another Prefect version) nothing is changed."""
+    import prefect.context
+
+    replace = getattr(prefect.context, "_temporary_global_settings_context", None)
+    if replace is None:
+        yield
+        return
+    with replace(prefect.context.get_settings_context()):
+        yield
+
+
+def wait_for_api() -> None:
+    """Wait for the server of :func:`command_api_server` to answer (nothing without one)."""
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+
+    for server in _COMMAND_SERVER:
+        server.wait(float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()))
+
+
+def _send_pending_logs_and_events() -> None:
+    """What Prefect's workers still hold, sent before the server stops (as Prefect's own test
+    harness does before it stops its server)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    with contextlib.suppress(RuntimeError):  # a worker that never started
+        APILogWorker.instance().drain()
+    EventsWorker.drain_all()
