@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,54 @@ def test_log_version_is_the_latest_commit_past_a_checkpoint(spark: SparkSession,
     assert any(p.name.endswith(".checkpoint.parquet") for p in (tmp_path / "t" / "_delta_log").iterdir())
     latest = DeltaTable.forPath(spark, path).history(1).first()
     assert latest is not None and storage.log_version(spark, path) == latest["version"] == 11
+
+
+def test_last_commit_and_applied_state_from_the_log_files_equal_deltas_history(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """last_commit and applied_state read the commit files themselves: after appends, MERGEs (one
+    that changes nothing), a metadata-only commit and an OPTIMIZE, what they return equals what
+    Delta's own history says."""
+    path = str(tmp_path / "t")
+    t1 = dt.datetime(2026, 1, 1)
+
+    def from_history() -> tuple[dict[str, object], storage.AppliedState]:
+        rows = DeltaTable.forPath(spark, path).history().collect()
+        latest = max(rows, key=lambda r: r["version"])
+        batches: set[str] = set()
+        metadata = {}
+        for r in rows:
+            if r["userMetadata"]:
+                metadata[r["version"]] = json.loads(r["userMetadata"])
+                batches.update(metadata[r["version"]].get("batches", []))
+        last = {
+            "version": latest["version"],
+            "operation": latest["operation"],
+            "metrics": dict(latest["operationMetrics"] or {}),
+        }
+        return last, storage.AppliedState(batches, latest["version"], metadata.get(latest["version"], {}))
+
+    steps = [
+        lambda: storage.append(spark.createDataFrame([("u1", "a@x", t1)], USERS), path),
+        lambda: storage.append(spark.createDataFrame([("u2", "c@x", t1)], USERS), path),
+        lambda: storage.merge_latest(
+            spark,
+            spark.createDataFrame([("u1", "b@x", t1 + dt.timedelta(days=1))], USERS),
+            path,
+            key="user_id",
+            order_by="updated_at",
+        ),
+        lambda: storage.merge_latest(
+            spark, spark.createDataFrame([("u1", "old@x", t1)], USERS), path, key="user_id", order_by="updated_at"
+        ),
+        lambda: storage.mark_applied(spark, path),
+        lambda: spark.sql(f"OPTIMIZE delta.`{path}`").collect(),
+    ]
+    for i, step in enumerate(steps):
+        with storage.commit_metadata(spark, [f"b{i}"], run_id=f"r{i}"):
+            step()
+        expected_last, expected_state = from_history()
+        assert storage.last_commit(spark, path) == expected_last, i
+        assert storage.applied_state(spark, path) == expected_state, i
+    assert storage.last_commit(spark, path)["operation"] == "OPTIMIZE"
+    assert storage.applied_state(spark, path).batches == {"b0", "b1", "b2", "b3", "b4", "b5"}
