@@ -1,9 +1,13 @@
-"""Helpers of the flow tests: contracts with one change, a day of hand-written order lines."""
+"""Helpers of the flow tests: contracts with one change, a day of hand-written order lines, a
+Prefect script in a process of its own."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,3 +61,23 @@ def latest_run_name(flow_name: str) -> str:
             flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])), sort=FlowRunSort.START_TIME_DESC, limit=1
         )
     return str(latest.name)
+
+
+def run_prefect_script(script: str, home: Path, *args: str, **env: str) -> dict[str, Any]:
+    """Run ``script`` in a new Python process on the Prefect home ``home`` (no other ``PREFECT_*``
+    setting of this process, ``env`` added; from ``home``, where no prefect.toml is read) and
+    return the JSON object its last line prints. Prefect's client-side workers are process-wide:
+    a test of a server of its own runs in a process of its own."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env={**keep, "PREFECT_HOME": str(home), **env},
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out

@@ -6,15 +6,13 @@ process-wide)."""
 
 from __future__ import annotations
 
-import json
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import psutil
 import pytest
+
+from tests.e2e.support import run_prefect_script
 
 pytestmark = pytest.mark.e2e
 
@@ -47,19 +45,7 @@ print(json.dumps(out))
 
 
 def _run(home: Path, *args: str, **env: str) -> dict[str, object]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, *args],
-        env={**keep, "PREFECT_HOME": str(home), **env},
-        cwd=home,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return out
+    return run_prefect_script(SCRIPT, home, *args, **env)
 
 
 def test_the_flow_runs_go_to_the_commands_own_server_with_their_logs_and_it_stops(tmp_path: Path) -> None:

@@ -4,14 +4,12 @@ own type, and a user's setting wins. Real temporary servers on fresh Prefect hom
 
 from __future__ import annotations
 
-import json
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.support import run_prefect_script
 
 pytestmark = pytest.mark.e2e
 
@@ -34,19 +32,7 @@ print(json.dumps(out))
 
 
 def _run(home: Path, *args: str, **env: str) -> dict[str, object]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, *args],
-        env={**keep, "PREFECT_HOME": str(home), **env},
-        cwd=home,  # not the repo root: its prefect.toml is the command's business, not read here
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return out
+    return run_prefect_script(SCRIPT, home, *args, **env)
 
 
 def _block_types(home: Path) -> set[str]:
