@@ -52,6 +52,7 @@ import argparse
 import contextlib
 import contextvars
 import importlib
+import importlib.util
 import json
 import os
 import secrets
@@ -162,6 +163,10 @@ class JobCode:
                         delattr(sys.modules[parent], child)
             importlib.invalidate_caches()
             for f in changed:
+                # a cached bytecode file is trusted by the second and size of its source: an
+                # edit within the same second that keeps the size would import the old code
+                with contextlib.suppress(OSError):
+                    os.unlink(importlib.util.cache_from_source(str(self.root / f)))
                 if f in now:
                     self.seen[f] = now[f]
                 else:

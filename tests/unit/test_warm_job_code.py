@@ -21,7 +21,8 @@ def _write(path: Path, text: str) -> None:
 
 
 @pytest.fixture
-def package(tmp_path: Path) -> Iterator[Path]:
+def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # as a user's server writes it
     root = tmp_path / "lh_probe_pkg"
     (root / "sub").mkdir(parents=True)
     _write(root / "__init__.py", "")
@@ -59,6 +60,13 @@ def test_an_edited_job_module_is_imported_again_and_its_users_with_it(package: P
 
     assert job is sys.modules["lh_probe_pkg.job"]
     assert code.refresh() == []
+
+    # an edit that keeps the size, within the second of the cached bytecode, is read too
+    helper = package / "sub" / "helper.py"
+    stamp = helper.stat().st_mtime_ns
+    helper.write_text("def value():\n    return 'helper v3, edited'\n")
+    os.utime(helper, ns=(stamp + 1000, stamp + 1000))
+    assert code.refresh() == ["sub/helper.py"] and _job() == "helper v3, edited"
 
     (package / "extra.py").write_text("X = 1\n")  # an added file counts as a change
     assert code.refresh() == ["extra.py"]
