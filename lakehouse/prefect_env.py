@@ -17,6 +17,10 @@ the user set win, as they do over ``prefect.toml``.
   the first flow run can start, measured on 2 cores, on each `lakehouse` command. Its runs use
   no block type that is not already there: `lakehouse blocks` registers the types of the blocks
   it saves, and `make ui`'s server (not started by this command) registers them all as before.
+
+Also here: the command starts that temporary server itself, before it imports its flows
+(:func:`command_api_server`), and dbt's many Prefect clients share one TLS context
+(:func:`share_client_tls_context`, called by ``tasks.dbt.run_dbt``, so deployments' runs too).
 """
 
 from __future__ import annotations
