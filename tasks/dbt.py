@@ -17,7 +17,7 @@ from typing import Any
 from prefect.logging import get_run_logger
 
 from lakehouse.dbt import DbtError, DbtSettings, artifacts_dir, command_args
-from lakehouse.prefect_env import share_client_tls_context
+from lakehouse.prefect_env import share_client_tls_context, share_settings_with_dbt_nodes
 from lakehouse.settings import Settings
 
 _FAILED = {"error", "fail", "runtime error"}
@@ -96,6 +96,7 @@ def run_dbt(
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings  # heavy: only when dbt runs
 
     share_client_tls_context()  # prefect-dbt makes three Prefect clients per node
+    share_settings_with_dbt_nodes()  # ... and builds its settings anew three times per node
     logger = get_run_logger()
     args = command_args(command, settings, dbt, project_vars)
     runner = PrefectDbtRunner(

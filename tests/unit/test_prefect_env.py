@@ -77,3 +77,66 @@ def test_prefect_clients_share_one_verifying_tls_context(monkeypatch: pytest.Mon
     assert len(made) == 3 and [c.verify_mode for c in made[1:]] == [ssl.CERT_NONE, ssl.CERT_NONE]
     SyncPrefectClient(api)
     assert len(made) == 3 and made[0].verify_mode == ssl.CERT_REQUIRED and made[0].check_hostname
+
+
+def test_dbt_node_threads_take_the_callers_settings_as_they_are(monkeypatch: pytest.MonkeyPatch) -> None:
+    """prefect-dbt hands its node threads a serialized context. As Prefect serializes it, each
+    hydration builds Prefect's settings anew; after share_settings_with_dbt_nodes it builds none,
+    and the thread sees the caller's settings object, temporary values included."""
+    import threading
+
+    from prefect.context import SettingsContext, hydrated_context
+    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, Settings, temporary_settings
+    from prefect_dbt.core import runner
+
+    from lakehouse.prefect_env import share_settings_with_dbt_nodes
+
+    # Prefect's own, also when an earlier dbt run in this process shared the settings already;
+    # whatever was there comes back after the test
+    as_shipped = getattr(runner.serialize_context, "__wrapped__", runner.serialize_context)
+    monkeypatch.setattr(runner, "serialize_context", as_shipped)
+    built: list[object] = []
+    real_init = Settings.__init__
+
+    def counted(self: Settings, *args: object, **kwargs: object) -> None:
+        built.append(self)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Settings, "__init__", counted)
+
+    def in_a_node_thread(context: dict[str, object]) -> SettingsContext:
+        seen: list[SettingsContext] = []
+
+        def node() -> None:
+            with hydrated_context(context):
+                found = SettingsContext.get()
+                assert found is not None
+                seen.append(found)
+
+        thread = threading.Thread(target=node)
+        thread.start()
+        thread.join()
+        return seen[0]
+
+    # an API URL that is never dialled: a hydration makes a client, which must not start a server
+    updates = {PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_CLIENT_MAX_RETRIES: 7}
+    with temporary_settings(updates=updates):
+        caller = SettingsContext.get()
+        assert caller is not None
+        del built[:]
+        found = in_a_node_thread(runner.serialize_context())
+        assert len(built) >= 1 and found.settings is not caller.settings  # Prefect alone: built anew
+        assert found.settings.client.max_retries == 7
+
+        share_settings_with_dbt_nodes()
+        patched = runner.serialize_context
+        share_settings_with_dbt_nodes()  # idempotent
+        assert runner.serialize_context is patched
+        del built[:]
+        context = runner.serialize_context()
+        found = in_a_node_thread(context)
+        assert built == []
+        assert found.settings is caller.settings and found.profile is caller.profile
+        assert found.settings.client.max_retries == 7
+        # the rest of the context is Prefect's own serialization, untouched
+        assert set(context) >= {"flow_run_context", "task_run_context", "tags_context", "settings_context"}
