@@ -1,0 +1,97 @@
+"""Test modules with their local drivers on C1 only against the JVM's default tiered JIT, side
+by side: A B B A ... (a candidate for cutting the suite's CPU; not adopted, see below).
+
+Usage: python bench/test_jit.py MODULE [MODULE ...]   (BENCH_PAIRS pairs, default 1)
+
+Each run is one pytest process over the modules, with LAKEHOUSE_SPARK__JAVA_OPTIONS set for the
+side (every spark-submit driver and warm server the tests start; not the in-process session).
+Wall time and the CPU time of the whole process tree (every JVM it waited for) are recorded; a
+failing run's whole pytest output is kept in .lakehouse/test_jit-failed-N.log. Writes
+bench/results/test_jit.json.
+
+Status: tests/kafka/test_streaming_ingest.py alone took 128.7 s of CPU tiered and 80.9 s on C1
+only (one run each). Over tests/kafka/test_streaming_exactly_once.py plus
+tests/e2e/test_medallion_flow.py (warm servers), tiered took 381.8 s and C1 only 345-386 s in
+three runs: no clear gain where warm servers do the work. In the first C1 run of this benchmark
+two medallion e2e cases failed, and their output was not kept. The three later C1 runs of the
+same modules passed. Until that failure is explained, the suite keeps the default JIT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.machine import describe  # noqa: E402
+
+SIDES = {
+    "tiered (JVM default)": "[]",
+    "C1 only": '["-XX:TieredStopAtLevel=1"]',
+}
+
+
+def _run(modules: list[str], java_options: str) -> dict[str, Any]:
+    env = {**os.environ, "LAKEHOUSE_SPARK__JAVA_OPTIONS": java_options}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    proc = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *modules],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    if proc.returncode != 0:
+        kept = ROOT / ".lakehouse" / f"test_jit-failed-{int(time.time())}.log"
+        kept.parent.mkdir(exist_ok=True)
+        kept.write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
+        raise SystemExit(f"pytest failed ({proc.returncode}): {summary}; its whole output: {kept}")
+    return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "pytest": summary}
+
+
+def main() -> int:
+    modules = sys.argv[1:]
+    if not modules:
+        print(__doc__, file=sys.stderr)
+        return 2
+    pairs = int(os.environ.get("BENCH_PAIRS", "1"))
+    machine = describe()
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label in SIDES}
+    order = list(SIDES)
+    for i in range(pairs):
+        for label in order if i % 2 == 0 else order[::-1]:
+            result = _run(modules, SIDES[label])
+            runs[label].append(result)
+            print(f"{label}: {json.dumps(result)}", flush=True)
+    out = {
+        "benchmark": "test modules, tiered JIT against C1 only",
+        "modules": modules,
+        "order": "A B B A ... (BENCH_PAIRS pairs); medians",
+        "machine": machine,
+        "sides": SIDES,
+        "median_wall_s": {k: statistics.median(r["wall_s"] for r in v) for k, v in runs.items()},
+        "median_cpu_s": {k: statistics.median(r["cpu_s"] for r in v) for k, v in runs.items()},
+        "runs": runs,
+    }
+    path = ROOT / "bench" / "results" / "test_jit.json"
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps({"wall": out["median_wall_s"], "cpu": out["median_cpu_s"]}), f"\nwrote {path}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
