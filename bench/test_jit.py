@@ -11,10 +11,10 @@ bench/results/test_jit.json.
 
 Status: tests/kafka/test_streaming_ingest.py alone took 128.7 s of CPU tiered and 80.9 s on C1
 only (one run each). Over tests/kafka/test_streaming_exactly_once.py plus
-tests/e2e/test_medallion_flow.py (warm servers), tiered took 381.8 s and C1 only 345-386 s in
-three runs: no clear gain where warm servers do the work. In the first C1 run of this benchmark
-two medallion e2e cases failed, and their output was not kept. The three later C1 runs of the
-same modules passed. Until that failure is explained, the suite keeps the default JIT.
+tests/e2e/test_medallion_flow.py, one pair (test_jit.json): 342.1 s of CPU tiered, 239.0 s on C1
+only (wall 424.1 s against 400.0 s). In the first C1 run of this benchmark two medallion e2e
+cases failed, and their output was not kept. The four later C1 runs of the same modules passed.
+Until that failure is explained, the suite keeps the default JIT.
 """
 
 from __future__ import annotations
