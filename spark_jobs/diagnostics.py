@@ -2,7 +2,7 @@
 timeouts are honoured) without touching any table.
 
 Usage: spark-submit spark_jobs/diagnostics.py [--rows N] [--busy S] [--sleep S] [--exit-code CODE]
-       [--fail-attempts N --attempts-file PATH]
+       [--fail-attempts N --attempts-file PATH] [--exhaust-heap]
 """
 
 from __future__ import annotations
@@ -54,6 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="A transient failure: the first N attempts (counted in --attempts-file) exit 1.",
     )
     p.add_argument("--attempts-file", help="File the attempts are counted in (one line each).")
+    p.add_argument(
+        "--exhaust-heap",
+        action="store_true",
+        help="Ask the driver JVM for a 16 GiB array: a real java.lang.OutOfMemoryError (a JVM-fatal "
+        "error, after which the warm local Spark retires) without filling the heap first.",
+    )
     args = p.parse_args(argv)
     if args.fail_attempts and not args.attempts_file:
         p.error("--fail-attempts needs --attempts-file")
@@ -83,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return x
 
             spark.sparkContext.parallelize(range(2), 2).map(slow).count()
+        if args.exhaust_heap:
+            print("diagnostics: asking the driver JVM for a 16 GiB array", flush=True)
+            # through reflection, so that the error comes back as the call's (Py4JJavaError)
+            jvm.java.lang.reflect.Array.newInstance(jvm.java.lang.Long.TYPE, 2**31 - 16)
+            raise RuntimeError("the driver's heap holds 16 GiB: --exhaust-heap needs a smaller one")
         report = Report("diagnostics")
         report.table("diagnostics", "range", started, rows_read=n, rows_written=0)
         report.emit()

@@ -11,7 +11,7 @@ lines go back to the client that submitted it, not to this server's log.
 Protocol: JSON lines over a Unix socket, one request per connection.
 
 - ``{"op": "ping"}`` -> ``{"ok": true, "pid": ..., "runs": ..., "active": [...], "leases": ..., "warming": ...,
-  "stale": [...]}``
+  "stale": [...], "retiring": null or "why"}``
 - ``{"op": "run", "entrypoint": "spark_jobs.bronze", "args": [...], "tag": "...", "timeout": s}``
   -> ``{"started": true}`` once the run is taken, ``{"line": "..."}`` per printed line, then
   ``{"exit": code, "error": "..."}``. A connection closed before ``started`` ran nothing (the
@@ -38,6 +38,12 @@ modules (this one and what it imported at its start: ``session``, ``conf``, ``re
 be replaced under it: ``ping`` lists such changed files as ``stale``, and the client restarts an
 idle stale server before its next run.
 
+A run that fails on an error after which the JVM is not to be trusted (a
+``java.lang.VirtualMachineError`` other than a stack overflow: out of heap, out of code cache, an
+internal error) retires the server: it takes no new run, says so in ``ping`` (``retiring``) and
+stops once its runs and leases have ended, so that the retry or the next run gets a new JVM
+instead of the damaged one.
+
 With ``--warm-up PLAN`` a new server first runs the plan's jobs (small ones, on sample data in a
 scratch directory it then deletes) so that the first real run finds Spark's and Delta's code
 loaded, generated and compiled. The warm-up is not a run (``ping`` counts it in neither ``runs``
@@ -55,6 +61,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -70,6 +77,23 @@ from spark_jobs.session import RUN_SESSION, build_session
 
 WARMUP_TAG = "lakehouse-warm-up"
 """The job tag of the warm-up's Spark jobs."""
+
+JVM_FATAL = re.compile(
+    r"(?:^|: |Caused by: )(java\.lang\.(?:OutOfMemoryError|InternalError|UnknownError|VirtualMachineError))\b", re.M
+)
+"""A JVM error after which this driver is not to be trusted (``VirtualMachineError`` and its
+subclasses but ``StackOverflowError``, which unwinds cleanly)."""
+
+
+def jvm_fatal(lines: Sequence[str]) -> str | None:
+    """The first JVM-fatal error named in a failed run's traceback lines (chained exceptions and
+    the Java stack traces Py4J carries included), or None."""
+    for line in lines:
+        found = JVM_FATAL.search(line.strip())
+        if found:
+            return found.group(1)
+    return None
+
 
 RUN_SINK: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar("run_sink", default=None)
 """Where the printed lines of the run on this thread go (None: the server's own log)."""
@@ -192,6 +216,7 @@ class Server:
         self.leases = 0  # open ``connect`` connections: Spark Connect clients at work
         self.connect: tuple[int, str] | None = None  # (port, token) once started
         self.stopping = threading.Event()
+        self.retiring: str | None = None  # why, once a JVM-fatal error retired this server
         self.router = _Router(sys.stdout)
         self.err_router = _Router(sys.stderr)
         sys.stdout, sys.stderr = self.router, self.err_router
@@ -206,6 +231,8 @@ class Server:
             return
         done = threading.Event()
         with self.lock:
+            if self.retiring:  # closed before "started": the client goes to a new server
+                return
             if tag in self.active:
                 send({"exit": 2, "error": f"a run tagged {tag} is already running"})
                 return
@@ -229,17 +256,20 @@ class Server:
         finally:
             if timer is not None:
                 timer.cancel()
+            done.set()
+        with self.lock:
+            was_cancelled = tag in self.cancelled
+        try:
+            if was_cancelled:
+                reason = "timed out" if timer is not None and timer.finished.is_set() else "cancelled"
+                send({"exit": code or 1, "error": f"{reason}: its Spark jobs were cancelled", "cancelled": True})
+            else:
+                send({"exit": code, "error": error})
+        finally:  # active until answered: a retiring server stops only after its runs got their end
             with self.lock:
                 self.active.pop(tag, None)
-                was_cancelled = tag in self.cancelled
                 self.cancelled.discard(tag)
                 self.last_activity = time.monotonic()
-            done.set()
-        if was_cancelled:
-            reason = "timed out" if timer is not None and timer.finished.is_set() else "cancelled"
-            send({"exit": code or 1, "error": f"{reason}: its Spark jobs were cancelled", "cancelled": True})
-        else:
-            send({"exit": code, "error": error})
 
     def execute(self, tag: str, entrypoint: str, args: list[str], line: Callable[[str], None]) -> tuple[int, str]:
         """Run ``entrypoint.main(args)`` in a session of its own, its Spark jobs tagged ``tag`` and
@@ -260,16 +290,28 @@ class Server:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         except BaseException as exc:  # the job failed: its traceback is its last lines
             code = 1
-            for text in traceback.format_exception(exc):
-                for part in text.rstrip("\n").split("\n"):
-                    line(part)
+            lines = [part for text in traceback.format_exception(exc) for part in text.rstrip("\n").split("\n")]
+            for part in lines:
+                line(part)
             error = f"{type(exc).__name__}: {exc}"
+            fatal = jvm_fatal(lines)
+            if fatal:
+                self.retire(f"run {tag} hit {fatal}")
+                line(f"[warm] the driver JVM hit {fatal}: this server takes no new run and stops once its runs end")
         finally:
             self.router.finish(line)
             self.err_router.finish(line)
             self.spark.sparkContext.removeJobTag(tag)
             jvm.org.apache.spark.sql.SparkSession.clearActiveSession()
         return code, error
+
+    def retire(self, why: str) -> None:
+        """Take no new run and stop once the runs and leases going now have ended."""
+        with self.lock:
+            if self.retiring:
+                return
+            self.retiring = why
+        print(f"retiring: {why}", file=self.err_router.real, flush=True)
 
     def warm_up(self, plan_path: str) -> None:
         """Run the warm-up plan (``--warm-up``): small jobs on sample data in a scratch directory,
@@ -419,6 +461,7 @@ class Server:
                             "leases": self.leases,
                             "warming": self.warming.is_set(),
                             "stale": self.code.stale(),
+                            "retiring": self.retiring,
                         }
                     )
             elif op == "run":
@@ -478,8 +521,12 @@ class Server:
                         and not self.warming.is_set()
                         and time.monotonic() - self.last_activity > self.idle_seconds
                     )
+                    retired = self.retiring is not None and not self.active and not self.leases
                 if idle:
                     print(f"idle for {self.idle_seconds:g}s: stopping", file=self.err_router.real, flush=True)
+                    break
+                if retired:
+                    print("retired: stopping", file=self.err_router.real, flush=True)
                     break
                 try:
                     conn, _ = listener.accept()

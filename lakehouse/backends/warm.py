@@ -5,7 +5,8 @@ server of ``spark_jobs/warm_server.py`` instead of starting a spark-submit drive
 (``submit`` keeps one driver process per job). The server is
 started on first use with the very command a job would get (Delta, the jars, the tuning preset,
 the class-data archive), health-checked before each run, started again when it died (a run the
-server closed before taking it goes to the new one), and stops
+server closed before taking it goes to the new one), replaced after a run hit a JVM-fatal error
+(out of heap or code cache: the server retires, see ``spark_jobs/warm_server.py``), and stops
 by itself after ``spark.warm_idle_seconds`` without a run (``stop`` stops it now). One server
 runs per distinct command, so a change of settings that changes the Spark conf gets a new one.
 
@@ -98,17 +99,41 @@ class WarmServer:
     def ensure(self, log: LogSink) -> dict[str, Any]:
         """The running server's status; start one first when none answers (one starter at a time)."""
         status = self.ping()
-        if status is not None and not status.get("stale"):
+        if status is not None and not status.get("stale") and not status.get("retiring"):
             return status
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.lock, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be starting it right now
             status = self.ping()
+            if status is not None and status.get("retiring"):
+                self._wait_retired(status, log)
+                status = None
             if status is not None and status.get("stale"):
                 status = self._restart_stale(status, log)
             if status is not None:
                 return status
             return self._start(log)
+
+    def _wait_retired(self, status: dict[str, Any], log: LogSink) -> None:
+        """Wait for a server that a JVM-fatal error retired to stop (it takes no new run and
+        stops once its own runs end); then a new one is to start.
+
+        Raises:
+            SparkJobError: It still runs after the job timeout.
+        """
+        log(
+            f"the warm local Spark is retiring ({status['retiring']}); a new one starts once its "
+            f"{len(status.get('active') or [])} run(s) have ended"
+        )
+        deadline = time.monotonic() + self.backend.settings.spark.job_timeout_seconds + 60
+        while (current := self.ping()) is not None and current.get("retiring"):
+            if time.monotonic() > deadline:
+                raise SparkJobError(
+                    self.job.name, f"the retiring warm local Spark {current['pid']} did not stop; see {self.log}"
+                )
+            time.sleep(0.5)
+        while self.socket.exists() and time.monotonic() < deadline:  # its socket goes last
+            time.sleep(0.2)
 
     def _restart_stale(self, status: dict[str, Any], log: LogSink) -> dict[str, Any] | None:
         """Stop a server whose own code changed on disk (it re-imports job modules itself, not its

@@ -436,3 +436,46 @@ def test_edited_job_code_runs_on_the_same_server_and_its_own_code_restarts_it(tm
         probe.unlink(missing_ok=True)
         _teardown(server)
         shutil.rmtree(backend.settings.spark.warm_dir or "", ignore_errors=True)
+
+
+def test_a_jvm_fatal_error_retires_the_server_and_the_retry_gets_a_new_one(warm: WarmBackend) -> None:
+    """A run that hits an error after which the JVM is not to be trusted (here a real
+    OutOfMemoryError of the driver) fails with that error. The server takes no new run: it ends
+    the run it has (another client's), then stops; the retry waits for that and gets a new JVM."""
+    server = WarmServer(warm)
+    warm.run(_diag("--rows", "3"), log=_quiet)
+    pid = server.ping()["pid"]  # type: ignore[index]
+    busy_started = threading.Event()
+    busy: list[Any] = []
+
+    def other_client() -> None:
+        def line(text: str) -> None:
+            if "diagnostics: sleeping" in text:  # its Spark work done: it holds no task slot
+                busy_started.set()
+
+        busy.append(warm.run(_diag("--sleep", "40"), log=line))
+
+    other = threading.Thread(target=other_client)
+    other.start()
+    try:
+        assert busy_started.wait(120), "the other run did not start"
+        lines: list[str] = []
+        with pytest.raises(SparkJobError, match="exit code 1") as err:
+            warm.run(_diag("--exhaust-heap"), log=lines.append)
+        assert any(": java.lang.OutOfMemoryError: Java heap space" in line for line in lines), lines[-20:]
+        assert "[warm] the driver JVM hit java.lang.OutOfMemoryError" in "\n".join(err.value.log_tail)
+        status = server.ping()
+        assert status is not None and status["pid"] == pid and len(status["active"]) == 1
+        assert "java.lang.OutOfMemoryError" in status["retiring"]
+        retry: list[str] = []
+        again = warm.run(_diag("--rows", "5"), log=retry.append)
+    finally:
+        other.join(timeout=180)
+    assert again.metrics[0]["rows_read"] == 5
+    assert any("is retiring" in line for line in retry), retry
+    assert busy and busy[0].exit_code == 0  # the run it had ended first, and well
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    log = server.log.read_text()
+    assert "hit java.lang.OutOfMemoryError" in log and "retired: stopping" in log
+    status = server.ping()
+    assert status is not None and status["pid"] != pid and status["retiring"] is None
