@@ -8,7 +8,8 @@
 #                checkout's .venv), e.g. `rev=HEAD~1 rev=HEAD` to compare a change with its parent;
 #                every rev= side runs in a worktree, so each has a Prefect database of its own
 # A side may add settings after a '+', comma-separated: warm+LAKEHOUSE_DBT__THREADS=1 is the
-# warm side with one dbt thread (its runs are reported under that whole name).
+# warm side with one dbt thread (its runs are reported under that whole name). A value may hold
+# commas (JSON) but no spaces: warm+LAKEHOUSE_SPARK__JAVA_OPTIONS='["-Da=1","-Db=2"]'.
 # Writes bench/results/demo.json with the machine it ran on (DEMO_AB_OUT overrides the path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,7 +59,8 @@ for i in $(seq "$rounds"); do
       *) echo "unknown side: $base" >&2; exit 2 ;;
     esac
     if [ "$base" != "$side" ]; then
-      IFS=, read -r -a extra <<<"${side#*+}"
+      # split at the commas that start the next NAME=: a JSON value may hold commas itself
+      mapfile -t extra < <(sed -E 's/,([A-Z_][A-Z0-9_]*=)/\n\1/g' <<<"${side#*+}")
       env+=("${extra[@]}")
     fi
     make down >/dev/null 2>&1

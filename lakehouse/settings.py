@@ -79,7 +79,10 @@ class SparkSettings(BaseModel):
     java_options: list[str] = Field(
         default_factory=list,
         description="Extra JVM options of every local driver (spark-submit jobs and the warm Spark), "
-        'as JSON, e.g. ["-XX:+UseParallelGC"]; a job\'s own options come after them.',
+        'as JSON, e.g. ["-XX:+UseParallelGC"]; a job\'s own options come after them. With '
+        '"-XX:TieredStopAtLevel=1" (C1 only: less JIT CPU for short, small runs; the test suite uses '
+        'it) add "-XX:ReservedCodeCacheSize=240m": C1 alone shrinks the code cache to 48 MiB, '
+        "which a warm Spark fills.",
     )
     interpret_below_mb: float = Field(
         default=16.0,

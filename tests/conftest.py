@@ -4,6 +4,7 @@ service is a failure with a message saying how to install it, never a skip."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import tempfile
@@ -28,6 +29,13 @@ WARM_DIR = tempfile.mkdtemp(prefix="lh-warm-")
 os.environ["LAKEHOUSE_SPARK__WARM_DIR"] = WARM_DIR
 # a server a settings variant started (a conf key, a deployment's cores) does not idle for 15 min
 os.environ.setdefault("LAKEHOUSE_SPARK__WARM_IDLE_SECONDS", "300")
+# The suite's drivers are short-lived and its data small: C1 alone compiles what they run for
+# about a third less CPU than the default tiered JIT (bench/results/test_jit.json), which matters
+# with two tiers on 2 cores. C1 alone also shrinks the JVM's default code cache from 240 to 48 MiB,
+# which a warm server running many jobs fills ("Out of space in CodeCache for method handle
+# intrinsic" failed a job), so the cache keeps the tiered default. The in-process session of the
+# `spark` fixture gets the same options.
+os.environ.setdefault("LAKEHOUSE_SPARK__JAVA_OPTIONS", '["-XX:TieredStopAtLevel=1", "-XX:ReservedCodeCacheSize=240m"]')
 
 DEMO_START = dt.date(2026, 1, 1)
 
@@ -64,6 +72,8 @@ def spark() -> Iterator[object]:
             "spark.ui.enabled": "false",
             "spark.sql.shuffle.partitions": "2",
             "spark.default.parallelism": "2",
+            # the JIT of the drivers (above): this JVM runs the whole session's small queries
+            "spark.driver.extraJavaOptions": " ".join(json.loads(os.environ["LAKEHOUSE_SPARK__JAVA_OPTIONS"])),
         },
         master="local[2]",
     )

@@ -52,7 +52,8 @@ def test_a_jobs_java_options_follow_the_backends_own(tmp_path: Path, monkeypatch
     archive.write_bytes(b"x")
     monkeypatch.setattr(cds, "archive_path", lambda: archive)
     job = SparkJob(name="diag", entrypoint="spark_jobs.diagnostics", java_options=("-XX:+UseParallelGC", "-Dx=1"))
-    cmd = LocalBackend(Settings()).command(job)
+    cmd = LocalBackend(Settings(spark={"java_options": ["-Dfrom.settings=1"]})).command(job)
     opts = next(c for c in cmd if c.startswith("spark.driver.extraJavaOptions=")).split()
-    assert opts[-3:] == [f"-XX:SharedArchiveFile={archive}", "-XX:+UseParallelGC", "-Dx=1"]
+    # the archive, then the settings' options, then the job's own
+    assert opts[-4:] == [f"-XX:SharedArchiveFile={archive}", "-Dfrom.settings=1", "-XX:+UseParallelGC", "-Dx=1"]
     assert opts[0].startswith("spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=")
