@@ -3,17 +3,18 @@ by side: A B B A ... (how tests/conftest.py came to run the suite's drivers on C
 
 Usage: python bench/test_jit.py MODULE [MODULE ...]   (BENCH_PAIRS pairs, default 1)
 
-Each run is one pytest process over the modules, with LAKEHOUSE_SPARK__JAVA_OPTIONS set for the
-side (every spark-submit driver and warm server the tests start, and the in-process session).
+Each run is one pytest process over the modules, with LAKEHOUSE_SPARK__JIT set for the side
+(every spark-submit driver and warm server the tests start, and the in-process session).
 Wall time and the CPU time of the whole process tree (every JVM it waited for) are recorded; a
 failing run's whole pytest output is kept in .lakehouse/test_jit-failed-N.log. Writes
 bench/results/test_jit.json.
 
-The C1 side keeps the tiered default code cache (240 MiB). `-XX:TieredStopAtLevel=1` alone
-shrinks it to 48 MiB, which a warm server fills during its warm-up and first medallion run
-(sampled with `jcmd PID Compiler.codecache`: 39 MiB used 15 s in); then a job fails with
-"Out of space in CodeCache for method handle intrinsic". That failed the medallion e2e module
-in 3 of 9 runs on C1 alone, and in none with the cache kept.
+The C1 side keeps the tiered default code cache (240 MiB; lakehouse.backends.local.C1_ONLY).
+`-XX:TieredStopAtLevel=1` alone shrinks it to 48 MiB, which a warm server fills during its
+warm-up and first medallion run (sampled with `jcmd PID Compiler.codecache`: 39 MiB used 15 s
+in, 67 MiB at most); then a job fails with "Out of space in CodeCache for method handle
+intrinsic". That failed the medallion e2e module in 3 of 9 runs on C1 alone, and in none of 3
+with the cache kept.
 
 Status: tests/kafka/test_streaming_ingest.py alone took 128.7 s of CPU tiered and 80.9 s on C1
 only (one run each). Over tests/kafka/test_streaming_exactly_once.py plus
@@ -39,13 +40,13 @@ sys.path.insert(0, str(ROOT))
 from bench.machine import describe  # noqa: E402
 
 SIDES = {
-    "tiered (JVM default)": "[]",
-    "C1 only": '["-XX:TieredStopAtLevel=1", "-XX:ReservedCodeCacheSize=240m"]',
+    "tiered (JVM default)": "tiered",
+    "C1 only": "c1",
 }
 
 
-def _run(modules: list[str], java_options: str) -> dict[str, Any]:
-    env = {**os.environ, "LAKEHOUSE_SPARK__JAVA_OPTIONS": java_options}
+def _run(modules: list[str], jit: str) -> dict[str, Any]:
+    env = {**os.environ, "LAKEHOUSE_SPARK__JIT": jit}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     proc = subprocess.run(

@@ -50,7 +50,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lakehouse import cds, jars, objectstore
-from lakehouse.backends.local import CONNECT_CLIENT_ENV, live_spark_session
+from lakehouse.backends.local import CONNECT_CLIENT_ENV, jit_options, live_spark_session
 from lakehouse.errors import ConfigError, LakehouseError
 from lakehouse.pipeline import small_lakehouse
 from lakehouse.settings import REPO_ROOT, Settings, get_settings
@@ -274,6 +274,7 @@ def local_spark_conf(settings: Settings, dbt: DbtSettings) -> dict[str, str]:
         f"-Dlakehouse.log.level={settings.spark.log_level}",
         # the same class-data archive as the spark-submit drivers: the JVM is the same
         *cds.java_options(settings),
+        *jit_options(settings),
         *settings.spark.java_options,
     ]
     if log4j.exists():

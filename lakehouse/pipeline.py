@@ -276,20 +276,24 @@ def maintenance_job(
     )
 
 
-def small_lakehouse(settings: Settings) -> bool:
-    """True when the tables' files on a local root add up to less than ``spark.interpret_below_mb``
-    MiB: dbt's queries then run interpreted, as the jobs' do on a small lakehouse
-    (:data:`spark_jobs.conf.INTERPRETED_CONF`), and a new warm Spark warms up that way. An
-    ``s3a://`` root is never counted as small (the jobs count it themselves)."""
+def small_lakehouse(settings: Settings, *, with_landing: bool = False) -> bool:
+    """True when the tables' files on a local root (``with_landing``: plus the landing files)
+    add up to less than ``spark.interpret_below_mb`` MiB: dbt's queries then run interpreted, as
+    the jobs' do on a small lakehouse (:data:`spark_jobs.conf.INTERPRETED_CONF`), a new warm Spark
+    warms up that way, and (with the landing files, which the next runs read) a local driver JVM
+    starts on C1 (``spark.jit=auto``). An ``s3a://`` root is never counted as small (the jobs
+    count it themselves)."""
     limit = settings.spark.interpret_below_mb * 1024 * 1024
     root = settings.storage.root
     if limit <= 0 or ("://" in root and not root.startswith("file://")):
         return False
     total = 0
-    for directory, _dirs, files in os.walk(settings.storage.warehouse.removeprefix("file://")):
-        for name in files:
-            with contextlib.suppress(OSError):  # a file a concurrent job just replaced
-                total += os.stat(os.path.join(directory, name)).st_size
-            if total >= limit:
-                return False
+    places = [settings.storage.warehouse, *([settings.storage.landing] if with_landing else [])]
+    for place in places:
+        for directory, _dirs, files in os.walk(place.removeprefix("file://")):
+            for name in files:
+                with contextlib.suppress(OSError):  # a file a concurrent job just replaced
+                    total += os.stat(os.path.join(directory, name)).st_size
+                if total >= limit:
+                    return False
     return True

@@ -79,10 +79,18 @@ class SparkSettings(BaseModel):
     java_options: list[str] = Field(
         default_factory=list,
         description="Extra JVM options of every local driver (spark-submit jobs and the warm Spark), "
-        'as JSON, e.g. ["-XX:+UseParallelGC"]; a job\'s own options come after them. With '
-        '"-XX:TieredStopAtLevel=1" (C1 only: less JIT CPU for short, small runs; the test suite uses '
-        'it) add "-XX:ReservedCodeCacheSize=240m": C1 alone shrinks the code cache to 48 MiB, '
-        "which a warm Spark fills.",
+        'as JSON, e.g. ["-XX:+UseParallelGC"]; a job\'s own options come after them (the JIT: see '
+        "LAKEHOUSE_SPARK__JIT).",
+    )
+    jit: Literal["auto", "c1", "tiered"] = Field(
+        default="auto",
+        description="The JIT of a local driver JVM (spark-submit jobs, the warm Spark, dbt's local "
+        "Spark). c1: C1 only (-XX:TieredStopAtLevel=1 with the 240 MiB code cache of the default): "
+        "less compile CPU for slower code, which pays on small data (measured: `make demo` 67.5 s "
+        "against 85.2 s, bench/results/demo_jit.json); tiered: the JVM's default (C1, then C2 for "
+        "hot code); auto: c1 while the lakehouse is small (its tables' and landing files below "
+        "interpret_below_mb when the JVM starts), tiered otherwise and for the stream. A warm Spark keeps the JIT it "
+        "started with: once the lakehouse has grown, the next run gets a tiered one.",
     )
     interpret_below_mb: float = Field(
         default=16.0,

@@ -4,7 +4,6 @@ service is a failure with a message saying how to install it, never a skip."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
 import tempfile
@@ -31,11 +30,9 @@ os.environ["LAKEHOUSE_SPARK__WARM_DIR"] = WARM_DIR
 os.environ.setdefault("LAKEHOUSE_SPARK__WARM_IDLE_SECONDS", "300")
 # The suite's drivers are short-lived and its data small: C1 alone compiles what they run for
 # about a third less CPU than the default tiered JIT (bench/results/test_jit.json), which matters
-# with two tiers on 2 cores. C1 alone also shrinks the JVM's default code cache from 240 to 48 MiB,
-# which a warm server running many jobs fills ("Out of space in CodeCache for method handle
-# intrinsic" failed a job), so the cache keeps the tiered default. The in-process session of the
-# `spark` fixture gets the same options.
-os.environ.setdefault("LAKEHOUSE_SPARK__JAVA_OPTIONS", '["-XX:TieredStopAtLevel=1", "-XX:ReservedCodeCacheSize=240m"]')
+# with two tiers on 2 cores. `auto` (the default) would give the stream tiered; `c1` gives it C1
+# too. The in-process session of the `spark` fixture gets the same options.
+os.environ.setdefault("LAKEHOUSE_SPARK__JIT", "c1")
 
 DEMO_START = dt.date(2026, 1, 1)
 
@@ -59,6 +56,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def spark() -> Iterator[object]:
     """One in-process SparkSession (local[2], Delta, the pinned jars) for the whole run."""
     from lakehouse import jars
+    from lakehouse.backends.local import jit_options
+    from lakehouse.settings import Settings
     from spark_jobs.session import build_session
 
     session = build_session(
@@ -73,7 +72,7 @@ def spark() -> Iterator[object]:
             "spark.sql.shuffle.partitions": "2",
             "spark.default.parallelism": "2",
             # the JIT of the drivers (above): this JVM runs the whole session's small queries
-            "spark.driver.extraJavaOptions": " ".join(json.loads(os.environ["LAKEHOUSE_SPARK__JAVA_OPTIONS"])),
+            "spark.driver.extraJavaOptions": " ".join(jit_options(Settings())),
         },
         master="local[2]",
     )

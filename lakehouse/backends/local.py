@@ -40,6 +40,26 @@ from lakehouse.jobs import SparkJob
 from lakehouse.settings import REPO_ROOT, Settings, credentials
 from spark_jobs.conf import default_conf
 
+STREAMING_ENTRYPOINTS = ("spark_jobs.streaming",)
+"""Long-running jobs: never on the warm Spark, and on the tiered JIT unless ``spark.jit=c1``."""
+
+C1_ONLY = ("-XX:TieredStopAtLevel=1", "-XX:ReservedCodeCacheSize=240m")
+"""The JVM options of ``spark.jit=c1``. C1 alone would also shrink the code cache from 240 MiB
+to 48, which a warm Spark fills (67 MiB used in the e2e tests; a full cache failed a run with
+"Out of space in CodeCache for method handle intrinsic"), so the cache keeps the default size."""
+
+
+def jit_options(settings: Settings, *, long_running: bool = False) -> list[str]:
+    """The JIT options of a local driver JVM (``spark.jit``; ``auto``: C1 only while the
+    lakehouse is small, unless the JVM is ``long_running``)."""
+    mode = settings.spark.jit
+    if mode == "auto":
+        from lakehouse.pipeline import small_lakehouse
+
+        mode = "c1" if not long_running and small_lakehouse(settings, with_landing=True) else "tiered"
+    return list(C1_ONLY) if mode == "c1" else []
+
+
 _PR_SET_PDEATHSIG = 1
 _KILL_GRACE_S = 10.0
 
@@ -137,6 +157,7 @@ class LocalBackend:
                     f"-Dlog4j2.configurationFile=file:{log4j}",
                     f"-Dlakehouse.log.level={s.log_level}",
                     *self.java_options,
+                    *jit_options(self.settings, long_running=job.entrypoint in STREAMING_ENTRYPOINTS),
                     *s.java_options,
                     *([f"-Djava.io.tmpdir={tmp_dir}"] if tmp_dir is not None else []),
                     *job.java_options,

@@ -43,12 +43,11 @@ from typing import Any
 
 from lakehouse import objectstore
 from lakehouse.backends.base import JobOutput, JobResult, LogSink
-from lakehouse.backends.local import LocalBackend
+from lakehouse.backends.local import STREAMING_ENTRYPOINTS, LocalBackend
 from lakehouse.errors import SparkJobError, SparkJobTimeout
 from lakehouse.jobs import SparkJob
 from lakehouse.settings import REPO_ROOT, Settings, get_settings
 
-STREAMING_ENTRYPOINTS = ("spark_jobs.streaming",)
 START_TIMEOUT_S = 180.0
 
 

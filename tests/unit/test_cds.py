@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse import cds
-from lakehouse.backends.local import LocalBackend
+from lakehouse.backends.local import C1_ONLY, LocalBackend
 from lakehouse.jobs import SparkJob
 from lakehouse.settings import Settings
 
@@ -52,8 +52,14 @@ def test_a_jobs_java_options_follow_the_backends_own(tmp_path: Path, monkeypatch
     archive.write_bytes(b"x")
     monkeypatch.setattr(cds, "archive_path", lambda: archive)
     job = SparkJob(name="diag", entrypoint="spark_jobs.diagnostics", java_options=("-XX:+UseParallelGC", "-Dx=1"))
-    cmd = LocalBackend(Settings(spark={"java_options": ["-Dfrom.settings=1"]})).command(job)
+    cmd = LocalBackend(Settings(spark={"java_options": ["-Dfrom.settings=1"], "jit": "c1"})).command(job)
     opts = next(c for c in cmd if c.startswith("spark.driver.extraJavaOptions=")).split()
-    # the archive, then the settings' options, then the job's own
-    assert opts[-4:] == [f"-XX:SharedArchiveFile={archive}", "-Dfrom.settings=1", "-XX:+UseParallelGC", "-Dx=1"]
+    # the archive, the JIT's, then the settings' options, then the job's own
+    assert opts[-6:] == [
+        f"-XX:SharedArchiveFile={archive}",
+        *C1_ONLY,
+        "-Dfrom.settings=1",
+        "-XX:+UseParallelGC",
+        "-Dx=1",
+    ]
     assert opts[0].startswith("spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=")
