@@ -217,6 +217,7 @@ class Server:
         self.connect: tuple[int, str] | None = None  # (port, token) once started
         self.stopping = threading.Event()
         self.retiring: str | None = None  # why, once a JVM-fatal error retired this server
+        self.answering = 0  # runs ended whose end message is being sent
         self.router = _Router(sys.stdout)
         self.err_router = _Router(sys.stderr)
         sys.stdout, sys.stderr = self.router, self.err_router
@@ -256,20 +257,22 @@ class Server:
         finally:
             if timer is not None:
                 timer.cancel()
+            with self.lock:
+                self.active.pop(tag, None)
+                was_cancelled = tag in self.cancelled
+                self.cancelled.discard(tag)
+                self.last_activity = time.monotonic()
+                self.answering += 1  # a retiring server stops only once its runs got their end
             done.set()
-        with self.lock:
-            was_cancelled = tag in self.cancelled
         try:
             if was_cancelled:
                 reason = "timed out" if timer is not None and timer.finished.is_set() else "cancelled"
                 send({"exit": code or 1, "error": f"{reason}: its Spark jobs were cancelled", "cancelled": True})
             else:
                 send({"exit": code, "error": error})
-        finally:  # active until answered: a retiring server stops only after its runs got their end
+        finally:
             with self.lock:
-                self.active.pop(tag, None)
-                self.cancelled.discard(tag)
-                self.last_activity = time.monotonic()
+                self.answering -= 1
 
     def execute(self, tag: str, entrypoint: str, args: list[str], line: Callable[[str], None]) -> tuple[int, str]:
         """Run ``entrypoint.main(args)`` in a session of its own, its Spark jobs tagged ``tag`` and
@@ -521,7 +524,7 @@ class Server:
                         and not self.warming.is_set()
                         and time.monotonic() - self.last_activity > self.idle_seconds
                     )
-                    retired = self.retiring is not None and not self.active and not self.leases
+                    retired = self.retiring is not None and not (self.active or self.answering or self.leases)
                 if idle:
                     print(f"idle for {self.idle_seconds:g}s: stopping", file=self.err_router.real, flush=True)
                     break
