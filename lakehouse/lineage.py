@@ -229,14 +229,16 @@ def spark_job_events(
         for out in outs:
             if _split(str(out["table"])) == (entry.get("layer"), entry.get("table")):
                 out["rows"] = entry.get("rows_written")
-        started = ended - dt.timedelta(seconds=float(entry.get("duration_s") or 0.0))
+        finished = entry.get("finished_at")  # the table's own end; older drivers give none
+        done = dt.datetime.fromtimestamp(float(finished), dt.UTC) if finished is not None else ended
+        started = done - dt.timedelta(seconds=float(entry.get("duration_s") or 0.0))
         events += _events(
             f"{job}.{entry['layer']}.{entry['table']}",
             entry.get("inputs") or [],
             outs,
             namespace=namespace,
             started=started,
-            ended=ended,
+            ended=done,
             parent=parent,
         )
     return events

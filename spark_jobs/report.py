@@ -21,12 +21,15 @@ class Report:
         self._lock = threading.Lock()
 
     def table(self, layer: str, table: str, started: float, **values: Any) -> dict[str, Any]:
-        """Record the metrics of ``layer.table``; ``started`` is a ``time.monotonic()`` value."""
+        """Record the metrics of ``layer.table``; ``started`` is a ``time.monotonic()`` value.
+        ``finished_at``: when the table was done (Unix time, seconds): its own end, which the job's
+        may be well after (lineage times, the benchmarks' per-table breakdowns)."""
         entry = {
             "job": self.job,
             "layer": layer,
             "table": table,
             "duration_s": round(time.monotonic() - started, 3),
+            "finished_at": round(time.time(), 3),
             **values,
         }
         line = f"[{self.job}] {layer}.{table}: " + ", ".join(

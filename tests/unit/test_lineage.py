@@ -7,6 +7,7 @@ transport against a real HTTP server on 127.0.0.1.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 from collections.abc import Iterator
@@ -86,6 +87,24 @@ def test_spark_events_carry_inputs_outputs_facets_and_parent() -> None:
     assert took == pytest.approx(4.5)
 
 
+def test_a_table_that_finished_before_its_job_keeps_its_own_times() -> None:
+    job_end = dt.datetime(2026, 1, 2, 12, 0, 0, tzinfo=dt.UTC)
+    table_end = job_end - dt.timedelta(seconds=30)  # the job went on with other tables
+    entry = {**ENTRY, "finished_at": table_end.timestamp()}
+    start, complete = (
+        json.loads(lineage_json(e))
+        for e in lineage.spark_job_events("medallion", [entry], namespace="lake", parent=None, ended=job_end)
+    )
+    assert _seconds(complete["eventTime"]) == pytest.approx(table_end.timestamp())
+    assert _seconds(start["eventTime"]) == pytest.approx(table_end.timestamp() - 4.5)
+    # an entry without it (a driver of an earlier version) ends with the job
+    start, complete = (
+        json.loads(lineage_json(e))
+        for e in lineage.spark_job_events("medallion", [ENTRY], namespace="lake", parent=None, ended=job_end)
+    )
+    assert _seconds(complete["eventTime"]) == pytest.approx(job_end.timestamp())
+
+
 def test_dbt_events_follow_the_manifest_dependencies() -> None:
     rows = [
         {"resource_type": "model", "status": "success", "name": "fct_daily_revenue",
@@ -163,6 +182,4 @@ def lineage_json(event: Any) -> str:
 
 
 def _seconds(iso: str) -> float:
-    import datetime as dt
-
     return dt.datetime.fromisoformat(iso).timestamp()
