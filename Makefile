@@ -7,7 +7,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 PYTEST_ARGS ?=
 UI_PORT ?= 4200
 
-.PHONY: help setup demo test test-fast lint up down bench bench-warm bench-streaming bench-storage bench-k8s kafka-up kafka-down k8s-tools cluster-tools images cluster-up cluster-down cluster-status blocks deploy ui clean
+.PHONY: help setup demo test test-fast lint up down bench bench-phases bench-warm bench-streaming bench-storage bench-k8s kafka-up kafka-down k8s-tools cluster-tools images cluster-up cluster-down cluster-status blocks deploy ui clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -61,6 +61,9 @@ lint: setup ## ruff check + ruff format --check + mypy (strict); part of make te
 
 bench: setup ## medallion benchmark (BENCH_EVENTS=10000000 by default) -> bench/results/medallion.json
 	@$(PY) bench/medallion.py
+
+bench-phases: setup ## where one new day over 30 days of history goes, per table and phase, from Spark's event log -> bench/results/incremental_phases.json (make bench's data)
+	@$(PY) bench/incremental_phases.py
 
 bench-warm: setup ## warm local Spark vs spark-submit on the demo data, ABAB, plus driver memory over 100 runs -> bench/results/warm_spark.json
 	@$(PY) bench/warm_spark.py
