@@ -46,7 +46,14 @@ from spark_jobs.contract import Contract
 from spark_jobs.report import Report, lineage_output
 from spark_jobs.session import for_each_table, run_job
 from spark_jobs.transforms import quality
-from spark_jobs.transforms.silver import duplicate_copies, history_of, latest_per_key, quarantine_rows, typed
+from spark_jobs.transforms.silver import (
+    VERSIONS,
+    duplicate_copies,
+    history_of,
+    latest_per_key,
+    quarantine_rows,
+    typed,
+)
 
 CONTRACT_VIOLATION_EXIT = 65  # equals lakehouse.errors.CONTRACT_VIOLATION_EXIT
 """Exit code of a batch stopped by a ``fail`` rule (EX_DATAERR): not worth a retry."""
@@ -169,7 +176,22 @@ def promote(
             evaluated.where(F.col("_action").isNull() | (F.col("_action") == "warn")), contract
         )
         dup_action = _uniqueness_action(contract)
-        dups = conforming.where("_dup").count()
+        extra = list(undeclared) if allow_new else []
+        versions = typed(conforming.where(~F.col("_dup")), contract, extra)
+        good: DataFrame | None = None
+        batch_newest = None
+        if any(r.action == "fail" and counts[r.name] for r in rules):
+            # the batch stops whatever else: its duplicates are counted, nothing is merged
+            dups = conforming.where("_dup").count()
+        else:
+            # The rows to merge: read by the SLA, the MERGE's partition list and its two passes.
+            # One pass over them gives the batch's newest value and how many versions they keep
+            # (one per key and order_by), so the duplicate copies need no pass of their own.
+            good = latest_per_key(versions, contract, count_versions=True).persist(StorageLevel.MEMORY_AND_DISK)
+            cached.append(good)
+            kept, batch_newest = _kept_and_newest(good, contract)
+            dups = by_action.get(None, 0) + by_action.get("warn", 0) - kept
+            good = good.drop(VERSIONS)
         good_rows = by_action.get(None, 0) + by_action.get("warn", 0) - dups
 
         metrics = [_metric(quality.MALFORMED, "quarantine", total, counts[quality.MALFORMED])]
@@ -183,8 +205,7 @@ def promote(
                 bad = (q.min is not None and good_rows < q.min) or (q.max is not None and good_rows > q.max)
                 metrics.append(_metric("row_count", q.resolved_action, 1, int(bad), rows=good_rows))
 
-        failures = [m["rule"] for m in metrics if m["action"] == "fail" and m["failed"]]
-        failures += [f"{contract.primary_key}.unique"] if dup_action == "fail" and dups else []
+        failures = [m["rule"] for m in metrics if m["action"] == "fail" and m["failed"]]  # uniqueness too
         quarantined = by_action.get("quarantine", 0) + (dups if dup_action == "quarantine" else 0)
         dropped = by_action.get("drop", 0) + (dups if dup_action in ("drop", "warn") else 0)
         inserted = updated = 0
@@ -211,17 +232,13 @@ def promote(
                     )
                 )
                 to_quarantine = to_quarantine.unionByName(dup_rows.drop("_dup"))
-            extra = list(undeclared) if allow_new else []
-            versions = typed(conforming.where(~F.col("_dup")), contract, extra)
-            # read by the SLA, the MERGE's partition list and the MERGE's two passes
-            good: DataFrame = latest_per_key(versions, contract).persist(StorageLevel.MEMORY_AND_DISK)
-            cached.append(good)
             # the SLA as silver would stand after this batch, decided before anything commits
             # (so that sla.action: fail stops the batch rather than reporting it afterwards)
-            fresh = _freshness(spark, contract, silver_path, good, recorded_newest(contract, silver_latest))
+            fresh = _freshness(spark, contract, silver_path, batch_newest, recorded_newest(contract, silver_latest))
             metrics += fresh
             failures += [m["rule"] for m in fresh if m["action"] == "fail" and m["failed"]]
         if not failures:
+            assert good is not None  # computed above unless a fail rule stopped the batch
             # Silver's newest value once this commit lands, for the next run to read from here.
             # Exact when the SLA's column is the one a MERGE orders versions by (a row is only
             # replaced by a newer one) and nothing is deleted; otherwise the next run scans.
@@ -307,16 +324,28 @@ def _quarantine_holds(spark: SparkSession, path: str, pending: Sequence[str], fu
     return full_refresh or bool(set(pending) & io.applied_state(spark, path).batches)
 
 
+def _kept_and_newest(good: DataFrame, contract: Contract) -> tuple[int, dt.datetime | None]:
+    """From one pass over the rows to merge (:func:`latest_per_key` with ``count_versions``):
+    how many versions of their keys the batch holds, and their newest ``sla.freshness_column``
+    value (None without an SLA column or a value)."""
+    col = contract.sla.freshness_column
+    aggs = [F.sum(VERSIONS)] + ([F.max(col)] if col else [])
+    row = good.agg(*aggs).first()
+    assert row is not None  # a global aggregate has one row
+    return int(row[0] or 0), row[1] if col else None
+
+
 def newest_value(
     spark: SparkSession,
     contract: Contract,
     silver_path: str,
-    batch: DataFrame | None = None,
+    batch_newest: dt.datetime | None = None,
     recorded: dt.datetime | None = None,
 ) -> dt.datetime | None:
-    """The newest ``sla.freshness_column`` value in silver (and in ``batch``, the rows about to
-    be merged); None when there is no row at all. ``recorded``: silver's newest value as its
-    latest commit recorded it (see :func:`recorded_newest`), read instead of scanning silver."""
+    """The newest ``sla.freshness_column`` value in silver, or ``batch_newest`` (that of the rows
+    about to be merged) when newer; None when there is no row at all. ``recorded``: silver's
+    newest value as its latest commit recorded it (see :func:`recorded_newest`), read instead of
+    scanning silver."""
     col = contract.sla.freshness_column
     assert col is not None
     found = []
@@ -324,8 +353,8 @@ def newest_value(
         found.append(recorded)
     elif io.is_delta(spark, silver_path):
         found.append(io.read_delta(spark, silver_path).agg(F.max(col)).first()[0])  # type: ignore[index]
-    if batch is not None:
-        found.append(batch.agg(F.max(col)).first()[0])  # type: ignore[index]
+    if batch_newest is not None:
+        found.append(batch_newest)
     values = [v for v in found if v is not None]
     return max(values) if values else None
 
@@ -365,12 +394,17 @@ def freshness_metric(contract: Contract, newest: dt.datetime | None, now: dt.dat
 
 
 def _freshness(
-    spark: SparkSession, contract: Contract, silver_path: str, batch: DataFrame, recorded: dt.datetime | None
+    spark: SparkSession,
+    contract: Contract,
+    silver_path: str,
+    batch_newest: dt.datetime | None,
+    recorded: dt.datetime | None,
 ) -> list[dict[str, Any]]:
-    """The freshness SLA as silver will stand once ``batch`` is merged ([] without an SLA)."""
+    """The freshness SLA as silver will stand once a batch whose newest value is
+    ``batch_newest`` is merged ([] without an SLA)."""
     if contract.sla.freshness_seconds is None or contract.sla.freshness_column is None:
         return []
-    return [freshness_metric(contract, newest_value(spark, contract, silver_path, batch, recorded))]
+    return [freshness_metric(contract, newest_value(spark, contract, silver_path, batch_newest, recorded))]
 
 
 def run(spark: SparkSession, args: argparse.Namespace) -> Report:

@@ -35,14 +35,25 @@ def duplicate_copies(df: DataFrame, contract: Contract) -> DataFrame:
     return df.withColumn("_dup", F.row_number().over(w) > 1)
 
 
-def latest_per_key(df: DataFrame, contract: Contract) -> DataFrame:
-    """Keep one row per key: greatest ``order_by``, then the most recently landed line."""
-    w = Window.partitionBy(contract.primary_key).orderBy(
+VERSIONS = "_versions"
+"""The column :func:`latest_per_key` adds with ``count_versions``."""
+
+
+def latest_per_key(df: DataFrame, contract: Contract, *, count_versions: bool = False) -> DataFrame:
+    """Keep one row per key: greatest ``order_by``, then the most recently landed line.
+
+    ``count_versions``: each kept row also says how many rows of ``df`` its key had
+    (:data:`VERSIONS`), counted in the same window (no pass of its own): their sum is the number
+    of rows of ``df``."""
+    key = Window.partitionBy(contract.primary_key)
+    w = key.orderBy(
         F.col(contract.order_by).desc_nulls_last(),
         F.col("_landing_date").desc(),
         F.col("_ingested_at").desc(),
         F.col("_source_file").desc(),
     )
+    if count_versions:
+        df = df.withColumn(VERSIONS, F.count(F.lit(1)).over(key))
     return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
 

@@ -474,3 +474,22 @@ def test_fail_rule_stops_the_batch_and_keeps_gold_untouched(spark: SparkSession,
         .first()
     )
     assert (m.action, m.failed, m.evaluated) == ("fail", 1, 6)
+
+
+def test_a_fail_uniqueness_rule_stops_the_batch_on_a_duplicate(spark: SparkSession, tmp_path: Path) -> None:
+    root = tmp_path / "lake"
+    contracts = _contracts(tmp_path, {"quality": [{"type": "uniqueness", "columns": ["order_id"], "action": "fail"}]})
+    _land(root, [*GOOD, GOOD[0], json.dumps(order("u1", amount=3))])  # g0 twice: one copy too many
+    reports = _run(spark, root, contracts, layers="bronze,silver,gold", run_id="run-dup")
+    assert [r.job for r in reports] == ["bronze", "silver"]  # gold never ran
+    assert reports[1].violations == {"orders": ["order_id.unique"]}  # named once
+    silver = next(t for t in reports[1].tables if t["table"] == "orders")
+    assert (silver["rows_read"], silver["blocked"], silver["rows_written"]) == (7, 7, 0)
+    assert not (root / "warehouse/silver/orders/_delta_log").exists()
+    m = (
+        spark.read.format("delta")
+        .load(str(root / "warehouse/quality/metrics"))
+        .where("run_id = 'run-dup' AND rule = 'order_id.unique'")
+        .first()
+    )
+    assert (m.action, m.failed, m.evaluated) == ("fail", 1, 7)

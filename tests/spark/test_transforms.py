@@ -135,6 +135,10 @@ def test_silver_types_partition_and_latest_per_key(spark: SparkSession) -> None:
     )
     assertDataFrameEqual(out.select("event_id", "amount", "event_time", "event_date"), expected)
     assert dict(out.dtypes)["amount"] == "decimal(10,2)"
+    assert silver.VERSIONS not in out.columns
+    # the same rows, each kept one saying how many rows its key had: 2 + 1 + 2 = the 5 lines
+    counted = silver.latest_per_key(silver.typed(valid, EVENTS), EVENTS, count_versions=True)
+    assert sorted((r.event_id, r[silver.VERSIONS]) for r in counted.collect()) == [("e1", 2), ("e2", 1), ("e3", 2)]
 
 
 def test_gold_aggregates(spark: SparkSession) -> None:
