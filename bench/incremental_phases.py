@@ -1,11 +1,14 @@
 """Where one new day's time goes: per table and per phase, read from Spark's own event log.
 
 Usage: python bench/incremental_phases.py     (``make bench-phases``)
+       python bench/incremental_phases.py --from .lakehouse/bench/eventlog/STAMP   (again, from a
+       run's event log and the runs.json kept beside it)
 
 The medallion benchmark's incremental run (BENCH_EVENTS events, default 10M, over BENCH_DAYS + 1
 days; ``make bench`` generates the data once) answers how long one new day takes. This one
 answers where that time goes. A 30-day history is built once (kept under ``.lakehouse/bench``
-and reused by later runs), then the new day runs on fresh copies of it, alternating:
+and reused by later runs), then the medallion job of the new day runs on the warm local Spark
+(as the flow submits it, without the flow around it) on fresh copies of the history, alternating:
 
 - side by side: the tables of a layer at once (the default ``pipeline.table_parallelism``), as
   in ``make bench``;
@@ -22,7 +25,8 @@ passes); a job started by our code is named by the function that started it. Per
 - ``phases``: job wall time per phase (jobs of one table do not overlap: one thread each).
 
 Writes bench/results/incremental_phases.json and prints the largest phases. Runs in the order
-A B B A, BENCH_PAIRS times (default 1); medians per side.
+A B B A, BENCH_PAIRS times (default 1), after one untimed run (the server warms up); medians
+per side.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ from bench.machine import describe  # noqa: E402
 
 BASE = ROOT / ".lakehouse" / "bench"
 SIDES = {"side by side": None, "one at a time": "1"}
+RUNS = "runs.json"
+"""The timed runs and their tables' metrics, kept beside the event log (``--from`` reads both)."""
 
 
 def _spark_conf(event_log: Path) -> dict[str, str]:
@@ -75,14 +81,16 @@ def _events(event_log: Path) -> list[dict[str, Any]]:
     """Every event of every application logged under ``event_log`` (rolled files included)."""
     found = []
     for path in sorted(event_log.rglob("*")):
-        if not path.is_file() or path.name.startswith((".", "appstatus")):
+        if not path.is_file() or path.name.startswith((".", "appstatus")) or path.name == RUNS:
             continue
         with path.open(encoding="utf-8", errors="replace") as lines:
             for line in lines:
                 try:
-                    found.append(json.loads(line))
+                    event = json.loads(line)
                 except ValueError:  # the last line of a log still being written
                     continue
+                if isinstance(event, dict):
+                    found.append(event)
     return found
 
 
@@ -228,10 +236,34 @@ def _median_tables(runs: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str,
     return out
 
 
+def _job(root: Path, day: dt.date, run_id: str) -> tuple[float, list[dict[str, Any]]]:
+    """The medallion job over ``day`` on the warm local Spark, as the flow submits it (the flow's
+    summary keeps fewer fields than a table's metrics: its end time is not among them)."""
+    from lakehouse.backends import get_backend
+    from lakehouse.pipeline import LAYERS, medallion_jobs
+    from lakehouse.settings import get_settings
+
+    medallion._settings_env(root)
+    settings = get_settings()
+    (job,) = medallion_jobs(list(LAYERS), settings, start=day, end=day, run_id=run_id)
+    t0 = time.perf_counter()
+    result = get_backend(settings).run(job, log=lambda line: None)
+    seconds = time.perf_counter() - t0
+    if result.state != "COMPLETED":
+        raise RuntimeError(f"the medallion job ended {result.state}: " + "\n".join(result.log_tail[-20:]))
+    return seconds, list(result.metrics)
+
+
 def main() -> int:
     events = int(os.environ.get("BENCH_EVENTS", "10000000"))
     days = int(os.environ.get("BENCH_DAYS", "30"))
     pairs = int(os.environ.get("BENCH_PAIRS", "1"))
+    a, b = SIDES
+    if sys.argv[1:2] == ["--from"] and len(sys.argv) == 3:  # the breakdown of an earlier run again
+        event_log = Path(sys.argv[2]).resolve()
+        runs = json.loads((event_log / RUNS).read_text())
+        order = [r["side"] for r in runs]
+        return _report(event_log, runs, order, describe(), events, days)
     landing = BASE / f"landing-{events}-{days}"
     if not (landing / "_manifest.json").exists():
         print(f"no benchmark data at {landing}: run `make bench` once first", file=sys.stderr)
@@ -252,26 +284,33 @@ def main() -> int:
         done.write_text(f"{seconds:.1f}\n")
         print(f"    {seconds:.1f}s", flush=True)
 
-    a, b = SIDES
     order = [a, b, b, a] * pairs
     runs: list[dict[str, Any]] = []
-    server = None
+    server = medallion._warm_server()  # one server: the table parallelism is not part of its key
     try:
-        for i, side in enumerate(order):
+        # an untimed run first: the server's JIT and caches warm up on this data, as a history
+        # build warms them in `make bench` before its new day
+        for i, side in enumerate([a, *order]):
             _configure(event_log, SIDES[side])
-            if server is None:  # up before any timing (one server: parallelism is not in its key)
-                server = medallion._warm_server()
-                server.ensure(lambda line: None)
             root = BASE / "phases-run"
             shutil.rmtree(root, ignore_errors=True)
             shutil.copytree(history, root, symlinks=True)
-            print(f"run {i + 1}/{len(order)}: the new day, tables {side} ...", flush=True)
-            seconds, rows = medallion._flow(root, last, last)
+            print(f"run {i}/{len(order)}: the new day, tables {side}{' (warm-up)' if i == 0 else ''} ...", flush=True)
+            seconds, rows = _job(root, last, f"phases-{stamp}-{i}")
             print(f"    {seconds:.1f}s", flush=True)
-            runs.append({"side": side, "seconds": round(seconds, 2), "rows": rows})
+            if i:
+                runs.append({"side": side, "seconds": round(seconds, 2), "rows": rows})
     finally:
-        if server is not None:
-            server.stop()  # closes the event log
+        server.stop()  # closes the event log
+    (event_log / RUNS).write_text(json.dumps(runs, default=str) + "\n")
+    return _report(event_log, runs, order, machine, events, days)
+
+
+def _report(
+    event_log: Path, runs: list[dict[str, Any]], order: list[str], machine: dict[str, Any], events: int, days: int
+) -> int:
+    """Break the runs down, write the result file and print its summary."""
+    a, b = SIDES
     jobs = jobs_of(_events(event_log))
     sequential = [breakdown(r["rows"], jobs) for r in runs if r["side"] == "one at a time"]
     tables = _median_tables(sequential)
