@@ -203,6 +203,16 @@ def _run(
     return medallion.run(spark, args)
 
 
+def _metric(spark: SparkSession, root: Path, run_id: str, rule: str) -> Any:
+    """The quality/metrics row of ``rule`` in run ``run_id``."""
+    return (
+        spark.read.format("delta")
+        .load(str(root / "warehouse/quality/metrics"))
+        .where(f"run_id = '{run_id}' AND rule = '{rule}'")
+        .first()
+    )
+
+
 def _land(root: Path, lines: list[str], day: dt.date = DAY) -> None:
     d = root / "landing" / "orders" / f"date={day.isoformat()}"
     d.mkdir(parents=True, exist_ok=True)
@@ -467,12 +477,7 @@ def test_fail_rule_stops_the_batch_and_keeps_gold_untouched(spark: SparkSession,
         tuple(r) for r in spark.read.format("delta").load(str(root / "warehouse/gold/daily_revenue")).collect()
     )
     assert gold_after == gold_before
-    m = (
-        spark.read.format("delta")
-        .load(str(root / "warehouse/quality/metrics"))
-        .where("run_id = 'run-fail' AND rule = 'amount.min'")
-        .first()
-    )
+    m = _metric(spark, root, "run-fail", "amount.min")
     assert (m.action, m.failed, m.evaluated) == ("fail", 1, 6)
 
 
@@ -486,10 +491,5 @@ def test_a_fail_uniqueness_rule_stops_the_batch_on_a_duplicate(spark: SparkSessi
     silver = next(t for t in reports[1].tables if t["table"] == "orders")
     assert (silver["rows_read"], silver["blocked"], silver["rows_written"]) == (7, 7, 0)
     assert not (root / "warehouse/silver/orders/_delta_log").exists()
-    m = (
-        spark.read.format("delta")
-        .load(str(root / "warehouse/quality/metrics"))
-        .where("run_id = 'run-dup' AND rule = 'order_id.unique'")
-        .first()
-    )
+    m = _metric(spark, root, "run-dup", "order_id.unique")
     assert (m.action, m.failed, m.evaluated) == ("fail", 1, 7)
