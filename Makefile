@@ -18,9 +18,9 @@ setup: ## create .venv from the lock file and resolve the pinned JVM jars (cache
 demo: setup ## set-up + generate 3 days + run the medallion flow + show tables and time travel
 	@$(PY) -m lakehouse.cli demo
 
-test: setup lint k8s-tools cluster-tools ## set-up + lint + the whole test suite (all markers; `cluster` starts a real cluster)
+test: setup lint k8s-tools ## set-up + lint + the whole test suite (all markers; `cluster` starts a real cluster)
+	@scripts/cluster-setup.sh
 	@scripts/kafka.sh install >/dev/null
-	@scripts/seaweedfs.sh install >/dev/null
 	@scripts/test.sh $(PYTEST_ARGS)
 
 up: setup ## start the warm local Spark now (local runs start it on first use anyway)
