@@ -35,8 +35,9 @@ Two more parts measure what runs around the jobs on the cluster (bench/k8s_nativ
 streaming job's ingest rate as a SparkApplication vs the same job with the local backend over the
 same Kafka backlog (``streaming_ingest`` in k8s.json), and a flow-run pod's start to its first
 SparkApplication, through the cluster's Prefect server and worker (``flow_run_pod_start``).
-``--parts`` picks what to measure (default: all three); figures of the parts not measured stay
-as they are in the results file.
+A fourth, ``jit``, runs A on the JVM's tiered JIT and on C1 only (``kubernetes.jit``), ABAB, and
+compares wall and the pods' CPU (``jit`` in k8s.json). ``--parts`` picks what to measure
+(default: all four); figures of the parts not measured stay as they are in the results file.
 
 The bench starts its own cluster (``scripts/cluster.sh down`` then ``up`` in
 .lakehouse/bench-cluster, network namespace lakehouse-bench, a free API port) and always runs
@@ -46,6 +47,7 @@ cgroups and its cores). Results: bench/results/k8s.json.
 
     sudo .venv/bin/python bench/k8s.py              # or: make bench-k8s
     sudo .venv/bin/python bench/k8s.py --parts streaming,flow-run
+    sudo .venv/bin/python bench/k8s.py --parts jit
     sudo BENCH_RUNS=5 .venv/bin/python bench/k8s.py
     .venv/bin/python bench/k8s.py --show-command    # the spark-submit of B; no cluster
 """
@@ -714,8 +716,71 @@ def show_command() -> int:
     return 0
 
 
-PARTS = ("batch", "streaming", "flow-run")
-"""batch: SparkApplication vs spark-submit (above); streaming and flow-run: bench/k8s_native.py."""
+PARTS = ("batch", "streaming", "flow-run", "jit")
+"""batch: SparkApplication vs spark-submit (above); streaming and flow-run: bench/k8s_native.py;
+jit: the same SparkApplication on the JVM's tiered JIT vs C1 only (``kubernetes.jit``)."""
+
+JIT_METHOD = (
+    "The medallion SparkApplication of the batch part (A, same workload on a fresh lake root each "
+    "run), with kubernetes.jit=tiered (the JVM's default JIT) and kubernetes.jit=c1 (C1 only, "
+    "what scripts/cluster.sh sets for the test cluster), in ABAB order after unmeasured warm-up "
+    "pairs. Wall: run() call to return. Pods' CPU: the growth of cpuacct.usage of the node's "
+    "kubepods cgroup (cgroup v1, hierarchical: it keeps what ended pods used) from before the "
+    "create call to after the app and its pods are deleted; it includes the operator's, CoreDNS' "
+    "and the worker's pods, which idle through both sides."
+)
+
+
+def _kubepods_cpu_s() -> float:
+    """CPU seconds every pod of the node has used so far (cgroup v1 cpuacct of kubepods)."""
+    for path in sorted(Path("/sys/fs/cgroup").glob("*/kubepods/cpuacct.usage")):
+        return int(path.read_text()) / 1e9
+    raise SystemExit("no kubepods cpuacct cgroup under /sys/fs/cgroup: is the cluster's kubelet up?")
+
+
+def jit_part(cluster: Cluster, runs: int, warmups: int) -> dict[str, Any]:
+    """The medallion SparkApplication on each JIT, ABAB; wall and the pods' CPU."""
+    measured: list[dict[str, Any]] = []
+    for i in range(warmups + runs):
+        is_warmup = i < warmups
+        for jit in ("tiered", "c1"):
+            label = f"jit-{'w' if is_warmup else 'r'}{i + 1}-{jit}"
+            w = _workload(cluster, label)
+            k8s = w.settings.kubernetes.model_copy(update={"jit": jit})
+            w.settings = w.settings.model_copy(update={"kubernetes": k8s})
+            spec = KubernetesBackend(w.settings, run_info=lambda w=w: w.run).render(w.job, w.run)["spec"]
+            c1_flag = "-XX:TieredStopAtLevel=1"
+            if (c1_flag in spec["driver"]["javaOptions"]) != (jit == "c1"):
+                raise SystemExit(f"{jit}: the rendered driver javaOptions are {spec['driver']['javaOptions']!r}")
+            print(f"{'warm-up' if is_warmup else 'run'} {i + 1} jit={jit} ...", flush=True)
+            cpu0 = _kubepods_cpu_s()
+            one = run_sparkapplication(cluster, w)
+            one.update(jit=jit, pods_cpu_s=_r(_kubepods_cpu_s() - cpu0, 1), warmup=is_warmup)
+            print(f"    wall {one['wall_s']} s, pods' CPU {one['pods_cpu_s']} s", flush=True)
+            measured.append(one)
+    runs_ = [r for r in measured if not r["warmup"]]
+    tables = {json.dumps(sorted(r["tables"])) for r in measured}
+    if len(tables) != 1 or not runs_[0]["tables"]:
+        raise SystemExit(f"the runs did not all write the same tables: {sorted(tables)}")
+    out: dict[str, Any] = {}
+    for key in ("wall_s", "pods_cpu_s"):
+        t = [r[key] for r in runs_ if r["jit"] == "tiered"]
+        c = [r[key] for r in runs_ if r["jit"] == "c1"]
+        out[key] = {
+            "tiered": _stats(t),
+            "c1": _stats(c),
+            "ratio_c1_to_tiered": round(statistics.median(c) / statistics.median(t), 3),
+            "pair_ratios": [round(y / x, 3) for x, y in zip(t, c, strict=True)],
+        }
+    wall, cpu = (out[k]["ratio_c1_to_tiered"] for k in ("wall_s", "pods_cpu_s"))
+    print(f"jit c1/tiered: wall {wall}, pods' CPU {cpu}", flush=True)
+    keep = ("jit", "label", "warmup", "wall_s", "pods_cpu_s", "state", "driver_exit_code", "tables")
+    return {
+        "method": JIT_METHOD,
+        "order": [r["jit"] for r in runs_],
+        "runs": [{k: r[k] for k in keep} for r in measured],
+        "results": out,
+    }
 
 
 def batch_part(cluster: Cluster, runs: int, warmups: int) -> dict[str, Any]:
@@ -894,6 +959,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             got = result["flow_run_pod_start"]["results"]["pod_start_to_first_app_s"]
             print(f"flow-run pod start -> first SparkApplication: median {got['median']} s", flush=True)
+        if "jit" in args.parts:
+            result["jit"] = {"machine": desc, **_timed(lambda: jit_part(cluster, args.runs, args.warmup))}
         if "batch" in args.parts:  # the top-level figures and machine are the batch part's
             result.update(
                 started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -22,6 +22,12 @@ METRICS_MARKER = "LAKEHOUSE_METRICS "
 """Prefix of the driver stdout line carrying a job's metrics as JSON (read from the driver log
 by every backend, so metrics reach Prefect the same way locally and on a cluster)."""
 
+C1_ONLY = ("-XX:TieredStopAtLevel=1", "-XX:ReservedCodeCacheSize=240m")
+"""The JVM options of the C1-only JIT (``spark.jit=c1`` locally, ``kubernetes.jit=c1`` on a
+cluster). C1 alone would also shrink the code cache from 240 MiB to 48, which a warm Spark fills
+(67 MiB used in the e2e tests; a full cache failed a run with "Out of space in CodeCache for
+method handle intrinsic"), so the cache keeps the default size."""
+
 
 class DynamicAllocation(BaseModel):
     """Spark dynamic allocation bounds (cluster only)."""

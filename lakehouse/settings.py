@@ -360,6 +360,13 @@ class KubernetesSettings(BaseModel):
         "spark.kubernetes.executor.request.cores) unless the job sets one; the job's "
         "executor_cores stays spark.executor.cores (task slots).",
     )
+    jit: Literal["c1", "tiered"] = Field(
+        default="tiered",
+        description="The JIT of the driver and executor JVMs of every SparkApplication. tiered: the "
+        "JVM's default (C1, then C2 for hot code), right for real data; c1: C1 only (as "
+        "LAKEHOUSE_SPARK__JIT=c1 locally): less compile CPU for slower code, which pays on small "
+        "data and short jobs (the single-node test cluster of scripts/cluster.sh sets it).",
+    )
     driver_memory: str = Field(
         default="1g",
         description="Driver JVM heap (spec.driver.memory) of jobs that do not set resources.driver_memory.",

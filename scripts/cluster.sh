@@ -686,6 +686,8 @@ export LAKEHOUSE_CLUSTER_DATA_DIR=$CLUSTER_DIR/data
 export LAKEHOUSE_BACKEND=kubernetes
 export LAKEHOUSE_KUBERNETES__IMAGE=$image
 export LAKEHOUSE_KUBERNETES__IMAGE_PULL_POLICY=IfNotPresent
+# small data and short jobs on a 2-core node: the Spark pods' JVMs on C1 only
+export LAKEHOUSE_KUBERNETES__JIT=c1
 export LAKEHOUSE_KUBERNETES__VOLUMES='[{"name": "lake", "claim_name": "lake", "mount_path": "/data"}]'
 export LAKEHOUSE_STORAGE__ROOT=/data/lake
 # the Prefect server of the flow runs on the cluster (the worker pod polls it)

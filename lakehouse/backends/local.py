@@ -36,17 +36,12 @@ from typing import Any
 from lakehouse import cds, jars, objectstore
 from lakehouse.backends.base import JobOutput, JobResult, LogSink, parse_metrics
 from lakehouse.errors import ConfigError, SparkJobError, SparkJobTimeout
-from lakehouse.jobs import SparkJob
+from lakehouse.jobs import C1_ONLY, SparkJob
 from lakehouse.settings import REPO_ROOT, Settings, credentials
 from spark_jobs.conf import default_conf
 
 STREAMING_ENTRYPOINTS = ("spark_jobs.streaming",)
 """Long-running jobs: never on the warm Spark, and on the tiered JIT unless ``spark.jit=c1``."""
-
-C1_ONLY = ("-XX:TieredStopAtLevel=1", "-XX:ReservedCodeCacheSize=240m")
-"""The JVM options of ``spark.jit=c1``. C1 alone would also shrink the code cache from 240 MiB
-to 48, which a warm Spark fills (67 MiB used in the e2e tests; a full cache failed a run with
-"Out of space in CodeCache for method handle intrinsic"), so the cache keeps the default size."""
 
 
 def jit_options(settings: Settings, *, long_running: bool = False) -> list[str]:

@@ -24,7 +24,7 @@ import yaml
 
 from lakehouse import objectstore
 from lakehouse.errors import ConfigError
-from lakehouse.jobs import SparkJob
+from lakehouse.jobs import C1_ONLY, SparkJob
 from lakehouse.k8s.naming import label_value
 from lakehouse.k8s.runinfo import RunInfo
 from lakehouse.settings import Settings, credentials
@@ -183,11 +183,13 @@ def render_spec(job: SparkJob, settings: Settings) -> dict[str, Any]:
         res.driver_memory_overhead or k.driver_memory_overhead,
     )
     driver["serviceAccount"] = k.service_account
+    # the JIT first: a job's own options come after it, so they win
+    jvm = [*(C1_ONLY if k.jit == "c1" else ()), *job.java_options]
     driver["javaOptions"] = " ".join(
         [
             f"-Dlog4j2.configurationFile=file:{log4j}",
             f"-Dlakehouse.log.level={settings.spark.log_level}",
-            *job.java_options,
+            *jvm,
         ]
     )
     executor = _pod_spec(
@@ -198,8 +200,8 @@ def render_spec(job: SparkJob, settings: Settings) -> dict[str, Any]:
         res.executor_memory or k.executor_memory,
         res.executor_memory_overhead or k.executor_memory_overhead,
     )
-    if job.java_options:
-        executor["javaOptions"] = " ".join(job.java_options)
+    if jvm:
+        executor["javaOptions"] = " ".join(jvm)
     if da is None:
         executor["instances"] = res.executor_instances
     spec: dict[str, Any] = {

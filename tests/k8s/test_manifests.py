@@ -200,6 +200,24 @@ def test_streaming_job_renders_restart_policy_always() -> None:
     assert spec["executor"]["javaOptions"] == "-XX:+UseParallelGC"
 
 
+def test_kubernetes_jit_c1_reaches_driver_and_executor_before_the_jobs_own_options() -> None:
+    job = SparkJob(name="medallion", entrypoint="spark_jobs.medallion", java_options=("-XX:TieredStopAtLevel=4",))
+    tiered = render_application(job, make_settings("spark-jobs"), name="m", run=RUN)["spec"]
+    assert "TieredStopAtLevel=1" not in tiered["driver"]["javaOptions"]
+    assert tiered["executor"]["javaOptions"] == "-XX:TieredStopAtLevel=4"
+    c1 = render_application(job, make_settings("spark-jobs", jit="c1"), name="m", run=RUN)["spec"]
+    c1_only = ["-XX:TieredStopAtLevel=1", "-XX:ReservedCodeCacheSize=240m"]
+    # the JVM takes the last of a repeated flag: the job's own option still wins
+    assert c1["driver"]["javaOptions"].split()[2:] == [*c1_only, "-XX:TieredStopAtLevel=4"]
+    assert c1["executor"]["javaOptions"].split() == [*c1_only, "-XX:TieredStopAtLevel=4"]
+    plain = render_application(
+        job.model_copy(update={"java_options": ()}), make_settings("spark-jobs", jit="c1"), name="m", run=RUN
+    )["spec"]
+    assert plain["executor"]["javaOptions"].split() == c1_only
+    # a different JIT is a different app: a resubmission under the same name is not "the same"
+    assert spec_hash(c1) != spec_hash(tiered)
+
+
 def test_batch_apps_from_a_flow_run_pod_carry_its_name_for_the_reaper() -> None:
     pod = "nimble-otter-8zlf2-h6pmp"
     settings = make_settings("spark-jobs", submitter_pod=pod)
