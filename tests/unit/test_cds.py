@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from lakehouse import cds
-from lakehouse.backends.local import C1_ONLY, LocalBackend
-from lakehouse.jobs import SparkJob
+from lakehouse.backends.local import LocalBackend
+from lakehouse.jobs import C1_ONLY, SparkJob
 from lakehouse.settings import Settings
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lakehouse.backends.local import C1_ONLY, LocalBackend, jit_options
+from lakehouse.backends.local import LocalBackend, jit_options
 from lakehouse.backends.warm import WarmServer
-from lakehouse.jobs import SparkJob
+from lakehouse.jobs import C1_ONLY, SparkJob
 from lakehouse.settings import Settings
 
 
