@@ -38,16 +38,26 @@ log=.lakehouse/test-cluster-tier.log
 setsid bash -c "$(declare -f build_tools); build_tools && exec \"\$0\" -m pytest -m cluster -p no:cacheprovider" "$PY" \
   >"$log" 2>&1 &
 cluster_pid=$!
-stop_cluster_tier() {
+rest_pid=
+# SIGTERM (or Ctrl-C) stops both sessions: each tears down what it started
+# (tests/fixtures/sigterm.py), and this script waits for that
+stop_tiers() {
+  [ -z "$rest_pid" ] || kill -TERM "$rest_pid" 2>/dev/null || true
   kill -TERM -- "-$cluster_pid" 2>/dev/null || true
+  [ -z "$rest_pid" ] || wait "$rest_pid" 2>/dev/null || true
   wait "$cluster_pid" 2>/dev/null || true
 }
-trap 'stop_cluster_tier; exit 130' INT TERM
+trap 'stop_tiers; exit 130' INT TERM
 say "cluster tier (its builds, then its tests) running beside the rest (pid $cluster_pid): tail -f $log"
 
 set +e
-"$PY" -m pytest -m "not cluster"
+# in the background and waited for, so that a signal to this script is handled at once (bash
+# runs a trap only after the foreground command it waits on has ended)
+"$PY" -m pytest -m "not cluster" &
+rest_pid=$!
+wait "$rest_pid"
 rest=$?
+rest_pid=
 say "waiting for the cluster tier"
 wait "$cluster_pid"
 cluster=$?

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.s3", "tests.fixtures.k8s", "tests.fixtures.cluster"]
+pytest_plugins = [
+    "tests.fixtures.sigterm",
+    "tests.fixtures.kafka",
+    "tests.fixtures.s3",
+    "tests.fixtures.k8s",
+    "tests.fixtures.cluster",
+]
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("LAKEHOUSE_SPARK__DRIVER_MEMORY", "1g")

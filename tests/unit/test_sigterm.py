@@ -1,0 +1,91 @@
+"""SIGTERM to a test session tears it down as Ctrl-C does (tests/fixtures/sigterm.py): a real
+pytest process, stopped mid-test, must run its session fixture's teardown and stop the child
+process that fixture started (as the Prefect harness and warm Spark servers are)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+INNER = textwrap.dedent(
+    """
+    import os, subprocess, time
+    from pathlib import Path
+
+    import pytest
+
+    @pytest.fixture(scope="session")
+    def service():
+        child = subprocess.Popen(["sleep", "300"])
+        Path(os.environ["CHILD_PID"]).write_text(str(child.pid))
+        yield
+        child.terminate()
+        child.wait(10)
+        Path(os.environ["TORN_DOWN"]).write_text("yes")
+
+    def test_runs_until_stopped(service):
+        Path(os.environ["READY"]).write_text("ready")
+        time.sleep(120)
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is gone for our purpose (its parent has not reaped it yet)
+    stat = Path(f"/proc/{pid}/stat").read_text() if Path(f"/proc/{pid}/stat").exists() else ""
+    return " Z " not in stat
+
+
+def _run_and_terminate(
+    tmp_path: Path, plugin: bool, signals: int = 1
+) -> tuple[subprocess.CompletedProcess[str], int, Path]:
+    (tmp_path / "test_inner.py").write_text(INNER)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    files = {k: tmp_path / k.lower() for k in ("READY", "TORN_DOWN", "CHILD_PID")}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **{k: str(v) for k, v in files.items()}}
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_inner.py"]
+    if plugin:
+        args[3:3] = ["-p", "tests.fixtures.sigterm"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not files["READY"].exists():
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, "the inner test never started"
+        time.sleep(0.1)
+    for _ in range(signals):  # e.g. one to the process group and one from scripts/test.sh
+        proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    child = int(files["CHILD_PID"].read_text())
+    return subprocess.CompletedProcess(args, proc.returncode, out), child, files["TORN_DOWN"]
+
+
+def test_sigterm_runs_the_sessions_teardown_and_stops_what_it_started(tmp_path: Path) -> None:
+    """Two SIGTERMs back to back: the second is ignored, the teardown still runs to its end."""
+    done, child, torn_down = _run_and_terminate(tmp_path, plugin=True, signals=2)
+    assert done.returncode == 2, done.stdout  # pytest's "interrupted"
+    assert "SIGTERM" in done.stdout
+    assert torn_down.read_text() == "yes", done.stdout
+    assert not _alive(child)
+
+
+def test_without_the_plugin_sigterm_leaves_the_child_behind(tmp_path: Path) -> None:
+    """The failure the plugin exists for (so the test above can tell it apart)."""
+    done, child, torn_down = _run_and_terminate(tmp_path, plugin=False)
+    try:
+        assert done.returncode == -signal.SIGTERM
+        assert not torn_down.exists()
+        assert _alive(child)
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
