@@ -43,7 +43,14 @@ rest_pid=
 # (tests/fixtures/sigterm.py), and this script waits for that
 stop_tiers() {
   [ -z "$rest_pid" ] || kill -TERM "$rest_pid" 2>/dev/null || true
-  kill -TERM -- "-$cluster_pid" 2>/dev/null || true
+  # the cluster tier: its pytest alone once it runs (the session stops what it started; a
+  # signal to the whole group would also end its Prefect server under the test running), the
+  # whole group while it still builds
+  if tr '\0' ' ' <"/proc/$cluster_pid/cmdline" 2>/dev/null | grep -q -- ' -m pytest '; then
+    kill -TERM "$cluster_pid" 2>/dev/null || true
+  else
+    kill -TERM -- "-$cluster_pid" 2>/dev/null || true
+  fi
   [ -z "$rest_pid" ] || wait "$rest_pid" 2>/dev/null || true
   wait "$cluster_pid" 2>/dev/null || true
 }

@@ -12,6 +12,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 INNER = textwrap.dedent(
@@ -32,7 +34,16 @@ INNER = textwrap.dedent(
 
     def test_runs_until_stopped(service):
         Path(os.environ["READY"]).write_text("ready")
-        time.sleep(120)
+        try:
+            time.sleep(120)
+        except KeyboardInterrupt:
+            if os.environ.get("SWALLOW"):
+                pass  # as a flow engine that catches BaseException may do
+            else:
+                raise
+
+    def test_after_the_stop(service):
+        Path(os.environ["REACHED"]).write_text("yes")
     """
 )
 
@@ -48,12 +59,15 @@ def _alive(pid: int) -> bool:
 
 
 def _run_and_terminate(
-    tmp_path: Path, plugin: bool, signals: int = 1
-) -> tuple[subprocess.CompletedProcess[str], int, Path]:
+    tmp_path: Path, plugin: bool, signals: int = 1, swallow: bool = False
+) -> tuple[subprocess.CompletedProcess[str], int, dict[str, Path]]:
     (tmp_path / "test_inner.py").write_text(INNER)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    files = {k: tmp_path / k.lower() for k in ("READY", "TORN_DOWN", "CHILD_PID")}
+    files = {k: tmp_path / k.lower() for k in ("READY", "TORN_DOWN", "CHILD_PID", "REACHED")}
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **{k: str(v) for k, v in files.items()}}
+    env.pop("SWALLOW", None)
+    if swallow:
+        env["SWALLOW"] = "1"
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_inner.py"]
     if plugin:
         args[3:3] = ["-p", "tests.fixtures.sigterm"]
@@ -67,24 +81,27 @@ def _run_and_terminate(
         proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     child = int(files["CHILD_PID"].read_text())
-    return subprocess.CompletedProcess(args, proc.returncode, out), child, files["TORN_DOWN"]
+    return subprocess.CompletedProcess(args, proc.returncode, out), child, files
 
 
-def test_sigterm_runs_the_sessions_teardown_and_stops_what_it_started(tmp_path: Path) -> None:
-    """Two SIGTERMs back to back: the second is ignored, the teardown still runs to its end."""
-    done, child, torn_down = _run_and_terminate(tmp_path, plugin=True, signals=2)
+@pytest.mark.parametrize("swallow", [False, True], ids=["interrupted", "interrupt-swallowed"])
+def test_sigterm_stops_the_session_runs_its_teardown_and_stops_what_it_started(tmp_path: Path, swallow: bool) -> None:
+    """Two SIGTERMs back to back (the second is the same stop): no further test runs, the
+    session's teardown runs to its end, also when the test swallowed the interrupt."""
+    done, child, files = _run_and_terminate(tmp_path, plugin=True, signals=2, swallow=swallow)
     assert done.returncode == 2, done.stdout  # pytest's "interrupted"
     assert "SIGTERM" in done.stdout
-    assert torn_down.read_text() == "yes", done.stdout
+    assert not files["REACHED"].exists(), done.stdout
+    assert files["TORN_DOWN"].read_text() == "yes", done.stdout
     assert not _alive(child)
 
 
 def test_without_the_plugin_sigterm_leaves_the_child_behind(tmp_path: Path) -> None:
     """The failure the plugin exists for (so the test above can tell it apart)."""
-    done, child, torn_down = _run_and_terminate(tmp_path, plugin=False)
+    done, child, files = _run_and_terminate(tmp_path, plugin=False)
     try:
         assert done.returncode == -signal.SIGTERM
-        assert not torn_down.exists()
+        assert not files["TORN_DOWN"].exists()
         assert _alive(child)
     finally:
         if _alive(child):
