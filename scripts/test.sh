@@ -42,6 +42,9 @@ rest_pid=
 # SIGTERM (or Ctrl-C) stops both sessions: each tears down what it started
 # (tests/fixtures/sigterm.py), and this script waits for that
 stop_tiers() {
+  # also after a Ctrl-C, which reached the rest's pytest too (tests/fixtures/sigterm.py gives it
+  # back the SIGINT a background job starts without): a test may swallow that KeyboardInterrupt,
+  # SIGTERM makes the session stop after it
   [ -z "$rest_pid" ] || kill -TERM "$rest_pid" 2>/dev/null || true
   # the cluster tier: its pytest alone once it runs (the session stops what it started; a
   # signal to the whole group would also end its Prefect server under the test running), the

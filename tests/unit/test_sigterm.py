@@ -106,3 +106,41 @@ def test_without_the_plugin_sigterm_leaves_the_child_behind(tmp_path: Path) -> N
     finally:
         if _alive(child):
             os.kill(child, signal.SIGKILL)
+
+
+INTERRUPT_MAIN = textwrap.dedent(
+    """
+    import _thread, threading, time
+
+    import pytest
+
+    def test_interrupt_main_reaches_the_main_thread():
+        threading.Timer(0.2, _thread.interrupt_main).start()
+        with pytest.raises(KeyboardInterrupt):
+            time.sleep(3)
+    """
+)
+
+
+def test_a_session_started_with_sigint_ignored_gets_keyboard_interrupt_back(tmp_path: Path) -> None:
+    """A background job of a script (scripts/test.sh) starts with SIGINT ignored; without the
+    plugin, ``_thread.interrupt_main()`` (a cancellation's way into the main thread) does nothing."""
+    (tmp_path / "test_inner.py").write_text(INTERRUPT_MAIN)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+
+    def run(*plugin: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin, "test_inner.py"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
+
+    with_plugin = run("-p", "tests.fixtures.sigterm")
+    assert with_plugin.returncode == 0, with_plugin.stdout
+    without = run()
+    assert without.returncode == 1, without.stdout  # the sleep ran out: no interrupt arrived
