@@ -11,7 +11,18 @@ import os
 DELTA_CONF: dict[str, str] = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    "spark.databricks.delta.properties.defaults.enableInCommitTimestamps": "true",
 }
+"""Delta Lake's extension and catalog, and in-commit timestamps on every table a job creates.
+
+In-commit timestamps: each commit records its time in the log, and time travel by timestamp
+(``timestampAsOf``, ``RESTORE ... TO TIMESTAMP AS OF``, ``DESCRIBE HISTORY``) reads it. Without
+them Delta takes a commit's time from its log file's modification time, which object stores keep
+in whole seconds and a copy of the table resets: on s3a a timestamp half a second after a commit
+could resolve to the commit before it, or past the table's latest. A writer-only table feature:
+readers are unaffected; other writers need a Delta release that knows it. ``false`` in
+``LAKEHOUSE_SPARK__CONF`` (``LAKEHOUSE_KUBERNETES__SPARK_CONF``) turns it off for new tables;
+tables that exist keep what they have."""
 
 
 INTERPRETED_CONF: dict[str, str] = {

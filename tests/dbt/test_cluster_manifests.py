@@ -78,3 +78,14 @@ def test_the_endpoint_reaches_the_server_driver_only() -> None:
     main = app["spec"]["mainApplicationFile"].removeprefix("local://")
     mount = next(m for m in app["spec"]["driver"]["volumeMounts"] if m["name"] == "connect-main")
     assert main == f"{mount['mountPath']}/connect_server.py"
+
+
+def test_the_server_creates_tables_as_every_job_does() -> None:
+    """The server's conf is written by hand; it carries every key of the jobs' Delta conf
+    (extension, catalog, in-commit timestamps), so dbt's tables on the cluster time-travel by
+    timestamp as the pipeline's do."""
+    from spark_jobs.conf import DELTA_CONF
+
+    app = next(o for o in _objects() if o["kind"] == "SparkApplication")
+    conf = app["spec"]["sparkConf"]
+    assert {k: conf.get(k) for k in DELTA_CONF} == DELTA_CONF

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from spark_jobs import storage
@@ -52,6 +55,54 @@ def test_merge_updates_time_travel_and_restore(spark: SparkSession, tmp_path: Pa
     # restore brings the pre-merge row back
     DeltaTable.forPath(spark, path).restoreToVersion(0)
     assertDataFrameEqual(spark.read.format("delta").load(path), v0)
+
+
+ICT_DEFAULT = "spark.databricks.delta.properties.defaults.enableInCommitTimestamps"
+
+
+def _three_commits_with_storage_times_that_say_nothing(spark: SparkSession, path: str) -> dict[int, float]:
+    """Append three batches, then set every commit file's modification time to one hour ago, as a
+    copied table or a coarse object-store clock leaves them. The commits' own times (seconds),
+    read from the log."""
+    for b in range(3):
+        spark.createDataFrame([(b * 10 + i,) for i in range(10)], "id int").write.format("delta").mode("append").save(
+            path
+        )
+        time.sleep(0.3)
+    commits, stale = {}, time.time() - 3600
+    for log in sorted(Path(path, "_delta_log").glob("*.json")):
+        info = next(json.loads(x)["commitInfo"] for x in log.read_text().splitlines() if "commitInfo" in x)
+        commits[int(log.stem)] = info.get("inCommitTimestamp", info["timestamp"]) / 1000
+        os.utime(log, (stale, stale))
+    return commits
+
+
+def test_time_travel_by_timestamp_uses_the_commits_own_time(spark: SparkSession, tmp_path: Path) -> None:
+    """Tables get in-commit timestamps (spark_jobs/conf.py DELTA_CONF): a timestamp between two
+    commits reads, restores and lists the earlier one whatever times the storage keeps for the log
+    files. The control, a table made with them off, resolves from the files' times and fails."""
+    assert spark.conf.get(ICT_DEFAULT) == "true"
+    path = str(tmp_path / "ict")
+    commits = _three_commits_with_storage_times_that_say_nothing(spark, path)
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()
+    assert detail is not None and detail["properties"].get("delta.enableInCommitTimestamps") == "true"
+    as_of = dt.datetime.fromtimestamp((commits[1] + commits[2]) / 2, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    then = spark.read.format("delta").option("timestampAsOf", as_of).load(path)
+    assert sorted(r.id for r in then.collect()) == list(range(20))
+    history = DeltaTable.forPath(spark, path).history().select("version", F.unix_millis("timestamp").alias("ms"))
+    assert {r.version: r.ms / 1000 for r in history.collect()} == commits
+    DeltaTable.forPath(spark, path).restoreToTimestamp(as_of)
+    assert sorted(r.id for r in spark.read.format("delta").load(path).collect()) == list(range(20))
+
+    control = str(tmp_path / "control")
+    spark.conf.set(ICT_DEFAULT, "false")
+    try:
+        commits = _three_commits_with_storage_times_that_say_nothing(spark, control)
+    finally:
+        spark.conf.set(ICT_DEFAULT, "true")
+    as_of = dt.datetime.fromtimestamp((commits[1] + commits[2]) / 2, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    with pytest.raises(Exception, match="after the latest"):
+        spark.read.format("delta").option("timestampAsOf", as_of).load(control).collect()
 
 
 def test_replace_where_rewrites_only_the_named_dates(spark: SparkSession, tmp_path: Path) -> None:
