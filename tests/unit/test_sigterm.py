@@ -16,7 +16,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-INNER = textwrap.dedent(
+SERVICE = textwrap.dedent(
     """
     import os, subprocess, time
     from pathlib import Path
@@ -31,7 +31,22 @@ INNER = textwrap.dedent(
         child.terminate()
         child.wait(10)
         Path(os.environ["TORN_DOWN"]).write_text("yes")
+    """
+)
+"""A session fixture that starts a child process and stops it in its teardown."""
 
+AFTER = textwrap.dedent(
+    """
+    def test_after_the_stop(service):
+        Path(os.environ["REACHED"]).write_text("yes")
+    """
+)
+"""The test that must not run once the session is stopped (last in the file: pytest runs in order)."""
+
+INNER = (
+    SERVICE
+    + textwrap.dedent(
+        """
     def test_runs_until_stopped(service):
         Path(os.environ["READY"]).write_text("ready")
         try:
@@ -41,10 +56,9 @@ INNER = textwrap.dedent(
                 pass  # as a flow engine that catches BaseException may do
             else:
                 raise
-
-    def test_after_the_stop(service):
-        Path(os.environ["REACHED"]).write_text("yes")
     """
+    )
+    + AFTER
 )
 
 
@@ -59,12 +73,17 @@ def _alive(pid: int) -> bool:
 
 
 def _run_and_terminate(
-    tmp_path: Path, plugin: bool, signals: int = 1, swallow: bool = False
+    tmp_path: Path,
+    plugin: bool,
+    signals: int = 1,
+    swallow: bool = False,
+    inner: str = INNER,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[subprocess.CompletedProcess[str], int, dict[str, Path]]:
-    (tmp_path / "test_inner.py").write_text(INNER)
+    (tmp_path / "test_inner.py").write_text(inner)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     files = {k: tmp_path / k.lower() for k in ("READY", "TORN_DOWN", "CHILD_PID", "REACHED")}
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **{k: str(v) for k, v in files.items()}}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **{k: str(v) for k, v in files.items()}, **(extra_env or {})}
     env.pop("SWALLOW", None)
     if swallow:
         env["SWALLOW"] = "1"
@@ -72,14 +91,21 @@ def _run_and_terminate(
     if plugin:
         args[3:3] = ["-p", "tests.fixtures.sigterm"]
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
-    while not files["READY"].exists():
-        assert proc.poll() is None, proc.communicate()[0]
-        assert time.monotonic() < deadline, "the inner test never started"
-        time.sleep(0.1)
-    for _ in range(signals):  # e.g. one to the process group and one from scripts/test.sh
-        proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 180
+        while not files["READY"].exists():
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "the inner test never started"
+            time.sleep(0.1)
+        for _ in range(signals):  # e.g. one to the process group and one from scripts/test.sh
+            proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=90)
+    finally:  # a failed check above leaves nothing running
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+            if files["CHILD_PID"].exists() and _alive(pid := int(files["CHILD_PID"].read_text())):
+                os.kill(pid, signal.SIGKILL)
     child = int(files["CHILD_PID"].read_text())
     return subprocess.CompletedProcess(args, proc.returncode, out), child, files
 
@@ -106,6 +132,50 @@ def test_without_the_plugin_sigterm_leaves_the_child_behind(tmp_path: Path) -> N
     finally:
         if _alive(child):
             os.kill(child, signal.SIGKILL)
+
+
+IN_A_FLOW = (
+    SERVICE
+    + textwrap.dedent(
+        """
+    from prefect import flow, task
+
+    @task
+    def wait():
+        Path(os.environ["READY"]).write_text("ready")
+        time.sleep(float(os.environ["TASK_SECONDS"]))
+
+    @flow
+    def waiting():
+        wait.submit().result()
+
+    def test_runs_until_stopped(service):
+        waiting()
+    """
+    )
+    + AFTER
+)
+
+
+@pytest.mark.e2e
+def test_one_sigterm_while_a_flow_runs_in_the_session_stops_it_once_its_task_ends(
+    tmp_path: Path, prefect_harness: None
+) -> None:
+    """While a flow runs in the process, Prefect's engine holds SIGTERM: the flow run crashes, its
+    task runner waits for the task running in its thread, and then the engine hands the signal
+    on to the handler it replaced. So one SIGTERM still stops the session, with its teardown and
+    no further test, but only once that task has ended. Pins the hand-over
+    (prefect.utilities.engine.capture_sigterm) across Prefect upgrades."""
+    from prefect.settings import PREFECT_API_URL
+
+    task_s = 8.0
+    env = {"PREFECT_API_URL": str(PREFECT_API_URL.value()), "TASK_SECONDS": str(task_s)}
+    done, child, files = _run_and_terminate(tmp_path, plugin=True, signals=1, inner=IN_A_FLOW, extra_env=env)
+    assert done.returncode == 2, done.stdout
+    assert "SIGTERM" in done.stdout
+    assert not files["REACHED"].exists(), done.stdout
+    assert files["TORN_DOWN"].read_text() == "yes", done.stdout
+    assert not _alive(child)
 
 
 INTERRUPT_MAIN = textwrap.dedent(
