@@ -2,7 +2,7 @@
 timeouts are honoured) without touching any table.
 
 Usage: spark-submit spark_jobs/diagnostics.py [--rows N] [--busy S] [--sleep S] [--exit-code CODE]
-       [--fail-attempts N --attempts-file PATH] [--exhaust-heap]
+       [--fail-attempts N --attempts-file PATH] [--exhaust-heap] [--show-conf KEY ...]
 """
 
 from __future__ import annotations
@@ -48,6 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--tag", default="", help="Free text, e.g. to find the job's processes.")
     p.add_argument(
+        "--show-conf",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="Print the value the job's session has for this Spark conf key (repeatable).",
+    )
+    p.add_argument(
         "--fail-attempts",
         type=int,
         default=0,
@@ -67,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with job_session("lakehouse-diagnostics") as spark:
         n = spark.range(args.rows).count()
         print(f"diagnostics: counted {n} rows", flush=True)
+        for key in args.show_conf:
+            print(f"diagnostics: conf {key}={spark.conf.get(key, None)}", flush=True)
         archives = class_data_archives(spark)
         shown = "unknown" if archives is None else ", ".join(archives) or "none"
         print(f"diagnostics: driver class-data archive: {shown}", flush=True)

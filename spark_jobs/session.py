@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from pyspark import SparkConf
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 from spark_jobs.conf import INTERPRETED_CONF, default_conf
@@ -47,6 +47,10 @@ def build_session(
     """
     explicit = dict(conf or {})
     launched = "PYSPARK_GATEWAY_PORT" in os.environ
+    if launched:
+        # the launcher's conf is in its JVM (system properties): connect to it first, else the
+        # SparkConf below is a Python-only, empty one and the preset overrides every key of it
+        SparkContext._ensure_initialized()
     existing = SparkConf() if launched else None
     builder = SparkSession.builder.appName(app_name)
     if master:

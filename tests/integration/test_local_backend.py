@@ -58,6 +58,36 @@ def test_success_streams_log_and_metrics() -> None:
     assert f"diagnostics: driver class-data archive: {archive}" in lines
 
 
+OVERRIDES = {
+    "spark.sql.shuffle.partitions": "7",  # the preset sizes it to the cores (at least 4)
+    "spark.databricks.delta.properties.defaults.enableInCommitTimestamps": "false",  # preset: true
+}
+"""Settings' Spark conf for keys the preset (spark_jobs/conf.py) also sets."""
+
+
+def shown_conf(lines: list[str]) -> dict[str, str]:
+    """What ``spark_jobs.diagnostics --show-conf`` printed: key -> value."""
+    prefix = "diagnostics: conf "
+    return dict(line.removeprefix(prefix).split("=", 1) for line in lines if line.startswith(prefix))
+
+
+def show_conf_args(*keys: str) -> tuple[str, ...]:
+    return tuple(arg for key in keys for arg in ("--show-conf", key))
+
+
+def test_the_settings_spark_conf_wins_over_the_preset_in_the_driver() -> None:
+    """spark-submit passes the settings' conf; the job's session keeps it, and the preset fills
+    only the keys the launcher left unset (before, it overrode every key it has)."""
+    lines: list[str] = []
+    settings = Settings(spark={"mode": "submit", "conf": OVERRIDES})
+    keys = (*OVERRIDES, "spark.sql.adaptive.skewJoin.enabled")
+    LocalBackend(settings).run(
+        SparkJob(name="diag-conf", entrypoint="spark_jobs.diagnostics", args=("--rows", "1", *show_conf_args(*keys))),
+        log=lines.append,
+    )
+    assert shown_conf(lines) == {**OVERRIDES, "spark.sql.adaptive.skewJoin.enabled": "true"}
+
+
 def test_class_data_sharing_off_starts_the_driver_without_the_archive() -> None:
     lines: list[str] = []
     off = Settings(spark={"class_data_sharing": False})

@@ -33,9 +33,9 @@ from lakehouse.settings import REPO_ROOT, Settings
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(600)]
 
 
-def _settings(**spark: Any) -> Settings:
-    conf = {"spark.lakehouse.test.server": uuid.uuid4().hex}  # this test's own server
-    return Settings(spark={"mode": "warm", "master": "local[2]", "conf": conf, **spark})
+def _settings(conf: dict[str, str] | None = None, **spark: Any) -> Settings:
+    own = {"spark.lakehouse.test.server": uuid.uuid4().hex, **(conf or {})}  # this test's own server
+    return Settings(spark={"mode": "warm", "master": "local[2]", "conf": own, **spark})
 
 
 @pytest.fixture
@@ -94,6 +94,23 @@ def test_first_use_starts_the_server_later_runs_reuse_it(warm_alone: WarmBackend
     # `make down`: the servers of its socket directory, here this test's one
     assert stop_all(warm.settings) == 1
     assert server.ping() is None and not server.socket.exists() and not tmp.exists()
+
+
+def test_the_settings_spark_conf_wins_over_the_preset_in_every_run() -> None:
+    """The server's command carries the settings' conf; each run's session keeps it (the preset
+    fills only what the launcher left unset)."""
+    from tests.integration.test_local_backend import OVERRIDES, show_conf_args, shown_conf
+
+    settings = _settings(OVERRIDES, warm_dir=tempfile.mkdtemp(prefix="lh-w-"))
+    backend = WarmBackend(settings)
+    try:
+        for _ in range(2):  # the first run and a later one on the same server
+            lines: list[str] = []
+            backend.run(_diag("--rows", "1", *show_conf_args(*OVERRIDES)), log=lines.append)
+            assert shown_conf(lines) == OVERRIDES
+    finally:
+        _teardown(WarmServer(backend))
+        shutil.rmtree(settings.spark.warm_dir or "", ignore_errors=True)
 
 
 def test_concurrent_runs_keep_their_own_session(warm: WarmBackend, tmp_path: Path) -> None:
