@@ -20,6 +20,7 @@ from lakehouse.errors import SparkJobError, SparkJobTimeout
 from lakehouse.jobs import SparkJob
 from lakehouse.pipeline import show_tables_job
 from lakehouse.settings import Settings
+from tests.integration.support import OVERRIDES, show_conf_args, shown_conf
 
 pytestmark = pytest.mark.spark
 
@@ -56,23 +57,6 @@ def test_success_streams_log_and_metrics() -> None:
     archive = cds.archive_path()
     assert archive.is_file(), f"`make setup` builds {archive}"
     assert f"diagnostics: driver class-data archive: {archive}" in lines
-
-
-OVERRIDES = {
-    "spark.sql.shuffle.partitions": "7",  # the preset sizes it to the cores (at least 4)
-    "spark.databricks.delta.properties.defaults.enableInCommitTimestamps": "false",  # preset: true
-}
-"""Settings' Spark conf for keys the preset (spark_jobs/conf.py) also sets."""
-
-
-def shown_conf(lines: list[str]) -> dict[str, str]:
-    """What ``spark_jobs.diagnostics --show-conf`` printed: key -> value."""
-    prefix = "diagnostics: conf "
-    return dict(line.removeprefix(prefix).split("=", 1) for line in lines if line.startswith(prefix))
-
-
-def show_conf_args(*keys: str) -> tuple[str, ...]:
-    return tuple(arg for key in keys for arg in ("--show-conf", key))
 
 
 def test_the_settings_spark_conf_wins_over_the_preset_in_the_driver() -> None:

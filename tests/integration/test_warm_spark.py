@@ -29,6 +29,7 @@ from lakehouse.backends.warm import WarmBackend, WarmServer, stop_all
 from lakehouse.errors import SparkJobError, SparkJobTimeout
 from lakehouse.jobs import SparkJob
 from lakehouse.settings import REPO_ROOT, Settings
+from tests.integration.support import OVERRIDES, show_conf_args, shown_conf
 
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(600)]
 
@@ -99,8 +100,6 @@ def test_first_use_starts_the_server_later_runs_reuse_it(warm_alone: WarmBackend
 def test_the_settings_spark_conf_wins_over_the_preset_in_every_run() -> None:
     """The server's command carries the settings' conf; each run's session keeps it (the preset
     fills only what the launcher left unset)."""
-    from tests.integration.test_local_backend import OVERRIDES, show_conf_args, shown_conf
-
     settings = _settings(OVERRIDES, warm_dir=tempfile.mkdtemp(prefix="lh-w-"))
     backend = WarmBackend(settings)
     try:

@@ -110,16 +110,23 @@ def _run_and_terminate(
     return subprocess.CompletedProcess(args, proc.returncode, out), child, files
 
 
-@pytest.mark.parametrize("swallow", [False, True], ids=["interrupted", "interrupt-swallowed"])
-def test_sigterm_stops_the_session_runs_its_teardown_and_stops_what_it_started(tmp_path: Path, swallow: bool) -> None:
-    """Two SIGTERMs back to back (the second is the same stop): no further test runs, the
-    session's teardown runs to its end, also when the test swallowed the interrupt."""
-    done, child, files = _run_and_terminate(tmp_path, plugin=True, signals=2, swallow=swallow)
+def _assert_stopped_after_its_teardown(
+    done: subprocess.CompletedProcess[str], child: int, files: dict[str, Path]
+) -> None:
+    """The session ended as interrupted, ran no further test, and its teardown stopped its child."""
     assert done.returncode == 2, done.stdout  # pytest's "interrupted"
     assert "SIGTERM" in done.stdout
     assert not files["REACHED"].exists(), done.stdout
     assert files["TORN_DOWN"].read_text() == "yes", done.stdout
     assert not _alive(child)
+
+
+@pytest.mark.parametrize("swallow", [False, True], ids=["interrupted", "interrupt-swallowed"])
+def test_sigterm_stops_the_session_runs_its_teardown_and_stops_what_it_started(tmp_path: Path, swallow: bool) -> None:
+    """Two SIGTERMs back to back (the second is the same stop): no further test runs, the
+    session's teardown runs to its end, also when the test swallowed the interrupt."""
+    done, child, files = _run_and_terminate(tmp_path, plugin=True, signals=2, swallow=swallow)
+    _assert_stopped_after_its_teardown(done, child, files)
 
 
 def test_without_the_plugin_sigterm_leaves_the_child_behind(tmp_path: Path) -> None:
@@ -171,11 +178,7 @@ def test_one_sigterm_while_a_flow_runs_in_the_session_stops_it_once_its_task_end
     task_s = 8.0
     env = {"PREFECT_API_URL": str(PREFECT_API_URL.value()), "TASK_SECONDS": str(task_s)}
     done, child, files = _run_and_terminate(tmp_path, plugin=True, signals=1, inner=IN_A_FLOW, extra_env=env)
-    assert done.returncode == 2, done.stdout
-    assert "SIGTERM" in done.stdout
-    assert not files["REACHED"].exists(), done.stdout
-    assert files["TORN_DOWN"].read_text() == "yes", done.stdout
-    assert not _alive(child)
+    _assert_stopped_after_its_teardown(done, child, files)
 
 
 INTERRUPT_MAIN = textwrap.dedent(
