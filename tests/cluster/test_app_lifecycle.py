@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -168,10 +169,14 @@ def test_killed_worker_then_retry_reattaches_to_the_same_app(cluster_settings: R
         job = SparkJob.model_validate_json({job.model_dump_json()!r})
         KubernetesBackend(get_settings(), run_info=lambda: run).run(job, log=print)
     """)
+    # The Kubernetes client writes the kubeconfig's embedded certificates and key to temporary
+    # files and removes them at exit, which a SIGKILL skips: the worker gets a temporary directory
+    # of its own, removed here.
+    worker_tmp = Path(tempfile.mkdtemp(prefix="lakehouse-killed-worker-"))
     worker = subprocess.Popen(
         [sys.executable, "-c", script],
         cwd=REPO,
-        env=os.environ.copy(),
+        env={**os.environ, "TMPDIR": str(worker_tmp)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -182,6 +187,7 @@ def test_killed_worker_then_retry_reattaches_to_the_same_app(cluster_settings: R
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
+        shutil.rmtree(worker_tmp, ignore_errors=True)
     assert _state(apps, name) == "RUNNING"  # the kill left the app running
     retry = BackendRun(job, get_settings(), run_info)
     retry.wait(timeout=400)

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import _thread
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -403,6 +406,10 @@ def test_restarted_worker_reattaches_without_a_second_app(
     job = make_job()
     flow_run_id = harness.run_info.flow_run_id
     name = harness.name(job)
+    # The Kubernetes client writes the kubeconfig's embedded certificates and key to temporary
+    # files and removes them at exit, which a SIGKILL skips: the worker gets a temporary directory
+    # of its own, removed here.
+    worker_tmp = Path(tempfile.mkdtemp(prefix="lakehouse-killed-worker-"))
     worker = subprocess.Popen(
         [
             sys.executable,
@@ -417,7 +424,7 @@ def test_restarted_worker_reattaches_without_a_second_app(
         stderr=subprocess.STDOUT,
         text=True,
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": REPO},
+        env={**os.environ, "PYTHONPATH": REPO, "TMPDIR": str(worker_tmp)},
     )
     try:
         app = operator.wait_for(name, timeout=60)
@@ -430,6 +437,7 @@ def test_restarted_worker_reattaches_without_a_second_app(
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
+        shutil.rmtree(worker_tmp, ignore_errors=True)
     assert operator.get(name)["metadata"]["uid"] == app["metadata"]["uid"]  # still running
     run = harness.start(job)
     run.wait_for_line("re-attaching")
