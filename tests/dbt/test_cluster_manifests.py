@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, dynamic
+from kubernetes import client
 
 from tests.fixtures.k8s import K8sCluster
+from tests.k8s.support import dynamic_client
 
 pytestmark = [pytest.mark.dbt, pytest.mark.k8s]
 
@@ -52,7 +53,7 @@ def test_objects_pass_a_server_side_dry_run(k8s_cluster: K8sCluster) -> None:
             except client.ApiException as exc:
                 if exc.status != 409:
                     raise
-        dyn = dynamic.DynamicClient(api)
+        dyn = dynamic_client(api)
         for obj in objects:
             res = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
             try:

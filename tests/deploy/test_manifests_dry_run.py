@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, dynamic
+from kubernetes import client
 from pydantic import SecretStr
 
 from lakehouse.blocks import base_job_template
@@ -25,7 +25,7 @@ from lakehouse.k8s.render import render_application
 from lakehouse.settings import DeploySettings, KafkaSettings, KubernetesSettings, Settings
 from tests.deploy.conftest import REPO
 from tests.fixtures.k8s import K8sCluster
-from tests.k8s.support import apply, load_kustomization
+from tests.k8s.support import apply, dynamic_client, load_kustomization
 
 pytestmark = [pytest.mark.e2e, pytest.mark.k8s, pytest.mark.timeout(600)]
 
@@ -49,7 +49,7 @@ def _build(kustomize: Path, path: str) -> list[dict[str, Any]]:
 
 
 def _dry_run(api: client.ApiClient, obj: dict[str, Any]) -> dict[str, Any]:
-    dyn = dynamic.DynamicClient(api)
+    dyn = dynamic_client(api)
     res = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
     ns = obj["metadata"].get("namespace") if res.namespaced else None
     try:

@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import copy
 import datetime as dt
+import hashlib
 import http.server
 import ipaddress
 import select
@@ -742,9 +744,24 @@ def load_kustomization(directory: Path) -> list[dict[str, Any]]:
     return objects
 
 
+_DISCOVERY_DIR: Path | None = None
+
+
+def dynamic_client(api: client.ApiClient) -> dynamic.DynamicClient:
+    """The dynamic client over ``api``, its API discovery cached in a directory of this test
+    process, removed at its exit. By default the client caches it as ``/tmp/osrcp-<hash>.json``,
+    a file per test cluster that outlived every test run."""
+    global _DISCOVERY_DIR
+    if _DISCOVERY_DIR is None:
+        _DISCOVERY_DIR = Path(tempfile.mkdtemp(prefix="lakehouse-discovery-"))
+        atexit.register(shutil.rmtree, _DISCOVERY_DIR, True)
+    name = hashlib.sha256(str(api.configuration.host).encode()).hexdigest()[:16]
+    return dynamic.DynamicClient(api, cache_file=str(_DISCOVERY_DIR / f"{name}.json"))
+
+
 def apply(api: client.ApiClient, objects: list[dict[str, Any]]) -> None:
     """Create each object through the dynamic client (replace when it already exists)."""
-    dyn = dynamic.DynamicClient(api)
+    dyn = dynamic_client(api)
     for obj in objects:
         res = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
         ns = obj["metadata"].get("namespace")
